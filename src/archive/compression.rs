@@ -1,0 +1,107 @@
+//! Chunk compression: chosen by the user for writing, and derived from the
+//! file name alone for reading, so that a chunk is self-describing.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Zstd,
+    Gzip,
+    None,
+}
+
+impl Compression {
+    /// The extension a data chunk gets, after `.jsonl`.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Compression::Zstd => "jsonl.zst",
+            Compression::Gzip => "jsonl.gz",
+            Compression::None => "jsonl",
+        }
+    }
+
+    /// The compression of a file, from its name.
+    pub fn from_file_name(name: &str) -> Compression {
+        if name.ends_with(".zst") || name.ends_with(".zstd") {
+            Compression::Zstd
+        } else if name.ends_with(".gz") || name.ends_with(".gzip") {
+            Compression::Gzip
+        } else {
+            Compression::None
+        }
+    }
+
+    /// The level used when none is given: zstd 3 (its own default, the best
+    /// speed/size balance for JSON), gzip 6.
+    pub fn default_level(self) -> i32 {
+        match self {
+            Compression::Zstd => 3,
+            Compression::Gzip => 6,
+            Compression::None => 0,
+        }
+    }
+
+    /// The accepted range of levels.
+    pub fn level_range(self) -> std::ops::RangeInclusive<i32> {
+        match self {
+            Compression::Zstd => 1..=19,
+            Compression::Gzip => 1..=9,
+            Compression::None => 0..=0,
+        }
+    }
+}
+
+impl FromStr for Compression {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "zstd" | "zst" => Ok(Compression::Zstd),
+            "gzip" | "gz" => Ok(Compression::Gzip),
+            "none" => Ok(Compression::None),
+            other => Err(format!("unknown compression {other:?} (zstd, gzip or none)")),
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Compression::Zstd => "zstd",
+            Compression::Gzip => "gzip",
+            Compression::None => "none",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Compression::{self, *};
+
+    #[test]
+    fn from_file_name_table() {
+        let cases = [
+            ("data-s000-00000.jsonl.zst", Zstd),
+            ("x.zstd", Zstd),
+            ("data-s000-00000.jsonl.gz", Gzip),
+            ("index.json.gzip", Gzip),
+            ("data-s000-00000.jsonl", None),
+            ("index.json", None),
+            ("weird.zst.json", None),
+        ];
+        for (name, want) in cases {
+            assert_eq!(Compression::from_file_name(name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn extension_round_trips() {
+        for c in [Zstd, Gzip, None] {
+            assert_eq!(Compression::from_file_name(&format!("a.{}", c.extension())), c);
+            assert_eq!(c.to_string().parse::<Compression>().unwrap(), c);
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Checksums: a writer that hashes and counts what passes through it, and a
+//! streaming sha256 of a file on disk.
+
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+
+/// Wraps a writer; every byte written is fed to sha256 and counted, so a
+/// chunk's checksum costs no second read of the file.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The inner writer, the byte count and the hex digest.
+    pub fn finish(self) -> (W, u64, String) {
+        (self.inner, self.bytes, hex::encode(self.hasher.finalize()))
+    }
+
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for HashingWriter<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                this.hasher.update(&buf[..n]);
+                this.bytes += n as u64;
+                Poll::Ready(Ok(n))
+            }
+            other => other,
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Size and hex sha256 of a file, read in 256 KiB blocks.
+pub async fn file_digest(path: &Path) -> io::Result<(u64, String)> {
+    let mut file = tokio::fs::File::open(path).await?;
+    reader_digest(&mut file).await
+}
+
+/// Size and hex sha256 of everything a reader yields.
+pub async fn reader_digest<R: AsyncRead + Unpin>(reader: &mut R) -> io::Result<(u64, String)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = reader.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((total, hex::encode(hasher.finalize())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn hashes_what_passes_through() {
+        let mut w = HashingWriter::new(Vec::new());
+        w.write_all(b"hello ").await.unwrap();
+        w.write_all(b"world").await.unwrap();
+        let (inner, bytes, digest) = w.finish();
+        assert_eq!(inner, b"hello world");
+        assert_eq!(bytes, 11);
+        assert_eq!(
+            digest,
+            "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+        );
+        let (n, d) = reader_digest(&mut &b"hello world"[..]).await.unwrap();
+        assert_eq!((n, d.as_str()), (11, digest.as_str()));
+    }
+}

@@ -1,0 +1,119 @@
+//! `manifest.json`: what an archive holds, and how to prove it is whole.
+
+use serde::{Deserialize, Serialize};
+
+use super::compression::Compression;
+use super::Version;
+use crate::cluster::model::info::Flavor;
+
+/// The root of `manifest.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    /// Always [`super::FORMAT_NAME`].
+    pub format: String,
+    pub format_version: Version,
+    pub tool_version: String,
+    /// RFC 3339, when the dump started.
+    pub created_at: String,
+    /// RFC 3339, when the manifest was written.
+    pub completed_at: String,
+    pub source: SourceCluster,
+    pub options: DumpOptions,
+    /// Cluster-level metadata files (templates).
+    pub cluster_files: Vec<FileEntry>,
+    pub indices: Vec<IndexEntry>,
+    /// Indices that matched but were not dumped (closed ones), with why.
+    #[serde(default)]
+    pub skipped: Vec<SkippedIndex>,
+}
+
+/// The cluster a dump came from. Never holds credentials.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SourceCluster {
+    /// The base URL without user info.
+    pub url: String,
+    pub cluster_name: String,
+    pub cluster_uuid: String,
+    pub flavor: Flavor,
+    pub version: String,
+}
+
+/// The options a dump ran with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DumpOptions {
+    pub compression: Compression,
+    pub level: i32,
+    /// `auto` or a number, as given.
+    pub slices: String,
+    pub page_size: usize,
+    pub file_size: u64,
+    #[serde(rename = "match")]
+    pub match_: Option<String>,
+    pub exclude: Option<String>,
+}
+
+/// One dumped index.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IndexEntry {
+    pub name: String,
+    /// The folder, relative to the archive root, `/`-separated.
+    pub folder: String,
+    /// Documents written to the archive.
+    pub docs: u64,
+    /// What `_count` said before the dump (informative: writes during a
+    /// dump can change it).
+    pub expected_docs: u64,
+    /// Number of slices the index was read with; data files carry their slice.
+    pub slices: u32,
+    pub files: Vec<FileEntry>,
+}
+
+/// What a file holds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    Settings,
+    Mappings,
+    Aliases,
+    Data,
+    Templates,
+    IndexTemplates,
+    ComponentTemplates,
+}
+
+/// One file of the archive, with what proves it intact.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileEntry {
+    pub kind: FileKind,
+    /// Relative to the archive root, `/`-separated.
+    pub path: String,
+    pub bytes: u64,
+    /// Documents in a data file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docs: Option<u64>,
+    /// Lowercase hex sha256 of the bytes on disk.
+    pub sha256: String,
+    /// The slice a data file was read from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SkippedIndex {
+    pub name: String,
+    pub reason: String,
+}
+
+impl Manifest {
+    /// Every file the manifest lists, cluster files first.
+    pub fn files(&self) -> impl Iterator<Item = &FileEntry> {
+        self.cluster_files
+            .iter()
+            .chain(self.indices.iter().flat_map(|i| i.files.iter()))
+    }
+
+    /// Total documents in the archive.
+    pub fn total_docs(&self) -> u64 {
+        self.indices.iter().map(|i| i.docs).sum()
+    }
+}

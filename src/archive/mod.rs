@@ -1,0 +1,90 @@
+//! The on-disk archive: a public, versioned contract.
+//!
+//! An archive is a folder with a `manifest.json` at its root that is written
+//! last and atomically; a folder without it is an incomplete dump. The
+//! manifest records the format name and version, the source cluster, the
+//! options used, and every file with its size, document count and sha256.
+//!
+//! Like meilisearch's dump crate, the format is versioned: [`Version`] lists
+//! the versions this build reads, [`CURRENT_VERSION`] is the one
+//! [`writer::ArchiveWriter`] writes, and [`reader::open`] reads the version
+//! field first and dispatches to the reader for that version
+//! ([`reader::v1`]). A change to the format adds a version, a reader for it,
+//! and an adapter from the older ones.
+
+pub mod compression;
+pub mod hash;
+pub mod line;
+pub mod manifest;
+pub mod metadata;
+pub mod naming;
+pub mod reader;
+pub mod writer;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The `format` field of every esark manifest.
+pub const FORMAT_NAME: &str = "esark-archive";
+
+/// The manifest's file name at the archive root.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// Archive format versions this build can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
+pub enum Version {
+    V1 = 1,
+}
+
+/// The version every new archive is written in.
+pub const CURRENT_VERSION: Version = Version::V1;
+
+impl TryFrom<u32> for Version {
+    type Error = ArchiveError;
+    fn try_from(v: u32) -> Result<Self, ArchiveError> {
+        match v {
+            1 => Ok(Version::V1),
+            other => Err(ArchiveError::UnsupportedVersion(other)),
+        }
+    }
+}
+
+impl From<Version> for u32 {
+    fn from(v: Version) -> u32 {
+        v as u32
+    }
+}
+
+/// Errors reading or writing an archive. Each names the file concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("{0}: no manifest.json: not an esark archive, or an incomplete dump (a dump writes its manifest last)")]
+    MissingManifest(PathBuf),
+    #[error("{0}: not a folder")]
+    NotADirectory(PathBuf),
+    #[error("{path}: not an esark manifest: {reason}")]
+    BadManifest { path: PathBuf, reason: String },
+    #[error("archive format version {0} is not supported by esark {tool}; upgrade esark", tool = crate::TOOL_VERSION)]
+    UnsupportedVersion(u32),
+    #[error("{0}: refusing to write into a non-empty folder; pass --overwrite to replace the archive in it")]
+    NotEmpty(PathBuf),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: the manifest names a file outside the archive")]
+    UnsafePath { path: String },
+}
+
+impl ArchiveError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> ArchiveError {
+        ArchiveError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! Connection flags of a cluster (`--source…`; the target ones mirror them)
+//! and their resolution into a [`ClusterConfig`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::CliError;
+use crate::cluster::{Auth, ClusterConfig};
+
+/// How to reach and authenticate to the source cluster.
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    /// Source cluster URL; user and password may be given in it
+    /// (http://user:pass@host:9200).
+    #[arg(long, value_name = "URL")]
+    pub source: String,
+    /// User for basic authentication (password from ESARK_SOURCE_PASSWORD or --source-password-file).
+    #[arg(long, value_name = "USER")]
+    pub source_user: Option<String>,
+    /// File holding the password (first line).
+    #[arg(long, value_name = "PATH")]
+    pub source_password_file: Option<PathBuf>,
+    /// API key, `id:key` or base64 encoded.
+    #[arg(long, value_name = "KEY", env = "ESARK_SOURCE_API_KEY", hide_env_values = true)]
+    pub source_api_key: Option<String>,
+    /// PEM file of a CA certificate to trust.
+    #[arg(long, value_name = "PATH")]
+    pub ca_cert: Option<PathBuf>,
+    /// Do not verify TLS certificates.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Timeout of one request, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub timeout: u64,
+}
+
+impl SourceArgs {
+    pub fn resolve(&self) -> Result<ClusterConfig, CliError> {
+        resolve(
+            &self.source,
+            self.source_user.as_deref(),
+            self.source_password_file.as_deref(),
+            "ESARK_SOURCE_PASSWORD",
+            self.source_api_key.as_deref(),
+            self.ca_cert.as_deref(),
+            self.insecure,
+            self.timeout,
+        )
+    }
+}
+
+/// Resolves connection flags. Precedence for the password: URL, then the
+/// password file, then the environment variable.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn resolve(
+    url: &str,
+    user: Option<&str>,
+    password_file: Option<&std::path::Path>,
+    password_env: &str,
+    api_key: Option<&str>,
+    ca_cert: Option<&std::path::Path>,
+    insecure: bool,
+    timeout: u64,
+) -> Result<ClusterConfig, CliError> {
+    let (url, url_auth) = ClusterConfig::from_url(url).map_err(CliError::usage)?;
+    let file_password = match password_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map(|s| s.lines().next().unwrap_or("").to_string())
+                .map_err(|e| {
+                    CliError::usage(anyhow::anyhow!(
+                        "cannot read password file {}: {e}",
+                        path.display()
+                    ))
+                })?,
+        ),
+        None => None,
+    };
+    let env_password = std::env::var(password_env).ok();
+    let auth = match (api_key, url_auth, user) {
+        (Some(key), _, _) if !key.is_empty() => Auth::ApiKey(key.to_string()),
+        (_, Auth::Basic { user: url_user, password }, flag_user) => Auth::Basic {
+            user: flag_user.map(str::to_string).unwrap_or(url_user),
+            password: if password.is_empty() {
+                file_password.or(env_password).unwrap_or_default()
+            } else {
+                password
+            },
+        },
+        (_, _, Some(user)) => Auth::Basic {
+            user: user.to_string(),
+            password: file_password.or(env_password).unwrap_or_default(),
+        },
+        _ => Auth::None,
+    };
+    let ca_cert = match ca_cert {
+        Some(path) => Some((
+            path.display().to_string(),
+            std::fs::read(path).map_err(|e| {
+                CliError::usage(anyhow::anyhow!(
+                    "cannot read CA certificate {}: {e}",
+                    path.display()
+                ))
+            })?,
+        )),
+        None => None,
+    };
+    Ok(ClusterConfig {
+        url,
+        auth,
+        ca_cert,
+        insecure,
+        timeout: Duration::from_secs(timeout.max(1)),
+    })
+}

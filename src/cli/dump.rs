@@ -1,0 +1,184 @@
+//! `esark dump`: flags, their resolution into a [`DumpConfig`], and the
+//! closing summary (a line, or JSON with `--json`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use regex::Regex;
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::{parse_size, print_stdout, CliError, SourceArgs};
+use crate::archive::compression::Compression;
+use crate::archive::ArchiveError;
+use crate::dump::{DumpConfig, DumpError, DumpReport, IndexSelector, SliceCount};
+use crate::progress::Progress;
+
+/// Default documents per scroll page. Larger pages mean fewer round trips;
+/// 2000 docs of ~1 KB keep a page around 2 MB, so memory stays small.
+pub const DEFAULT_PAGE_SIZE: usize = 2000;
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Archive folder to create (must be empty or absent unless --overwrite).
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub output: PathBuf,
+    /// Regex over index names, tested against every index, hidden ones
+    /// included. Default: every index whose name does not start with `.`.
+    #[arg(long = "match", value_name = "REGEX")]
+    pub match_: Option<String>,
+    /// Regex of index names to leave out.
+    #[arg(long, value_name = "REGEX")]
+    pub exclude: Option<String>,
+    /// Chunk compression.
+    #[arg(long, default_value = "zstd", value_name = "zstd|gzip|none")]
+    pub compression: Compression,
+    /// Compression level (zstd 1-19, default 3; gzip 1-9, default 6).
+    #[arg(long, value_name = "N")]
+    pub level: Option<i32>,
+    /// Slices per index (parallel readers), never more than its shards.
+    #[arg(long, default_value = "auto", value_name = "N|auto")]
+    pub slices: String,
+    /// Indices dumped at the same time.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub parallel: usize,
+    /// Documents per scroll page.
+    #[arg(long, default_value_t = DEFAULT_PAGE_SIZE, value_name = "N")]
+    pub page_size: usize,
+    /// Start a new chunk file once one reaches this size.
+    #[arg(long, default_value = "1GiB", value_name = "SIZE", value_parser = parse_size)]
+    pub file_size: u64,
+    /// Replace the archive in a non-empty output folder.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bars and no summary line.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+impl DumpArgs {
+    pub fn resolve(&self) -> Result<DumpConfig, CliError> {
+        let compile = |flag: &str, re: &Option<String>| -> Result<Option<Regex>, CliError> {
+            re.as_deref()
+                .map(|r| {
+                    Regex::new(r).map_err(|e| {
+                        CliError::usage(anyhow::anyhow!("invalid --{flag} regex: {e}"))
+                    })
+                })
+                .transpose()
+        };
+        let slices = match self.slices.as_str() {
+            "auto" => SliceCount::Auto,
+            n => SliceCount::Fixed(n.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                CliError::usage(anyhow::anyhow!(
+                    "invalid --slices {n:?}: a positive number or auto"
+                ))
+            })?),
+        };
+        let level = self.level.unwrap_or(self.compression.default_level());
+        if !self.compression.level_range().contains(&level) {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "invalid --level {level} for {}: {:?}",
+                self.compression,
+                self.compression.level_range()
+            )));
+        }
+        if self.page_size == 0 || self.page_size > 10_000 {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "invalid --page-size {}: 1 to 10000 (the servers' default max_result_window)",
+                self.page_size
+            )));
+        }
+        Ok(DumpConfig {
+            source: self.source.resolve()?,
+            output: self.output.clone(),
+            selector: IndexSelector {
+                include: compile("match", &self.match_)?,
+                exclude: compile("exclude", &self.exclude)?,
+            },
+            compression: self.compression,
+            level,
+            slices,
+            parallel: self.parallel.max(1),
+            page_size: self.page_size,
+            file_size: self.file_size,
+            overwrite: self.overwrite,
+        })
+    }
+}
+
+pub async fn run(args: DumpArgs) -> Result<ExitCode, CliError> {
+    let config = args.resolve()?;
+    let progress = Progress::new(args.quiet || args.json);
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let interrupt = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = cancel_tx.send(true);
+            eprintln!("interrupted: stopping (press Ctrl-C again to stop at once)");
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    let result = crate::dump::run(&config, &progress, cancel_rx).await;
+    interrupt.abort();
+    progress.finish();
+    match result {
+        Ok(report) => {
+            if args.json {
+                print_stdout(&format!("{}\n", summary_json(&report)))?;
+            } else if !args.quiet {
+                eprintln!("{}", summary_line(&report));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(DumpError::Archive(e @ (ArchiveError::NotEmpty(_) | ArchiveError::NotADirectory(_)))) => {
+            Err(CliError::usage(e))
+        }
+        Err(e) => Err(CliError::failure(e)),
+    }
+}
+
+fn summary_line(report: &DumpReport) -> String {
+    let m = &report.manifest;
+    let docs = m.total_docs();
+    let bytes: u64 = m.files().map(|f| f.bytes).sum();
+    let secs = report.elapsed.as_secs_f64();
+    let mut line = format!(
+        "dumped {} indices, {docs} documents, {} in {secs:.1}s ({:.0} docs/s) to {}",
+        m.indices.len(),
+        bytesize::ByteSize::b(bytes).display().iec(),
+        docs as f64 / secs.max(1e-9),
+        report.output.display()
+    );
+    if !m.skipped.is_empty() {
+        line.push_str(&format!("; skipped {} (closed)", m.skipped.len()));
+    }
+    line
+}
+
+fn summary_json(report: &DumpReport) -> serde_json::Value {
+    let m = &report.manifest;
+    json!({
+        "status": "ok",
+        "output": report.output.display().to_string(),
+        "docs": m.total_docs(),
+        "bytes": m.files().map(|f| f.bytes).sum::<u64>(),
+        "indices": m.indices.iter().map(|i| json!({
+            "name": i.name,
+            "docs": i.docs,
+            "expected_docs": i.expected_docs,
+            "slices": i.slices,
+            "files": i.files.len(),
+            "bytes": i.files.iter().map(|f| f.bytes).sum::<u64>(),
+        })).collect::<Vec<_>>(),
+        "skipped": m.skipped,
+        "elapsed_secs": report.elapsed.as_secs_f64(),
+    })
+}

@@ -1,0 +1,108 @@
+//! The command line: `clap` structs that only parse ([`Cli`]), and the
+//! resolution of their values into the configs the stages run with
+//! ([`crate::dump::DumpConfig`]…): URLs parsed, credentials loaded, regexes
+//! compiled. Output for people (summary lines) and for machines (`--json`)
+//! is printed here too.
+
+mod cluster_args;
+mod dump;
+mod inspect;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use cluster_args::SourceArgs;
+
+/// Streaming Elasticsearch/OpenSearch dump and restore.
+#[derive(Debug, Parser)]
+#[command(name = "esark", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Stream indices, their metadata and the cluster's templates into an archive.
+    Dump(dump::DumpArgs),
+    /// Show an archive's manifest and check every file's checksum.
+    Inspect(inspect::InspectArgs),
+}
+
+/// A failure with the exit code it maps to: 1 for a failed run, 2 for a
+/// usage error found after parsing.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl CliError {
+    pub fn failure(error: impl Into<anyhow::Error>) -> CliError {
+        CliError {
+            code: 1,
+            error: error.into(),
+        }
+    }
+
+    pub fn usage(error: impl Into<anyhow::Error>) -> CliError {
+        CliError {
+            code: 2,
+            error: error.into(),
+        }
+    }
+
+    /// The error as one line: causes joined by `: `, newlines folded.
+    pub fn line(&self) -> String {
+        format!("{:#}", self.error)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    match cli.command {
+        Command::Dump(args) => dump::run(args).await,
+        Command::Inspect(args) => inspect::run(args).await,
+    }
+}
+
+/// Prints to stdout; a closed pipe (`esark … | head`) is not an error.
+pub(crate) fn print_stdout(text: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(CliError::failure(anyhow::anyhow!("writing to stdout: {e}"))),
+    }
+}
+
+/// Parses sizes such as `1GiB`, `64KiB`, `10MB` or `4096`.
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+    let trimmed = s.trim();
+    if let Ok(n) = trimmed.parse::<u64>() {
+        return Ok(n);
+    }
+    trimmed
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|_| format!("invalid size {s:?} (examples: 1GiB, 64KiB, 10MB, 4096)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64KiB"), Ok(64 * 1024));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("10MB"), Ok(10_000_000));
+        assert!(parse_size("lots").is_err());
+    }
+}

@@ -1,0 +1,66 @@
+//! Index endpoints: listing (`_cat/indices`), settings, mappings, aliases
+//! and `_count`. Every name goes into the path percent-encoded.
+
+use elasticsearch::http::Method;
+use serde_json::{Map, Value};
+
+use super::model::cat::CatIndex;
+use super::{encode_segment, Cluster, ClusterError};
+
+impl Cluster {
+    /// Every index the cluster has, hidden and closed ones included.
+    pub async fn list_indices(&self) -> Result<Vec<CatIndex>, ClusterError> {
+        let mut path = String::from("_cat/indices?format=json&h=index,status,pri");
+        if self.info().has_hidden_indices() {
+            path.push_str("&expand_wildcards=all");
+        }
+        let mut list: Vec<CatIndex> = self.call_json(Method::Get, &path, None).await?;
+        list.sort_by(|a, b| a.index.cmp(&b.index));
+        Ok(list)
+    }
+
+    /// `GET /{index}/_settings` -> the `settings` object of that index.
+    pub async fn index_settings(&self, index: &str) -> Result<Value, ClusterError> {
+        self.index_section(index, "_settings", "settings").await
+    }
+
+    /// `GET /{index}/_mapping` -> the `mappings` object of that index.
+    pub async fn index_mappings(&self, index: &str) -> Result<Value, ClusterError> {
+        self.index_section(index, "_mapping", "mappings").await
+    }
+
+    /// `GET /{index}/_alias` -> the `aliases` object of that index.
+    pub async fn index_aliases(&self, index: &str) -> Result<Value, ClusterError> {
+        self.index_section(index, "_alias", "aliases").await
+    }
+
+    /// `GET /{index}/_count`.
+    pub async fn count(&self, index: &str) -> Result<u64, ClusterError> {
+        let path = format!("{}/_count", encode_segment(index));
+        let v: Value = self.call_json(Method::Get, &path, None).await?;
+        v.get("count")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| self.bad_response(Method::Get, &path, "no \"count\"".into()))
+    }
+
+    async fn index_section(
+        &self,
+        index: &str,
+        endpoint: &str,
+        key: &str,
+    ) -> Result<Value, ClusterError> {
+        let path = format!("{}/{endpoint}", encode_segment(index));
+        let answer: Map<String, Value> = self.call_json(Method::Get, &path, None).await?;
+        // The answer is keyed by the concrete index name.
+        let entry = answer
+            .get(index)
+            .or_else(|| (answer.len() == 1).then(|| answer.values().next()).flatten())
+            .ok_or_else(|| {
+                self.bad_response(Method::Get, &path, format!("no entry for index {index:?}"))
+            })?;
+        Ok(entry
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Map::new())))
+    }
+}

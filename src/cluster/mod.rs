@@ -1,0 +1,439 @@
+//! Talking to one Elasticsearch or OpenSearch cluster.
+//!
+//! [`Cluster`] wraps the `elasticsearch` crate's [`Transport`]: it owns the
+//! connection settings (credentials are handed to the transport and never
+//! kept in anything that is displayed), detects the flavor and version from
+//! `GET /` when it connects, and turns every failure into a [`ClusterError`]
+//! whose message names the (credential-free) URL and never a secret.
+//!
+//! One file per group of endpoints: [`indices`] (listing, metadata, count),
+//! [`templates`], [`scroll`]; wire types live in [`model`].
+
+pub mod indices;
+pub mod model;
+pub mod scroll;
+pub mod templates;
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use elasticsearch::auth::Credentials;
+use elasticsearch::cert::{Certificate, CertificateValidation};
+use elasticsearch::http::headers::HeaderMap;
+use elasticsearch::http::transport::{SingleNodeConnectionPool, Transport, TransportBuilder};
+use elasticsearch::http::Method;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use url::Url;
+
+use model::info::{ClusterInfo, Flavor, RootResponse};
+
+/// Errors from talking to a cluster. Messages never contain credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("invalid cluster URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("cannot read CA certificate {path}: {reason}")]
+    CaCert { path: String, reason: String },
+    #[error("cannot connect to {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("authentication failed for {url} (HTTP 401): check the user and password or API key")]
+    Unauthorized { url: String },
+    #[error("access denied by {url} (HTTP 403) for {method} {path}: {reason}")]
+    Forbidden {
+        url: String,
+        method: String,
+        path: String,
+        reason: String,
+    },
+    #[error("{url} does not look like Elasticsearch or OpenSearch: {reason}")]
+    NotSearchEngine { url: String, reason: String },
+    #[error("{method} {path} on {url} failed with HTTP {status}: {reason}")]
+    Http {
+        url: String,
+        method: String,
+        path: String,
+        status: u16,
+        reason: String,
+    },
+    #[error("{method} {path} on {url}: unexpected response: {reason}")]
+    BadResponse {
+        url: String,
+        method: String,
+        path: String,
+        reason: String,
+    },
+    #[error("{method} {path} on {url}: {reason}")]
+    Transport {
+        url: String,
+        method: String,
+        path: String,
+        reason: String,
+    },
+}
+
+impl ClusterError {
+    /// The HTTP status the server answered with, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClusterError::Unauthorized { .. } => Some(401),
+            ClusterError::Forbidden { .. } => Some(403),
+            ClusterError::Http { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether the request may not have reached the server's logic at all
+    /// (connection refused, reset, timeout): the caller decides whether a
+    /// retry is safe.
+    pub fn is_transport(&self) -> bool {
+        matches!(
+            self,
+            ClusterError::Unreachable { .. } | ClusterError::Transport { .. }
+        )
+    }
+}
+
+/// Credentials for a cluster. `Debug` never prints secrets.
+#[derive(Clone)]
+pub enum Auth {
+    None,
+    Basic { user: String, password: String },
+    /// `id:key` or the base64 encoded form.
+    ApiKey(String),
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Auth::None => f.write_str("None"),
+            Auth::Basic { user, .. } => write!(f, "Basic({user}, ***)"),
+            Auth::ApiKey(_) => f.write_str("ApiKey(***)"),
+        }
+    }
+}
+
+/// Everything needed to connect to a cluster, resolved from the command line.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// The base URL with user info removed; safe to print.
+    pub url: Url,
+    pub auth: Auth,
+    /// PEM bytes of a CA certificate to trust, and the path it came from.
+    pub ca_cert: Option<(String, Vec<u8>)>,
+    pub insecure: bool,
+    /// Per request timeout.
+    pub timeout: Duration,
+}
+
+impl ClusterConfig {
+    /// Parses `url`, moving any user info out of it into [`Auth::Basic`].
+    pub fn from_url(raw: &str) -> Result<(Url, Auth), ClusterError> {
+        let mut url = Url::parse(raw).map_err(|e| ClusterError::InvalidUrl {
+            url: redact_url_text(raw),
+            reason: e.to_string(),
+        })?;
+        if url.scheme() != "http" && url.scheme() != "https" {
+            return Err(ClusterError::InvalidUrl {
+                url: redact_url_text(raw),
+                reason: "the scheme must be http or https".into(),
+            });
+        }
+        let user = percent_encoding::percent_decode_str(url.username())
+            .decode_utf8_lossy()
+            .into_owned();
+        let password = url.password().map(|p| {
+            percent_encoding::percent_decode_str(p)
+                .decode_utf8_lossy()
+                .into_owned()
+        });
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        // A base path (for a cluster behind a reverse proxy) must end with a
+        // slash, or `Url::join` drops its last segment.
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
+        url.set_query(None);
+        url.set_fragment(None);
+        let auth = if user.is_empty() {
+            Auth::None
+        } else {
+            Auth::Basic {
+                user,
+                password: password.unwrap_or_default(),
+            }
+        };
+        Ok((url, auth))
+    }
+}
+
+/// Removes anything between `://` and `@` from a string that failed to parse
+/// as a URL, so that an error message never echoes a password.
+pub fn redact_url_text(raw: &str) -> String {
+    match (raw.find("://"), raw.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &raw[..s + 3], &raw[at..]),
+        _ => raw.to_string(),
+    }
+}
+
+/// Characters escaped in a path segment: everything but unreserved ones, so
+/// that `%kuzzle` becomes `%25kuzzle` and `a:b` cannot be read as a scheme.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
+
+/// Percent-encodes an index, alias or template name for use in a URL path.
+pub fn encode_segment(name: &str) -> String {
+    utf8_percent_encode(name, SEGMENT).to_string()
+}
+
+/// A connected cluster: transport plus what `GET /` said about it.
+#[derive(Clone)]
+pub struct Cluster {
+    transport: Transport,
+    url: Url,
+    info: ClusterInfo,
+}
+
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cluster")
+            .field("url", &self.url.as_str())
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+impl Cluster {
+    /// Builds the transport and reads flavor and version from `GET /`.
+    pub async fn connect(config: &ClusterConfig) -> Result<Cluster, ClusterError> {
+        let url = config.url.clone();
+        let pool = SingleNodeConnectionPool::new(url.clone());
+        let mut builder = TransportBuilder::new(pool)
+            .timeout(config.timeout)
+            .enable_meta_header(false);
+        match &config.auth {
+            Auth::None => {}
+            Auth::Basic { user, password } => {
+                builder = builder.auth(Credentials::Basic(user.clone(), password.clone()))
+            }
+            Auth::ApiKey(key) => {
+                builder = builder.auth(match key.split_once(':') {
+                    Some((id, k)) => Credentials::ApiKey(id.to_string(), k.to_string()),
+                    None => Credentials::EncodedApiKey(key.clone()),
+                })
+            }
+        }
+        if config.insecure {
+            builder = builder.cert_validation(CertificateValidation::None);
+        } else if let Some((path, pem)) = &config.ca_cert {
+            let cert = Certificate::from_pem(pem).map_err(|e| ClusterError::CaCert {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            builder = builder.cert_validation(CertificateValidation::Full(cert));
+        }
+        let transport = builder.build().map_err(|e| ClusterError::InvalidUrl {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        let mut cluster = Cluster {
+            transport,
+            url,
+            info: ClusterInfo::default(),
+        };
+        cluster.info = cluster.read_info().await?;
+        Ok(cluster)
+    }
+
+    async fn read_info(&self) -> Result<ClusterInfo, ClusterError> {
+        let (status, body) = self.request(Method::Get, "", None).await?;
+        if status == 401 {
+            return Err(ClusterError::Unauthorized {
+                url: self.url.to_string(),
+            });
+        }
+        let not_engine = |reason: String| ClusterError::NotSearchEngine {
+            url: self.url.to_string(),
+            reason,
+        };
+        if !(200..300).contains(&status) {
+            return Err(self.status_error(Method::Get, "/", status, &body));
+        }
+        let root: RootResponse = serde_json::from_slice(&body)
+            .map_err(|_| not_engine("GET / did not answer with the expected JSON".into()))?;
+        ClusterInfo::from_root(root).map_err(not_engine)
+    }
+
+    /// The credential-free base URL.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// What `GET /` said.
+    pub fn info(&self) -> &ClusterInfo {
+        &self.info
+    }
+
+    pub fn flavor(&self) -> Flavor {
+        self.info.flavor
+    }
+
+    /// Sends a request and returns status and body, without judging the
+    /// status. Transport failures become [`ClusterError`]s.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<(u16, Bytes), ClusterError> {
+        let response = self
+            .transport
+            .send(
+                method,
+                path,
+                HeaderMap::new(),
+                None::<&()>,
+                body,
+                None,
+            )
+            .await
+            .map_err(|e| self.transport_error(method, path, &e))?;
+        let status = response.status_code().as_u16();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(method, path, &e))?;
+        Ok((status, body))
+    }
+
+    /// Sends a request and returns the body of a 2xx answer; any other status
+    /// becomes an error carrying the server's reason.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<Bytes, ClusterError> {
+        let (status, bytes) = self.request(method, path, body).await?;
+        if (200..300).contains(&status) {
+            Ok(bytes)
+        } else {
+            Err(self.status_error(method, path, status, &bytes))
+        }
+    }
+
+    /// Like [`Cluster::call`], parsing the answer as JSON into `T`.
+    pub async fn call_json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<T, ClusterError> {
+        let bytes = self.call(method, path, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| self.bad_response(method, path, e.to_string()))
+    }
+
+    pub(crate) fn bad_response(&self, method: Method, path: &str, reason: String) -> ClusterError {
+        ClusterError::BadResponse {
+            url: self.url.to_string(),
+            method: method_name(method),
+            path: display_path(path),
+            reason,
+        }
+    }
+
+    pub(crate) fn status_error(
+        &self,
+        method: Method,
+        path: &str,
+        status: u16,
+        body: &[u8],
+    ) -> ClusterError {
+        let reason = model::error::reason(body);
+        match status {
+            401 => ClusterError::Unauthorized {
+                url: self.url.to_string(),
+            },
+            403 => ClusterError::Forbidden {
+                url: self.url.to_string(),
+                method: method_name(method),
+                path: display_path(path),
+                reason,
+            },
+            _ => ClusterError::Http {
+                url: self.url.to_string(),
+                method: method_name(method),
+                path: display_path(path),
+                status,
+                reason,
+            },
+        }
+    }
+
+    fn transport_error(
+        &self,
+        method: Method,
+        path: &str,
+        error: &elasticsearch::Error,
+    ) -> ClusterError {
+        let reason = root_cause(error);
+        let connect = error_chain_is_connect(error);
+        if connect {
+            ClusterError::Unreachable {
+                url: self.url.to_string(),
+                reason,
+            }
+        } else {
+            ClusterError::Transport {
+                url: self.url.to_string(),
+                method: method_name(method),
+                path: display_path(path),
+                reason: if error.is_timeout() {
+                    format!("timed out ({reason})")
+                } else {
+                    reason
+                },
+            }
+        }
+    }
+}
+
+fn display_path(path: &str) -> String {
+    if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    }
+}
+
+fn method_name(method: Method) -> String {
+    format!("{method:?}").to_uppercase()
+}
+
+/// The innermost cause of an error, which is the informative part
+/// ("Connection refused (os error 111)") of reqwest's nested errors.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current: &(dyn std::error::Error + 'static) = error;
+    let mut text = current.to_string();
+    while let Some(next) = current.source() {
+        current = next;
+        let t = current.to_string();
+        if !t.is_empty() {
+            text = t;
+        }
+    }
+    text
+}
+
+fn error_chain_is_connect(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(r) = e.downcast_ref::<reqwest::Error>() {
+            return r.is_connect();
+        }
+        current = e.source();
+    }
+    false
+}
+

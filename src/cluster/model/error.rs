@@ -1,0 +1,72 @@
+//! The error body Elasticsearch and OpenSearch send with a non-2xx status:
+//! `{"error":{"type":…,"reason":…,"root_cause":[…]},"status":…}`, or in
+//! older versions and proxies a plain string.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: Value,
+}
+
+/// A one-line reason from an error body: `type: reason`, the first root
+/// cause when the top-level reason is empty, or the start of the raw text.
+pub fn reason(body: &[u8]) -> String {
+    if let Ok(parsed) = serde_json::from_slice::<ErrorBody>(body) {
+        return match parsed.error {
+            Value::String(s) => one_line(&s),
+            Value::Object(map) => {
+                let kind = map.get("type").and_then(Value::as_str).unwrap_or("error");
+                let reason = map
+                    .get("reason")
+                    .and_then(Value::as_str)
+                    .filter(|r| !r.is_empty())
+                    .or_else(|| {
+                        map.get("root_cause")?
+                            .get(0)?
+                            .get("reason")?
+                            .as_str()
+                    })
+                    .unwrap_or("");
+                one_line(&format!("{kind}: {reason}"))
+            }
+            other => one_line(&other.to_string()),
+        };
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        "empty response body".into()
+    } else {
+        one_line(text)
+    }
+}
+
+fn one_line(s: &str) -> String {
+    let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > 300 {
+        let cut: String = flat.chars().take(300).collect();
+        format!("{cut}…")
+    } else {
+        flat
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reason;
+
+    #[test]
+    fn structured_error() {
+        let body = br#"{"error":{"root_cause":[{"type":"index_not_found_exception","reason":"no such index [x]"}],"type":"index_not_found_exception","reason":"no such index [x]"},"status":404}"#;
+        assert_eq!(reason(body), "index_not_found_exception: no such index [x]");
+    }
+
+    #[test]
+    fn string_error_and_plain_text() {
+        assert_eq!(reason(br#"{"error":"Incorrect HTTP method"}"#), "Incorrect HTTP method");
+        assert_eq!(reason(b"<html>\n bad gateway </html>"), "<html> bad gateway </html>");
+        assert_eq!(reason(b""), "empty response body");
+    }
+}

@@ -1,0 +1,69 @@
+//! Scroll endpoints: open a (sliced) scroll, fetch the next page, clear.
+//!
+//! These return the raw response bytes: parsing is the reader's job, done by
+//! borrowing from those bytes (see [`super::model::search`]).
+//! <https://www.elastic.co/guide/en/elasticsearch/reference/current/paginate-search-results.html#scroll-search-results>
+
+use bytes::Bytes;
+use elasticsearch::http::Method;
+use serde_json::json;
+
+use super::{encode_segment, Cluster, ClusterError};
+
+/// Which slice of a sliced scroll to read.
+#[derive(Debug, Clone, Copy)]
+pub struct Slice {
+    pub id: u32,
+    pub max: u32,
+}
+
+impl Cluster {
+    /// Opens a scroll over `index` sorted by `_doc` (the cheapest order) and
+    /// returns the first page.
+    pub async fn open_scroll(
+        &self,
+        index: &str,
+        keep_alive: &str,
+        page_size: usize,
+        slice: Option<Slice>,
+    ) -> Result<Bytes, ClusterError> {
+        let path = format!(
+            "{}/_search?scroll={keep_alive}&size={page_size}",
+            encode_segment(index)
+        );
+        let mut body = json!({ "sort": ["_doc"] });
+        if let Some(s) = slice.filter(|s| s.max > 1) {
+            body["slice"] = json!({ "id": s.id, "max": s.max });
+        }
+        self.call(Method::Post, &path, Some(Bytes::from(body.to_string())))
+            .await
+    }
+
+    /// Fetches the next page of a scroll.
+    pub async fn scroll_next(&self, scroll_id: &str, keep_alive: &str) -> Result<Bytes, ClusterError> {
+        let body = json!({ "scroll": keep_alive, "scroll_id": scroll_id });
+        self.call(
+            Method::Post,
+            "_search/scroll",
+            Some(Bytes::from(body.to_string())),
+        )
+        .await
+    }
+
+    /// Frees a scroll context. A context that is already gone is not an error.
+    pub async fn clear_scroll(&self, scroll_id: &str) -> Result<(), ClusterError> {
+        let body = json!({ "scroll_id": [scroll_id] });
+        let (status, bytes) = self
+            .request(
+                Method::Delete,
+                "_search/scroll",
+                Some(Bytes::from(body.to_string())),
+            )
+            .await?;
+        if (200..300).contains(&status) || status == 404 {
+            Ok(())
+        } else {
+            Err(self.status_error(Method::Delete, "_search/scroll", status, &bytes))
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! The dump command end to end: connect, select indices, write cluster and
+//! index metadata, stream every index's documents, write the manifest last.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+use regex::Regex;
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+
+use crate::archive::compression::Compression;
+use crate::archive::manifest::{
+    DumpOptions, FileEntry, FileKind, IndexEntry, Manifest, SkippedIndex, SourceCluster,
+};
+use crate::archive::metadata::strip_generated;
+use crate::archive::naming::folder_name;
+use crate::archive::writer::ArchiveWriter;
+use crate::archive::{ArchiveError, CURRENT_VERSION, FORMAT_NAME};
+use crate::cluster::{Cluster, ClusterConfig, ClusterError};
+use crate::pipeline::{dump_data, DataJob, PipelineError};
+use crate::progress::Progress;
+use crate::retry::{is_retryable, RetryPolicy};
+
+/// Upper bound of `--slices auto`: past the number of cores, more slices
+/// only add scroll contexts on the server.
+pub const AUTO_SLICES_MAX: u32 = 4;
+
+/// Which indices a run covers.
+#[derive(Debug, Clone, Default)]
+pub struct IndexSelector {
+    /// Tested (unanchored) against every index name, hidden ones included.
+    /// Without it: every index whose name does not start with `.`.
+    pub include: Option<Regex>,
+    /// Removes matches.
+    pub exclude: Option<Regex>,
+}
+
+impl IndexSelector {
+    pub fn selects(&self, name: &str) -> bool {
+        let included = match &self.include {
+            Some(re) => re.is_match(name),
+            None => !name.starts_with('.'),
+        };
+        included && !self.exclude.as_ref().is_some_and(|re| re.is_match(name))
+    }
+}
+
+/// How many slices to read an index with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SliceCount {
+    /// One per primary shard, at most [`AUTO_SLICES_MAX`].
+    Auto,
+    /// As given, but never more than the primary shards.
+    Fixed(u32),
+}
+
+impl SliceCount {
+    pub fn resolve(self, shards: u32) -> u32 {
+        let shards = shards.max(1);
+        match self {
+            SliceCount::Auto => shards.min(AUTO_SLICES_MAX),
+            SliceCount::Fixed(n) => n.clamp(1, shards),
+        }
+    }
+}
+
+impl std::fmt::Display for SliceCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SliceCount::Auto => f.write_str("auto"),
+            SliceCount::Fixed(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// A resolved dump: everything the command line said, checked.
+#[derive(Debug, Clone)]
+pub struct DumpConfig {
+    pub source: ClusterConfig,
+    pub output: PathBuf,
+    pub selector: IndexSelector,
+    pub compression: Compression,
+    pub level: i32,
+    pub slices: SliceCount,
+    /// Indices dumped at the same time.
+    pub parallel: usize,
+    pub page_size: usize,
+    pub file_size: u64,
+    pub overwrite: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error("dump incomplete, no manifest written: {}", describe_failures(.0))]
+    IndicesFailed(Vec<(String, String)>),
+    #[error("interrupted: the dump is incomplete and has no manifest; run it again to get a complete archive")]
+    Interrupted,
+}
+
+fn describe_failures(failures: &[(String, String)]) -> String {
+    failures
+        .iter()
+        .map(|(name, why)| format!("index {name:?} failed: {why}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// What a finished dump produced.
+#[derive(Debug)]
+pub struct DumpReport {
+    pub output: PathBuf,
+    pub manifest: Manifest,
+    pub elapsed: Duration,
+}
+
+/// Runs a dump. `cancel` turning `true` stops it (Ctrl-C).
+pub async fn run(
+    config: &DumpConfig,
+    progress: &Progress,
+    cancel: watch::Receiver<bool>,
+) -> Result<DumpReport, DumpError> {
+    let started = Instant::now();
+    let created_at = now_rfc3339();
+    let archive = ArchiveWriter::create(&config.output, config.overwrite).await?;
+    let cluster = Arc::new(Cluster::connect(&config.source).await?);
+    let info = cluster.info().clone();
+    if !info.is_supported() {
+        progress.println(&format!(
+            "warning: {} {} is not a version esark is tested with (Elasticsearch 6-9, OpenSearch 1-3); continuing",
+            info.flavor, info.version
+        ));
+    }
+
+    let retry = RetryPolicy::default();
+    let listed = retry
+        .run(|| cluster.list_indices(), is_retryable)
+        .await?;
+    let mut skipped = Vec::new();
+    let mut selected = Vec::new();
+    for index in listed.into_iter().filter(|i| config.selector.selects(&i.index)) {
+        if index.is_closed() {
+            progress.println(&format!("warning: index {:?} is closed; skipped", index.index));
+            skipped.push(SkippedIndex {
+                name: index.index,
+                reason: "closed".into(),
+            });
+        } else {
+            selected.push(index.index);
+        }
+    }
+    if selected.is_empty() {
+        progress.println("warning: no open index matched; the archive holds cluster metadata only");
+    }
+
+    let cluster_files = dump_templates(&cluster, &archive, &retry, progress).await?;
+
+    let results: Vec<(String, Result<IndexEntry, String>)> = stream::iter(selected)
+        .map(|name| {
+            let cluster = cluster.clone();
+            let archive = archive.clone();
+            let cancel = cancel.clone();
+            async move {
+                let r = dump_index(&cluster, &archive, config, &name, progress, cancel).await;
+                (name, r)
+            }
+        })
+        .buffer_unordered(config.parallel.max(1))
+        .collect()
+        .await;
+
+    if *cancel.borrow() {
+        return Err(DumpError::Interrupted);
+    }
+    let mut indices = Vec::new();
+    let mut failures = Vec::new();
+    for (name, result) in results {
+        match result {
+            Ok(entry) => indices.push(entry),
+            Err(why) => failures.push((name, why)),
+        }
+    }
+    if !failures.is_empty() {
+        failures.sort();
+        return Err(DumpError::IndicesFailed(failures));
+    }
+    indices.sort_by(|a, b| a.name.cmp(&b.name));
+
+    let manifest = Manifest {
+        format: FORMAT_NAME.into(),
+        format_version: CURRENT_VERSION,
+        tool_version: crate::TOOL_VERSION.into(),
+        created_at,
+        completed_at: now_rfc3339(),
+        source: SourceCluster {
+            url: cluster.url().to_string(),
+            cluster_name: info.cluster_name.clone(),
+            cluster_uuid: info.cluster_uuid.clone(),
+            flavor: info.flavor,
+            version: info.version.clone(),
+        },
+        options: DumpOptions {
+            compression: config.compression,
+            level: config.level,
+            slices: config.slices.to_string(),
+            page_size: config.page_size,
+            file_size: config.file_size,
+            match_: config.selector.include.as_ref().map(|r| r.as_str().to_string()),
+            exclude: config.selector.exclude.as_ref().map(|r| r.as_str().to_string()),
+        },
+        cluster_files,
+        indices,
+        skipped,
+    };
+    archive.write_manifest(&manifest).await?;
+    Ok(DumpReport {
+        output: config.output.clone(),
+        manifest,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Writes the three kinds of templates, each to its own file. A kind the
+/// cluster does not offer (older versions) is skipped with a warning.
+async fn dump_templates(
+    cluster: &Cluster,
+    archive: &ArchiveWriter,
+    retry: &RetryPolicy,
+    progress: &Progress,
+) -> Result<Vec<FileEntry>, DumpError> {
+    archive.create_dir("cluster").await?;
+    let mut files = Vec::new();
+    let legacy = retry.run(|| cluster.legacy_templates(), is_retryable).await?;
+    files.push(
+        archive
+            .write_json("cluster/templates.json", FileKind::Templates, &legacy)
+            .await?,
+    );
+    if cluster.info().has_composable_templates() {
+        let kinds: [(&str, FileKind); 2] = [
+            ("cluster/index_templates.json", FileKind::IndexTemplates),
+            ("cluster/component_templates.json", FileKind::ComponentTemplates),
+        ];
+        for (path, kind) in kinds {
+            let fetched: Result<Map<String, Value>, ClusterError> = match kind {
+                FileKind::IndexTemplates => retry.run(|| cluster.index_templates(), is_retryable).await,
+                _ => retry.run(|| cluster.component_templates(), is_retryable).await,
+            };
+            match fetched {
+                Ok(map) => files.push(archive.write_json(path, kind, &map).await?),
+                Err(e) if matches!(e.status(), Some(400 | 404 | 405)) => {
+                    progress.println(&format!("warning: {path} skipped: the cluster does not offer it ({e})"))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Dumps one index: metadata files, then data. Errors come back as text so
+/// that one failed index does not stop the others.
+async fn dump_index(
+    cluster: &Arc<Cluster>,
+    archive: &ArchiveWriter,
+    config: &DumpConfig,
+    name: &str,
+    progress: &Progress,
+    cancel: watch::Receiver<bool>,
+) -> Result<IndexEntry, String> {
+    let retry = RetryPolicy::default();
+    let fetch = async {
+        let mut settings = retry.run(|| cluster.index_settings(name), is_retryable).await?;
+        let mappings = retry.run(|| cluster.index_mappings(name), is_retryable).await?;
+        let aliases = retry.run(|| cluster.index_aliases(name), is_retryable).await?;
+        let expected = retry.run(|| cluster.count(name), is_retryable).await?;
+        strip_generated(&mut settings);
+        Ok::<_, ClusterError>((settings, mappings, aliases, expected))
+    };
+    let (settings, mappings, aliases, expected) = fetch.await.map_err(|e| e.to_string())?;
+    let shards = settings
+        .pointer("/index/number_of_shards")
+        .and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or(v.as_u64()))
+        .unwrap_or(1) as u32;
+    let slices = config.slices.resolve(shards);
+
+    let folder = format!("indices/{}", folder_name(name));
+    let write_meta = async {
+        archive.create_dir(&folder).await?;
+        let mut files = Vec::new();
+        for (file, kind, value) in [
+            ("settings.json", FileKind::Settings, &settings),
+            ("mappings.json", FileKind::Mappings, &mappings),
+            ("aliases.json", FileKind::Aliases, &aliases),
+        ] {
+            files.push(archive.write_json(&format!("{folder}/{file}"), kind, value).await?);
+        }
+        Ok::<_, ArchiveError>(files)
+    };
+    let mut files = write_meta.await.map_err(|e| e.to_string())?;
+
+    progress.expect(expected);
+    let bar = progress.index(name, expected);
+    let job = DataJob {
+        index: name.to_string(),
+        folder: folder.clone(),
+        slices,
+        page_size: config.page_size,
+        compression: config.compression,
+        level: config.level,
+        file_size: config.file_size,
+    };
+    let (data, docs) = match dump_data(cluster.clone(), archive.clone(), &job, bar.clone(), cancel).await {
+        Ok(r) => r,
+        Err(PipelineError::Interrupted) => return Err("interrupted".into()),
+        Err(e) => return Err(e.to_string()),
+    };
+    bar.finish();
+    if docs != expected {
+        progress.println(&format!(
+            "warning: index {name:?}: {docs} documents dumped, _count said {expected} before the dump (was it written to meanwhile?)"
+        ));
+    }
+    files.extend(data);
+    Ok(IndexEntry {
+        name: name.to_string(),
+        folder,
+        docs,
+        expected_docs: expected,
+        slices,
+        files,
+    })
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_selection_hides_dot_indices_only() {
+        let s = IndexSelector::default();
+        assert!(s.selects("logs"));
+        assert!(s.selects("%kuzzle"));
+        assert!(!s.selects(".kibana"));
+    }
+
+    #[test]
+    fn match_sees_every_index_and_exclude_removes() {
+        let s = IndexSelector {
+            include: Some(Regex::new(r"^[.%]").unwrap()),
+            exclude: Some(Regex::new("security").unwrap()),
+        };
+        assert!(s.selects(".kibana"));
+        assert!(s.selects("%kuzzle"));
+        assert!(!s.selects(".security-7"));
+        assert!(!s.selects("logs"));
+    }
+
+    #[test]
+    fn slices_never_exceed_shards() {
+        assert_eq!(SliceCount::Auto.resolve(2), 2);
+        assert_eq!(SliceCount::Auto.resolve(30), AUTO_SLICES_MAX);
+        assert_eq!(SliceCount::Auto.resolve(0), 1);
+        assert_eq!(SliceCount::Fixed(8).resolve(3), 3);
+        assert_eq!(SliceCount::Fixed(0).resolve(3), 1);
+    }
+}

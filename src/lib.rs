@@ -1,0 +1,35 @@
+//! esark: a streaming Elasticsearch/OpenSearch dump and restore engine.
+//!
+//! A dump streams every selected index of a cluster through sliced scroll
+//! readers and bounded channels into compressed JSONL chunk writers, and
+//! records everything needed to rebuild the cluster (settings, mappings,
+//! aliases, templates) in a self-describing, checksummed archive.
+//!
+//! # Layout
+//!
+//! | stage | module |
+//! |---|---|
+//! | command line: parse (`clap`) and resolve into configs | [`cli`] |
+//! | talking to a cluster: transport, flavor detection, endpoints, wire types | [`cluster`] |
+//! | reading documents: sliced scroll readers | [`source`] |
+//! | writing documents: compressed, checksummed chunk writers | [`sink`] |
+//! | the on-disk format: manifest, versions, naming, compression, readers | [`archive`] |
+//! | wiring readers to writers with bounded channels | [`pipeline`] |
+//! | the dump command end to end | [`dump`] |
+//! | the inspect command | [`inspect`] |
+//! | progress bars and the closing summary | [`progress`] |
+//! | retry decisions and backoff mechanics | [`retry`] |
+
+pub mod archive;
+pub mod cli;
+pub mod cluster;
+pub mod dump;
+pub mod inspect;
+pub mod pipeline;
+pub mod progress;
+pub mod retry;
+pub mod sink;
+pub mod source;
+
+/// The version of this tool, recorded in every manifest.
+pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");

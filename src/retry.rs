@@ -1,0 +1,170 @@
+//! Retries: what to retry is decided apart from how.
+//!
+//! [`classify_status`] is a pure decision on an HTTP answer (429 and 5xx are
+//! worth another try, other statuses are not); [`RetryPolicy`] is the one
+//! mechanism that retries: capped exponential backoff with full jitter and a
+//! maximum number of attempts
+//! (<https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/>).
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::cluster::ClusterError;
+
+/// What to do with an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryAction {
+    Success,
+    Retry,
+    DontRetry,
+}
+
+/// The decision for a whole-request HTTP status.
+pub fn classify_status(status: u16) -> RetryAction {
+    match status {
+        200..=299 => RetryAction::Success,
+        429 | 500..=599 => RetryAction::Retry,
+        _ => RetryAction::DontRetry,
+    }
+}
+
+/// Whether a failed idempotent request (a GET, opening a scroll) is worth
+/// another try: overload, server errors and broken connections are.
+pub fn is_retryable(error: &ClusterError) -> bool {
+    match error.status() {
+        Some(status) => classify_status(status) == RetryAction::Retry,
+        None => matches!(error, ClusterError::Transport { .. }),
+    }
+}
+
+/// Capped exponential backoff with full jitter.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub initial: Duration,
+    pub max_delay: Duration,
+    /// Total attempts, the first included.
+    pub max_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            initial: Duration::from_millis(200),
+            max_delay: Duration::from_secs(30),
+            max_attempts: 8,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The ceiling of the delay before attempt `attempt + 1` (`attempt`
+    /// counts from 1): `initial * 2^(attempt-1)`, capped.
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(30)).unwrap_or(u32::MAX);
+        self.initial.saturating_mul(factor).min(self.max_delay)
+    }
+
+    /// A delay drawn uniformly from `[0, ceiling(attempt)]`.
+    pub fn delay(&self, attempt: u32, rng: &mut fastrand::Rng) -> Duration {
+        let ceiling = self.ceiling(attempt).as_millis() as u64;
+        Duration::from_millis(rng.u64(0..=ceiling))
+    }
+
+    /// Runs `op` until it succeeds, fails with an error `retryable` rejects,
+    /// or attempts run out (then the last error is returned).
+    pub async fn run<T, E, F, Fut>(&self, mut op: F, retryable: impl Fn(&E) -> bool) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: std::fmt::Display,
+    {
+        let mut rng = fastrand::Rng::new();
+        let mut attempt = 1;
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt < self.max_attempts && retryable(&e) => {
+                    let delay = self.delay(attempt, &mut rng);
+                    tracing::warn!("attempt {attempt} failed ({e}); retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[test]
+    fn classification() {
+        assert_eq!(classify_status(200), RetryAction::Success);
+        assert_eq!(classify_status(429), RetryAction::Retry);
+        assert_eq!(classify_status(503), RetryAction::Retry);
+        assert_eq!(classify_status(400), RetryAction::DontRetry);
+        assert_eq!(classify_status(401), RetryAction::DontRetry);
+        assert_eq!(classify_status(404), RetryAction::DontRetry);
+    }
+
+    #[test]
+    fn backoff_is_capped_exponential_with_full_jitter() {
+        let p = RetryPolicy {
+            initial: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            max_attempts: 5,
+        };
+        assert_eq!(p.ceiling(1), Duration::from_millis(100));
+        assert_eq!(p.ceiling(3), Duration::from_millis(400));
+        assert_eq!(p.ceiling(10), Duration::from_secs(1));
+        assert_eq!(p.ceiling(100), Duration::from_secs(1));
+        let mut rng = fastrand::Rng::with_seed(7);
+        for attempt in 1..10 {
+            assert!(p.delay(attempt, &mut rng) <= p.ceiling(attempt));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_until_success_within_the_attempt_limit() {
+        let p = RetryPolicy {
+            initial: Duration::from_secs(1),
+            max_delay: Duration::from_secs(4),
+            max_attempts: 4,
+        };
+        let calls = AtomicU32::new(0);
+        let start = tokio::time::Instant::now();
+        let r: Result<u32, String> = p
+            .run(
+                || async {
+                    let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                    if n < 3 { Err(format!("fail {n}")) } else { Ok(n) }
+                },
+                |_| true,
+            )
+            .await;
+        assert_eq!(r, Ok(3));
+        // Two sleeps, each at most its ceiling (1 s, then 2 s).
+        assert!(start.elapsed() <= Duration::from_secs(3));
+
+        calls.store(0, Ordering::SeqCst);
+        let r: Result<u32, String> = p
+            .run(|| async { Err::<u32, _>("always".to_string()) }, |_| true)
+            .await;
+        assert_eq!(r, Err("always".into()));
+
+        let r: Result<u32, String> = p
+            .run(
+                || async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    Err::<u32, _>("permanent".to_string())
+                },
+                |_| false,
+            )
+            .await;
+        assert_eq!(r, Err("permanent".into()));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+}

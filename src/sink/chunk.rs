@@ -1,0 +1,195 @@
+//! Compressed chunk files of one slice of one index.
+//!
+//! A chunk is written as `<name>.partial` through compressor ->
+//! [`HashingWriter`] -> buffered file, so its sha256 is known when it closes
+//! without reading it again; it is fsynced and renamed into place when
+//! complete. A new chunk starts at the first page boundary after the
+//! compressed size reaches the `--file-size` limit.
+
+use std::path::PathBuf;
+
+use async_compression::tokio::write::{GzipEncoder, ZstdEncoder};
+use async_compression::Level;
+use tokio::fs::File;
+use tokio::io::{AsyncWriteExt, BufWriter};
+
+use crate::archive::compression::Compression;
+use crate::archive::hash::HashingWriter;
+use crate::archive::manifest::{FileEntry, FileKind};
+use crate::archive::writer::{create_private_file, partial_path, ArchiveWriter};
+use crate::archive::ArchiveError;
+
+/// Write buffer in front of the file: tokio hands each file write to a
+/// blocking thread, so fewer, larger writes matter.
+const FILE_BUFFER: usize = 1 << 20;
+
+type Sink = HashingWriter<BufWriter<File>>;
+
+enum Encoder {
+    Zstd(ZstdEncoder<Sink>),
+    Gzip(GzipEncoder<Sink>),
+    Plain(Sink),
+}
+
+impl Encoder {
+    fn new(sink: Sink, compression: Compression, level: i32) -> Encoder {
+        match compression {
+            Compression::Zstd => Encoder::Zstd(ZstdEncoder::with_quality(sink, Level::Precise(level))),
+            Compression::Gzip => Encoder::Gzip(GzipEncoder::with_quality(sink, Level::Precise(level))),
+            Compression::None => Encoder::Plain(sink),
+        }
+    }
+
+    async fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            Encoder::Zstd(e) => e.write_all(buf).await,
+            Encoder::Gzip(e) => e.write_all(buf).await,
+            Encoder::Plain(e) => e.write_all(buf).await,
+        }
+    }
+
+    fn bytes_out(&self) -> u64 {
+        match self {
+            Encoder::Zstd(e) => e.get_ref().bytes(),
+            Encoder::Gzip(e) => e.get_ref().bytes(),
+            Encoder::Plain(e) => e.bytes(),
+        }
+    }
+
+    /// Ends the compressed stream and flushes everything to the file.
+    async fn finish(self) -> std::io::Result<(File, u64, String)> {
+        let sink = match self {
+            Encoder::Zstd(mut e) => {
+                e.shutdown().await?;
+                e.into_inner()
+            }
+            Encoder::Gzip(mut e) => {
+                e.shutdown().await?;
+                e.into_inner()
+            }
+            Encoder::Plain(mut e) => {
+                e.flush().await?;
+                e
+            }
+        };
+        let (mut buffered, bytes, sha256) = sink.finish();
+        buffered.flush().await?;
+        Ok((buffered.into_inner(), bytes, sha256))
+    }
+}
+
+struct OpenChunk {
+    rel: String,
+    path: PathBuf,
+    encoder: Encoder,
+    docs: u64,
+}
+
+/// Writes the data chunks of one slice: `push` pages, then `finish`.
+pub struct ChunkWriter {
+    archive: ArchiveWriter,
+    folder: String,
+    slice: u32,
+    compression: Compression,
+    level: i32,
+    max_bytes: u64,
+    next_seq: u32,
+    open: Option<OpenChunk>,
+    done: Vec<FileEntry>,
+}
+
+impl ChunkWriter {
+    /// `folder` is the index folder relative to the archive root.
+    pub fn new(
+        archive: ArchiveWriter,
+        folder: &str,
+        slice: u32,
+        compression: Compression,
+        level: i32,
+        max_bytes: u64,
+    ) -> ChunkWriter {
+        ChunkWriter {
+            archive,
+            folder: folder.to_string(),
+            slice,
+            compression,
+            level,
+            max_bytes: max_bytes.max(1),
+            next_seq: 0,
+            open: None,
+            done: Vec::new(),
+        }
+    }
+
+    /// The file name of chunk `seq` of slice `slice`.
+    pub fn chunk_name(slice: u32, seq: u32, compression: Compression) -> String {
+        format!("data-s{slice:03}-{seq:05}.{}", compression.extension())
+    }
+
+    /// Appends a page of archive lines holding `docs` documents.
+    pub async fn push(&mut self, lines: &[u8], docs: u64) -> Result<(), ArchiveError> {
+        if self.open.is_none() {
+            self.open = Some(self.open_next().await?);
+        }
+        let chunk = self.open.as_mut().expect("opened above");
+        chunk
+            .encoder
+            .write_all(lines)
+            .await
+            .map_err(|e| ArchiveError::io(partial_path(&chunk.path), e))?;
+        chunk.docs += docs;
+        if chunk.encoder.bytes_out() >= self.max_bytes {
+            self.close_open().await?;
+        }
+        Ok(())
+    }
+
+    /// Closes the last chunk and returns the manifest entries of all.
+    pub async fn finish(mut self) -> Result<Vec<FileEntry>, ArchiveError> {
+        self.close_open().await?;
+        Ok(self.done)
+    }
+
+    async fn open_next(&mut self) -> Result<OpenChunk, ArchiveError> {
+        let name = Self::chunk_name(self.slice, self.next_seq, self.compression);
+        self.next_seq += 1;
+        let rel = format!("{}/{}", self.folder, name);
+        let path = self.archive.path(&rel);
+        let file = create_private_file(&partial_path(&path)).await?;
+        let sink = HashingWriter::new(BufWriter::with_capacity(FILE_BUFFER, file));
+        Ok(OpenChunk {
+            rel,
+            path,
+            encoder: Encoder::new(sink, self.compression, self.level),
+            docs: 0,
+        })
+    }
+
+    async fn close_open(&mut self) -> Result<(), ArchiveError> {
+        let Some(chunk) = self.open.take() else {
+            return Ok(());
+        };
+        let partial = partial_path(&chunk.path);
+        let (file, bytes, sha256) = chunk
+            .encoder
+            .finish()
+            .await
+            .map_err(|e| ArchiveError::io(&partial, e))?;
+        file.sync_all()
+            .await
+            .map_err(|e| ArchiveError::io(&partial, e))?;
+        drop(file);
+        tokio::fs::rename(&partial, &chunk.path)
+            .await
+            .map_err(|e| ArchiveError::io(&chunk.path, e))?;
+        self.done.push(FileEntry {
+            kind: FileKind::Data,
+            path: chunk.rel,
+            bytes,
+            docs: Some(chunk.docs),
+            sha256,
+            slice: Some(self.slice),
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,15 @@
+//! The single integration-test binary of esark (one binary links once and
+//! runs every test in parallel; see ripgrep's `tests/tests.rs`).
+//!
+//! Every test talks to a real server: a private in-memory `osmem-server`
+//! started on `127.0.0.1:0` (install it with `./scripts/install-osmem.sh`),
+//! or the shared cluster named by `ESARK_TEST_URL`. Tests name everything
+//! they create with a per-test prefix so they can share one cluster.
+
+// Shared helpers: test cluster, auth proxy, esark runner, archive reader.
+mod util;
+
+// Checks of the helpers themselves against osmem; no esark binary needed.
+mod harness;
+// `esark dump`: documents, metadata, manifest, selection, errors.
+mod dump;

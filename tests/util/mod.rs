@@ -1,0 +1,17 @@
+//! Helpers shared by the integration tests.
+//!
+//! - [`server`]: a [`server::TestCluster`] (private osmem or `ESARK_TEST_URL`)
+//!   with a small blocking JSON client that names, creates and cleans up
+//!   per-test indices and templates.
+//! - [`proxy`]: an HTTP proxy that demands Basic authentication, for the
+//!   credential tests (osmem itself has none).
+//! - [`esark`]: runs the `esark` binary with a timeout and captures its output.
+//! - [`archive`]: reads an archive folder back (manifest, metadata, data lines).
+
+// Each helper module is used by some tests and not by others.
+#![allow(dead_code)]
+
+pub mod archive;
+pub mod esark;
+pub mod proxy;
+pub mod server;
