@@ -127,8 +127,9 @@ pub async fn run(
 ) -> Result<DumpReport, DumpError> {
     let started = Instant::now();
     let created_at = now_rfc3339();
-    let archive = ArchiveWriter::create(&config.output, config.overwrite).await?;
+    // Connect first, so that an unreachable cluster leaves no folder behind.
     let cluster = Arc::new(Cluster::connect(&config.source).await?);
+    let archive = ArchiveWriter::create(&config.output, config.overwrite).await?;
     let info = cluster.info().clone();
     if !info.is_supported() {
         progress.println(&format!(

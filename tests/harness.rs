@@ -147,7 +147,10 @@ fn harness_proxy_requires_basic_auth() {
 
     // Credentials in the URL, percent-encoded where needed.
     let url = proxy.url_with_credentials("alice", "p@ss:w/rd");
-    assert!(url.starts_with("http://alice:p%40ss%3Aw%2Frd@127.0.0.1:"), "{url}");
+    assert!(
+        url.starts_with("http://alice:p%40ss%3Aw%2Frd@127.0.0.1:"),
+        "{url}"
+    );
 }
 
 #[test]
@@ -166,7 +169,10 @@ fn harness_reads_archive_folders() {
     let zst = rt.block_on(async {
         // Two frames, as a writer that flushes per page would produce.
         let mut out = Vec::new();
-        for half in [&lines[..lines.find('\n').unwrap() + 1], &lines[lines.find('\n').unwrap() + 1..]] {
+        for half in [
+            &lines[..lines.find('\n').unwrap() + 1],
+            &lines[lines.find('\n').unwrap() + 1..],
+        ] {
             let mut enc = async_compression::tokio::write::ZstdEncoder::new(Vec::new());
             enc.write_all(half.as_bytes()).await.unwrap();
             enc.shutdown().await.unwrap();
@@ -183,13 +189,23 @@ fn harness_reads_archive_folders() {
     let files = [
         ("indices/%25x/data-s000-00000.jsonl.zst", zst),
         ("indices/%25x/data-s001-00000.jsonl.gz", gz),
-        ("indices/%25x/data-s002-00000.jsonl", lines.as_bytes().to_vec()),
-        ("indices/%25x/settings.json", br#"{"index":{"number_of_shards":"1"}}"#.to_vec()),
+        (
+            "indices/%25x/data-s002-00000.jsonl",
+            lines.as_bytes().to_vec(),
+        ),
+        (
+            "indices/%25x/settings.json",
+            br#"{"index":{"number_of_shards":"1"}}"#.to_vec(),
+        ),
     ];
     let mut entries = Vec::new();
     for (rel, bytes) in &files {
         std::fs::write(dir.path().join(rel), bytes).unwrap();
-        let kind = if rel.ends_with("settings.json") { "settings" } else { "data" };
+        let kind = if rel.ends_with("settings.json") {
+            "settings"
+        } else {
+            "data"
+        };
         entries.push(json!({"kind": kind, "path": rel, "bytes": bytes.len(),
             "sha256": archive::sha256_file(&dir.path().join(rel))}));
     }
@@ -200,8 +216,14 @@ fn harness_reads_archive_folders() {
 
     let archive = Archive::open(dir.path());
     assert_eq!(archive.index_names(), vec!["%x"]);
-    assert_eq!(archive.skipped(), vec![("c".to_string(), "closed".to_string())]);
-    assert_eq!(archive.metadata("%x", "settings")["index"]["number_of_shards"], "1");
+    assert_eq!(
+        archive.skipped(),
+        vec![("c".to_string(), "closed".to_string())]
+    );
+    assert_eq!(
+        archive.metadata("%x", "settings")["index"]["number_of_shards"],
+        "1"
+    );
     let docs = archive.docs("%x");
     assert_eq!(docs.len(), 6);
     for chunk in docs.chunks(2) {
@@ -223,4 +245,32 @@ fn harness_reads_archive_folders() {
             "manifest.json",
         ]
     );
+}
+
+#[test]
+fn harness_builds_complement_regexes() {
+    let prefixes = ["esark-test-x-ab", "%esark-test-x-ab", ".esark-test-x-ab"];
+    let re = regex::Regex::new(&crate::util::fixture::not_starting_with(&prefixes)).unwrap();
+    for kept_out in [
+        "esark-test-x-ab",
+        "esark-test-x-ab-main",
+        "%esark-test-x-ab-kuzzle",
+        ".esark-test-x-ab-hidden",
+    ] {
+        assert!(!re.is_match(kept_out), "{kept_out} must not match {re}");
+    }
+    for excluded in [
+        "esark-test-x-ac-main",
+        "esark-test-x-a",
+        "esark",
+        "%kuzzle",
+        ".kibana",
+        "logs-2024",
+        "e",
+        "%",
+        "日本語",
+        "esark-test-y-ab-main",
+    ] {
+        assert!(re.is_match(excluded), "{excluded} must match {re}");
+    }
 }

@@ -60,22 +60,18 @@ impl From<Version> for u32 {
 /// Errors reading or writing an archive. Each names the file concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
-    #[error("{0}: no manifest.json: not an esark archive, or an incomplete dump (a dump writes its manifest last)")]
+    #[error("{}: no manifest.json: not an esark archive, or an incomplete dump (a dump writes its manifest last)", .0.display())]
     MissingManifest(PathBuf),
-    #[error("{0}: not a folder")]
+    #[error("{}: not a folder", .0.display())]
     NotADirectory(PathBuf),
-    #[error("{path}: not an esark manifest: {reason}")]
+    #[error("{}: not an esark manifest: {reason}", path.display())]
     BadManifest { path: PathBuf, reason: String },
     #[error("archive format version {0} is not supported by esark {tool}; upgrade esark", tool = crate::TOOL_VERSION)]
     UnsupportedVersion(u32),
-    #[error("{0}: refusing to write into a non-empty folder; pass --overwrite to replace the archive in it")]
+    #[error("{}: refusing to write into a non-empty folder; pass --overwrite to replace the archive in it", .0.display())]
     NotEmpty(PathBuf),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{path}: the manifest names a file outside the archive")]
     UnsafePath { path: String },
 }
@@ -84,7 +80,7 @@ impl ArchiveError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> ArchiveError {
         ArchiveError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }

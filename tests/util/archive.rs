@@ -179,7 +179,10 @@ impl Archive {
 
     /// The documents of every index in the manifest.
     pub fn all_docs(&self) -> Vec<Doc> {
-        self.index_names().iter().flat_map(|n| self.docs(n)).collect()
+        self.index_names()
+            .iter()
+            .flat_map(|n| self.docs(n))
+            .collect()
     }
 }
 
@@ -252,7 +255,8 @@ pub fn parse_data_lines(
 
 /// Lowercase hex sha256 of a file.
 pub fn sha256_file(path: &Path) -> String {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let bytes =
+        std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     hex::encode(Sha256::digest(&bytes))
 }
 

@@ -7,11 +7,13 @@
 //!   credential tests (osmem itself has none).
 //! - [`esark`]: runs the `esark` binary with a timeout and captures its output.
 //! - [`archive`]: reads an archive folder back (manifest, metadata, data lines).
+//! - [`fixture`]: the standard seeded data set (indices, aliases, templates).
 
 // Each helper module is used by some tests and not by others.
 #![allow(dead_code)]
 
 pub mod archive;
 pub mod esark;
+pub mod fixture;
 pub mod proxy;
 pub mod server;

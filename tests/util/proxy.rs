@@ -193,7 +193,10 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Req
     }
     let mut parts = line.split_whitespace();
     let (Some(method), Some(target), version) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(std::io::Error::new(ErrorKind::InvalidData, "bad request line"));
+        return Err(std::io::Error::new(
+            ErrorKind::InvalidData,
+            "bad request line",
+        ));
     };
     let (method, target) = (method.to_string(), target.to_string());
     let mut close = version == Some("HTTP/1.0");
@@ -437,5 +440,10 @@ fn basic_user(auth: &str) -> Option<String> {
         }
     }
     let text = String::from_utf8(bytes).ok()?;
-    Some(text.split_once(':').map(|(u, _)| u).unwrap_or(&text).to_string())
+    Some(
+        text.split_once(':')
+            .map(|(u, _)| u)
+            .unwrap_or(&text)
+            .to_string(),
+    )
 }

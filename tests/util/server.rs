@@ -246,7 +246,10 @@ impl TestCluster {
     /// GET returning the body text (exact bytes as the server sent them).
     pub fn get_text(&self, path: &str) -> String {
         let (status, text) = self.request_text(Method::GET, path, "", None);
-        assert!((200..300).contains(&status), "GET {path} -> {status}: {text}");
+        assert!(
+            (200..300).contains(&status),
+            "GET {path} -> {status}: {text}"
+        );
         text
     }
 
