@@ -9,14 +9,99 @@
 use std::future::Future;
 use std::time::Duration;
 
+use crate::cluster::model::bulk::BulkResponse;
 use crate::cluster::ClusterError;
 
 /// What to do with an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RetryAction {
     Success,
+    /// Send the whole request again.
     Retry,
+    /// Send again only the documents at these positions.
+    RetryPartial(Vec<usize>),
     DontRetry,
+}
+
+/// A document of a bulk request that failed, by position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemFailure {
+    pub position: usize,
+    pub status: u16,
+    pub reason: String,
+}
+
+/// The decision on a bulk answer: what to retry, and which documents the
+/// server refused for good (mapping conflicts, bad documents).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkVerdict {
+    pub action: RetryAction,
+    /// Permanent failures, whatever the action.
+    pub rejected: Vec<ItemFailure>,
+    /// Why the request (or its first retried item) failed, for messages.
+    pub reason: String,
+}
+
+/// Decides on a `_bulk` answer to a request of `sent` documents. Items are
+/// paired with documents by position; an answer whose item count differs
+/// cannot be paired and is retried whole (bulk indexing by id is idempotent).
+pub fn classify_bulk(status: u16, body: &[u8], sent: usize) -> BulkVerdict {
+    let verdict = |action, reason: String| BulkVerdict {
+        action,
+        rejected: Vec::new(),
+        reason,
+    };
+    match classify_status(status) {
+        RetryAction::Success => {}
+        action => {
+            return verdict(
+                action,
+                format!("HTTP {status}: {}", crate::cluster::model::error::reason(body)),
+            )
+        }
+    }
+    let response: BulkResponse = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => return verdict(RetryAction::Retry, format!("unreadable bulk answer: {e}")),
+    };
+    if response.items.len() != sent {
+        return verdict(
+            RetryAction::Retry,
+            format!(
+                "the bulk answer has {} items for {sent} documents",
+                response.items.len()
+            ),
+        );
+    }
+    let mut retry = Vec::new();
+    let mut rejected = Vec::new();
+    let mut reason = String::new();
+    for (position, item) in response.items.iter().enumerate() {
+        let status = item.result.status;
+        match classify_status(status) {
+            RetryAction::Success => {}
+            RetryAction::Retry => {
+                if reason.is_empty() {
+                    reason = format!("HTTP {status}: {}", item.result.reason());
+                }
+                retry.push(position);
+            }
+            _ => rejected.push(ItemFailure {
+                position,
+                status,
+                reason: item.result.reason(),
+            }),
+        }
+    }
+    BulkVerdict {
+        action: if retry.is_empty() {
+            RetryAction::Success
+        } else {
+            RetryAction::RetryPartial(retry)
+        },
+        rejected,
+        reason,
+    }
 }
 
 /// The decision for a whole-request HTTP status.
@@ -108,6 +193,41 @@ mod tests {
         assert_eq!(classify_status(400), RetryAction::DontRetry);
         assert_eq!(classify_status(401), RetryAction::DontRetry);
         assert_eq!(classify_status(404), RetryAction::DontRetry);
+    }
+
+    #[test]
+    fn bulk_items_are_judged_one_by_one() {
+        let body = br#"{"errors":true,"items":[{"index":{"status":201}},{"index":{"status":429,"error":{"type":"es_rejected_execution_exception","reason":"queue full"}}},{"index":{"status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [a]"}}},{"index":{"status":503,"error":{"type":"unavailable_shards_exception","reason":"primary not active"}}},{"index":{"status":200}}]}"#;
+        let v = classify_bulk(200, body, 5);
+        assert_eq!(v.action, RetryAction::RetryPartial(vec![1, 3]));
+        assert_eq!(
+            v.rejected,
+            vec![ItemFailure {
+                position: 2,
+                status: 400,
+                reason: "mapper_parsing_exception: failed to parse field [a]".into()
+            }]
+        );
+        assert!(v.reason.contains("queue full"));
+    }
+
+    #[test]
+    fn bulk_whole_request_statuses() {
+        assert_eq!(classify_bulk(429, b"{}", 3).action, RetryAction::Retry);
+        assert_eq!(classify_bulk(503, b"oops", 3).action, RetryAction::Retry);
+        let bad = classify_bulk(400, br#"{"error":{"type":"parse_exception","reason":"bad"}}"#, 3);
+        assert_eq!(bad.action, RetryAction::DontRetry);
+        assert_eq!(bad.reason, "HTTP 400: parse_exception: bad");
+        let ok = classify_bulk(200, br#"{"errors":false,"items":[{"index":{"status":201}}]}"#, 1);
+        assert_eq!(ok.action, RetryAction::Success);
+        assert!(ok.rejected.is_empty());
+    }
+
+    #[test]
+    fn bulk_answers_that_cannot_be_paired_are_retried_whole() {
+        let v = classify_bulk(200, br#"{"errors":false,"items":[{"index":{"status":201}}]}"#, 2);
+        assert_eq!(v.action, RetryAction::Retry);
+        assert_eq!(classify_bulk(200, b"<html>", 2).action, RetryAction::Retry);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! ([`serde_json::value::RawValue`]) so that `_source` is never parsed into a
 //! value and written back.
 
+pub mod bulk;
 pub mod cat;
 pub mod error;
 pub mod info;

@@ -1,0 +1,385 @@
+//! Bulk indexing: archive lines -> `_bulk` requests -> the target.
+//!
+//! [`BulkBuilder`] turns archive lines into NDJSON pairs without parsing
+//! `_source` (its raw bytes are copied), and cuts requests by bytes and by
+//! documents. Each request keeps the byte range of every pair, so a partial
+//! retry re-joins only the documents that failed.
+//!
+//! [`BulkIndexer`] sends requests concurrently: a semaphore caps the
+//! requests in flight (so memory is bounded by concurrency × request size),
+//! the rate limits pace them, and a request's retries run in its own task:
+//! whole-request 429/5xx/connection errors are retried with backoff, items
+//! answered 429/5xx are retried alone, other item failures are permanent
+//! rejects and go to the rejects file. Nothing is dropped silently: every
+//! document ends up written, rejected or failed, and counted.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use elasticsearch::http::Method;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+use super::rate::RateLimits;
+use super::rejects::RejectsWriter;
+use crate::archive::line::{parse_line, push_json_single_line};
+use crate::cluster::Cluster;
+use crate::retry::{classify_bulk, BulkVerdict, RetryAction, RetryPolicy};
+
+/// The bulk action used for every document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkOp {
+    /// Create or overwrite by id.
+    Index,
+    /// Create only (data streams accept nothing else).
+    Create,
+}
+
+/// One `_bulk` request: the body and the byte range of each document's pair.
+#[derive(Debug, Clone)]
+pub struct BulkRequest {
+    body: Bytes,
+    spans: Vec<Range<usize>>,
+}
+
+impl BulkRequest {
+    pub fn docs(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.body.len()
+    }
+
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The NDJSON pair of document `i`.
+    pub fn pair(&self, i: usize) -> &[u8] {
+        &self.body[self.spans[i].clone()]
+    }
+
+    /// A new request of only the documents at `positions`.
+    pub fn subset(&self, positions: &[usize]) -> BulkRequest {
+        let mut body = Vec::with_capacity(positions.iter().map(|&p| self.spans[p].len()).sum());
+        let mut spans = Vec::with_capacity(positions.len());
+        for &p in positions {
+            let start = body.len();
+            body.extend_from_slice(self.pair(p));
+            spans.push(start..body.len());
+        }
+        BulkRequest {
+            body: Bytes::from(body),
+            spans,
+        }
+    }
+}
+
+/// Builds requests for one target index from archive lines.
+pub struct BulkBuilder {
+    /// `{"index":{"_index":"<name>"` (or create), computed once.
+    action_head: Vec<u8>,
+    max_bytes: usize,
+    max_docs: usize,
+    body: Vec<u8>,
+    spans: Vec<Range<usize>>,
+}
+
+impl BulkBuilder {
+    pub fn new(index: &str, op: BulkOp, max_bytes: usize, max_docs: usize) -> BulkBuilder {
+        let op = match op {
+            BulkOp::Index => "index",
+            BulkOp::Create => "create",
+        };
+        let name = serde_json::to_string(index).expect("a string serializes");
+        BulkBuilder {
+            action_head: format!("{{\"{op}\":{{\"_index\":{name}").into_bytes(),
+            max_bytes: max_bytes.max(1),
+            max_docs: max_docs.max(1),
+            body: Vec::new(),
+            spans: Vec::new(),
+        }
+    }
+
+    /// Adds one archive line (without its newline). Returns a request when
+    /// this line filled one. `Err` describes a malformed line.
+    pub fn push_line(&mut self, line: &[u8]) -> Result<Option<BulkRequest>, String> {
+        let parsed = parse_line(line)?;
+        if self.body.capacity() == 0 {
+            self.body.reserve(self.max_bytes.min(64 << 20) + 64 * 1024);
+        }
+        let start = self.body.len();
+        self.body.extend_from_slice(&self.action_head);
+        self.body.extend_from_slice(b",\"_id\":");
+        self.body.extend_from_slice(parsed.id.get().as_bytes());
+        if let Some(r) = parsed.routing.filter(|r| r.get() != "null") {
+            self.body.extend_from_slice(b",\"routing\":");
+            self.body.extend_from_slice(r.get().as_bytes());
+        }
+        self.body.extend_from_slice(b"}}\n");
+        push_json_single_line(&mut self.body, parsed.source.get().as_bytes());
+        self.body.push(b'\n');
+        self.spans.push(start..self.body.len());
+        if self.body.len() >= self.max_bytes || self.spans.len() >= self.max_docs {
+            Ok(self.take())
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// The last, partly filled request.
+    pub fn finish(mut self) -> Option<BulkRequest> {
+        self.take()
+    }
+
+    fn take(&mut self) -> Option<BulkRequest> {
+        if self.spans.is_empty() {
+            return None;
+        }
+        Some(BulkRequest {
+            body: Bytes::from(std::mem::take(&mut self.body)),
+            spans: std::mem::take(&mut self.spans),
+        })
+    }
+}
+
+/// Counts of one index's documents, updated by the request tasks.
+#[derive(Debug, Default)]
+pub struct IndexStats {
+    pub written: AtomicU64,
+    /// Refused for good by the target (mapping conflict, bad document).
+    pub rejected: AtomicU64,
+    /// Not delivered: retries exhausted or the whole request refused.
+    pub failed: AtomicU64,
+}
+
+impl IndexStats {
+    pub fn snapshot(&self) -> (u64, u64, u64) {
+        (
+            self.written.load(Ordering::Relaxed),
+            self.rejected.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Sends bulk requests to one cluster; shared by every index of a run.
+pub struct BulkIndexer {
+    cluster: Arc<Cluster>,
+    /// Caps the requests in flight: a permit is taken before a request is
+    /// handed to its task and released when the task ends (sent, retried,
+    /// given up). Submitting waits for a permit, which is the backpressure
+    /// that stops readers from racing ahead.
+    permits: Arc<Semaphore>,
+    limits: Arc<RateLimits>,
+    policy: RetryPolicy,
+    rejects: Arc<RejectsWriter>,
+}
+
+/// The request tasks of one index; awaiting it waits for all of them.
+pub struct Pending {
+    tasks: JoinSet<()>,
+}
+
+impl Pending {
+    pub fn new() -> Pending {
+        Pending {
+            tasks: JoinSet::new(),
+        }
+    }
+
+    /// Waits for every request task. A panicked task is counted by the caller
+    /// through the stats (its documents are neither written nor rejected).
+    pub async fn wait(mut self) {
+        while let Some(r) = self.tasks.join_next().await {
+            if let Err(e) = r {
+                tracing::error!("a bulk request task failed: {e}");
+            }
+        }
+    }
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BulkIndexer {
+    pub fn new(
+        cluster: Arc<Cluster>,
+        concurrency: usize,
+        limits: RateLimits,
+        policy: RetryPolicy,
+        rejects: Arc<RejectsWriter>,
+    ) -> BulkIndexer {
+        BulkIndexer {
+            cluster,
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            limits: Arc::new(limits),
+            policy,
+            rejects,
+        }
+    }
+
+    /// Waits for a free slot, then sends `request` (with its retries) in a
+    /// task of `pending`.
+    pub async fn submit(
+        &self,
+        index: &Arc<str>,
+        request: BulkRequest,
+        stats: &Arc<IndexStats>,
+        pending: &mut Pending,
+    ) {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let task = RequestTask {
+            cluster: self.cluster.clone(),
+            limits: self.limits.clone(),
+            policy: self.policy.clone(),
+            rejects: self.rejects.clone(),
+            index: index.clone(),
+            stats: stats.clone(),
+            _permit: permit,
+        };
+        pending.tasks.spawn(task.run(request));
+    }
+}
+
+/// One request and its retries.
+struct RequestTask {
+    cluster: Arc<Cluster>,
+    limits: Arc<RateLimits>,
+    policy: RetryPolicy,
+    rejects: Arc<RejectsWriter>,
+    index: Arc<str>,
+    stats: Arc<IndexStats>,
+    /// Held for the task's life: dropping it frees a slot for the next request.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl RequestTask {
+    async fn run(self, mut request: BulkRequest) {
+        let mut rng = fastrand::Rng::new();
+        let mut attempt = 1;
+        loop {
+            self.limits
+                .acquire(request.docs() as u64, request.bytes() as u64)
+                .await;
+            let verdict = match self
+                .cluster
+                .request(Method::Post, "_bulk", Some(request.body().clone()))
+                .await
+            {
+                Ok((status, body)) => classify_bulk(status, &body, request.docs()),
+                Err(e) => BulkVerdict {
+                    action: if e.is_transport() {
+                        RetryAction::Retry
+                    } else {
+                        RetryAction::DontRetry
+                    },
+                    rejected: Vec::new(),
+                    reason: e.to_string(),
+                },
+            };
+            for failure in &verdict.rejected {
+                self.reject(&request, failure.position, failure.status, &failure.reason);
+            }
+            self.stats
+                .rejected
+                .fetch_add(verdict.rejected.len() as u64, Ordering::Relaxed);
+            let retry: Vec<usize> = match verdict.action {
+                RetryAction::Success => {
+                    let ok = request.docs() - verdict.rejected.len();
+                    self.stats.written.fetch_add(ok as u64, Ordering::Relaxed);
+                    return;
+                }
+                RetryAction::RetryPartial(positions) => {
+                    let ok = request.docs() - verdict.rejected.len() - positions.len();
+                    self.stats.written.fetch_add(ok as u64, Ordering::Relaxed);
+                    positions
+                }
+                RetryAction::Retry => (0..request.docs()).collect(),
+                RetryAction::DontRetry => {
+                    self.give_up(&request, &(0..request.docs()).collect::<Vec<_>>(), &verdict.reason);
+                    return;
+                }
+            };
+            if attempt >= self.policy.max_attempts {
+                let reason = format!("gave up after {attempt} attempts: {}", verdict.reason);
+                self.give_up(&request, &retry, &reason);
+                return;
+            }
+            if retry.len() != request.docs() {
+                request = request.subset(&retry);
+            }
+            let delay = self.policy.delay(attempt, &mut rng);
+            tracing::debug!(
+                "bulk to {:?}: retrying {} documents in {delay:?} ({})",
+                self.index,
+                retry.len(),
+                verdict.reason
+            );
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    fn give_up(&self, request: &BulkRequest, positions: &[usize], reason: &str) {
+        for &p in positions {
+            self.reject(request, p, 0, reason);
+        }
+        self.stats
+            .failed
+            .fetch_add(positions.len() as u64, Ordering::Relaxed);
+    }
+
+    fn reject(&self, request: &BulkRequest, position: usize, status: u16, reason: &str) {
+        if let Err(e) = self
+            .rejects
+            .write(&self.index, request.pair(position), status, reason)
+        {
+            tracing::error!("cannot record a rejected document: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_copies_sources_and_cuts_by_docs_and_bytes() {
+        let mut b = BulkBuilder::new("my\"idx", BulkOp::Index, 1 << 20, 2);
+        assert!(b
+            .push_line(br#"{"_id":"1","_routing":"r","_source":{"big":9223372036854775807,"z":1,"a":2}}"#)
+            .unwrap()
+            .is_none());
+        let req = b.push_line(br#"{"_id":"2","_source":{}}"#).unwrap().unwrap();
+        assert_eq!(req.docs(), 2);
+        assert_eq!(
+            std::str::from_utf8(req.body()).unwrap(),
+            concat!(
+                r#"{"index":{"_index":"my\"idx","_id":"1","routing":"r"}}"#, "\n",
+                r#"{"big":9223372036854775807,"z":1,"a":2}"#, "\n",
+                r#"{"index":{"_index":"my\"idx","_id":"2"}}"#, "\n",
+                "{}\n"
+            )
+        );
+        let sub = req.subset(&[1]);
+        assert_eq!(std::str::from_utf8(sub.body()).unwrap(), "{\"index\":{\"_index\":\"my\\\"idx\",\"_id\":\"2\"}}\n{}\n");
+        assert!(b.finish().is_none());
+
+        let mut small = BulkBuilder::new("i", BulkOp::Create, 10, 1000);
+        let r = small.push_line(br#"{"_id":"1","_source":{"a":1}}"#).unwrap().unwrap();
+        assert!(std::str::from_utf8(r.body()).unwrap().starts_with("{\"create\":"));
+        assert!(small.push_line(b"{oops").is_err());
+    }
+}
