@@ -35,13 +35,16 @@ pub struct IndexSelector {
     pub include: Option<Regex>,
     /// Removes matches.
     pub exclude: Option<Regex>,
+    /// Without `include`, select every name (a restore takes the whole
+    /// archive) instead of the names not starting with `.` (a dump).
+    pub all_by_default: bool,
 }
 
 impl IndexSelector {
     pub fn selects(&self, name: &str) -> bool {
         let included = match &self.include {
             Some(re) => re.is_match(name),
-            None => !name.starts_with('.'),
+            None => self.all_by_default || !name.starts_with('.'),
         };
         included && !self.exclude.as_ref().is_some_and(|re| re.is_match(name))
     }
@@ -138,28 +141,15 @@ pub async fn run(
         ));
     }
 
-    let retry = RetryPolicy::default();
-    let listed = retry
-        .run(|| cluster.list_indices(), is_retryable)
-        .await?;
-    let mut skipped = Vec::new();
-    let mut selected = Vec::new();
-    for index in listed.into_iter().filter(|i| config.selector.selects(&i.index)) {
-        if index.is_closed() {
-            progress.println(&format!("warning: index {:?} is closed; skipped", index.index));
-            skipped.push(SkippedIndex {
-                name: index.index,
-                reason: "closed".into(),
-            });
-        } else {
-            selected.push(index.index);
-        }
+    let (selected, skipped) = select_indices(&cluster, &config.selector).await?;
+    for closed in &skipped {
+        progress.println(&format!("warning: index {:?} is closed; skipped", closed.name));
     }
     if selected.is_empty() {
         progress.println("warning: no open index matched; the archive holds cluster metadata only");
     }
 
-    let cluster_files = dump_templates(&cluster, &archive, &retry, progress).await?;
+    let cluster_files = dump_templates(&cluster, &archive, progress).await?;
 
     let results: Vec<(String, Result<IndexEntry, String>)> = stream::iter(selected)
         .map(|name| {
@@ -226,40 +216,36 @@ pub async fn run(
     })
 }
 
-/// Writes the three kinds of templates, each to its own file. A kind the
-/// cluster does not offer (older versions) is skipped with a warning.
+/// Writes the three kinds of templates, each to its own file.
 async fn dump_templates(
     cluster: &Cluster,
     archive: &ArchiveWriter,
-    retry: &RetryPolicy,
     progress: &Progress,
 ) -> Result<Vec<FileEntry>, DumpError> {
     archive.create_dir("cluster").await?;
-    let mut files = Vec::new();
-    let legacy = retry.run(|| cluster.legacy_templates(), is_retryable).await?;
-    files.push(
+    let set = read_templates(cluster, progress).await?;
+    let mut files = vec![
         archive
-            .write_json("cluster/templates.json", FileKind::Templates, &legacy)
+            .write_json("cluster/templates.json", FileKind::Templates, &set.legacy)
             .await?,
-    );
-    if cluster.info().has_composable_templates() {
-        let kinds: [(&str, FileKind); 2] = [
-            ("cluster/index_templates.json", FileKind::IndexTemplates),
-            ("cluster/component_templates.json", FileKind::ComponentTemplates),
-        ];
-        for (path, kind) in kinds {
-            let fetched: Result<Map<String, Value>, ClusterError> = match kind {
-                FileKind::IndexTemplates => retry.run(|| cluster.index_templates(), is_retryable).await,
-                _ => retry.run(|| cluster.component_templates(), is_retryable).await,
-            };
-            match fetched {
-                Ok(map) => files.push(archive.write_json(path, kind, &map).await?),
-                Err(e) if matches!(e.status(), Some(400 | 404 | 405)) => {
-                    progress.println(&format!("warning: {path} skipped: the cluster does not offer it ({e})"))
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+    ];
+    if let Some(index) = &set.index {
+        files.push(
+            archive
+                .write_json("cluster/index_templates.json", FileKind::IndexTemplates, index)
+                .await?,
+        );
+    }
+    if let Some(component) = &set.component {
+        files.push(
+            archive
+                .write_json(
+                    "cluster/component_templates.json",
+                    FileKind::ComponentTemplates,
+                    component,
+                )
+                .await?,
+        );
     }
     Ok(files)
 }
@@ -274,21 +260,16 @@ async fn dump_index(
     progress: &Progress,
     cancel: watch::Receiver<bool>,
 ) -> Result<IndexEntry, String> {
-    let retry = RetryPolicy::default();
-    let fetch = async {
-        let mut settings = retry.run(|| cluster.index_settings(name), is_retryable).await?;
-        let mappings = retry.run(|| cluster.index_mappings(name), is_retryable).await?;
-        let aliases = retry.run(|| cluster.index_aliases(name), is_retryable).await?;
-        let expected = retry.run(|| cluster.count(name), is_retryable).await?;
-        strip_generated(&mut settings);
-        Ok::<_, ClusterError>((settings, mappings, aliases, expected))
-    };
-    let (settings, mappings, aliases, expected) = fetch.await.map_err(|e| e.to_string())?;
-    let shards = settings
-        .pointer("/index/number_of_shards")
-        .and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or(v.as_u64()))
-        .unwrap_or(1) as u32;
-    let slices = config.slices.resolve(shards);
+    let (meta, expected) = read_index_metadata(cluster, name)
+        .await
+        .map_err(|e| e.to_string())?;
+    let meta_shards = meta.shards();
+    let IndexMetadata {
+        settings,
+        mappings,
+        aliases,
+    } = meta;
+    let slices = config.slices.resolve(meta_shards);
 
     let folder = format!("indices/{}", folder_name(name));
     let write_meta = async {
@@ -338,6 +319,105 @@ async fn dump_index(
     })
 }
 
+/// An index's metadata as archived: settings (server-generated keys
+/// removed), mappings and aliases.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexMetadata {
+    pub settings: Value,
+    pub mappings: Value,
+    pub aliases: Value,
+}
+
+impl IndexMetadata {
+    /// Primary shards, from the settings.
+    pub fn shards(&self) -> u32 {
+        self.settings
+            .pointer("/index/number_of_shards")
+            .and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or(v.as_u64()))
+            .unwrap_or(1) as u32
+    }
+}
+
+/// Reads an index's metadata and its `_count`, retrying transient failures.
+pub async fn read_index_metadata(
+    cluster: &Cluster,
+    name: &str,
+) -> Result<(IndexMetadata, u64), ClusterError> {
+    let retry = RetryPolicy::default();
+    let mut settings = retry.run(|| cluster.index_settings(name), is_retryable).await?;
+    let mappings = retry.run(|| cluster.index_mappings(name), is_retryable).await?;
+    let aliases = retry.run(|| cluster.index_aliases(name), is_retryable).await?;
+    let expected = retry.run(|| cluster.count(name), is_retryable).await?;
+    strip_generated(&mut settings);
+    Ok((
+        IndexMetadata {
+            settings,
+            mappings,
+            aliases,
+        },
+        expected,
+    ))
+}
+
+/// The open indices `selector` picks, and the closed ones it would have.
+pub async fn select_indices(
+    cluster: &Cluster,
+    selector: &IndexSelector,
+) -> Result<(Vec<String>, Vec<SkippedIndex>), ClusterError> {
+    let listed = RetryPolicy::default()
+        .run(|| cluster.list_indices(), is_retryable)
+        .await?;
+    let mut skipped = Vec::new();
+    let mut selected = Vec::new();
+    for index in listed.into_iter().filter(|i| selector.selects(&i.index)) {
+        if index.is_closed() {
+            skipped.push(SkippedIndex {
+                name: index.index,
+                reason: "closed".into(),
+            });
+        } else {
+            selected.push(index.index);
+        }
+    }
+    Ok((selected, skipped))
+}
+
+/// The cluster's templates of each kind, `{name: body}`; kinds the cluster
+/// does not offer are empty.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateSet {
+    pub legacy: Map<String, Value>,
+    pub index: Option<Map<String, Value>>,
+    pub component: Option<Map<String, Value>>,
+}
+
+/// Reads every template of the cluster.
+pub async fn read_templates(cluster: &Cluster, progress: &Progress) -> Result<TemplateSet, ClusterError> {
+    let retry = RetryPolicy::default();
+    let mut set = TemplateSet {
+        legacy: retry.run(|| cluster.legacy_templates(), is_retryable).await?,
+        ..TemplateSet::default()
+    };
+    if cluster.info().has_composable_templates() {
+        let not_offered = |e: &ClusterError| matches!(e.status(), Some(400 | 404 | 405));
+        match retry.run(|| cluster.index_templates(), is_retryable).await {
+            Ok(m) => set.index = Some(m),
+            Err(e) if not_offered(&e) => progress.println(&format!(
+                "warning: composable index templates skipped: the cluster does not offer them ({e})"
+            )),
+            Err(e) => return Err(e),
+        }
+        match retry.run(|| cluster.component_templates(), is_retryable).await {
+            Ok(m) => set.component = Some(m),
+            Err(e) if not_offered(&e) => progress.println(&format!(
+                "warning: component templates skipped: the cluster does not offer them ({e})"
+            )),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(set)
+}
+
 fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -359,6 +439,7 @@ mod tests {
         let s = IndexSelector {
             include: Some(Regex::new(r"^[.%]").unwrap()),
             exclude: Some(Regex::new("security").unwrap()),
+            all_by_default: false,
         };
         assert!(s.selects(".kibana"));
         assert!(s.selects("%kuzzle"));

@@ -27,6 +27,7 @@ pub mod dump;
 pub mod inspect;
 pub mod pipeline;
 pub mod progress;
+pub mod restore;
 pub mod retry;
 pub mod sink;
 pub mod source;

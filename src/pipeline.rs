@@ -69,7 +69,7 @@ pub async fn dump_data(
             Slice { id, max: job.slices },
             job.page_size,
         );
-        readers.push(tokio::spawn(read_slice(reader, tx, cancel.clone())));
+        readers.push(tokio::spawn(reader.pump(tx, cancel.clone())));
         let writer = ChunkWriter::new(
             archive.clone(),
             &job.folder,
@@ -86,8 +86,17 @@ pub async fn dump_data(
     };
     let mut first_error = None;
     for r in readers {
-        if let Err(e) = r.await.map_err(panicked).and_then(|r| r) {
-            first_error.get_or_insert(e);
+        match r.await {
+            Ok(Ok(())) => {}
+            Ok(Err(ScrollError::Interrupted)) => {
+                first_error.get_or_insert(PipelineError::Interrupted);
+            }
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e.into());
+            }
+            Err(e) => {
+                first_error.get_or_insert(panicked(e));
+            }
         }
     }
     let mut files = Vec::new();
@@ -109,36 +118,6 @@ pub async fn dump_data(
         Some(e) => Err(e),
         None => Ok((files, docs)),
     }
-}
-
-/// Reads pages until the slice is exhausted, the writer is gone, or the run
-/// is cancelled. The scroll is cleared in every case.
-async fn read_slice(
-    mut reader: ScrollReader,
-    tx: mpsc::Sender<Page>,
-    mut cancel: watch::Receiver<bool>,
-) -> Result<(), PipelineError> {
-    let result = loop {
-        if *cancel.borrow() {
-            break Err(PipelineError::Interrupted);
-        }
-        let page = tokio::select! {
-            page = reader.next_page() => page,
-            _ = cancel.changed() => break Err(PipelineError::Interrupted),
-        };
-        match page {
-            Ok(Some(page)) => {
-                if tx.send(page).await.is_err() {
-                    // The writer failed; it reports why.
-                    break Ok(());
-                }
-            }
-            Ok(None) => break Ok(()),
-            Err(e) => break Err(e.into()),
-        }
-    };
-    reader.close().await;
-    result
 }
 
 /// Compresses pages into chunks until the reader closes the channel.

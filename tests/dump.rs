@@ -2,290 +2,18 @@
 //! with the independent reader in `util::archive`, and compare with what
 //! was sent and with what the cluster reports.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::collections::BTreeSet;
 
-use regex::Regex;
 use serde_json::{json, Value};
 
-use crate::util::archive::{self, Archive};
-use crate::util::esark::{inspect, Esark, Output};
+use crate::util::archive::Archive;
+use crate::util::check::{
+    assert_same_docs, contract_folder, prune_empty_objects, strip_generated_settings,
+    verify_archive,
+};
+use crate::util::esark::{dump, dump_cmd, inspect, Esark};
 use crate::util::fixture::{not_starting_with, Fixture, Sent};
-use crate::util::proxy::AuthProxy;
 use crate::util::server::{BulkBody, TestCluster};
-
-// ---- helpers ----------------------------------------------------------------
-
-/// `esark dump --source <cluster> --output <out>`, ready for more flags.
-fn dump_cmd(cluster: &TestCluster, out: &Path) -> Esark {
-    Esark::new()
-        .arg("dump")
-        .args(cluster.source_args())
-        .arg("--output")
-        .arg(out)
-}
-
-fn dump(cluster: &TestCluster, out: &Path, extra: &[&str]) -> Output {
-    dump_cmd(cluster, out).args(extra).run()
-}
-
-/// The folder the contract gives a (short, ordinary) index name: bytes in
-/// `[a-z0-9_-]` kept, every other byte `%XX`.
-fn contract_folder(name: &str) -> String {
-    let mut out = String::from("indices/");
-    for b in name.bytes() {
-        if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Asserts the archive holds exactly `expected`: every document once, with
-/// its routing and its `_source` bytes unchanged, and nothing else.
-fn assert_same_docs(archive: &Archive, expected: &Sent) {
-    let mut seen = Sent::new();
-    let mut duplicates = Vec::new();
-    let mut extra_keys = Vec::new();
-    for doc in archive.all_docs() {
-        if !doc.extra_keys.is_empty() {
-            extra_keys.push(format!("{}/{}: {:?}", doc.index, doc.id, doc.extra_keys));
-        }
-        let key = (doc.index.clone(), doc.id.clone());
-        if seen
-            .insert(key.clone(), (doc.routing.clone(), doc.source.clone()))
-            .is_some()
-        {
-            duplicates.push(format!("{key:?} (again in {})", doc.file));
-        }
-    }
-    let missing: Vec<_> = expected.keys().filter(|k| !seen.contains_key(*k)).collect();
-    let unexpected: Vec<_> = seen.keys().filter(|k| !expected.contains_key(*k)).collect();
-    let changed: Vec<String> = expected
-        .iter()
-        .filter_map(|(k, sent)| {
-            seen.get(k).filter(|got| *got != sent).map(|got| {
-                format!("{k:?}\n    sent     (routing, _source): {sent:?}\n    archived (routing, _source): {got:?}")
-            })
-        })
-        .collect();
-    let first = |v: &[String]| v.iter().take(5).cloned().collect::<Vec<_>>().join("\n  ");
-    assert!(
-        duplicates.is_empty()
-            && missing.is_empty()
-            && unexpected.is_empty()
-            && changed.is_empty()
-            && extra_keys.is_empty(),
-        "archive {} differs from the documents sent ({} sent, {} archived):\n\
-         duplicates ({}):\n  {}\nmissing ({}): {:?}\nunexpected ({}): {:?}\n\
-         changed ({}):\n  {}\nlines with keys other than _id/_routing/_source ({}):\n  {}",
-        archive.dir.display(),
-        expected.len(),
-        seen.len(),
-        duplicates.len(),
-        first(&duplicates),
-        missing.len(),
-        missing.iter().take(5).collect::<Vec<_>>(),
-        unexpected.len(),
-        unexpected.iter().take(5).collect::<Vec<_>>(),
-        changed.len(),
-        first(&changed),
-        extra_keys.len(),
-        first(&extra_keys),
-    );
-}
-
-/// Checks everything the format promises about an archive that does not
-/// depend on the data: manifest header and source, each listed file's size
-/// and sha256, data file names, per-file and per-index counts, and that the
-/// folder holds exactly the listed files plus `manifest.json`.
-fn verify_archive(archive: &Archive, cluster: &TestCluster, compression: &str) {
-    let m = &archive.manifest;
-    assert_eq!(m["format"], "esark-archive", "{m}");
-    assert_eq!(m["format_version"], 1, "{m}");
-    assert!(m["tool_version"].is_string(), "tool_version: {m}");
-    let created = chrono::DateTime::parse_from_rfc3339(m["created_at"].as_str().unwrap_or(""))
-        .unwrap_or_else(|e| panic!("created_at not RFC 3339: {e}: {}", m["created_at"]));
-    let completed = chrono::DateTime::parse_from_rfc3339(m["completed_at"].as_str().unwrap_or(""))
-        .unwrap_or_else(|e| panic!("completed_at not RFC 3339: {e}: {}", m["completed_at"]));
-    assert!(completed >= created, "completed_at before created_at");
-
-    // Source: identity of the cluster, and never credentials.
-    let info = cluster.info();
-    let source = &m["source"];
-    let url = url::Url::parse(source["url"].as_str().expect("source.url"))
-        .unwrap_or_else(|e| panic!("source.url {}: {e}", source["url"]));
-    assert!(
-        url.username().is_empty() && url.password().is_none(),
-        "credentials in manifest source.url: {url}"
-    );
-    assert_eq!(
-        url.port_or_known_default(),
-        url::Url::parse(cluster.base_url())
-            .unwrap()
-            .port_or_known_default()
-    );
-    if let Some((_, password)) = cluster.credentials() {
-        let text = std::fs::read_to_string(archive.dir.join("manifest.json")).unwrap();
-        assert!(
-            password.is_empty() || !text.contains(password),
-            "password in manifest"
-        );
-    }
-    assert_eq!(source["cluster_name"], info["cluster_name"]);
-    assert_eq!(source["cluster_uuid"], info["cluster_uuid"]);
-    assert_eq!(source["version"], info["version"]["number"]);
-    assert_eq!(source["flavor"], cluster.flavor());
-    assert_eq!(
-        m["options"]["compression"], compression,
-        "options: {}",
-        m["options"]
-    );
-
-    // Every listed file: where, how big, which hash.
-    let mut listed = BTreeSet::new();
-    for entry in archive.all_file_entries() {
-        let rel = entry["path"]
-            .as_str()
-            .unwrap_or_else(|| panic!("file without path: {entry}"));
-        assert!(listed.insert(rel.to_string()), "{rel} listed twice");
-        let path = archive.path(rel);
-        let meta =
-            std::fs::metadata(&path).unwrap_or_else(|e| panic!("listed file {rel} missing: {e}"));
-        assert_eq!(entry["bytes"], meta.len(), "bytes of {rel}");
-        let sha = entry["sha256"].as_str().unwrap_or("");
-        assert!(
-            sha.len() == 64
-                && sha
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
-            "sha256 of {rel} is not lowercase hex: {sha:?}"
-        );
-        assert_eq!(sha, archive::sha256_file(&path), "sha256 of {rel}");
-    }
-    for entry in m["cluster_files"].as_array().expect("cluster_files") {
-        let kind = entry["kind"].as_str().unwrap();
-        assert!(
-            ["templates", "index_templates", "component_templates"].contains(&kind),
-            "cluster file kind {kind}"
-        );
-        assert_eq!(entry["path"], format!("cluster/{kind}.json"));
-    }
-
-    // Per index: folder, files, names, counts.
-    let ext = match compression {
-        "zstd" => ".jsonl.zst",
-        "gzip" => ".jsonl.gz",
-        "none" => ".jsonl",
-        other => panic!("unknown compression {other}"),
-    };
-    let data_name = Regex::new(r"^data-s(\d{3})-(\d{5})(\.jsonl(?:\.zst|\.gz)?)$").unwrap();
-    let mut folders = BTreeSet::new();
-    for index in archive.indices() {
-        let name = index["name"].as_str().unwrap();
-        let folder = index["folder"].as_str().unwrap();
-        assert!(folders.insert(folder), "folder {folder} used twice");
-        assert!(folder.starts_with("indices/"), "{folder}");
-        let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
-        let mut docs_in_files = 0;
-        for file in index["files"].as_array().unwrap() {
-            let kind = file["kind"].as_str().unwrap();
-            *kinds.entry(kind).or_default() += 1;
-            let rel = file["path"].as_str().unwrap();
-            let (dir, base) = rel.rsplit_once('/').unwrap();
-            assert_eq!(dir, folder, "{rel} outside its index folder");
-            if kind == "data" {
-                let caps = data_name
-                    .captures(base)
-                    .unwrap_or_else(|| panic!("bad data file name {rel}"));
-                assert_eq!(&caps[3], ext, "{rel} for compression {compression}");
-                assert_eq!(
-                    file["slice"],
-                    caps[1].parse::<u64>().unwrap(),
-                    "slice of {rel}"
-                );
-                let lines =
-                    archive::parse_data_lines(&archive::read_data_file(&archive.path(rel)), rel)
-                        .len() as u64;
-                assert_eq!(file["docs"], lines, "docs of {rel}");
-                docs_in_files += lines;
-            } else {
-                assert_eq!(base, format!("{kind}.json"), "{rel}");
-            }
-        }
-        for kind in ["settings", "mappings", "aliases"] {
-            assert_eq!(kinds.get(kind), Some(&1), "{name}: one {kind} file");
-        }
-        assert_eq!(index["docs"], docs_in_files, "{name}: docs vs data files");
-        assert_eq!(
-            index["expected_docs"], docs_in_files,
-            "{name}: expected_docs (the cluster is quiet)"
-        );
-    }
-
-    // Nothing unlisted, nothing left over.
-    listed.insert("manifest.json".to_string());
-    let on_disk: BTreeSet<String> = archive::files_on_disk(&archive.dir).into_iter().collect();
-    assert_eq!(
-        on_disk, listed,
-        "files in the archive folder vs files in the manifest"
-    );
-}
-
-/// Settings as the archive should hold them: the cluster's, minus the keys
-/// the server generates.
-fn strip_generated_settings(mut settings: Value) -> Value {
-    let index = settings["index"].as_object_mut().expect("settings.index");
-    for key in [
-        "uuid",
-        "creation_date",
-        "version",
-        "provided_name",
-        "resize",
-    ] {
-        index.remove(key);
-    }
-    if let Some(history) = index.get_mut("history").and_then(Value::as_object_mut) {
-        history.remove("uuid");
-    }
-    if let Some(allocation) = index
-        .get_mut("routing")
-        .and_then(|r| r.get_mut("allocation"))
-        .and_then(Value::as_object_mut)
-    {
-        allocation.remove("initial_recovery");
-    }
-    prune_empty_objects(&mut settings);
-    settings
-}
-
-/// Removes objects left empty (at any depth), so that `{"history": {}}`
-/// after stripping equals no `history` at all.
-fn prune_empty_objects(value: &mut Value) {
-    if let Value::Object(map) = value {
-        for v in map.values_mut() {
-            prune_empty_objects(v);
-        }
-        map.retain(|_, v| !matches!(v, Value::Object(o) if o.is_empty()));
-    }
-}
-
-fn no_manifest(out: &Path) -> bool {
-    !out.join("manifest.json").exists()
-}
-
-/// Asserts a failed run: exit 1 and exactly one non-empty stderr line,
-/// starting with `error:`. Returns that line.
-fn assert_one_error_line(output: &Output) -> String {
-    assert_eq!(output.code, Some(1), "expected exit 1\n{output}");
-    let lines = output.stderr_lines();
-    assert_eq!(lines.len(), 1, "expected one stderr line\n{output}");
-    assert!(lines[0].starts_with("error:"), "{output}");
-    lines[0].to_string()
-}
 
 // ---- documents ----------------------------------------------------------------
 
@@ -662,10 +390,7 @@ fn dump_gzip_and_none_hold_the_same_documents() {
     for (compression, extra) in [
         ("zstd", vec![]),
         ("gzip", vec!["--compression", "gzip", "--level", "9"]),
-        (
-            "none",
-            vec!["--compression", "none", "--file-size", "64KiB"],
-        ),
+        ("none", vec!["--compression", "none"]),
     ] {
         let out = tmp.path().join(compression);
         let mut args = vec!["--match", regex.as_str()];
@@ -676,24 +401,6 @@ fn dump_gzip_and_none_hold_the_same_documents() {
         assert_same_docs(&archive, &f.sent);
         if compression == "gzip" {
             assert_eq!(archive.manifest["options"]["level"], 9);
-        }
-        if compression == "none" {
-            assert_eq!(archive.manifest["options"]["file_size"], 65536);
-            let data = archive.files(&f.main, "data");
-            let total: u64 = data.iter().map(|d| d["bytes"].as_u64().unwrap()).sum();
-            assert!(total > 3 * 65536, "main has {total} bytes of data");
-            assert!(
-                data.len() >= 3,
-                "64 KiB files: expected several chunks for {total} bytes, got {}",
-                data.len()
-            );
-            for d in data {
-                // A chunk may close one line past the limit; lines are < 1 KiB.
-                assert!(
-                    d["bytes"].as_u64().unwrap() <= 65536 + 1024,
-                    "chunk larger than --file-size: {d}"
-                );
-            }
         }
         let docs: BTreeSet<(String, String, Option<String>, String)> = archive
             .all_docs()
@@ -710,233 +417,51 @@ fn dump_gzip_and_none_hold_the_same_documents() {
     }
 }
 
-// ---- credentials and errors ---------------------------------------------------------
-
-const USER: &str = "esark-user";
-const RIGHT: &str = "Right-Pw-7d1f";
-const WRONG: &str = "Wr0ng-Pw-93kq";
-
-/// A cluster with one small index behind an [`AuthProxy`].
-fn proxied(test: &str) -> (TestCluster, AuthProxy, String, Sent) {
-    let cluster = TestCluster::start(test);
-    let index = cluster.name("secured");
-    cluster.create_index(&index, &json!({"settings": {"number_of_replicas": 0}}));
-    let mut bulk = BulkBody::new();
-    let mut sent = Sent::new();
-    for i in 0..30 {
-        let source = format!(r#"{{"i":{i},"big":9223372036854775807}}"#);
-        bulk.index(&index, &format!("s{i}"), None, &source);
-        sent.insert((index.clone(), format!("s{i}")), (None, source));
-    }
-    cluster.bulk(bulk.as_str());
-    let proxy = AuthProxy::start(&cluster, USER, RIGHT);
-    (cluster, proxy, index, sent)
-}
-
-fn assert_no_secret(output: &Output, secrets: &[&str]) {
-    for secret in secrets {
-        assert!(
-            !output.stdout.contains(secret) && !output.stderr.contains(secret),
-            "output reveals the password {secret:?}\n{output}"
-        );
-    }
-}
-
 #[test]
-fn dump_wrong_password_fails_with_one_clear_line() {
-    let (_cluster, proxy, index, _) = proxied("dump-wrong-password");
-    let tmp = tempfile::tempdir().unwrap();
-    let password_file = tmp.path().join("password");
-    std::fs::write(&password_file, WRONG).unwrap();
-    let mentions_auth = Regex::new(r"(?i)401|authenticat|unauthori[sz]ed").unwrap();
-    let regex = Fixture::exactly(&index);
-    let base = |out: &Path, source: String| {
-        Esark::new()
-            .args(["dump", "--source", &source, "--match", &regex, "--output"])
-            .arg(out)
-    };
-    let cases: Vec<(&str, Box<dyn Fn(&Path) -> Esark + '_>)> = vec![
-        (
-            "password-file",
-            Box::new(|out: &Path| {
-                base(out, proxy.url())
-                    .args(["--source-user", USER, "--source-password-file"])
-                    .arg(&password_file)
-            }),
-        ),
-        (
-            "env",
-            Box::new(|out: &Path| {
-                base(out, proxy.url())
-                    .args(["--source-user", USER])
-                    .env("ESARK_SOURCE_PASSWORD", WRONG)
-            }),
-        ),
-        (
-            "url",
-            Box::new(|out: &Path| base(out, proxy.url_with_credentials(USER, WRONG))),
-        ),
-        (
-            "no-credentials",
-            Box::new(|out: &Path| base(out, proxy.url())),
-        ),
-    ];
-    for (label, command) in cases {
-        let out = tmp.path().join(label);
-        let rejected_before = proxy.rejected();
-        let run = command(&out).run();
-        let line = assert_one_error_line(&run);
-        assert!(
-            mentions_auth.is_match(&line),
-            "{label}: the error must say authentication failed (401)\n{run}"
-        );
-        assert_no_secret(&run, &[WRONG, RIGHT]);
-        assert!(
-            proxy.rejected() > rejected_before,
-            "{label}: the proxy saw no rejected request\n{run}"
-        );
-        assert!(no_manifest(&out), "{label}: manifest.json left behind");
-    }
-    assert_eq!(
-        proxy.forwarded(),
-        0,
-        "nothing may pass with a wrong password"
-    );
-}
-
-#[test]
-fn dump_right_password_through_proxy_works() {
-    let (cluster, proxy, index, sent) = proxied("dump-right-password");
-    let tmp = tempfile::tempdir().unwrap();
-    // A password file as `echo pw > file` writes it: the first line counts.
-    let password_file = tmp.path().join("password");
-    std::fs::write(&password_file, format!("{RIGHT}\n")).unwrap();
-    let regex = Fixture::exactly(&index);
-    let runs = [
-        (
-            "password-file",
-            Esark::new()
-                .args(["dump", "--source", &proxy.url()])
-                .args(["--source-user", USER, "--source-password-file"])
-                .arg(&password_file),
-        ),
-        (
-            "env",
-            Esark::new()
-                .args(["dump", "--source", &proxy.url(), "--source-user", USER])
-                .env("ESARK_SOURCE_PASSWORD", RIGHT),
-        ),
-        (
-            "url",
-            Esark::new().args(["dump", "--source", &proxy.url_with_credentials(USER, RIGHT)]),
-        ),
-    ];
-    for (label, command) in runs {
-        let out = tmp.path().join(label);
-        let run = command
-            .args(["--match", &regex, "--output"])
-            .arg(&out)
-            .run();
-        run.assert_success();
-        assert_no_secret(&run, &[RIGHT]);
-        let archive = Archive::open(&out);
-        assert_same_docs(&archive, &sent);
-        let manifest = std::fs::read_to_string(out.join("manifest.json")).unwrap();
-        assert!(!manifest.contains(RIGHT), "{label}: password in manifest");
-        let url = archive.manifest["source"]["url"].as_str().unwrap();
-        assert!(
-            !url.contains('@') && !url.contains(USER),
-            "{label}: credentials in source.url {url}"
-        );
-        assert!(
-            url.starts_with(&proxy.url()),
-            "{label}: source.url {url} is not the proxy's {}",
-            proxy.url()
-        );
-    }
-    assert_eq!(proxy.rejected(), 0, "a right password is never rejected");
-    drop(cluster);
-}
-
-#[test]
-fn dump_unreachable_source_fails_cleanly() {
+fn dump_file_size_bounds_chunks() {
+    // Reading: `--file-size` bounds every chunk; one document line may
+    // cross it (a line is never split), a whole scroll page may not.
+    let f = Fixture::seed("dump-file-size", 1200);
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("archive");
-    let secret = "Unreach-Pw-55x";
-    let started = Instant::now();
-    let run = Esark::new()
-        .args([
-            "dump",
-            "--source",
-            &format!("http://{USER}:{secret}@127.0.0.1:1"),
-            "--output",
-        ])
-        .arg(&out)
-        .timeout(Duration::from_secs(90))
-        .run();
-    let line = assert_one_error_line(&run);
-    assert_no_secret(&run, &[secret]);
-    assert!(
-        Regex::new(r"(?i)127\.0\.0\.1|connect|refused|unreachable")
-            .unwrap()
-            .is_match(&line),
-        "the error must say the source cannot be reached\n{run}"
+    let run = dump(
+        &f.cluster,
+        &out,
+        &[
+            "--match",
+            &Fixture::exactly(&f.main),
+            "--compression",
+            "none",
+            "--file-size",
+            "64KiB",
+        ],
     );
-    assert!(
-        no_manifest(&out),
-        "manifest.json left behind by a failed dump"
-    );
-    eprintln!("unreachable source: failed after {:?}", started.elapsed());
-}
-
-// ---- output folder ---------------------------------------------------------------
-
-#[test]
-fn dump_refuses_non_empty_output_without_overwrite() {
-    let f = Fixture::seed("dump-overwrite", 30);
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("archive");
-    let all = f.match_all();
-    dump(&f.cluster, &out, &["--match", &all]).assert_success();
-    let manifest = std::fs::read(out.join("manifest.json")).unwrap();
-
-    // Again into the same folder: refused, and the archive is untouched.
-    let again = dump(&f.cluster, &out, &["--match", &all]);
-    assert!(
-        matches!(again.code, Some(1) | Some(2)),
-        "a second dump into a non-empty folder must be refused\n{again}"
-    );
-    assert!(again.stderr.contains("--overwrite"), "{again}");
-    assert!(again.stderr_lines()[0].starts_with("error:"), "{again}");
-    assert_eq!(std::fs::read(out.join("manifest.json")).unwrap(), manifest);
-    verify_archive(&Archive::open(&out), &f.cluster, "zstd");
-
-    // With --overwrite: a new archive of only what this dump selected.
-    let main_only = Fixture::exactly(&f.main);
-    dump(&f.cluster, &out, &["--match", &main_only, "--overwrite"]).assert_success();
+    run.assert_success();
     let archive = Archive::open(&out);
-    verify_archive(&archive, &f.cluster, "zstd");
-    assert_eq!(archive.index_names(), vec![f.main.clone()]);
+    verify_archive(&archive, &f.cluster, "none");
     assert_same_docs(&archive, &f.sent_to(&[&f.main]));
-
-    // Any non-empty folder is refused, not only an archive.
-    let other = tmp.path().join("notes");
-    std::fs::create_dir(&other).unwrap();
-    std::fs::write(other.join("notes.txt"), "keep me").unwrap();
-    let refused = dump(&f.cluster, &other, &["--match", &main_only]);
-    assert!(matches!(refused.code, Some(1) | Some(2)), "{refused}");
-    assert!(refused.stderr.contains("--overwrite"), "{refused}");
-    assert_eq!(
-        std::fs::read_to_string(other.join("notes.txt")).unwrap(),
-        "keep me"
+    assert_eq!(archive.manifest["options"]["file_size"], 65536);
+    let data = archive.files(&f.main, "data");
+    let longest_line = f
+        .sent_to(&[&f.main])
+        .iter()
+        .map(|((_, id), (_, source))| id.len() + source.len() + 64)
+        .max()
+        .unwrap() as u64;
+    let sizes: Vec<u64> = data.iter().map(|d| d["bytes"].as_u64().unwrap()).collect();
+    let total: u64 = sizes.iter().sum();
+    assert!(total > 3 * 65536, "main has only {total} bytes of data");
+    let too_big: Vec<&Value> = data
+        .iter()
+        .copied()
+        .filter(|d| d["bytes"].as_u64().unwrap() > 65536 + longest_line)
+        .collect();
+    assert!(
+        too_big.is_empty(),
+        "chunks larger than --file-size 64KiB (+ one line of at most {longest_line} bytes); \
+         sizes of all {} chunks: {sizes:?}; too big: {too_big:?}\n{run}",
+        data.len()
     );
-    assert!(no_manifest(&other));
-
-    // An existing empty folder is fine.
-    let empty = tmp.path().join("empty");
-    std::fs::create_dir(&empty).unwrap();
-    dump(&f.cluster, &empty, &["--match", &main_only]).assert_success();
-    verify_archive(&Archive::open(&empty), &f.cluster, "zstd");
 }
 
 // ---- --json ---------------------------------------------------------------------

@@ -11,5 +11,7 @@ mod util;
 
 // Checks of the helpers themselves against osmem; no esark binary needed.
 mod harness;
-// `esark dump`: documents, metadata, manifest, selection, errors.
+// `esark dump`: documents, metadata, manifest, selection, compression, --json.
 mod dump;
+// `esark dump` failures: credentials, unreachable source, bad flags, output folder.
+mod dump_errors;

@@ -101,6 +101,7 @@ impl DumpArgs {
             selector: IndexSelector {
                 include: compile("match", &self.match_)?,
                 exclude: compile("exclude", &self.exclude)?,
+                all_by_default: false,
             },
             compression: self.compression,
             level,

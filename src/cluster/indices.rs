@@ -64,3 +64,84 @@ impl Cluster {
             .unwrap_or_else(|| Value::Object(Map::new())))
     }
 }
+
+/// What a name refers to on a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameKind {
+    Missing,
+    /// A concrete index.
+    Index,
+    /// An alias, with the indices holding it.
+    Alias(Vec<String>),
+}
+
+impl Cluster {
+    /// Whether `name` is an index, an alias (and of which indices), or free.
+    pub async fn name_kind(&self, name: &str) -> Result<NameKind, ClusterError> {
+        let path = format!("{}/_alias", encode_segment(name));
+        let (status, body) = self.request(Method::Get, &path, None).await?;
+        if status == 404 {
+            return Ok(NameKind::Missing);
+        }
+        if !(200..300).contains(&status) {
+            return Err(self.status_error(Method::Get, &path, status, &body));
+        }
+        let answer: Map<String, Value> = serde_json::from_slice(&body)
+            .map_err(|e| self.bad_response(Method::Get, &path, e.to_string()))?;
+        if answer.contains_key(name) {
+            Ok(NameKind::Index)
+        } else if answer.is_empty() {
+            Ok(NameKind::Missing)
+        } else {
+            Ok(NameKind::Alias(answer.keys().cloned().collect()))
+        }
+    }
+
+    /// `PUT /{index}` with settings and mappings.
+    pub async fn create_index(&self, index: &str, body: &Value) -> Result<(), ClusterError> {
+        self.call(
+            Method::Put,
+            &encode_segment(index),
+            Some(bytes::Bytes::from(body.to_string())),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `DELETE /{index}`.
+    pub async fn delete_index(&self, index: &str) -> Result<(), ClusterError> {
+        self.call(Method::Delete, &encode_segment(index), None)
+            .await
+            .map(|_| ())
+    }
+
+    /// `PUT /{index}/_settings`.
+    pub async fn put_index_settings(&self, index: &str, settings: &Value) -> Result<(), ClusterError> {
+        let path = format!("{}/_settings", encode_segment(index));
+        self.call(
+            Method::Put,
+            &path,
+            Some(bytes::Bytes::from(settings.to_string())),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `POST /_aliases` with a list of actions, applied atomically.
+    pub async fn update_aliases(&self, actions: &[Value]) -> Result<(), ClusterError> {
+        let body = serde_json::json!({ "actions": actions });
+        self.call(
+            Method::Post,
+            "_aliases",
+            Some(bytes::Bytes::from(body.to_string())),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `POST /{index}/_refresh`.
+    pub async fn refresh(&self, index: &str) -> Result<(), ClusterError> {
+        let path = format!("{}/_refresh", encode_segment(index));
+        self.call(Method::Post, &path, None).await.map(|_| ())
+    }
+}

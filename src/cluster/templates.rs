@@ -60,3 +60,63 @@ impl Cluster {
         Ok(out)
     }
 }
+
+/// The three kinds of templates, in the order a restore creates them
+/// (component templates are referenced by composable ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemplateKind {
+    Component,
+    Index,
+    Legacy,
+}
+
+impl TemplateKind {
+    fn endpoint(self) -> &'static str {
+        match self {
+            TemplateKind::Component => "_component_template",
+            TemplateKind::Index => "_index_template",
+            TemplateKind::Legacy => "_template",
+        }
+    }
+}
+
+/// What happened to a template put with `create`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    Written,
+    /// `create` was asked and one of that name exists.
+    Exists,
+}
+
+impl Cluster {
+    /// `PUT /_{kind}/{name}`; with `create`, an existing template is left
+    /// alone and reported as [`PutOutcome::Exists`].
+    pub async fn put_template(
+        &self,
+        kind: TemplateKind,
+        name: &str,
+        body: &Value,
+        create: bool,
+    ) -> Result<PutOutcome, ClusterError> {
+        let mut path = format!("{}/{}", kind.endpoint(), super::encode_segment(name));
+        if create {
+            path.push_str("?create=true");
+        }
+        let (status, answer) = self
+            .request(
+                Method::Put,
+                &path,
+                Some(bytes::Bytes::from(body.to_string())),
+            )
+            .await?;
+        if (200..300).contains(&status) {
+            return Ok(PutOutcome::Written);
+        }
+        let reason = super::model::error::reason(&answer);
+        if create && status == 400 && reason.contains("already exists") {
+            return Ok(PutOutcome::Exists);
+        }
+        Err(self.status_error(Method::Put, &path, status, &answer))
+    }
+}

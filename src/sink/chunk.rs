@@ -127,18 +127,55 @@ impl ChunkWriter {
     }
 
     /// Appends a page of archive lines holding `docs` documents.
+    ///
+    /// Uncompressed chunks are cut exactly at the line that would cross
+    /// `--file-size` (a single longer line gets a chunk of its own). For
+    /// compressed ones the size is only known once the encoder has flushed,
+    /// so they are cut at the first page boundary past the limit: a chunk
+    /// can exceed it by one compressed page.
     pub async fn push(&mut self, lines: &[u8], docs: u64) -> Result<(), ArchiveError> {
+        if self.compression != Compression::None {
+            return self.write_piece(lines, docs, true).await;
+        }
+        let mut rest = lines;
+        while !rest.is_empty() {
+            let used = self.open.as_ref().map_or(0, |c| c.encoder.bytes_out());
+            let room = self.max_bytes.saturating_sub(used) as usize;
+            let cut = line_aligned_prefix(rest, room);
+            if cut == 0 {
+                // Not even one line fits in what is left: start a new chunk,
+                // or give an over-long line a chunk of its own.
+                if used > 0 {
+                    self.close_open().await?;
+                    continue;
+                }
+                let first = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
+                self.write_piece(&rest[..first], 1, true).await?;
+                rest = &rest[first..];
+                continue;
+            }
+            let piece = &rest[..cut];
+            let piece_docs = memchr::memchr_iter(b'\n', piece).count() as u64;
+            self.write_piece(piece, piece_docs, true).await?;
+            rest = &rest[cut..];
+        }
+        Ok(())
+    }
+
+    /// Writes bytes to the open chunk (opening one if needed), then closes
+    /// it when it reached the size limit and `may_close`.
+    async fn write_piece(&mut self, bytes: &[u8], docs: u64, may_close: bool) -> Result<(), ArchiveError> {
         if self.open.is_none() {
             self.open = Some(self.open_next().await?);
         }
         let chunk = self.open.as_mut().expect("opened above");
         chunk
             .encoder
-            .write_all(lines)
+            .write_all(bytes)
             .await
             .map_err(|e| ArchiveError::io(partial_path(&chunk.path), e))?;
         chunk.docs += docs;
-        if chunk.encoder.bytes_out() >= self.max_bytes {
+        if may_close && chunk.encoder.bytes_out() >= self.max_bytes {
             self.close_open().await?;
         }
         Ok(())
@@ -191,5 +228,49 @@ impl ChunkWriter {
             slice: Some(self.slice),
         });
         Ok(())
+    }
+}
+
+/// The length of the longest prefix of `lines` made of whole lines and at
+/// most `limit` bytes long (0 when the first line alone is longer).
+fn line_aligned_prefix(lines: &[u8], limit: usize) -> usize {
+    if lines.len() <= limit {
+        return lines.len();
+    }
+    match memchr::memrchr(b'\n', &lines[..limit]) {
+        Some(i) => i + 1,
+        None => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_end_on_line_boundaries() {
+        let lines = b"aaa\nbb\ncccc\n";
+        assert_eq!(line_aligned_prefix(lines, 100), lines.len());
+        assert_eq!(line_aligned_prefix(lines, 7), 7);
+        assert_eq!(line_aligned_prefix(lines, 6), 4);
+        assert_eq!(line_aligned_prefix(lines, 3), 0);
+    }
+
+    #[tokio::test]
+    async fn uncompressed_chunks_never_cross_the_limit_but_by_one_long_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = ArchiveWriter::create(dir.path(), false).await.unwrap();
+        archive.create_dir("i").await.unwrap();
+        let mut w = ChunkWriter::new(archive, "i", 0, Compression::None, 0, 100);
+        let line = |n: usize| format!("{}\n", "x".repeat(n - 1));
+        let page: String = (0..10).map(|_| line(30)).collect();
+        w.push(page.as_bytes(), 10).await.unwrap();
+        w.push(line(250).as_bytes(), 1).await.unwrap();
+        w.push(line(30).as_bytes(), 1).await.unwrap();
+        let files = w.finish().await.unwrap();
+        let sizes: Vec<u64> = files.iter().map(|f| f.bytes).collect();
+        let docs: Vec<u64> = files.iter().map(|f| f.docs.unwrap()).collect();
+        assert_eq!(sizes, [90, 90, 90, 30, 250, 30]);
+        assert_eq!(docs, [3, 3, 3, 1, 1, 1]);
     }
 }

@@ -4,6 +4,7 @@
 //! turns each page into archive lines ([`crate::archive::line`]) without
 //! parsing `_source`.
 
+pub mod archive;
 pub mod scroll;
 
 pub use scroll::{Page, ScrollError, ScrollReader};

@@ -35,6 +35,8 @@ pub enum ScrollError {
     BadPage { index: String, reason: String },
     #[error("index {index:?}: the server returned a page without a scroll id")]
     NoScrollId { index: String },
+    #[error("interrupted")]
+    Interrupted,
 }
 
 /// One page of documents, already encoded as archive lines.
@@ -105,9 +107,39 @@ impl ScrollReader {
         Ok(Some(page))
     }
 
+    /// Sends pages into `tx` until the slice is exhausted, the receiver is
+    /// gone (its side reports why), or `cancel` turns true. The scroll is
+    /// cleared in every case.
+    pub async fn pump(
+        mut self,
+        tx: tokio::sync::mpsc::Sender<Page>,
+        mut cancel: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), ScrollError> {
+        let result = loop {
+            if *cancel.borrow() {
+                break Err(ScrollError::Interrupted);
+            }
+            let page = tokio::select! {
+                page = self.next_page() => page,
+                _ = cancel.changed() => break Err(ScrollError::Interrupted),
+            };
+            match page {
+                Ok(Some(page)) => {
+                    if tx.send(page).await.is_err() {
+                        break Ok(());
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        self.close().await;
+        result
+    }
+
     /// Clears the scroll context, if one is open. Errors are ignored: the
     /// context expires by itself after the keep-alive.
-    pub async fn close(mut self) {
+    async fn close(mut self) {
         if let Some(id) = self.scroll_id.take() {
             if let Err(e) = self.cluster.clear_scroll(&id).await {
                 tracing::debug!("clearing a scroll of {:?} failed: {e}", self.index);

@@ -4,6 +4,10 @@
 //! the output so far instead of blocking CI. The child's environment is
 //! cleaned of `ESARK_*` variables so the developer's shell cannot change a
 //! test's outcome; a test adds the ones it means with [`Esark::env`].
+//! Failure messages show the command line with URL passwords masked.
+//!
+//! [`dump_cmd`] / [`dump`] point `esark dump` at a [`TestCluster`];
+//! [`inspect`] runs `esark inspect DIR`.
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -11,6 +15,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use super::server::TestCluster;
 
 /// A prepared `esark` invocation.
 pub struct Esark {
@@ -68,7 +74,11 @@ impl Esark {
     pub fn run(self) -> Output {
         let bin = env!("CARGO_BIN_EXE_esark");
         let command = std::iter::once(bin.to_string())
-            .chain(self.args.iter().map(|a| shell_quote(&a.to_string_lossy())))
+            .chain(
+                self.args
+                    .iter()
+                    .map(|a| shell_quote(&redact(&a.to_string_lossy()))),
+            )
             .collect::<Vec<_>>()
             .join(" ");
         let mut cmd = Command::new(bin);
@@ -139,6 +149,20 @@ where
     Esark::new().args(args).run()
 }
 
+/// `esark dump --source <cluster> --output <out>`, ready for more flags.
+pub fn dump_cmd(cluster: &TestCluster, out: &Path) -> Esark {
+    Esark::new()
+        .arg("dump")
+        .args(cluster.source_args())
+        .arg("--output")
+        .arg(out)
+}
+
+/// `esark dump --source <cluster> --output <out> <extra>`, run.
+pub fn dump(cluster: &TestCluster, out: &Path, extra: &[&str]) -> Output {
+    dump_cmd(cluster, out).args(extra).run()
+}
+
 /// `esark inspect DIR`.
 pub fn inspect(dir: &Path) -> Output {
     Esark::new().arg("inspect").arg(dir).run()
@@ -162,6 +186,13 @@ fn capture(mut from: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
 
 fn text(buf: &Arc<Mutex<Vec<u8>>>) -> String {
     String::from_utf8_lossy(&buf.lock().unwrap()).into_owned()
+}
+
+/// Hides the password of a URL (`scheme://user:***@host`) so that failure
+/// messages do not print a shared cluster's credentials into CI logs.
+pub fn redact(arg: &str) -> String {
+    let re = regex::Regex::new(r"(://[^:/@\s]*:)[^@/\s]*@").unwrap();
+    re.replace_all(arg, "${1}***@").into_owned()
 }
 
 fn shell_quote(s: &str) -> String {

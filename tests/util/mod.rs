@@ -3,17 +3,21 @@
 //! - [`server`]: a [`server::TestCluster`] (private osmem or `ESARK_TEST_URL`)
 //!   with a small blocking JSON client that names, creates and cleans up
 //!   per-test indices and templates.
+//! - [`osmem`]: the private osmem-server child process behind a test cluster.
 //! - [`proxy`]: an HTTP proxy that demands Basic authentication, for the
 //!   credential tests (osmem itself has none).
 //! - [`esark`]: runs the `esark` binary with a timeout and captures its output.
 //! - [`archive`]: reads an archive folder back (manifest, metadata, data lines).
+//! - [`check`]: assertions on archives and on failed runs.
 //! - [`fixture`]: the standard seeded data set (indices, aliases, templates).
 
 // Each helper module is used by some tests and not by others.
 #![allow(dead_code)]
 
 pub mod archive;
+pub mod check;
 pub mod esark;
 pub mod fixture;
+pub mod osmem;
 pub mod proxy;
 pub mod server;

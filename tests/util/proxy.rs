@@ -41,16 +41,20 @@ struct Stats {
     rejected: AtomicUsize,
     /// Requests forwarded upstream (whatever upstream answered).
     forwarded: AtomicUsize,
+    /// Requests with the right credentials, forwarded or not.
+    authorized: AtomicUsize,
 }
 
 struct Shared {
     upstream: String,
     upstream_credentials: Option<(String, String)>,
-    user: String,
     /// `Basic base64(user:password)`: the only accepted Authorization value.
     expected: String,
     client: Client,
     stats: Stats,
+    /// Right credentials are refused once `authorized` reaches this
+    /// (see [`AuthProxy::revoke_after`]).
+    limit: AtomicUsize,
     /// Set on drop: the accept loop and idle connections end.
     stop: AtomicBool,
 }
@@ -79,10 +83,10 @@ impl AuthProxy {
             upstream_credentials: cluster
                 .credentials()
                 .map(|(u, p)| (u.to_string(), p.to_string())),
-            user: user.to_string(),
             expected: format!("Basic {}", base64(format!("{user}:{password}").as_bytes())),
             client,
             stats: Stats::default(),
+            limit: AtomicUsize::new(usize::MAX),
             stop: AtomicBool::new(false),
         });
         let accept_shared = shared.clone();
@@ -126,6 +130,13 @@ impl AuthProxy {
     /// How many requests were forwarded upstream.
     pub fn forwarded(&self) -> usize {
         self.shared.stats.forwarded.load(Ordering::SeqCst)
+    }
+
+    /// Lets `n` more requests with the right credentials through, then
+    /// answers 401 to everything: credentials revoked in the middle of a run.
+    pub fn revoke_after(&self, n: usize) {
+        let seen = self.shared.stats.authorized.load(Ordering::SeqCst);
+        self.shared.limit.store(seen + n, Ordering::SeqCst);
     }
 }
 
@@ -270,7 +281,10 @@ fn handle(req: Request, shared: &Shared) -> Vec<u8> {
         .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
         .map(|(_, v)| v.as_str());
     let path = req.target.split('?').next().unwrap_or("/").to_string();
-    if auth != Some(shared.expected.as_str()) {
+    let revoked = auth == Some(shared.expected.as_str())
+        && shared.stats.authorized.fetch_add(1, Ordering::SeqCst)
+            >= shared.limit.load(Ordering::SeqCst);
+    if auth != Some(shared.expected.as_str()) || revoked {
         shared.stats.rejected.fetch_add(1, Ordering::SeqCst);
         let reason = match auth.and_then(basic_user) {
             Some(user) => format!("unable to authenticate user [{user}] for REST request [{path}]"),
@@ -279,10 +293,10 @@ fn handle(req: Request, shared: &Shared) -> Vec<u8> {
         let body = serde_json::json!({
             "error": {
                 "root_cause": [{"type": "security_exception", "reason": reason,
-                    "header": {"WWW-Authenticate": "Basic realm=\"security\" charset=\"UTF-8\""}}],
+                    "header": {"WWW-Authenticate": "Basic realm=\"security\""}}],
                 "type": "security_exception",
                 "reason": reason,
-                "header": {"WWW-Authenticate": "Basic realm=\"security\" charset=\"UTF-8\""}
+                "header": {"WWW-Authenticate": "Basic realm=\"security\""}
             },
             "status": 401
         })
@@ -291,10 +305,7 @@ fn handle(req: Request, shared: &Shared) -> Vec<u8> {
             401,
             "Unauthorized",
             &[
-                (
-                    "WWW-Authenticate".into(),
-                    "Basic realm=\"security\" charset=\"UTF-8\"".into(),
-                ),
+                ("WWW-Authenticate".into(), "Basic realm=\"security\"".into()),
                 ("content-type".into(), "application/json".into()),
             ],
             body.as_bytes(),
@@ -303,7 +314,6 @@ fn handle(req: Request, shared: &Shared) -> Vec<u8> {
         );
     }
     shared.stats.forwarded.fetch_add(1, Ordering::SeqCst);
-    let _ = &shared.user;
     match forward(&req, shared) {
         Ok((status, reason, headers, body, head_len)) => response(
             status,

@@ -1,0 +1,278 @@
+//! Restore (archive -> cluster) and copy (cluster -> cluster).
+//!
+//! Both run the same plan ([`plan::RestorePlan`]): templates first
+//! (component, composable, legacy), then per index: decide and create
+//! ([`target`]), load the documents through the bulk stage ([`load`]), put
+//! the load settings back (also after a failure or Ctrl-C), refresh, and
+//! attach or atomically move the aliases. The [`report::RestoreReport`]
+//! accounts for every document.
+
+pub mod load;
+pub mod plan;
+pub mod report;
+pub mod target;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::stream::{self, StreamExt};
+use tokio::sync::watch;
+
+use crate::archive::ArchiveError;
+use crate::cluster::templates::{PutOutcome, TemplateKind};
+use crate::cluster::{Cluster, ClusterConfig, ClusterError};
+use crate::progress::Progress;
+use crate::retry::RetryPolicy;
+use crate::sink::bulk::{BulkBuilder, BulkIndexer, BulkOp, IndexStats};
+use crate::sink::rate::RateLimits;
+use crate::sink::rejects::RejectsWriter;
+use load::{BulkSize, LoadError};
+use plan::{IndexPlan, RestorePlan};
+use report::{IndexReport, RestoreReport, Status, TemplateReport};
+use target::{Mode, Preparation};
+
+/// Indices restored at the same time; bulk requests of all of them share
+/// the `--concurrency` slots.
+pub const PARALLEL_INDICES: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("{path}: {problem}; nothing was restored (--force restores what is intact){}", if *.more > 0 { format!("; {} more damaged files", .more) } else { String::new() })]
+    Damaged {
+        path: String,
+        problem: String,
+        more: usize,
+    },
+    #[error("{path}: unreadable JSON: {reason}")]
+    BadFile { path: String, reason: String },
+}
+
+/// A resolved restore or copy.
+#[derive(Debug, Clone)]
+pub struct RestoreConfig {
+    pub target: ClusterConfig,
+    pub mode: Mode,
+    pub atomic: bool,
+    pub mappings: bool,
+    pub data: bool,
+    pub templates: bool,
+    pub concurrency: usize,
+    pub bulk: BulkSize,
+    pub rate_docs: Option<u64>,
+    pub rate_bytes: Option<u64>,
+    pub rejects: PathBuf,
+}
+
+/// Runs a plan against `target`. `cancel` turning `true` (Ctrl-C) stops
+/// reading; requests in flight finish and settings are put back.
+pub async fn run(
+    config: &RestoreConfig,
+    plan: RestorePlan,
+    target: Arc<Cluster>,
+    progress: &Progress,
+    cancel: watch::Receiver<bool>,
+) -> Result<RestoreReport, RestoreError> {
+    let started = Instant::now();
+    let rejects = Arc::new(RejectsWriter::new(&config.rejects));
+    let indexer = BulkIndexer::new(
+        target.clone(),
+        config.concurrency,
+        RateLimits::new(config.rate_docs, config.rate_bytes),
+        RetryPolicy::default(),
+        rejects.clone(),
+    );
+    let mut report = RestoreReport {
+        indices: Vec::new(),
+        templates: Vec::new(),
+        rejects_file: None,
+        elapsed: Default::default(),
+        interrupted: false,
+    };
+    for (name, why) in &plan.damaged {
+        report.indices.push(IndexReport {
+            name: name.clone(),
+            target: name.clone(),
+            concrete: None,
+            archive_docs: 0,
+            written: 0,
+            rejected: 0,
+            failed: 0,
+            status: Status::Failed,
+            reason: Some(format!("damaged, not restored: {why}")),
+        });
+    }
+    if config.templates {
+        report.templates = restore_templates(&target, &plan, config.mode).await;
+    }
+    let results: Vec<IndexReport> = stream::iter(plan.indices.iter())
+        .map(|index| restore_index(config, index, &target, &indexer, progress, cancel.clone()))
+        .buffer_unordered(PARALLEL_INDICES)
+        .collect()
+        .await;
+    report.indices.extend(results);
+    report.indices.sort_by(|a, b| a.name.cmp(&b.name));
+    rejects.flush()?;
+    if rejects.is_used() {
+        report.rejects_file = Some(rejects.path().to_path_buf());
+    }
+    report.interrupted = *cancel.borrow();
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+async fn restore_templates(target: &Cluster, plan: &RestorePlan, mode: Mode) -> Vec<TemplateReport> {
+    // Existing templates are replaced only when existing indices would be;
+    // otherwise they are kept (a fresh cluster has built-in ones).
+    let create = matches!(mode, Mode::Fail | Mode::SkipExisting);
+    let empty = serde_json::Map::new();
+    let kinds = [
+        (TemplateKind::Component, plan.templates.component.as_ref().unwrap_or(&empty)),
+        (TemplateKind::Index, plan.templates.index.as_ref().unwrap_or(&empty)),
+        (TemplateKind::Legacy, &plan.templates.legacy),
+    ];
+    let mut out = Vec::new();
+    for (kind, templates) in kinds {
+        for (name, body) in templates {
+            let (status, reason) = match target.put_template(kind, name, body, create).await {
+                Ok(PutOutcome::Written) => (Status::Restored, None),
+                Ok(PutOutcome::Exists) => (Status::Skipped, Some("exists on the target; kept".to_string())),
+                Err(e) => (Status::Failed, Some(e.to_string())),
+            };
+            out.push(TemplateReport {
+                kind,
+                name: name.clone(),
+                status,
+                reason,
+            });
+        }
+    }
+    out
+}
+
+async fn restore_index(
+    config: &RestoreConfig,
+    index: &IndexPlan,
+    target: &Arc<Cluster>,
+    indexer: &BulkIndexer,
+    progress: &Progress,
+    cancel: watch::Receiver<bool>,
+) -> IndexReport {
+    let mut report = IndexReport {
+        name: index.name.clone(),
+        target: index.target.clone(),
+        concrete: None,
+        archive_docs: index.docs,
+        written: 0,
+        rejected: 0,
+        failed: 0,
+        status: Status::Failed,
+        reason: None,
+    };
+    if *cancel.borrow() {
+        report.reason = Some("interrupted before it started".into());
+        return report;
+    }
+    let prepared = target::prepare(
+        target,
+        &index.target,
+        &index.meta,
+        config.mode,
+        config.atomic,
+        config.mappings,
+    )
+    .await;
+    let (concrete, restore_settings) = match prepared {
+        Ok(Preparation::Load {
+            concrete,
+            restore_settings,
+            ..
+        }) => (concrete, restore_settings),
+        Ok(Preparation::Skip(why)) => {
+            report.status = Status::Skipped;
+            report.reason = Some(why);
+            return report;
+        }
+        Ok(Preparation::Fail(why)) => {
+            report.reason = Some(why);
+            return report;
+        }
+        Err(e) => {
+            report.reason = Some(e.to_string());
+            return report;
+        }
+    };
+    report.concrete = Some(concrete.clone());
+
+    let mut problems = Vec::new();
+    if config.data {
+        let stats = Arc::new(IndexStats::default());
+        let bar = progress.index(&index.target, index.docs);
+        progress.expect(index.docs);
+        let target_name: Arc<str> = Arc::from(concrete.as_str());
+        let builder = BulkBuilder::new(&concrete, BulkOp::Index, config.bulk.bytes, config.bulk.docs);
+        let loaded = load::load(
+            &index.data,
+            &index.name,
+            builder,
+            indexer,
+            &stats,
+            &target_name,
+            &bar,
+            cancel.clone(),
+        )
+        .await;
+        bar.finish();
+        let (written, rejected, failed) = stats.snapshot();
+        report.written = written;
+        report.rejected = rejected;
+        report.failed = failed;
+        match loaded {
+            Ok(read) => {
+                if written + rejected + failed != read {
+                    problems.push(format!(
+                        "{read} documents read but {} accounted for",
+                        written + rejected + failed
+                    ));
+                    stats.failed.fetch_add(0, Ordering::Relaxed);
+                }
+            }
+            Err(LoadError::Interrupted) => problems.push("interrupted".into()),
+            Err(e) => problems.push(e.to_string()),
+        }
+        if failed > 0 {
+            problems.push(format!("{failed} documents could not be delivered (see the rejects file)"));
+        }
+    }
+    // Put the load settings back whatever happened above.
+    if let Some(settings) = restore_settings {
+        if let Err(e) = target.put_index_settings(&concrete, &settings).await {
+            problems.push(format!("putting back refresh_interval/number_of_replicas failed: {e}"));
+        }
+    }
+    if problems.is_empty() {
+        if let Err(e) = target.refresh(&concrete).await {
+            problems.push(format!("refresh failed: {e}"));
+        }
+        if let Err(e) =
+            target::attach_aliases(target, &index.target, &concrete, &index.meta.aliases, config.atomic).await
+        {
+            problems.push(format!("aliases: {e}"));
+        }
+    } else if config.atomic {
+        problems.push(format!(
+            "aliases were not switched; the partial index {concrete:?} is left for inspection"
+        ));
+    }
+    if problems.is_empty() {
+        report.status = Status::Restored;
+    } else {
+        report.reason = Some(problems.join("; "));
+    }
+    report
+}

@@ -1,0 +1,233 @@
+//! What a restore or copy will do: the templates and, per index, its target
+//! name, metadata and where its documents come from (archive chunks or a
+//! live cluster).
+
+use std::sync::Arc;
+
+use regex::Regex;
+use serde_json::{Map, Value};
+
+use super::RestoreError;
+use crate::archive::manifest::FileKind;
+use crate::archive::reader::v1::FileCheck;
+use crate::archive::reader::Archive;
+use crate::cluster::Cluster;
+use crate::dump::{read_index_metadata, read_templates, IndexMetadata, IndexSelector, SliceCount, TemplateSet};
+use crate::progress::Progress;
+use crate::source::archive::ChunkFile;
+
+/// Target index names: `--rename REGEX=REPLACEMENT`, then `--prefix`/`--suffix`.
+#[derive(Debug, Clone, Default)]
+pub struct Renamer {
+    pub rename: Option<(Regex, String)>,
+    pub prefix: String,
+    pub suffix: String,
+}
+
+impl Renamer {
+    pub fn target(&self, name: &str) -> String {
+        let renamed = match &self.rename {
+            Some((re, replacement)) => re.replace_all(name, replacement.as_str()).into_owned(),
+            None => name.to_string(),
+        };
+        format!("{}{}{}", self.prefix, renamed, self.suffix)
+    }
+
+    /// Parses `REGEX=REPLACEMENT`, split at the first `=` that leaves a
+    /// valid regex on its left (so a regex may itself contain `=`).
+    pub fn parse_rename(spec: &str) -> Result<(Regex, String), String> {
+        let mut last_error = None;
+        for (i, _) in spec.match_indices('=') {
+            match Regex::new(&spec[..i]) {
+                Ok(re) => return Ok((re, spec[i + 1..].to_string())),
+                Err(e) => last_error = Some(e.to_string()),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| format!("{spec:?} is not REGEX=REPLACEMENT")))
+    }
+}
+
+/// Where an index's documents come from.
+#[derive(Debug, Clone)]
+pub enum DataOrigin {
+    Chunks(Vec<ChunkFile>),
+    Cluster {
+        cluster: Arc<Cluster>,
+        slices: u32,
+        page_size: usize,
+    },
+}
+
+/// One index to restore.
+#[derive(Debug, Clone)]
+pub struct IndexPlan {
+    /// The name in the archive (or on the source cluster).
+    pub name: String,
+    /// The name on the target.
+    pub target: String,
+    /// Documents expected (archive count, or `_count` on the source).
+    pub docs: u64,
+    pub meta: IndexMetadata,
+    pub data: DataOrigin,
+}
+
+/// Everything to restore.
+#[derive(Debug, Clone, Default)]
+pub struct RestorePlan {
+    pub templates: TemplateSet,
+    pub indices: Vec<IndexPlan>,
+    /// Indices (or `cluster/…` files) left out because their files are
+    /// damaged (only with `--force`), with why.
+    pub damaged: Vec<(String, String)>,
+}
+
+/// Checks every file of the archive, then reads the plan for the selected
+/// indices. Without `force`, any damaged file stops everything before a
+/// single write; with it, damaged indices and template files are left out
+/// and listed in [`RestorePlan::damaged`].
+pub async fn from_archive(
+    archive: &Archive,
+    selector: &IndexSelector,
+    renamer: &Renamer,
+    force: bool,
+) -> Result<RestorePlan, RestoreError> {
+    let Archive::V1(reader) = archive;
+    let manifest = archive.manifest();
+    let (_, problems) = crate::inspect::check_all(archive).await;
+    if !force {
+        if let Some((path, problem)) = problems.first() {
+            return Err(RestoreError::Damaged {
+                path: archive.root().join(path).display().to_string(),
+                problem: problem.to_string(),
+                more: problems.len() - 1,
+            });
+        }
+    }
+    let bad = |path: &str| -> Option<&FileCheck> {
+        problems.iter().find(|(p, _)| p == path).map(|(_, c)| c)
+    };
+    let mut plan = RestorePlan::default();
+    for file in &manifest.cluster_files {
+        if let Some(problem) = bad(&file.path) {
+            plan.damaged.push((file.path.clone(), problem.to_string()));
+            continue;
+        }
+        let map: Map<String, Value> = read_json(reader.path_of(file)).await?;
+        match file.kind {
+            FileKind::Templates => plan.templates.legacy = map,
+            FileKind::IndexTemplates => plan.templates.index = Some(map),
+            FileKind::ComponentTemplates => plan.templates.component = Some(map),
+            _ => {}
+        }
+    }
+    for index in manifest.indices.iter().filter(|i| selector.selects(&i.name)) {
+        if let Some((path, problem)) = index
+            .files
+            .iter()
+            .find_map(|f| bad(&f.path).map(|c| (&f.path, c)))
+        {
+            plan.damaged
+                .push((index.name.clone(), format!("{path}: {problem}")));
+            continue;
+        }
+        let mut meta = IndexMetadata {
+            settings: Value::Object(Map::new()),
+            mappings: Value::Object(Map::new()),
+            aliases: Value::Object(Map::new()),
+        };
+        let mut chunks = Vec::new();
+        for file in &index.files {
+            let path = reader.path_of(file);
+            match file.kind {
+                FileKind::Settings => meta.settings = read_json(path).await?,
+                FileKind::Mappings => meta.mappings = read_json(path).await?,
+                FileKind::Aliases => meta.aliases = read_json(path).await?,
+                FileKind::Data => chunks.push(ChunkFile {
+                    path,
+                    docs: file.docs.unwrap_or(0),
+                }),
+                _ => {}
+            }
+        }
+        plan.indices.push(IndexPlan {
+            name: index.name.clone(),
+            target: renamer.target(&index.name),
+            docs: index.docs,
+            meta,
+            data: DataOrigin::Chunks(chunks),
+        });
+    }
+    Ok(plan)
+}
+
+/// Reads the plan from a live cluster (for `copy`): its templates and, per
+/// selected open index, its metadata; documents will be scrolled.
+pub async fn from_cluster(
+    source: Arc<Cluster>,
+    selector: &IndexSelector,
+    renamer: &Renamer,
+    slices: SliceCount,
+    page_size: usize,
+    progress: &Progress,
+) -> Result<RestorePlan, RestoreError> {
+    let (selected, skipped) = crate::dump::select_indices(&source, selector).await?;
+    for closed in &skipped {
+        progress.println(&format!("warning: index {:?} is closed; skipped", closed.name));
+    }
+    let mut plan = RestorePlan {
+        templates: read_templates(&source, progress).await?,
+        ..RestorePlan::default()
+    };
+    for name in selected {
+        let (meta, docs) = read_index_metadata(&source, &name).await?;
+        let slices = slices.resolve(meta.shards());
+        plan.indices.push(IndexPlan {
+            target: renamer.target(&name),
+            name,
+            docs,
+            meta,
+            data: DataOrigin::Cluster {
+                cluster: source.clone(),
+                slices,
+                page_size,
+            },
+        });
+    }
+    Ok(plan)
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(path: std::path::PathBuf) -> Result<T, RestoreError> {
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|e| crate::archive::ArchiveError::io(&path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| RestoreError::BadFile {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rename_then_prefix_and_suffix() {
+        let r = Renamer {
+            rename: Some(Renamer::parse_rename("^logs-(.*)$=archive-$1").unwrap()),
+            prefix: "dr-".into(),
+            suffix: "-v2".into(),
+        };
+        assert_eq!(r.target("logs-2024"), "dr-archive-2024-v2");
+        assert_eq!(r.target("other"), "dr-other-v2");
+        assert_eq!(Renamer::default().target("%kuzzle"), "%kuzzle");
+    }
+
+    #[test]
+    fn rename_spec_splits_at_the_first_valid_regex() {
+        let (re, rep) = Renamer::parse_rename("a=b").unwrap();
+        assert_eq!((re.as_str(), rep.as_str()), ("a", "b"));
+        let (re, rep) = Renamer::parse_rename("x(?P<n>=)?y=z").unwrap();
+        assert_eq!((re.as_str(), rep.as_str()), ("x(?P<n>=)?y", "z"));
+        assert!(Renamer::parse_rename("novalue").is_err());
+    }
+}

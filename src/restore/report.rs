@@ -1,0 +1,93 @@
+//! The restore report: per index, documents in the archive, written,
+//! rejected, failed; per template, what happened. An empty rejects count
+//! and no failure means a complete restore.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cluster::templates::TemplateKind;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Restored,
+    Skipped,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IndexReport {
+    /// The name in the archive (or on the source).
+    pub name: String,
+    /// The name on the target.
+    pub target: String,
+    /// The concrete index written (differs from `target` with `--atomic`).
+    pub concrete: Option<String>,
+    pub archive_docs: u64,
+    pub written: u64,
+    pub rejected: u64,
+    pub failed: u64,
+    pub status: Status,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TemplateReport {
+    pub kind: TemplateKind,
+    pub name: String,
+    pub status: Status,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    pub indices: Vec<IndexReport>,
+    pub templates: Vec<TemplateReport>,
+    /// Where rejected documents were written, if any was.
+    pub rejects_file: Option<PathBuf>,
+    #[serde(serialize_with = "secs")]
+    pub elapsed: Duration,
+    /// Set when the run was stopped by Ctrl-C.
+    pub interrupted: bool,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+impl RestoreReport {
+    pub fn failed(&self) -> bool {
+        self.interrupted
+            || self.indices.iter().any(|i| i.status == Status::Failed || i.failed > 0)
+            || self.templates.iter().any(|t| t.status == Status::Failed)
+    }
+
+    pub fn rejected(&self) -> u64 {
+        self.indices.iter().map(|i| i.rejected).sum()
+    }
+
+    /// 0 all restored, 1 failure, 3 finished with rejected documents.
+    pub fn exit_code(&self) -> u8 {
+        if self.failed() {
+            1
+        } else if self.rejected() > 0 {
+            3
+        } else {
+            0
+        }
+    }
+
+    pub fn status_word(&self) -> &'static str {
+        match self.exit_code() {
+            0 => "ok",
+            3 => "rejected",
+            _ => "failed",
+        }
+    }
+
+    pub fn written(&self) -> u64 {
+        self.indices.iter().map(|i| i.written).sum()
+    }
+}

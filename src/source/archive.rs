@@ -1,0 +1,215 @@
+//! Reading the data lines of an archived index, chunk after chunk,
+//! decompressing on the fly. Errors name the file and the line.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+
+use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
+
+use crate::archive::compression::Compression;
+
+/// Read buffer in front of each chunk file and each decoder.
+const READ_BUFFER: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkError {
+    #[error("{}: {error}", path.display())]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{}: line {line}: {reason}", path.display())]
+    Malformed {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
+}
+
+/// One data file to read.
+#[derive(Debug, Clone)]
+pub struct ChunkFile {
+    pub path: PathBuf,
+    /// Documents the manifest says it holds.
+    pub docs: u64,
+}
+
+struct OpenFile {
+    reader: Box<dyn AsyncBufRead + Unpin + Send>,
+    path: PathBuf,
+    line: u64,
+    docs: u64,
+    expected: u64,
+}
+
+/// The lines of a list of chunk files, in order.
+pub struct ChunkLines {
+    files: VecDeque<ChunkFile>,
+    open: Option<OpenFile>,
+}
+
+impl ChunkLines {
+    pub fn new(files: Vec<ChunkFile>) -> ChunkLines {
+        ChunkLines {
+            files: files.into(),
+            open: None,
+        }
+    }
+
+    /// Reads the next line into `buf` (cleared first, newline removed).
+    /// Returns `false` at the end of the last file. Each file must hold the
+    /// number of documents the manifest says.
+    pub async fn next_line(&mut self, buf: &mut Vec<u8>) -> Result<bool, ChunkError> {
+        loop {
+            if self.open.is_none() {
+                let Some(next) = self.files.pop_front() else {
+                    return Ok(false);
+                };
+                self.open = Some(open(next).await?);
+            }
+            let file = self.open.as_mut().expect("opened above");
+            buf.clear();
+            let n = file
+                .reader
+                .read_until(b'\n', buf)
+                .await
+                .map_err(|error| ChunkError::Io {
+                    path: file.path.clone(),
+                    error,
+                })?;
+            if n == 0 {
+                if file.docs != file.expected {
+                    return Err(ChunkError::Malformed {
+                        path: file.path.clone(),
+                        line: file.line,
+                        reason: format!(
+                            "holds {} documents, the manifest says {}",
+                            file.docs, file.expected
+                        ),
+                    });
+                }
+                self.open = None;
+                continue;
+            }
+            file.line += 1;
+            if buf.last() == Some(&b'\n') {
+                buf.pop();
+            } else {
+                return Err(ChunkError::Malformed {
+                    path: file.path.clone(),
+                    line: file.line,
+                    reason: "the last line is cut off (no newline): truncated file".into(),
+                });
+            }
+            if buf.is_empty() {
+                continue;
+            }
+            file.docs += 1;
+            return Ok(true);
+        }
+    }
+
+    /// The file and line of the line last returned, for error messages.
+    pub fn position(&self) -> (PathBuf, u64) {
+        match &self.open {
+            Some(f) => (f.path.clone(), f.line),
+            None => (PathBuf::new(), 0),
+        }
+    }
+}
+
+async fn open(file: ChunkFile) -> Result<OpenFile, ChunkError> {
+    let handle = tokio::fs::File::open(&file.path)
+        .await
+        .map_err(|error| ChunkError::Io {
+            path: file.path.clone(),
+            error,
+        })?;
+    let raw = BufReader::with_capacity(READ_BUFFER, handle);
+    let name = file
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let reader: Box<dyn AsyncBufRead + Unpin + Send> = match Compression::from_file_name(&name) {
+        Compression::Zstd => Box::new(BufReader::with_capacity(READ_BUFFER, ZstdDecoder::new(raw))),
+        Compression::Gzip => {
+            let mut decoder = GzipDecoder::new(raw);
+            decoder.multiple_members(true);
+            Box::new(BufReader::with_capacity(READ_BUFFER, decoder))
+        }
+        Compression::None => Box::new(raw),
+    };
+    Ok(OpenFile {
+        reader,
+        path: file.path,
+        line: 0,
+        docs: 0,
+        expected: file.docs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_compression::tokio::write::ZstdEncoder;
+    use tokio::io::AsyncWriteExt;
+
+    async fn zst(path: &std::path::Path, text: &[u8]) {
+        let f = tokio::fs::File::create(path).await.unwrap();
+        let mut e = ZstdEncoder::new(f);
+        e.write_all(text).await.unwrap();
+        e.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn reads_files_in_order_and_checks_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.jsonl.zst");
+        let b = dir.path().join("b.jsonl");
+        zst(&a, b"1\n2\n").await;
+        tokio::fs::write(&b, b"3\n").await.unwrap();
+        let mut lines = ChunkLines::new(vec![
+            ChunkFile { path: a.clone(), docs: 2 },
+            ChunkFile { path: b.clone(), docs: 1 },
+        ]);
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        while lines.next_line(&mut buf).await.unwrap() {
+            got.push(String::from_utf8(buf.clone()).unwrap());
+        }
+        assert_eq!(got, ["1", "2", "3"]);
+
+        let mut wrong = ChunkLines::new(vec![ChunkFile { path: a, docs: 3 }]);
+        while let Ok(true) = wrong.next_line(&mut buf).await {}
+        let mut wrong = ChunkLines::new(vec![ChunkFile { path: b.clone(), docs: 3 }]);
+        let err = loop {
+            match wrong.next_line(&mut buf).await {
+                Ok(true) => continue,
+                Ok(false) => panic!("count mismatch not detected"),
+                Err(e) => break e,
+            }
+        };
+        assert!(err.to_string().contains("the manifest says 3"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn truncated_zstd_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.jsonl.zst");
+        zst(&a, &b"{\"_id\":\"x\",\"_source\":{}}\n".repeat(1000)).await;
+        let bytes = tokio::fs::read(&a).await.unwrap();
+        tokio::fs::write(&a, &bytes[..bytes.len() / 2]).await.unwrap();
+        let mut lines = ChunkLines::new(vec![ChunkFile { path: a, docs: 1000 }]);
+        let mut buf = Vec::new();
+        let err = loop {
+            match lines.next_line(&mut buf).await {
+                Ok(true) => continue,
+                Ok(false) => panic!("truncation not detected"),
+                Err(e) => break e,
+            }
+        };
+        assert!(err.to_string().contains("a.jsonl.zst"), "{err}");
+    }
+}
