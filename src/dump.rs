@@ -143,7 +143,10 @@ pub async fn run(
 
     let (selected, skipped) = select_indices(&cluster, &config.selector).await?;
     for closed in &skipped {
-        progress.println(&format!("warning: index {:?} is closed; skipped", closed.name));
+        progress.println(&format!(
+            "warning: index {:?} is closed; skipped",
+            closed.name
+        ));
     }
     if selected.is_empty() {
         progress.println("warning: no open index matched; the archive holds cluster metadata only");
@@ -201,8 +204,16 @@ pub async fn run(
             slices: config.slices.to_string(),
             page_size: config.page_size,
             file_size: config.file_size,
-            match_: config.selector.include.as_ref().map(|r| r.as_str().to_string()),
-            exclude: config.selector.exclude.as_ref().map(|r| r.as_str().to_string()),
+            match_: config
+                .selector
+                .include
+                .as_ref()
+                .map(|r| r.as_str().to_string()),
+            exclude: config
+                .selector
+                .exclude
+                .as_ref()
+                .map(|r| r.as_str().to_string()),
         },
         cluster_files,
         indices,
@@ -232,7 +243,11 @@ async fn dump_templates(
     if let Some(index) = &set.index {
         files.push(
             archive
-                .write_json("cluster/index_templates.json", FileKind::IndexTemplates, index)
+                .write_json(
+                    "cluster/index_templates.json",
+                    FileKind::IndexTemplates,
+                    index,
+                )
                 .await?,
         );
     }
@@ -280,7 +295,11 @@ async fn dump_index(
             ("mappings.json", FileKind::Mappings, &mappings),
             ("aliases.json", FileKind::Aliases, &aliases),
         ] {
-            files.push(archive.write_json(&format!("{folder}/{file}"), kind, value).await?);
+            files.push(
+                archive
+                    .write_json(&format!("{folder}/{file}"), kind, value)
+                    .await?,
+            );
         }
         Ok::<_, ArchiveError>(files)
     };
@@ -297,11 +316,12 @@ async fn dump_index(
         level: config.level,
         file_size: config.file_size,
     };
-    let (data, docs) = match dump_data(cluster.clone(), archive.clone(), &job, bar.clone(), cancel).await {
-        Ok(r) => r,
-        Err(PipelineError::Interrupted) => return Err("interrupted".into()),
-        Err(e) => return Err(e.to_string()),
-    };
+    let (data, docs) =
+        match dump_data(cluster.clone(), archive.clone(), &job, bar.clone(), cancel).await {
+            Ok(r) => r,
+            Err(PipelineError::Interrupted) => return Err("interrupted".into()),
+            Err(e) => return Err(e.to_string()),
+        };
     bar.finish();
     if docs != expected {
         progress.println(&format!(
@@ -344,9 +364,15 @@ pub async fn read_index_metadata(
     name: &str,
 ) -> Result<(IndexMetadata, u64), ClusterError> {
     let retry = RetryPolicy::default();
-    let mut settings = retry.run(|| cluster.index_settings(name), is_retryable).await?;
-    let mappings = retry.run(|| cluster.index_mappings(name), is_retryable).await?;
-    let aliases = retry.run(|| cluster.index_aliases(name), is_retryable).await?;
+    let mut settings = retry
+        .run(|| cluster.index_settings(name), is_retryable)
+        .await?;
+    let mappings = retry
+        .run(|| cluster.index_mappings(name), is_retryable)
+        .await?;
+    let aliases = retry
+        .run(|| cluster.index_aliases(name), is_retryable)
+        .await?;
     let expected = retry.run(|| cluster.count(name), is_retryable).await?;
     strip_generated(&mut settings);
     Ok((
@@ -392,10 +418,15 @@ pub struct TemplateSet {
 }
 
 /// Reads every template of the cluster.
-pub async fn read_templates(cluster: &Cluster, progress: &Progress) -> Result<TemplateSet, ClusterError> {
+pub async fn read_templates(
+    cluster: &Cluster,
+    progress: &Progress,
+) -> Result<TemplateSet, ClusterError> {
     let retry = RetryPolicy::default();
     let mut set = TemplateSet {
-        legacy: retry.run(|| cluster.legacy_templates(), is_retryable).await?,
+        legacy: retry
+            .run(|| cluster.legacy_templates(), is_retryable)
+            .await?,
         ..TemplateSet::default()
     };
     if cluster.info().has_composable_templates() {
@@ -407,7 +438,10 @@ pub async fn read_templates(cluster: &Cluster, progress: &Progress) -> Result<Te
             )),
             Err(e) => return Err(e),
         }
-        match retry.run(|| cluster.component_templates(), is_retryable).await {
+        match retry
+            .run(|| cluster.component_templates(), is_retryable)
+            .await
+        {
             Ok(m) => set.component = Some(m),
             Err(e) if not_offered(&e) => progress.println(&format!(
                 "warning: component templates skipped: the cluster does not offer them ({e})"

@@ -31,6 +31,7 @@ pub mod restore;
 pub mod retry;
 pub mod sink;
 pub mod source;
+pub mod verify;
 
 /// The version of this tool, recorded in every manifest.
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -66,7 +66,10 @@ pub async fn dump_data(
         let reader = ScrollReader::new(
             cluster.clone(),
             &job.index,
-            Slice { id, max: job.slices },
+            Slice {
+                id,
+                max: job.slices,
+            },
             job.page_size,
         );
         readers.push(tokio::spawn(reader.pump(tx, cancel.clone())));

@@ -43,7 +43,9 @@ impl Progress {
         let bar = match &self.multi {
             Some(m) => {
                 let bar = m.insert_before(&self.total, ProgressBar::new(expected));
-                bar.set_style(style("{prefix:>24} [{bar:30.cyan/blue}] {human_pos}/{human_len} {per_sec} ETA {eta}"));
+                bar.set_style(style(
+                    "{prefix:>24} [{bar:30.cyan/blue}] {human_pos}/{human_len} {per_sec} ETA {eta}",
+                ));
                 bar.set_prefix(short(name));
                 bar
             }
@@ -99,7 +101,14 @@ fn style(template: &str) -> ProgressStyle {
 
 fn short(name: &str) -> String {
     if name.chars().count() > 24 {
-        let tail: String = name.chars().rev().take(23).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: String = name
+            .chars()
+            .rev()
+            .take(23)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         format!("…{tail}")
     } else {
         name.to_string()

@@ -56,7 +56,10 @@ pub fn classify_bulk(status: u16, body: &[u8], sent: usize) -> BulkVerdict {
         action => {
             return verdict(
                 action,
-                format!("HTTP {status}: {}", crate::cluster::model::error::reason(body)),
+                format!(
+                    "HTTP {status}: {}",
+                    crate::cluster::model::error::reason(body)
+                ),
             )
         }
     }
@@ -145,7 +148,9 @@ impl RetryPolicy {
     /// The ceiling of the delay before attempt `attempt + 1` (`attempt`
     /// counts from 1): `initial * 2^(attempt-1)`, capped.
     pub fn ceiling(&self, attempt: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(30)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1).min(30))
+            .unwrap_or(u32::MAX);
         self.initial.saturating_mul(factor).min(self.max_delay)
     }
 
@@ -215,17 +220,29 @@ mod tests {
     fn bulk_whole_request_statuses() {
         assert_eq!(classify_bulk(429, b"{}", 3).action, RetryAction::Retry);
         assert_eq!(classify_bulk(503, b"oops", 3).action, RetryAction::Retry);
-        let bad = classify_bulk(400, br#"{"error":{"type":"parse_exception","reason":"bad"}}"#, 3);
+        let bad = classify_bulk(
+            400,
+            br#"{"error":{"type":"parse_exception","reason":"bad"}}"#,
+            3,
+        );
         assert_eq!(bad.action, RetryAction::DontRetry);
         assert_eq!(bad.reason, "HTTP 400: parse_exception: bad");
-        let ok = classify_bulk(200, br#"{"errors":false,"items":[{"index":{"status":201}}]}"#, 1);
+        let ok = classify_bulk(
+            200,
+            br#"{"errors":false,"items":[{"index":{"status":201}}]}"#,
+            1,
+        );
         assert_eq!(ok.action, RetryAction::Success);
         assert!(ok.rejected.is_empty());
     }
 
     #[test]
     fn bulk_answers_that_cannot_be_paired_are_retried_whole() {
-        let v = classify_bulk(200, br#"{"errors":false,"items":[{"index":{"status":201}}]}"#, 2);
+        let v = classify_bulk(
+            200,
+            br#"{"errors":false,"items":[{"index":{"status":201}}]}"#,
+            2,
+        );
         assert_eq!(v.action, RetryAction::Retry);
         assert_eq!(classify_bulk(200, b"<html>", 2).action, RetryAction::Retry);
     }
@@ -260,7 +277,11 @@ mod tests {
             .run(
                 || async {
                     let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
-                    if n < 3 { Err(format!("fail {n}")) } else { Ok(n) }
+                    if n < 3 {
+                        Err(format!("fail {n}"))
+                    } else {
+                        Ok(n)
+                    }
                 },
                 |_| true,
             )

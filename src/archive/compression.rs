@@ -62,7 +62,9 @@ impl FromStr for Compression {
             "zstd" | "zst" => Ok(Compression::Zstd),
             "gzip" | "gz" => Ok(Compression::Gzip),
             "none" => Ok(Compression::None),
-            other => Err(format!("unknown compression {other:?} (zstd, gzip or none)")),
+            other => Err(format!(
+                "unknown compression {other:?} (zstd, gzip or none)"
+            )),
         }
     }
 }
@@ -100,7 +102,10 @@ mod tests {
     #[test]
     fn extension_round_trips() {
         for c in [Zstd, Gzip, None] {
-            assert_eq!(Compression::from_file_name(&format!("a.{}", c.extension())), c);
+            assert_eq!(
+                Compression::from_file_name(&format!("a.{}", c.extension())),
+                c
+            );
             assert_eq!(c.to_string().parse::<Compression>().unwrap(), c);
         }
     }

@@ -26,7 +26,10 @@ pub fn parse_line(line: &[u8]) -> Result<ArchiveLine<'_>, String> {
     if !parsed.source.get().starts_with('{') {
         return Err("\"_source\" is not an object".into());
     }
-    if parsed.routing.is_some_and(|r| !r.get().starts_with('"') && r.get() != "null") {
+    if parsed
+        .routing
+        .is_some_and(|r| !r.get().starts_with('"') && r.get() != "null")
+    {
         return Err("\"_routing\" is not a string".into());
     }
     Ok(parsed)
@@ -41,7 +44,10 @@ pub fn push_json_single_line(out: &mut Vec<u8>, json: &[u8]) {
     if memchr::memchr2(b'\n', b'\r', json).is_none() {
         out.extend_from_slice(json);
     } else {
-        out.extend(json.iter().map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }));
+        out.extend(
+            json.iter()
+                .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+        );
     }
 }
 
@@ -73,7 +79,12 @@ mod tests {
     #[test]
     fn pretty_printed_sources_stay_on_one_line() {
         let mut out = Vec::new();
-        push_line(&mut out, &raw(r#""1""#), None, &raw("{\n  \"a\": \"x\\ny\"\r\n}"));
+        push_line(
+            &mut out,
+            &raw(r#""1""#),
+            None,
+            &raw("{\n  \"a\": \"x\\ny\"\r\n}"),
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "{\"_id\":\"1\",\"_source\":{   \"a\": \"x\\ny\"  }}\n"
@@ -82,7 +93,8 @@ mod tests {
 
     #[test]
     fn parse_line_checks_field_types() {
-        let l = parse_line(br#"{"_id":"a","_routing":"r","_source":{"n":18446744073709551616}}"#).unwrap();
+        let l = parse_line(br#"{"_id":"a","_routing":"r","_source":{"n":18446744073709551616}}"#)
+            .unwrap();
         assert_eq!(l.source.get(), r#"{"n":18446744073709551616}"#);
         assert!(parse_line(br#"{"_id":1,"_source":{}}"#).is_err());
         assert!(parse_line(br#"{"_id":"a","_source":[]}"#).is_err());

@@ -67,11 +67,14 @@ mod tests {
             "history":{"uuid":"h"}
         }});
         strip_generated(&mut s);
-        assert_eq!(s, json!({"index":{
-            "analysis":{"analyzer":{"my":{"type":"custom","tokenizer":"standard"}}},
-            "number_of_replicas":"1","number_of_shards":"2",
-            "replication":{"type":"DOCUMENT"},
-            "routing":{"allocation":{"include":{"_tier_preference":"data_content"}}}
-        }}));
+        assert_eq!(
+            s,
+            json!({"index":{
+                "analysis":{"analyzer":{"my":{"type":"custom","tokenizer":"standard"}}},
+                "number_of_replicas":"1","number_of_shards":"2",
+                "replication":{"type":"DOCUMENT"},
+                "routing":{"allocation":{"include":{"_tier_preference":"data_content"}}}
+            }})
+        );
     }
 }

@@ -71,7 +71,10 @@ pub enum ArchiveError {
     #[error("{}: refusing to write into a non-empty folder; pass --overwrite to replace the archive in it", .0.display())]
     NotEmpty(PathBuf),
     #[error("{}: {error}", path.display())]
-    Io { path: PathBuf, error: std::io::Error },
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("{path}: the manifest names a file outside the archive")]
     UnsafePath { path: String },
 }

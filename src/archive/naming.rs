@@ -77,7 +77,10 @@ mod tests {
         ];
         let mut seen = HashSet::new();
         for n in names {
-            assert!(seen.insert(folder_name(n).to_lowercase()), "collision for {n}");
+            assert!(
+                seen.insert(folder_name(n).to_lowercase()),
+                "collision for {n}"
+            );
         }
     }
 

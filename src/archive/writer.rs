@@ -123,7 +123,9 @@ async fn write_atomically(
         .map_err(|e| ArchiveError::io(&tmp, e))?;
     let (file, len, sha256) = w.finish();
     if fsync {
-        file.sync_all().await.map_err(|e| ArchiveError::io(&tmp, e))?;
+        file.sync_all()
+            .await
+            .map_err(|e| ArchiveError::io(&tmp, e))?;
     }
     drop(file);
     tokio::fs::rename(&tmp, path)
@@ -163,7 +165,10 @@ async fn create_private_dir(path: &Path) -> Result<(), ArchiveError> {
 }
 
 async fn clear_owned(root: &Path) -> Result<(), ArchiveError> {
-    for name in [MANIFEST_FILE.to_string(), format!("{MANIFEST_FILE}{PARTIAL_SUFFIX}")] {
+    for name in [
+        MANIFEST_FILE.to_string(),
+        format!("{MANIFEST_FILE}{PARTIAL_SUFFIX}"),
+    ] {
         let p = root.join(name);
         match tokio::fs::remove_file(&p).await {
             Ok(()) => {}

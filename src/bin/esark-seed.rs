@@ -17,7 +17,10 @@ use esark::cluster::{encode_segment, Cluster, ClusterConfig, ClusterError};
 use serde_json::json;
 
 #[derive(Debug, Parser)]
-#[command(name = "esark-seed", about = "Seed a cluster with esark's sample data set")]
+#[command(
+    name = "esark-seed",
+    about = "Seed a cluster with esark's sample data set"
+)]
 struct Args {
     /// Cluster URL (user:password may be in it).
     #[arg(long)]
@@ -112,7 +115,11 @@ async fn seed(args: &Args) -> Result<u64, ClusterError> {
     )
     .await?;
     let kuzzle = format!("%{p}kuzzle");
-    put(encode_segment(&kuzzle), json!({"settings": {"number_of_replicas": 0}})).await?;
+    put(
+        encode_segment(&kuzzle),
+        json!({"settings": {"number_of_replicas": 0}}),
+    )
+    .await?;
     let hidden = format!(".{p}internal");
     put(
         encode_segment(&hidden),
@@ -141,7 +148,10 @@ async fn seed(args: &Args) -> Result<u64, ClusterError> {
         (products.as_str(), args.docs * 6 / 10),
         (logs.as_str(), args.docs * 3 / 10),
         (kuzzle.as_str(), args.docs / 20),
-        (hidden.as_str(), args.docs - args.docs * 6 / 10 - args.docs * 3 / 10 - args.docs / 20),
+        (
+            hidden.as_str(),
+            args.docs - args.docs * 6 / 10 - args.docs * 3 / 10 - args.docs / 20,
+        ),
     ];
     let mut rng = fastrand::Rng::with_seed(args.seed);
     let mut total = 0;
@@ -151,8 +161,13 @@ async fn seed(args: &Args) -> Result<u64, ClusterError> {
             let n = args.batch.min(count - i);
             let mut body = String::with_capacity(n as usize * 1100);
             for k in i..i + n {
-                let routing = if k % 7 == 0 { ",\"routing\":\"eu\"" } else { "" };
-                let action = json!({"index": {"_index": index, "_id": format!("{k:08}")}}).to_string();
+                let routing = if k % 7 == 0 {
+                    ",\"routing\":\"eu\""
+                } else {
+                    ""
+                };
+                let action =
+                    json!({"index": {"_index": index, "_id": format!("{k:08}")}}).to_string();
                 body.push_str(&action[..action.len() - 2]);
                 body.push_str(routing);
                 body.push_str("}}\n");
@@ -185,8 +200,26 @@ async fn seed(args: &Args) -> Result<u64, ClusterError> {
 }
 
 const WORDS: &[&str] = &[
-    "acier", "bleu", "cámara", "données", "东京", "красный", "ハンマー", "🚀", "lumière", "ζήτα",
-    "widget", "gadget", "sprocket", "נייר", "café", "naïve", "straße", "smørrebrød", "पुस्तक", "ok",
+    "acier",
+    "bleu",
+    "cámara",
+    "données",
+    "东京",
+    "красный",
+    "ハンマー",
+    "🚀",
+    "lumière",
+    "ζήτα",
+    "widget",
+    "gadget",
+    "sprocket",
+    "נייר",
+    "café",
+    "naïve",
+    "straße",
+    "smørrebrød",
+    "पुस्तक",
+    "ok",
 ];
 
 /// One document of about 0.9 KB, written by hand so that its bytes (and
@@ -199,10 +232,21 @@ fn document(rng: &mut fastrand::Rng, k: u64) -> String {
         description.push(' ');
     }
     let tags: Vec<String> = (0..rng.usize(1..5))
-        .map(|_| format!("\"{}\"", ["red", "green", "blue", "sale", "new"][rng.usize(..5)]))
+        .map(|_| {
+            format!(
+                "\"{}\"",
+                ["red", "green", "blue", "sale", "new"][rng.usize(..5)]
+            )
+        })
         .collect();
     let variants: Vec<String> = (0..rng.usize(1..4))
-        .map(|v| format!("{{\"color\":\"{}\",\"qty\":{}}}", word(rng), rng.u32(..1000) + v as u32))
+        .map(|v| {
+            format!(
+                "{{\"color\":\"{}\",\"qty\":{}}}",
+                word(rng),
+                rng.u32(..1000) + v as u32
+            )
+        })
         .collect();
     // Integers above 2^53 (9007199254740992), near 2^63 and negative.
     let big = 9_007_199_254_740_993u64 + rng.u64(..(1 << 62));

@@ -1,5 +1,5 @@
-//! Connection flags of a cluster (`--source…`; the target ones mirror them)
-//! and their resolution into a [`ClusterConfig`].
+//! Connection flags of a cluster (`--source…`, `--target…` mirroring them,
+//! and the shared TLS flags) and their resolution into a [`ClusterConfig`].
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,8 +23,40 @@ pub struct SourceArgs {
     #[arg(long, value_name = "PATH")]
     pub source_password_file: Option<PathBuf>,
     /// API key, `id:key` or base64 encoded.
-    #[arg(long, value_name = "KEY", env = "ESARK_SOURCE_API_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "ESARK_SOURCE_API_KEY",
+        hide_env_values = true
+    )]
     pub source_api_key: Option<String>,
+}
+
+/// How to reach and authenticate to the target cluster.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// Target cluster URL; user and password may be given in it.
+    #[arg(long, value_name = "URL")]
+    pub target: String,
+    /// User for basic authentication (password from ESARK_TARGET_PASSWORD or --target-password-file).
+    #[arg(long, value_name = "USER")]
+    pub target_user: Option<String>,
+    /// File holding the password (first line).
+    #[arg(long, value_name = "PATH")]
+    pub target_password_file: Option<PathBuf>,
+    /// API key, `id:key` or base64 encoded.
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "ESARK_TARGET_API_KEY",
+        hide_env_values = true
+    )]
+    pub target_api_key: Option<String>,
+}
+
+/// TLS and timeout settings, shared by every cluster of a command.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionArgs {
     /// PEM file of a CA certificate to trust.
     #[arg(long, value_name = "PATH")]
     pub ca_cert: Option<PathBuf>,
@@ -37,32 +69,40 @@ pub struct SourceArgs {
 }
 
 impl SourceArgs {
-    pub fn resolve(&self) -> Result<ClusterConfig, CliError> {
+    pub fn resolve(&self, conn: &ConnectionArgs) -> Result<ClusterConfig, CliError> {
         resolve(
             &self.source,
             self.source_user.as_deref(),
             self.source_password_file.as_deref(),
             "ESARK_SOURCE_PASSWORD",
             self.source_api_key.as_deref(),
-            self.ca_cert.as_deref(),
-            self.insecure,
-            self.timeout,
+            conn,
+        )
+    }
+}
+
+impl TargetArgs {
+    pub fn resolve(&self, conn: &ConnectionArgs) -> Result<ClusterConfig, CliError> {
+        resolve(
+            &self.target,
+            self.target_user.as_deref(),
+            self.target_password_file.as_deref(),
+            "ESARK_TARGET_PASSWORD",
+            self.target_api_key.as_deref(),
+            conn,
         )
     }
 }
 
 /// Resolves connection flags. Precedence for the password: URL, then the
 /// password file, then the environment variable.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn resolve(
+fn resolve(
     url: &str,
     user: Option<&str>,
     password_file: Option<&std::path::Path>,
     password_env: &str,
     api_key: Option<&str>,
-    ca_cert: Option<&std::path::Path>,
-    insecure: bool,
-    timeout: u64,
+    conn: &ConnectionArgs,
 ) -> Result<ClusterConfig, CliError> {
     let (url, url_auth) = ClusterConfig::from_url(url).map_err(CliError::usage)?;
     let file_password = match password_file {
@@ -81,7 +121,14 @@ pub(crate) fn resolve(
     let env_password = std::env::var(password_env).ok();
     let auth = match (api_key, url_auth, user) {
         (Some(key), _, _) if !key.is_empty() => Auth::ApiKey(key.to_string()),
-        (_, Auth::Basic { user: url_user, password }, flag_user) => Auth::Basic {
+        (
+            _,
+            Auth::Basic {
+                user: url_user,
+                password,
+            },
+            flag_user,
+        ) => Auth::Basic {
             user: flag_user.map(str::to_string).unwrap_or(url_user),
             password: if password.is_empty() {
                 file_password.or(env_password).unwrap_or_default()
@@ -95,7 +142,7 @@ pub(crate) fn resolve(
         },
         _ => Auth::None,
     };
-    let ca_cert = match ca_cert {
+    let ca_cert = match conn.ca_cert.as_deref() {
         Some(path) => Some((
             path.display().to_string(),
             std::fs::read(path).map_err(|e| {
@@ -111,7 +158,7 @@ pub(crate) fn resolve(
         url,
         auth,
         ca_cert,
-        insecure,
-        timeout: Duration::from_secs(timeout.max(1)),
+        insecure: conn.insecure,
+        timeout: Duration::from_secs(conn.timeout.max(1)),
     })
 }

@@ -5,14 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use regex::Regex;
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::{parse_size, print_stdout, CliError, SourceArgs};
+use super::select::SelectArgs;
+use super::{parse_size, print_stdout, CliError, ConnectionArgs, SourceArgs};
 use crate::archive::compression::Compression;
 use crate::archive::ArchiveError;
-use crate::dump::{DumpConfig, DumpError, DumpReport, IndexSelector, SliceCount};
+use crate::dump::{DumpConfig, DumpError, DumpReport, SliceCount};
 use crate::progress::Progress;
 
 /// Default documents per scroll page. Larger pages mean fewer round trips;
@@ -23,16 +23,14 @@ pub const DEFAULT_PAGE_SIZE: usize = 2000;
 pub struct DumpArgs {
     #[command(flatten)]
     pub source: SourceArgs,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
     /// Archive folder to create (must be empty or absent unless --overwrite).
     #[arg(long, short = 'o', value_name = "DIR")]
     pub output: PathBuf,
-    /// Regex over index names, tested against every index, hidden ones
-    /// included. Default: every index whose name does not start with `.`.
-    #[arg(long = "match", value_name = "REGEX")]
-    pub match_: Option<String>,
-    /// Regex of index names to leave out.
-    #[arg(long, value_name = "REGEX")]
-    pub exclude: Option<String>,
+    /// Without --match: every index whose name does not start with `.`.
+    #[command(flatten)]
+    pub select: SelectArgs,
     /// Chunk compression.
     #[arg(long, default_value = "zstd", value_name = "zstd|gzip|none")]
     pub compression: Compression,
@@ -64,23 +62,7 @@ pub struct DumpArgs {
 
 impl DumpArgs {
     pub fn resolve(&self) -> Result<DumpConfig, CliError> {
-        let compile = |flag: &str, re: &Option<String>| -> Result<Option<Regex>, CliError> {
-            re.as_deref()
-                .map(|r| {
-                    Regex::new(r).map_err(|e| {
-                        CliError::usage(anyhow::anyhow!("invalid --{flag} regex: {e}"))
-                    })
-                })
-                .transpose()
-        };
-        let slices = match self.slices.as_str() {
-            "auto" => SliceCount::Auto,
-            n => SliceCount::Fixed(n.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                CliError::usage(anyhow::anyhow!(
-                    "invalid --slices {n:?}: a positive number or auto"
-                ))
-            })?),
-        };
+        let slices = parse_slices(&self.slices)?;
         let level = self.level.unwrap_or(self.compression.default_level());
         if !self.compression.level_range().contains(&level) {
             return Err(CliError::usage(anyhow::anyhow!(
@@ -89,20 +71,11 @@ impl DumpArgs {
                 self.compression.level_range()
             )));
         }
-        if self.page_size == 0 || self.page_size > 10_000 {
-            return Err(CliError::usage(anyhow::anyhow!(
-                "invalid --page-size {}: 1 to 10000 (the servers' default max_result_window)",
-                self.page_size
-            )));
-        }
+        check_page_size(self.page_size)?;
         Ok(DumpConfig {
-            source: self.source.resolve()?,
+            source: self.source.resolve(&self.connection)?,
             output: self.output.clone(),
-            selector: IndexSelector {
-                include: compile("match", &self.match_)?,
-                exclude: compile("exclude", &self.exclude)?,
-                all_by_default: false,
-            },
+            selector: self.select.resolve(false)?,
             compression: self.compression,
             level,
             slices,
@@ -114,11 +87,36 @@ impl DumpArgs {
     }
 }
 
-pub async fn run(args: DumpArgs) -> Result<ExitCode, CliError> {
-    let config = args.resolve()?;
-    let progress = Progress::new(args.quiet || args.json);
+/// `auto` or a positive number.
+pub(crate) fn parse_slices(s: &str) -> Result<SliceCount, CliError> {
+    match s {
+        "auto" => Ok(SliceCount::Auto),
+        n => n
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(SliceCount::Fixed)
+            .ok_or_else(|| {
+                CliError::usage(anyhow::anyhow!(
+                    "invalid --slices {n:?}: a positive number or auto"
+                ))
+            }),
+    }
+}
+
+pub(crate) fn check_page_size(page_size: usize) -> Result<(), CliError> {
+    if page_size == 0 || page_size > 10_000 {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "invalid --page-size {page_size}: 1 to 10000 (the servers' default max_result_window)"
+        )));
+    }
+    Ok(())
+}
+
+/// Turns `true` on the first Ctrl-C; a second one exits at once.
+pub(crate) fn interrupt_signal() -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let interrupt = tokio::spawn(async move {
+    let handle = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             let _ = cancel_tx.send(true);
             eprintln!("interrupted: stopping (press Ctrl-C again to stop at once)");
@@ -127,6 +125,13 @@ pub async fn run(args: DumpArgs) -> Result<ExitCode, CliError> {
             }
         }
     });
+    (cancel_rx, handle)
+}
+
+pub async fn run(args: DumpArgs) -> Result<ExitCode, CliError> {
+    let config = args.resolve()?;
+    let progress = Progress::new(args.quiet || args.json);
+    let (cancel_rx, interrupt) = interrupt_signal();
     let result = crate::dump::run(&config, &progress, cancel_rx).await;
     interrupt.abort();
     progress.finish();
@@ -139,9 +144,9 @@ pub async fn run(args: DumpArgs) -> Result<ExitCode, CliError> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(DumpError::Archive(e @ (ArchiveError::NotEmpty(_) | ArchiveError::NotADirectory(_)))) => {
-            Err(CliError::usage(e))
-        }
+        Err(DumpError::Archive(
+            e @ (ArchiveError::NotEmpty(_) | ArchiveError::NotADirectory(_)),
+        )) => Err(CliError::usage(e)),
         Err(e) => Err(CliError::failure(e)),
     }
 }

@@ -54,7 +54,11 @@ fn table(report: &InspectReport) -> String {
     let s = &m.source;
     out.push_str(&format!(
         "archive   {} v{} (esark {}), created {}, completed {}\n",
-        m.format, u32::from(m.format_version), m.tool_version, m.created_at, m.completed_at
+        m.format,
+        u32::from(m.format_version),
+        m.tool_version,
+        m.created_at,
+        m.completed_at
     ));
     out.push_str(&format!(
         "source    {} {} cluster {:?} ({}) at {}\n",
@@ -68,7 +72,13 @@ fn table(report: &InspectReport) -> String {
         m.options.page_size,
         bytesize::ByteSize::b(m.options.file_size).display().iec()
     ));
-    let width = m.indices.iter().map(|i| i.name.chars().count()).max().unwrap_or(5).max(5);
+    let width = m
+        .indices
+        .iter()
+        .map(|i| i.name.chars().count())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     out.push_str(&format!(
         "{:<width$}  {:>12}  {:>12}  {:>6}  {:>6}  {:>10}  check\n",
         "index", "docs", "_count", "slices", "files", "size"
@@ -88,7 +98,11 @@ fn table(report: &InspectReport) -> String {
             index.slices,
             index.files.len(),
             bytesize::ByteSize::b(bytes).display().iec().to_string(),
-            if bad == 0 { "ok".to_string() } else { format!("{bad} BAD") }
+            if bad == 0 {
+                "ok".to_string()
+            } else {
+                format!("{bad} BAD")
+            }
         ));
     }
     out.push('\n');
@@ -97,12 +111,18 @@ fn table(report: &InspectReport) -> String {
         out.push_str(&format!(
             "{:<40}  {:>10}  {}\n",
             file.path,
-            bytesize::ByteSize::b(file.bytes).display().iec().to_string(),
+            bytesize::ByteSize::b(file.bytes)
+                .display()
+                .iec()
+                .to_string(),
             if bad { "BAD" } else { "ok" }
         ));
     }
     for skipped in &m.skipped {
-        out.push_str(&format!("skipped   {:?}: {}\n", skipped.name, skipped.reason));
+        out.push_str(&format!(
+            "skipped   {:?}: {}\n",
+            skipped.name, skipped.reason
+        ));
     }
     out.push_str(&format!(
         "\n{} indices, {} documents, {} files checked, {}\n",

@@ -7,13 +7,16 @@
 mod cluster_args;
 mod dump;
 mod inspect;
+mod restore;
+mod select;
+mod verify;
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub use cluster_args::SourceArgs;
+pub use cluster_args::{ConnectionArgs, SourceArgs, TargetArgs};
 
 /// Streaming Elasticsearch/OpenSearch dump and restore.
 #[derive(Debug, Parser)]
@@ -27,6 +30,12 @@ pub struct Cli {
 pub enum Command {
     /// Stream indices, their metadata and the cluster's templates into an archive.
     Dump(dump::DumpArgs),
+    /// Rebuild indices, their metadata and templates from an archive.
+    Restore(restore::RestoreArgs),
+    /// Stream indices from one cluster to another, no files in between.
+    Copy(restore::CopyArgs),
+    /// Compare an archive with a cluster: documents, settings, mappings, aliases, templates.
+    Verify(verify::VerifyArgs),
     /// Show an archive's manifest and check every file's checksum.
     Inspect(inspect::InspectArgs),
 }
@@ -67,6 +76,9 @@ impl CliError {
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Dump(args) => dump::run(args).await,
+        Command::Restore(args) => restore::run_restore(args).await,
+        Command::Copy(args) => restore::run_copy(args).await,
+        Command::Verify(args) => verify::run(args).await,
         Command::Inspect(args) => inspect::run(args).await,
     }
 }

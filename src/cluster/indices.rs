@@ -54,7 +54,11 @@ impl Cluster {
         // The answer is keyed by the concrete index name.
         let entry = answer
             .get(index)
-            .or_else(|| (answer.len() == 1).then(|| answer.values().next()).flatten())
+            .or_else(|| {
+                (answer.len() == 1)
+                    .then(|| answer.values().next())
+                    .flatten()
+            })
             .ok_or_else(|| {
                 self.bad_response(Method::Get, &path, format!("no entry for index {index:?}"))
             })?;
@@ -116,7 +120,11 @@ impl Cluster {
     }
 
     /// `PUT /{index}/_settings`.
-    pub async fn put_index_settings(&self, index: &str, settings: &Value) -> Result<(), ClusterError> {
+    pub async fn put_index_settings(
+        &self,
+        index: &str,
+        settings: &Value,
+    ) -> Result<(), ClusterError> {
         let path = format!("{}/_settings", encode_segment(index));
         self.call(
             Method::Put,

@@ -98,7 +98,10 @@ impl ClusterError {
 #[derive(Clone)]
 pub enum Auth {
     None,
-    Basic { user: String, password: String },
+    Basic {
+        user: String,
+        password: String,
+    },
     /// `id:key` or the base64 encoded form.
     ApiKey(String),
 }
@@ -289,14 +292,7 @@ impl Cluster {
     ) -> Result<(u16, Bytes), ClusterError> {
         let response = self
             .transport
-            .send(
-                method,
-                path,
-                HeaderMap::new(),
-                None::<&()>,
-                body,
-                None,
-            )
+            .send(method, path, HeaderMap::new(), None::<&()>, body, None)
             .await
             .map_err(|e| self.transport_error(method, path, &e))?;
         let status = response.status_code().as_u16();
@@ -436,4 +432,3 @@ fn error_chain_is_connect(error: &(dyn std::error::Error + 'static)) -> bool {
     }
     false
 }
-

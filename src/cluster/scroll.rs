@@ -40,7 +40,11 @@ impl Cluster {
     }
 
     /// Fetches the next page of a scroll.
-    pub async fn scroll_next(&self, scroll_id: &str, keep_alive: &str) -> Result<Bytes, ClusterError> {
+    pub async fn scroll_next(
+        &self,
+        scroll_id: &str,
+        keep_alive: &str,
+    ) -> Result<Bytes, ClusterError> {
         let body = json!({ "scroll": keep_alive, "scroll_id": scroll_id });
         self.call(
             Method::Post,

@@ -62,7 +62,11 @@ pub async fn load(
         read: 0,
     };
     let result = match origin {
-        DataOrigin::Chunks(files) => feeder.from_chunks(ChunkLines::new(files.clone()), cancel).await,
+        DataOrigin::Chunks(files) => {
+            feeder
+                .from_chunks(ChunkLines::new(files.clone()), cancel)
+                .await
+        }
         DataOrigin::Cluster {
             cluster,
             slices,
@@ -76,7 +80,9 @@ pub async fn load(
     let read = feeder.read;
     if result.is_ok() {
         if let Some(last) = feeder.builder.finish() {
-            indexer.submit(target_index, last, stats, &mut pending).await;
+            indexer
+                .submit(target_index, last, stats, &mut pending)
+                .await;
         }
     }
     // Requests already sent finish (or give up) in every case, so that
@@ -137,7 +143,8 @@ impl Feeder<'_> {
         let (tx, mut rx) = mpsc::channel::<Page>(CHANNEL_PAGES * slices as usize);
         let mut readers = Vec::new();
         for id in 0..slices {
-            let reader = ScrollReader::new(cluster.clone(), index, Slice { id, max: slices }, page_size);
+            let reader =
+                ScrollReader::new(cluster.clone(), index, Slice { id, max: slices }, page_size);
             readers.push(tokio::spawn(reader.pump(tx.clone(), cancel.clone())));
         }
         drop(tx);

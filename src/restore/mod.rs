@@ -126,14 +126,24 @@ pub async fn run(
     Ok(report)
 }
 
-async fn restore_templates(target: &Cluster, plan: &RestorePlan, mode: Mode) -> Vec<TemplateReport> {
+async fn restore_templates(
+    target: &Cluster,
+    plan: &RestorePlan,
+    mode: Mode,
+) -> Vec<TemplateReport> {
     // Existing templates are replaced only when existing indices would be;
     // otherwise they are kept (a fresh cluster has built-in ones).
     let create = matches!(mode, Mode::Fail | Mode::SkipExisting);
     let empty = serde_json::Map::new();
     let kinds = [
-        (TemplateKind::Component, plan.templates.component.as_ref().unwrap_or(&empty)),
-        (TemplateKind::Index, plan.templates.index.as_ref().unwrap_or(&empty)),
+        (
+            TemplateKind::Component,
+            plan.templates.component.as_ref().unwrap_or(&empty),
+        ),
+        (
+            TemplateKind::Index,
+            plan.templates.index.as_ref().unwrap_or(&empty),
+        ),
         (TemplateKind::Legacy, &plan.templates.legacy),
     ];
     let mut out = Vec::new();
@@ -141,7 +151,10 @@ async fn restore_templates(target: &Cluster, plan: &RestorePlan, mode: Mode) -> 
         for (name, body) in templates {
             let (status, reason) = match target.put_template(kind, name, body, create).await {
                 Ok(PutOutcome::Written) => (Status::Restored, None),
-                Ok(PutOutcome::Exists) => (Status::Skipped, Some("exists on the target; kept".to_string())),
+                Ok(PutOutcome::Exists) => (
+                    Status::Skipped,
+                    Some("exists on the target; kept".to_string()),
+                ),
                 Err(e) => (Status::Failed, Some(e.to_string())),
             };
             out.push(TemplateReport {
@@ -215,7 +228,12 @@ async fn restore_index(
         let bar = progress.index(&index.target, index.docs);
         progress.expect(index.docs);
         let target_name: Arc<str> = Arc::from(concrete.as_str());
-        let builder = BulkBuilder::new(&concrete, BulkOp::Index, config.bulk.bytes, config.bulk.docs);
+        let builder = BulkBuilder::new(
+            &concrete,
+            BulkOp::Index,
+            config.bulk.bytes,
+            config.bulk.docs,
+        );
         let loaded = load::load(
             &index.data,
             &index.name,
@@ -246,21 +264,31 @@ async fn restore_index(
             Err(e) => problems.push(e.to_string()),
         }
         if failed > 0 {
-            problems.push(format!("{failed} documents could not be delivered (see the rejects file)"));
+            problems.push(format!(
+                "{failed} documents could not be delivered (see the rejects file)"
+            ));
         }
     }
     // Put the load settings back whatever happened above.
     if let Some(settings) = restore_settings {
         if let Err(e) = target.put_index_settings(&concrete, &settings).await {
-            problems.push(format!("putting back refresh_interval/number_of_replicas failed: {e}"));
+            problems.push(format!(
+                "putting back refresh_interval/number_of_replicas failed: {e}"
+            ));
         }
     }
     if problems.is_empty() {
         if let Err(e) = target.refresh(&concrete).await {
             problems.push(format!("refresh failed: {e}"));
         }
-        if let Err(e) =
-            target::attach_aliases(target, &index.target, &concrete, &index.meta.aliases, config.atomic).await
+        if let Err(e) = target::attach_aliases(
+            target,
+            &index.target,
+            &concrete,
+            &index.meta.aliases,
+            config.atomic,
+        )
+        .await
         {
             problems.push(format!("aliases: {e}"));
         }

@@ -12,7 +12,9 @@ use crate::archive::manifest::FileKind;
 use crate::archive::reader::v1::FileCheck;
 use crate::archive::reader::Archive;
 use crate::cluster::Cluster;
-use crate::dump::{read_index_metadata, read_templates, IndexMetadata, IndexSelector, SliceCount, TemplateSet};
+use crate::dump::{
+    read_index_metadata, read_templates, IndexMetadata, IndexSelector, SliceCount, TemplateSet,
+};
 use crate::progress::Progress;
 use crate::source::archive::ChunkFile;
 
@@ -120,7 +122,11 @@ pub async fn from_archive(
             _ => {}
         }
     }
-    for index in manifest.indices.iter().filter(|i| selector.selects(&i.name)) {
+    for index in manifest
+        .indices
+        .iter()
+        .filter(|i| selector.selects(&i.name))
+    {
         if let Some((path, problem)) = index
             .files
             .iter()
@@ -172,7 +178,10 @@ pub async fn from_cluster(
 ) -> Result<RestorePlan, RestoreError> {
     let (selected, skipped) = crate::dump::select_indices(&source, selector).await?;
     for closed in &skipped {
-        progress.println(&format!("warning: index {:?} is closed; skipped", closed.name));
+        progress.println(&format!(
+            "warning: index {:?} is closed; skipped",
+            closed.name
+        ));
     }
     let mut plan = RestorePlan {
         templates: read_templates(&source, progress).await?,
@@ -196,7 +205,9 @@ pub async fn from_cluster(
     Ok(plan)
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(path: std::path::PathBuf) -> Result<T, RestoreError> {
+async fn read_json<T: serde::de::DeserializeOwned>(
+    path: std::path::PathBuf,
+) -> Result<T, RestoreError> {
     let bytes = tokio::fs::read(&path)
         .await
         .map_err(|e| crate::archive::ArchiveError::io(&path, e))?;

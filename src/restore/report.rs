@@ -60,7 +60,10 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 impl RestoreReport {
     pub fn failed(&self) -> bool {
         self.interrupted
-            || self.indices.iter().any(|i| i.status == Status::Failed || i.failed > 0)
+            || self
+                .indices
+                .iter()
+                .any(|i| i.status == Status::Failed || i.failed > 0)
             || self.templates.iter().any(|t| t.status == Status::Failed)
     }
 

@@ -23,7 +23,8 @@ pub enum Mode {
 }
 
 /// Settings changed for the load, and the values to put back after it.
-pub const LOAD_SETTINGS: &[(&str, &str)] = &[("refresh_interval", "-1"), ("number_of_replicas", "0")];
+pub const LOAD_SETTINGS: &[(&str, &str)] =
+    &[("refresh_interval", "-1"), ("number_of_replicas", "0")];
 
 /// How an index will be loaded.
 #[derive(Debug, Clone, PartialEq)]

@@ -308,7 +308,11 @@ impl RequestTask {
                 }
                 RetryAction::Retry => (0..request.docs()).collect(),
                 RetryAction::DontRetry => {
-                    self.give_up(&request, &(0..request.docs()).collect::<Vec<_>>(), &verdict.reason);
+                    self.give_up(
+                        &request,
+                        &(0..request.docs()).collect::<Vec<_>>(),
+                        &verdict.reason,
+                    );
                     return;
                 }
             };
@@ -359,27 +363,43 @@ mod tests {
     fn builder_copies_sources_and_cuts_by_docs_and_bytes() {
         let mut b = BulkBuilder::new("my\"idx", BulkOp::Index, 1 << 20, 2);
         assert!(b
-            .push_line(br#"{"_id":"1","_routing":"r","_source":{"big":9223372036854775807,"z":1,"a":2}}"#)
+            .push_line(
+                br#"{"_id":"1","_routing":"r","_source":{"big":9223372036854775807,"z":1,"a":2}}"#
+            )
             .unwrap()
             .is_none());
-        let req = b.push_line(br#"{"_id":"2","_source":{}}"#).unwrap().unwrap();
+        let req = b
+            .push_line(br#"{"_id":"2","_source":{}}"#)
+            .unwrap()
+            .unwrap();
         assert_eq!(req.docs(), 2);
         assert_eq!(
             std::str::from_utf8(req.body()).unwrap(),
             concat!(
-                r#"{"index":{"_index":"my\"idx","_id":"1","routing":"r"}}"#, "\n",
-                r#"{"big":9223372036854775807,"z":1,"a":2}"#, "\n",
-                r#"{"index":{"_index":"my\"idx","_id":"2"}}"#, "\n",
+                r#"{"index":{"_index":"my\"idx","_id":"1","routing":"r"}}"#,
+                "\n",
+                r#"{"big":9223372036854775807,"z":1,"a":2}"#,
+                "\n",
+                r#"{"index":{"_index":"my\"idx","_id":"2"}}"#,
+                "\n",
                 "{}\n"
             )
         );
         let sub = req.subset(&[1]);
-        assert_eq!(std::str::from_utf8(sub.body()).unwrap(), "{\"index\":{\"_index\":\"my\\\"idx\",\"_id\":\"2\"}}\n{}\n");
+        assert_eq!(
+            std::str::from_utf8(sub.body()).unwrap(),
+            "{\"index\":{\"_index\":\"my\\\"idx\",\"_id\":\"2\"}}\n{}\n"
+        );
         assert!(b.finish().is_none());
 
         let mut small = BulkBuilder::new("i", BulkOp::Create, 10, 1000);
-        let r = small.push_line(br#"{"_id":"1","_source":{"a":1}}"#).unwrap().unwrap();
-        assert!(std::str::from_utf8(r.body()).unwrap().starts_with("{\"create\":"));
+        let r = small
+            .push_line(br#"{"_id":"1","_source":{"a":1}}"#)
+            .unwrap()
+            .unwrap();
+        assert!(std::str::from_utf8(r.body())
+            .unwrap()
+            .starts_with("{\"create\":"));
         assert!(small.push_line(b"{oops").is_err());
     }
 }

@@ -34,8 +34,12 @@ enum Encoder {
 impl Encoder {
     fn new(sink: Sink, compression: Compression, level: i32) -> Encoder {
         match compression {
-            Compression::Zstd => Encoder::Zstd(ZstdEncoder::with_quality(sink, Level::Precise(level))),
-            Compression::Gzip => Encoder::Gzip(GzipEncoder::with_quality(sink, Level::Precise(level))),
+            Compression::Zstd => {
+                Encoder::Zstd(ZstdEncoder::with_quality(sink, Level::Precise(level)))
+            }
+            Compression::Gzip => {
+                Encoder::Gzip(GzipEncoder::with_quality(sink, Level::Precise(level)))
+            }
             Compression::None => Encoder::Plain(sink),
         }
     }
@@ -164,7 +168,12 @@ impl ChunkWriter {
 
     /// Writes bytes to the open chunk (opening one if needed), then closes
     /// it when it reached the size limit and `may_close`.
-    async fn write_piece(&mut self, bytes: &[u8], docs: u64, may_close: bool) -> Result<(), ArchiveError> {
+    async fn write_piece(
+        &mut self,
+        bytes: &[u8],
+        docs: u64,
+        may_close: bool,
+    ) -> Result<(), ArchiveError> {
         if self.open.is_none() {
             self.open = Some(self.open_next().await?);
         }

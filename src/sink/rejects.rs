@@ -48,9 +48,20 @@ impl RejectsWriter {
     }
 
     /// Records one document, given as its NDJSON pair (action and source).
-    pub fn write(&self, index: &str, pair: &[u8], status: u16, reason: &str) -> Result<(), ArchiveError> {
+    pub fn write(
+        &self,
+        index: &str,
+        pair: &[u8],
+        status: u16,
+        reason: &str,
+    ) -> Result<(), ArchiveError> {
         let (action, source) = match memchr::memchr(b'\n', pair) {
-            Some(nl) => (&pair[..nl], pair[nl + 1..].strip_suffix(b"\n").unwrap_or(&pair[nl + 1..])),
+            Some(nl) => (
+                &pair[..nl],
+                pair[nl + 1..]
+                    .strip_suffix(b"\n")
+                    .unwrap_or(&pair[nl + 1..]),
+            ),
             None => (pair, &b"null"[..]),
         };
         let id = serde_json::from_slice::<Action>(action)

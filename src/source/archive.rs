@@ -171,8 +171,14 @@ mod tests {
         zst(&a, b"1\n2\n").await;
         tokio::fs::write(&b, b"3\n").await.unwrap();
         let mut lines = ChunkLines::new(vec![
-            ChunkFile { path: a.clone(), docs: 2 },
-            ChunkFile { path: b.clone(), docs: 1 },
+            ChunkFile {
+                path: a.clone(),
+                docs: 2,
+            },
+            ChunkFile {
+                path: b.clone(),
+                docs: 1,
+            },
         ]);
         let mut buf = Vec::new();
         let mut got = Vec::new();
@@ -183,7 +189,10 @@ mod tests {
 
         let mut wrong = ChunkLines::new(vec![ChunkFile { path: a, docs: 3 }]);
         while let Ok(true) = wrong.next_line(&mut buf).await {}
-        let mut wrong = ChunkLines::new(vec![ChunkFile { path: b.clone(), docs: 3 }]);
+        let mut wrong = ChunkLines::new(vec![ChunkFile {
+            path: b.clone(),
+            docs: 3,
+        }]);
         let err = loop {
             match wrong.next_line(&mut buf).await {
                 Ok(true) => continue,
@@ -200,8 +209,13 @@ mod tests {
         let a = dir.path().join("a.jsonl.zst");
         zst(&a, &b"{\"_id\":\"x\",\"_source\":{}}\n".repeat(1000)).await;
         let bytes = tokio::fs::read(&a).await.unwrap();
-        tokio::fs::write(&a, &bytes[..bytes.len() / 2]).await.unwrap();
-        let mut lines = ChunkLines::new(vec![ChunkFile { path: a, docs: 1000 }]);
+        tokio::fs::write(&a, &bytes[..bytes.len() / 2])
+            .await
+            .unwrap();
+        let mut lines = ChunkLines::new(vec![ChunkFile {
+            path: a,
+            docs: 1000,
+        }]);
         let mut buf = Vec::new();
         let err = loop {
             match lines.next_line(&mut buf).await {

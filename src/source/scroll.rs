@@ -80,7 +80,12 @@ impl ScrollReader {
         let body = if !self.started {
             self.started = true;
             self.cluster
-                .open_scroll(&self.index, &self.keep_alive, self.page_size, Some(self.slice))
+                .open_scroll(
+                    &self.index,
+                    &self.keep_alive,
+                    self.page_size,
+                    Some(self.slice),
+                )
                 .await?
         } else {
             let id = self
@@ -151,10 +156,11 @@ impl ScrollReader {
 /// Parses a search or scroll answer and encodes its hits as archive lines.
 /// Returns the page and the scroll id the answer carried.
 pub fn encode_page(index: &str, body: &[u8]) -> Result<(Page, Option<String>), ScrollError> {
-    let response: SearchResponse = serde_json::from_slice(body).map_err(|e| ScrollError::BadPage {
-        index: index.to_string(),
-        reason: e.to_string(),
-    })?;
+    let response: SearchResponse =
+        serde_json::from_slice(body).map_err(|e| ScrollError::BadPage {
+            index: index.to_string(),
+            reason: e.to_string(),
+        })?;
     if let Some(shards) = &response.shards {
         if shards.failed > 0 {
             let reason = shards
@@ -222,7 +228,12 @@ mod tests {
     fn shard_failures_fail_the_page() {
         let body = br#"{"_scroll_id":"s1","_shards":{"failed":1,"successful":1,"total":2,"failures":[{"shard":1,"reason":{"type":"x","reason":"node left"}}]},"hits":{"hits":[]}}"#;
         match encode_page("i", body) {
-            Err(ScrollError::ShardFailures { failed: 1, total: 2, reason, .. }) => {
+            Err(ScrollError::ShardFailures {
+                failed: 1,
+                total: 2,
+                reason,
+                ..
+            }) => {
                 assert_eq!(reason, "node left")
             }
             other => panic!("{other:?}"),
@@ -232,8 +243,14 @@ mod tests {
     #[test]
     fn timed_out_and_missing_source_fail() {
         let t = br#"{"_scroll_id":"s","timed_out":true,"hits":{"hits":[]}}"#;
-        assert!(matches!(encode_page("i", t), Err(ScrollError::TimedOut { .. })));
+        assert!(matches!(
+            encode_page("i", t),
+            Err(ScrollError::TimedOut { .. })
+        ));
         let m = br#"{"_scroll_id":"s","hits":{"hits":[{"_id":"a"}]}}"#;
-        assert!(matches!(encode_page("i", m), Err(ScrollError::MissingSource { .. })));
+        assert!(matches!(
+            encode_page("i", m),
+            Err(ScrollError::MissingSource { .. })
+        ));
     }
 }

@@ -70,7 +70,9 @@ impl V1Reader {
 
     /// The absolute path of a file of the archive.
     pub fn path_of(&self, file: &FileEntry) -> PathBuf {
-        file.path.split('/').fold(self.root.clone(), |p, c| p.join(c))
+        file.path
+            .split('/')
+            .fold(self.root.clone(), |p, c| p.join(c))
     }
 
     /// Checks one file's size and sha256 against the manifest.
@@ -101,7 +103,9 @@ fn safe_relative(path: &str) -> Result<(), ArchiveError> {
         || path.starts_with('/')
         || path.contains('\\')
         || path.contains(':')
-        || path.split('/').any(|c| c.is_empty() || c == "." || c == "..");
+        || path
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..");
     if bad {
         Err(ArchiveError::UnsafePath { path: path.into() })
     } else {
@@ -115,9 +119,14 @@ impl std::fmt::Display for FileCheck {
             FileCheck::Ok => f.write_str("ok"),
             FileCheck::Missing => f.write_str("missing"),
             FileCheck::SizeMismatch { expected, actual } => {
-                write!(f, "size {actual} bytes, manifest says {expected} (truncated or modified)")
+                write!(
+                    f,
+                    "size {actual} bytes, manifest says {expected} (truncated or modified)"
+                )
             }
-            FileCheck::DigestMismatch => f.write_str("sha256 does not match the manifest (modified)"),
+            FileCheck::DigestMismatch => {
+                f.write_str("sha256 does not match the manifest (modified)")
+            }
             FileCheck::Unreadable(e) => write!(f, "unreadable: {e}"),
         }
     }
@@ -129,10 +138,22 @@ mod tests {
 
     #[test]
     fn unsafe_paths_are_refused() {
-        for p in ["", "/etc/passwd", "../x", "indices/../../x", "a//b", "c:/x", "a\\b", "./a"] {
+        for p in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "indices/../../x",
+            "a//b",
+            "c:/x",
+            "a\\b",
+            "./a",
+        ] {
             assert!(safe_relative(p).is_err(), "{p}");
         }
-        for p in ["indices/%25kuzzle/data-s000-00000.jsonl.zst", "cluster/templates.json"] {
+        for p in [
+            "indices/%25kuzzle/data-s000-00000.jsonl.zst",
+            "cluster/templates.json",
+        ] {
             assert!(safe_relative(p).is_ok(), "{p}");
         }
     }

@@ -22,12 +22,7 @@ pub fn reason(body: &[u8]) -> String {
                     .get("reason")
                     .and_then(Value::as_str)
                     .filter(|r| !r.is_empty())
-                    .or_else(|| {
-                        map.get("root_cause")?
-                            .get(0)?
-                            .get("reason")?
-                            .as_str()
-                    })
+                    .or_else(|| map.get("root_cause")?.get(0)?.get("reason")?.as_str())
                     .unwrap_or("");
                 one_line(&format!("{kind}: {reason}"))
             }
@@ -65,8 +60,14 @@ mod tests {
 
     #[test]
     fn string_error_and_plain_text() {
-        assert_eq!(reason(br#"{"error":"Incorrect HTTP method"}"#), "Incorrect HTTP method");
-        assert_eq!(reason(b"<html>\n bad gateway </html>"), "<html> bad gateway </html>");
+        assert_eq!(
+            reason(br#"{"error":"Incorrect HTTP method"}"#),
+            "Incorrect HTTP method"
+        );
+        assert_eq!(
+            reason(b"<html>\n bad gateway </html>"),
+            "<html> bad gateway </html>"
+        );
         assert_eq!(reason(b""), "empty response body");
     }
 }

@@ -128,7 +128,8 @@ mod tests {
 
     #[test]
     fn elasticsearch_versions() {
-        let es6 = parse(r#"{"cluster_name":"c","cluster_uuid":"u","version":{"number":"6.8.23"}}"#).unwrap();
+        let es6 = parse(r#"{"cluster_name":"c","cluster_uuid":"u","version":{"number":"6.8.23"}}"#)
+            .unwrap();
         assert_eq!(es6.flavor, Flavor::Elasticsearch);
         assert!(es6.is_supported() && !es6.has_hidden_indices() && !es6.has_composable_templates());
         let es77 = parse(r#"{"version":{"number":"7.7.1","build_flavor":"default"}}"#).unwrap();

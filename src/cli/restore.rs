@@ -1,0 +1,323 @@
+//! `esark restore` and `esark copy`: flags, resolution into a
+//! [`RestoreConfig`], and the report (lines, or JSON with `--json`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+use serde_json::json;
+
+use super::dump::{check_page_size, interrupt_signal, parse_slices, DEFAULT_PAGE_SIZE};
+use super::select::{RenameArgs, SelectArgs};
+use super::{parse_size, print_stdout, CliError, ConnectionArgs, SourceArgs, TargetArgs};
+use crate::archive::reader;
+use crate::cluster::Cluster;
+use crate::progress::Progress;
+use crate::restore::load::BulkSize;
+use crate::restore::plan::{self, RestorePlan};
+use crate::restore::report::{RestoreReport, Status};
+use crate::restore::target::Mode;
+use crate::restore::RestoreConfig;
+
+/// Default bulk concurrency: with the default 10 MiB requests, enough to
+/// keep a cluster's write queue busy without queueing into 429s.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+/// Default documents per bulk request (the byte limit usually cuts first).
+pub const DEFAULT_BULK_DOCS: usize = 5000;
+
+/// Options shared by `restore` and `copy`.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub rename: RenameArgs,
+    /// What to do when a target index already exists.
+    #[arg(long, value_enum, default_value = "fail")]
+    pub mode: Mode,
+    /// Create indices with settings only; let the target infer mappings.
+    #[arg(long)]
+    pub no_mappings: bool,
+    /// Restore metadata only (templates, indices, aliases), no documents.
+    #[arg(long)]
+    pub no_data: bool,
+    /// Do not restore templates.
+    #[arg(long)]
+    pub no_templates: bool,
+    /// Load into a fresh index and switch the aliases (or an alias of the
+    /// index's name) to it in one call at the end.
+    #[arg(long)]
+    pub atomic: bool,
+    /// Bulk requests in flight at once.
+    #[arg(long, default_value_t = DEFAULT_CONCURRENCY, value_name = "N")]
+    pub concurrency: usize,
+    /// Bytes per bulk request.
+    #[arg(long, default_value = "10MiB", value_name = "SIZE", value_parser = parse_size)]
+    pub bulk_bytes: u64,
+    /// Documents per bulk request.
+    #[arg(long, default_value_t = DEFAULT_BULK_DOCS, value_name = "N")]
+    pub bulk_docs: usize,
+    /// Maximum documents per second.
+    #[arg(long, value_name = "DOCS_PER_S")]
+    pub rate: Option<u64>,
+    /// Maximum bytes per second (e.g. 5MiB).
+    #[arg(long, value_name = "BYTES_PER_S", value_parser = parse_size)]
+    pub rate_bytes: Option<u64>,
+    /// Where rejected documents are written (created on the first reject).
+    #[arg(long, default_value = "esark-rejects.jsonl", value_name = "FILE")]
+    pub rejects: PathBuf,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bars and no report lines.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+impl LoadArgs {
+    fn resolve(&self, connection: &ConnectionArgs) -> Result<RestoreConfig, CliError> {
+        if self.atomic && self.mode == Mode::Merge {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "--atomic loads into a fresh index: it cannot be combined with --mode merge"
+            )));
+        }
+        if self.concurrency == 0 || self.bulk_docs == 0 || self.bulk_bytes == 0 {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "--concurrency, --bulk-docs and --bulk-bytes must be positive"
+            )));
+        }
+        Ok(RestoreConfig {
+            target: self.target.resolve(connection)?,
+            mode: self.mode,
+            atomic: self.atomic,
+            mappings: !self.no_mappings,
+            data: !self.no_data,
+            templates: !self.no_templates,
+            concurrency: self.concurrency,
+            bulk: BulkSize {
+                bytes: usize::try_from(self.bulk_bytes).unwrap_or(usize::MAX),
+                docs: self.bulk_docs,
+            },
+            rate_docs: self.rate,
+            rate_bytes: self.rate_bytes,
+            rejects: self.rejects.clone(),
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The archive folder.
+    #[arg(long, short = 'i', value_name = "DIR")]
+    pub input: PathBuf,
+    /// Without --match: every index of the archive.
+    #[command(flatten)]
+    pub select: SelectArgs,
+    #[command(flatten)]
+    pub load: LoadArgs,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Restore what is intact when some files are damaged (and report the rest).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Without --match: every index whose name does not start with `.`.
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Slices per index on the source.
+    #[arg(long, default_value = "auto", value_name = "N|auto")]
+    pub slices: String,
+    /// Documents per scroll page on the source.
+    #[arg(long, default_value_t = DEFAULT_PAGE_SIZE, value_name = "N")]
+    pub page_size: usize,
+    #[command(flatten)]
+    pub load: LoadArgs,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+pub async fn run_restore(args: RestoreArgs) -> Result<ExitCode, CliError> {
+    let config = args.load.resolve(&args.connection)?;
+    let selector = args.select.resolve(true)?;
+    let renamer = args.load.rename.resolve()?;
+    // The archive is checked whole before the target is even contacted.
+    let archive = reader::open(&args.input).await.map_err(CliError::failure)?;
+    let plan = plan::from_archive(&archive, &selector, &renamer, args.force)
+        .await
+        .map_err(CliError::failure)?;
+    let target = Arc::new(
+        Cluster::connect(&config.target)
+            .await
+            .map_err(CliError::failure)?,
+    );
+    execute(&args.load, &config, plan, target).await
+}
+
+pub async fn run_copy(args: CopyArgs) -> Result<ExitCode, CliError> {
+    let config = args.load.resolve(&args.connection)?;
+    let selector = args.select.resolve(false)?;
+    let renamer = args.load.rename.resolve()?;
+    let slices = parse_slices(&args.slices)?;
+    check_page_size(args.page_size)?;
+    let source_config = args.source.resolve(&args.connection)?;
+    let source = Arc::new(
+        Cluster::connect(&source_config)
+            .await
+            .map_err(CliError::failure)?,
+    );
+    let target = Arc::new(
+        Cluster::connect(&config.target)
+            .await
+            .map_err(CliError::failure)?,
+    );
+    let progress = Progress::new(args.load.quiet || args.load.json);
+    let plan = plan::from_cluster(
+        source,
+        &selector,
+        &renamer,
+        slices,
+        args.page_size,
+        &progress,
+    )
+    .await
+    .map_err(CliError::failure)?;
+    execute(&args.load, &config, plan, target).await
+}
+
+async fn execute(
+    args: &LoadArgs,
+    config: &RestoreConfig,
+    plan: RestorePlan,
+    target: Arc<Cluster>,
+) -> Result<ExitCode, CliError> {
+    let progress = Progress::new(args.quiet || args.json);
+    let (cancel, interrupt) = interrupt_signal();
+    let result = crate::restore::run(config, plan, target, &progress, cancel).await;
+    interrupt.abort();
+    progress.finish();
+    let report = result.map_err(CliError::failure)?;
+    if args.json {
+        print_stdout(&format!("{}\n", report_json(&report)))?;
+    } else if !args.quiet {
+        for line in report_lines(&report) {
+            eprintln!("{line}");
+        }
+    }
+    match report.exit_code() {
+        0 => Ok(ExitCode::SUCCESS),
+        code => {
+            if report.interrupted {
+                eprintln!("error: interrupted: the restore is incomplete; run it again with --mode replace (or merge) to finish it");
+            } else if code == 1 && (args.json || args.quiet) {
+                eprintln!(
+                    "error: the restore did not complete: {}",
+                    first_problem(&report)
+                );
+            }
+            Ok(ExitCode::from(code))
+        }
+    }
+}
+
+fn first_problem(report: &RestoreReport) -> String {
+    report
+        .indices
+        .iter()
+        .find(|i| i.status == Status::Failed || i.failed > 0)
+        .map(|i| {
+            format!(
+                "index {:?}: {}",
+                i.name,
+                i.reason.as_deref().unwrap_or("failed")
+            )
+        })
+        .or_else(|| {
+            report
+                .templates
+                .iter()
+                .find(|t| t.status == Status::Failed)
+                .map(|t| {
+                    format!(
+                        "template {:?}: {}",
+                        t.name,
+                        t.reason.as_deref().unwrap_or("failed")
+                    )
+                })
+        })
+        .unwrap_or_else(|| "interrupted".into())
+}
+
+fn report_lines(report: &RestoreReport) -> Vec<String> {
+    let mut lines = Vec::new();
+    for t in &report.templates {
+        if t.status != Status::Restored {
+            lines.push(format!(
+                "template {:?} ({:?}): {:?}{}",
+                t.name,
+                t.kind,
+                t.status,
+                t.reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    for i in &report.indices {
+        let name = if i.name == i.target {
+            format!("{:?}", i.name)
+        } else {
+            format!("{:?} -> {:?}", i.name, i.target)
+        };
+        let status = match i.status {
+            Status::Restored => "restored",
+            Status::Skipped => "skipped",
+            Status::Failed => "FAILED",
+        };
+        let mut line = format!(
+            "{status} {name}: {} of {} documents written",
+            i.written, i.archive_docs
+        );
+        if i.rejected > 0 {
+            line.push_str(&format!(", {} rejected", i.rejected));
+        }
+        if i.failed > 0 {
+            line.push_str(&format!(", {} failed", i.failed));
+        }
+        if let Some(reason) = &i.reason {
+            line.push_str(&format!(" ({reason})"));
+        }
+        lines.push(line);
+    }
+    let mut summary = format!(
+        "{} indices, {} documents written, {} rejected in {:.1}s",
+        report.indices.len(),
+        report.written(),
+        report.rejected(),
+        report.elapsed.as_secs_f64()
+    );
+    if let Some(path) = &report.rejects_file {
+        summary.push_str(&format!("; rejected documents are in {}", path.display()));
+    }
+    lines.push(summary);
+    lines
+}
+
+fn report_json(report: &RestoreReport) -> serde_json::Value {
+    json!({
+        "status": report.status_word(),
+        "indices": report.indices,
+        "templates": report.templates,
+        "rejects_file": report.rejects_file,
+        "written": report.written(),
+        "rejected": report.rejected(),
+        "interrupted": report.interrupted,
+        "elapsed_secs": report.elapsed.as_secs_f64(),
+    })
+}

@@ -1,0 +1,113 @@
+//! `esark verify`: compare an archive with a cluster; exit 0 only when
+//! everything matches.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+use serde_json::json;
+
+use super::select::{RenameArgs, SelectArgs};
+use super::{print_stdout, CliError, ConnectionArgs, TargetArgs};
+use crate::archive::reader;
+use crate::cluster::Cluster;
+use crate::restore::plan;
+use crate::verify::VerifyReport;
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The archive folder.
+    #[arg(long, short = 'i', value_name = "DIR")]
+    pub input: PathBuf,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Without --match: every index of the archive.
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// The same renaming the restore used.
+    #[command(flatten)]
+    pub rename: RenameArgs,
+    /// Do not compare templates.
+    #[arg(long)]
+    pub no_templates: bool,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Print the comparison as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
+    let selector = args.select.resolve(true)?;
+    let renamer = args.rename.resolve()?;
+    let target_config = args.target.resolve(&args.connection)?;
+    let archive = reader::open(&args.input).await.map_err(CliError::failure)?;
+    let plan = plan::from_archive(&archive, &selector, &renamer, false)
+        .await
+        .map_err(CliError::failure)?;
+    let target = Arc::new(
+        Cluster::connect(&target_config)
+            .await
+            .map_err(CliError::failure)?,
+    );
+    let report = crate::verify::run(&plan, target, !args.no_templates)
+        .await
+        .map_err(CliError::failure)?;
+    if args.json {
+        let value = json!({
+            "status": if report.matches() { "match" } else { "differ" },
+            "indices": report.indices,
+            "templates_match": report.templates_match,
+            "differences": report.differences,
+        });
+        print_stdout(&format!("{value}\n"))?;
+    } else {
+        print_stdout(&text(&report))?;
+    }
+    if report.matches() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let differing = report.indices.iter().filter(|i| !i.matches()).count();
+        Err(CliError::failure(anyhow::anyhow!(
+            "the target differs from the archive: {differing} of {} indices differ{}",
+            report.indices.len(),
+            if report.differences.is_empty() {
+                String::new()
+            } else {
+                format!(", {} cluster-level differences", report.differences.len())
+            }
+        )))
+    }
+}
+
+fn text(report: &VerifyReport) -> String {
+    let mut out = String::new();
+    for d in &report.differences {
+        out.push_str(&format!("DIFFERS {d}\n"));
+    }
+    for i in &report.indices {
+        let name = if i.name == i.target {
+            format!("{:?}", i.name)
+        } else {
+            format!("{:?} -> {:?}", i.name, i.target)
+        };
+        if i.matches() {
+            out.push_str(&format!(
+                "ok {name}: {} documents, settings, mappings and aliases match\n",
+                i.archive_docs
+            ));
+        } else {
+            out.push_str(&format!("DIFFERS {name}:\n"));
+            for d in &i.differences {
+                out.push_str(&format!("  {d}\n"));
+            }
+        }
+    }
+    out.push_str(if report.matches() {
+        "the target matches the archive\n"
+    } else {
+        "the target does NOT match the archive\n"
+    });
+    out
+}
