@@ -358,6 +358,165 @@ impl RequestTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::{Auth, ClusterConfig};
+    use std::sync::Mutex;
+    use std::time::Duration;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+    /// A scripted HTTP server: `GET /` answers like OpenSearch, each
+    /// `POST /_bulk` gets the next scripted (status, body); bodies received
+    /// are recorded.
+    async fn scripted_server(script: Vec<(u16, String)>) -> (String, Arc<Mutex<Vec<String>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(script.into_iter()));
+        let seen2 = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let (socket, _) = listener.accept().await.unwrap();
+                let (seen, script) = (seen2.clone(), script.clone());
+                tokio::spawn(async move {
+                    let (read, mut write) = socket.into_split();
+                    let mut read = BufReader::new(read);
+                    loop {
+                        let mut request_line = String::new();
+                        if read.read_line(&mut request_line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut length = 0;
+                        loop {
+                            let mut header = String::new();
+                            read.read_line(&mut header).await.unwrap();
+                            if header == "\r\n" {
+                                break;
+                            }
+                            if let Some(v) =
+                                header.to_ascii_lowercase().strip_prefix("content-length:")
+                            {
+                                length = v.trim().parse().unwrap();
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        read.read_exact(&mut body).await.unwrap();
+                        let (status, answer) = if request_line.starts_with("GET / ") {
+                            (200, r#"{"cluster_name":"t","cluster_uuid":"u","version":{"distribution":"opensearch","number":"2.11.0"}}"#.to_string())
+                        } else {
+                            seen.lock().unwrap().push(String::from_utf8(body).unwrap());
+                            script
+                                .lock()
+                                .unwrap()
+                                .next()
+                                .unwrap_or((500, "script exhausted".into()))
+                        };
+                        let response = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                            answer.len()
+                        );
+                        write.write_all(response.as_bytes()).await.unwrap();
+                    }
+                });
+            }
+        });
+        (url, seen)
+    }
+
+    async fn indexer_for(url: &str, rejects: &Arc<RejectsWriter>) -> BulkIndexer {
+        let (url, auth) = ClusterConfig::from_url(url).unwrap();
+        assert!(matches!(auth, Auth::None));
+        let cluster = Cluster::connect(&ClusterConfig {
+            url,
+            auth,
+            ca_cert: None,
+            insecure: false,
+            timeout: Duration::from_secs(10),
+        })
+        .await
+        .unwrap();
+        let policy = RetryPolicy {
+            initial: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+            max_attempts: 3,
+        };
+        BulkIndexer::new(
+            Arc::new(cluster),
+            2,
+            RateLimits::default(),
+            policy,
+            rejects.clone(),
+        )
+    }
+
+    fn three_docs() -> BulkRequest {
+        let mut b = BulkBuilder::new("i", BulkOp::Index, 1 << 20, 3);
+        b.push_line(br#"{"_id":"1","_source":{"a":1}}"#).unwrap();
+        b.push_line(br#"{"_id":"2","_source":{"a":2}}"#).unwrap();
+        b.push_line(br#"{"_id":"3","_source":{"a":"x"}}"#)
+            .unwrap()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn only_failed_items_are_retried_and_permanent_rejects_are_recorded() {
+        let (url, seen) = scripted_server(vec![
+            (429, r#"{"error":{"type":"es_rejected_execution_exception","reason":"busy"}}"#.into()),
+            (200, r#"{"errors":true,"items":[{"index":{"status":201}},{"index":{"status":429,"error":{"type":"es_rejected_execution_exception","reason":"queue"}}},{"index":{"status":400,"error":{"type":"mapper_parsing_exception","reason":"bad a"}}}]}"#.into()),
+            (200, r#"{"errors":false,"items":[{"index":{"status":201}}]}"#.into()),
+        ])
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let rejects = Arc::new(RejectsWriter::new(&dir.path().join("r.jsonl")));
+        let indexer = indexer_for(&url, &rejects).await;
+        let stats = Arc::new(IndexStats::default());
+        let mut pending = Pending::new();
+        indexer
+            .submit(&Arc::from("i"), three_docs(), &stats, &mut pending)
+            .await;
+        pending.wait().await;
+        assert_eq!(stats.snapshot(), (2, 1, 0));
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[0], seen[1], "a whole-request 429 resends everything");
+        assert_eq!(
+            seen[2],
+            "{\"index\":{\"_index\":\"i\",\"_id\":\"2\"}}\n{\"a\":2}\n"
+        );
+        rejects.flush().unwrap();
+        let text = std::fs::read_to_string(rejects.path()).unwrap();
+        assert_eq!(
+            text,
+            "{\"index\":\"i\",\"id\":\"3\",\"status\":400,\"reason\":\"mapper_parsing_exception: bad a\",\"document\":{\"a\":\"x\"}}\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn exhausted_retries_count_as_failed_and_are_recorded() {
+        let busy = r#"{"error":{"type":"es_rejected_execution_exception","reason":"busy"}}"#;
+        let (url, seen) = scripted_server(vec![
+            (503, busy.into()),
+            (503, busy.into()),
+            (503, busy.into()),
+        ])
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let rejects = Arc::new(RejectsWriter::new(&dir.path().join("r.jsonl")));
+        let indexer = indexer_for(&url, &rejects).await;
+        let stats = Arc::new(IndexStats::default());
+        let mut pending = Pending::new();
+        indexer
+            .submit(&Arc::from("i"), three_docs(), &stats, &mut pending)
+            .await;
+        pending.wait().await;
+        assert_eq!(stats.snapshot(), (0, 0, 3));
+        assert_eq!(seen.lock().unwrap().len(), 3);
+        rejects.flush().unwrap();
+        let text = std::fs::read_to_string(rejects.path()).unwrap();
+        assert_eq!(text.lines().count(), 3);
+        assert!(
+            text.contains("gave up after 3 attempts: HTTP 503"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn builder_copies_sources_and_cuts_by_docs_and_bytes() {

@@ -139,7 +139,7 @@ impl ChunkWriter {
     /// can exceed it by one compressed page.
     pub async fn push(&mut self, lines: &[u8], docs: u64) -> Result<(), ArchiveError> {
         if self.compression != Compression::None {
-            return self.write_piece(lines, docs, true).await;
+            return self.write_piece(lines, docs).await;
         }
         let mut rest = lines;
         while !rest.is_empty() {
@@ -154,13 +154,13 @@ impl ChunkWriter {
                     continue;
                 }
                 let first = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
-                self.write_piece(&rest[..first], 1, true).await?;
+                self.write_piece(&rest[..first], 1).await?;
                 rest = &rest[first..];
                 continue;
             }
             let piece = &rest[..cut];
             let piece_docs = memchr::memchr_iter(b'\n', piece).count() as u64;
-            self.write_piece(piece, piece_docs, true).await?;
+            self.write_piece(piece, piece_docs).await?;
             rest = &rest[cut..];
         }
         Ok(())
@@ -184,7 +184,7 @@ impl ChunkWriter {
             .await
             .map_err(|e| ArchiveError::io(partial_path(&chunk.path), e))?;
         chunk.docs += docs;
-        if may_close && chunk.encoder.bytes_out() >= self.max_bytes {
+        if chunk.encoder.bytes_out() >= self.max_bytes {
             self.close_open().await?;
         }
         Ok(())
