@@ -167,13 +167,8 @@ impl ChunkWriter {
     }
 
     /// Writes bytes to the open chunk (opening one if needed), then closes
-    /// it when it reached the size limit and `may_close`.
-    async fn write_piece(
-        &mut self,
-        bytes: &[u8],
-        docs: u64,
-        may_close: bool,
-    ) -> Result<(), ArchiveError> {
+    /// it when it reached the size limit.
+    async fn write_piece(&mut self, bytes: &[u8], docs: u64) -> Result<(), ArchiveError> {
         if self.open.is_none() {
             self.open = Some(self.open_next().await?);
         }
