@@ -13,13 +13,14 @@ use regex::Regex;
 use serde_json::{json, Value};
 
 use crate::util::archive::Archive;
-use crate::util::check::{assert_one_error_line, strip_generated_settings};
+use crate::util::check::{assert_no_secret, assert_one_error_line, strip_generated_settings};
 use crate::util::esark::Esark;
 use crate::util::fixture::Fixture;
+use crate::util::proxy::AuthProxy;
 use crate::util::restore_support::{
-    alias_targets, all_index_names, all_template_names, assert_same_stored,
-    assert_settings_subset, copy_dir, docs_of, dump_archive, get_source, json_report,
-    report_index, restore_cmd, seed_index, target_cluster, try_count, verify_cmd, Spawned, Stored,
+    alias_targets, all_index_names, all_template_names, assert_same_stored, assert_settings_subset,
+    copy_dir, docs_of, dump_archive, get_source, json_report, report_index, restore_cmd,
+    seed_index, target_cluster, try_count, verify_cmd, Spawned, Stored,
 };
 use crate::util::server::{enc, TestCluster};
 
@@ -135,26 +136,6 @@ fn restore_round_trip_keeps_documents_and_metadata() {
         "{report}"
     );
 
-    // verify agrees, in text and in JSON.
-    verify_cmd(&archive, &target).run().assert_success();
-    let verified = verify_cmd(&archive, &target).arg("--json").run();
-    verified.assert_success();
-    let v = json_report(&verified);
-    assert_eq!(v["status"], "match", "{v}");
-    assert_eq!(v["templates_match"], true, "{v}");
-    for name in f.open_indices() {
-        let entry = report_index(&v, name);
-        for key in [
-            "documents_match",
-            "settings_match",
-            "mappings_match",
-            "aliases_match",
-        ] {
-            assert_eq!(entry[key], true, "{key} of {name}: {entry}");
-        }
-        assert_eq!(entry["archive_docs"], entry["target_docs"], "{entry}");
-    }
-
     // Independently: exactly the open indices, nothing else (the closed one
     // is not in the archive).
     let mut expected_names: Vec<String> = f.open_indices().iter().map(|s| s.to_string()).collect();
@@ -239,6 +220,26 @@ fn restore_round_trip_keeps_documents_and_metadata() {
         target.component_template(&f.component_template),
         f.cluster.component_template(&f.component_template)
     );
+
+    // And verify agrees, in text and in JSON.
+    verify_cmd(&archive, &target).run().assert_success();
+    let verified = verify_cmd(&archive, &target).arg("--json").run();
+    verified.assert_success();
+    let v = json_report(&verified);
+    assert_eq!(v["status"], "match", "{v}");
+    assert_eq!(v["templates_match"], true, "{v}");
+    for name in f.open_indices() {
+        let entry = report_index(&v, name);
+        for key in [
+            "documents_match",
+            "settings_match",
+            "mappings_match",
+            "aliases_match",
+        ] {
+            assert_eq!(entry[key], true, "{key} of {name}: {entry}");
+        }
+        assert_eq!(entry["archive_docs"], entry["target_docs"], "{entry}");
+    }
 }
 
 // ---- 2. modes against an existing index ---------------------------------------
@@ -562,13 +563,13 @@ fn restore_rename_prefix_and_suffix_give_target_names() {
     };
     let (source, _tmp, archive) = rename_source("restore-rename");
     let p = source.prefix();
-    let naming = [
+    let naming: [&str; 5] = [
         "--rename",
-        r"-logs-(\d+)$=-archived-$1",
+        r"logs-(\d+)$=archived-$1",
         "--prefix",
         "r-",
-        "--suffix",
-        "-x",
+        // `=`: a value starting with `-` would otherwise read as a flag.
+        "--suffix=-x",
     ];
     let run = restore_cmd(&archive, &target)
         .args(naming)
@@ -587,7 +588,11 @@ fn restore_rename_prefix_and_suffix_give_target_names() {
     for (from, to) in &renamed {
         assert_eq!(report_index(&report, from)["target"], to.as_str());
         assert_same_stored(&docs_of(&source, from), &docs_of(&target, to), to);
-        assert_eq!(target.mappings(to), source.mappings(from), "mappings of {to}");
+        assert_eq!(
+            target.mappings(to),
+            source.mappings(from),
+            "mappings of {to}"
+        );
     }
     // Alias names are not renamed; the alias follows its index.
     let logs = alias_targets(&target, &format!("{p}-logs"));
@@ -596,7 +601,10 @@ fn restore_rename_prefix_and_suffix_give_target_names() {
         vec![&format!("r-{p}-archived-2024-x")],
         "{logs:?}"
     );
-    assert_eq!(logs[&format!("r-{p}-archived-2024-x")]["is_write_index"], true);
+    assert_eq!(
+        logs[&format!("r-{p}-archived-2024-x")]["is_write_index"],
+        true
+    );
 
     // verify with the same naming matches; without it, the names are missing.
     verify_cmd(&archive, &target)
@@ -706,8 +714,11 @@ fn restore_strict_mapping_rejects_one_doc_and_exits_3() {
     // directory (merging again rejects the same document).
     let cwd = tmp.path().join("cwd");
     std::fs::create_dir(&cwd).unwrap();
-    let again = Spawned::start(restore_args(&archive, &target, &["--mode", "merge"]), Some(&cwd))
-        .wait(Duration::from_secs(60));
+    let again = Spawned::start(
+        restore_args(&archive, &target, &["--mode", "merge"]),
+        Some(&cwd),
+    )
+    .wait(Duration::from_secs(60));
     assert_eq!(again.code, Some(3), "expected exit 3\n{again}");
     check_rejects(&cwd.join("esark-rejects.jsonl"));
 }
@@ -766,7 +777,10 @@ fn restore_refuses_tampered_truncated_or_missing_files_before_writing() {
     std::fs::write(&path, &bytes).unwrap();
     let run = restore_cmd(&tampered, &target).run();
     let line = assert_one_error_line(&run);
-    assert!(line.contains(&chunk), "error line does not name {chunk}\n{run}");
+    assert!(
+        line.contains(&chunk),
+        "error line does not name {chunk}\n{run}"
+    );
     assert_target_empty(&target, "a tampered chunk");
 
     // Truncated by one byte.
@@ -777,7 +791,10 @@ fn restore_refuses_tampered_truncated_or_missing_files_before_writing() {
     std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
     let run = restore_cmd(&truncated, &target).run();
     let line = assert_one_error_line(&run);
-    assert!(line.contains(&chunk), "error line does not name {chunk}\n{run}");
+    assert!(
+        line.contains(&chunk),
+        "error line does not name {chunk}\n{run}"
+    );
     assert_target_empty(&target, "a truncated chunk");
 
     // A listed file missing (a metadata file of another index).
@@ -907,6 +924,61 @@ fn restore_no_mappings_lets_the_target_infer_and_no_templates_skips_them() {
     );
 }
 
+// ---- credentials ---------------------------------------------------------------
+
+#[test]
+fn restore_target_credentials_work_and_never_show() {
+    let Some(target) = target_cluster("restore-credentials") else {
+        return;
+    };
+    const USER: &str = "restorer";
+    const RIGHT: &str = "Right-pa55-w0rd";
+    const WRONG: &str = "Wrong-pa55-w0rd";
+    let source = TestCluster::start("restore-credentials");
+    let name = source.name("secured");
+    let docs = seed_index(
+        &source,
+        &name,
+        &json!({"settings": {"number_of_replicas": 0}}),
+        &numbered_docs(30, "secured"),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    dump_archive(&source, &archive, &Fixture::exactly(&name));
+    let proxy = AuthProxy::start(&target, USER, RIGHT);
+    let command = || {
+        Esark::new()
+            .arg("restore")
+            .arg("--input")
+            .arg(&archive)
+            .args(["--target", &proxy.url(), "--target-user", USER])
+    };
+
+    // A wrong password (from a file): one clear error line, nothing written.
+    let password_file = tmp.path().join("password");
+    std::fs::write(&password_file, WRONG).unwrap();
+    let run = command()
+        .arg("--target-password-file")
+        .arg(&password_file)
+        .run();
+    let line = assert_one_error_line(&run);
+    assert!(
+        Regex::new(r"(?i)401|authenticat|unauthori[sz]ed")
+            .unwrap()
+            .is_match(&line),
+        "the error does not say authentication failed\n{run}"
+    );
+    assert_no_secret(&run, &[WRONG]);
+    assert!(proxy.rejected() > 0, "the proxy saw no request");
+    assert_eq!(all_index_names(&target), Vec::<String>::new());
+
+    // The right one (from the environment).
+    let run = command().env("ESARK_TARGET_PASSWORD", RIGHT).run();
+    run.assert_success();
+    assert_no_secret(&run, &[RIGHT]);
+    assert_same_stored(&docs, &docs_of(&target, &name), &name);
+}
+
 // ---- usage ----------------------------------------------------------------------
 
 #[test]
@@ -917,10 +989,24 @@ fn restore_usage_errors_exit_2() {
     let cases: Vec<Vec<&str>> = vec![
         vec!["restore", "--input", &dir],
         vec!["restore", "--target", target],
-        vec!["restore", "--input", &dir, "--target", target, "--mode", "bogus"],
-        vec!["restore", "--input", &dir, "--target", target, "--match", "("],
-        vec!["restore", "--input", &dir, "--target", target, "--rename", "no-equals-sign"],
-        vec!["restore", "--input", &dir, "--target", target, "--rename", "(=x"],
+        vec![
+            "restore", "--input", &dir, "--target", target, "--mode", "bogus",
+        ],
+        vec![
+            "restore", "--input", &dir, "--target", target, "--match", "(",
+        ],
+        vec![
+            "restore",
+            "--input",
+            &dir,
+            "--target",
+            target,
+            "--rename",
+            "no-equals-sign",
+        ],
+        vec![
+            "restore", "--input", &dir, "--target", target, "--rename", "(=x",
+        ],
         vec!["verify", "--input", &dir],
         vec!["copy", "--source", target],
     ];

@@ -15,3 +15,9 @@ mod harness;
 mod dump;
 // `esark dump` failures: credentials, unreachable source, bad flags, output folder.
 mod dump_errors;
+// `esark restore`: round trip, modes, --atomic, renaming, rejects, damaged archives.
+mod restore;
+// `esark verify`: what differs between an archive and a cluster.
+mod verify;
+// `esark copy`: cluster to cluster.
+mod copy;

@@ -20,4 +20,5 @@ pub mod esark;
 pub mod fixture;
 pub mod osmem;
 pub mod proxy;
+pub mod restore_support;
 pub mod server;

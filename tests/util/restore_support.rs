@@ -154,7 +154,10 @@ struct Hit {
 pub fn docs_of(cluster: &TestCluster, index: &str) -> BTreeMap<String, Stored> {
     cluster.refresh(index);
     let total = cluster.count(index);
-    assert!(total <= 10_000, "{index}: {total} docs, too many for one page");
+    assert!(
+        total <= 10_000,
+        "{index}: {total} docs, too many for one page"
+    );
     let text = cluster.get_text(&format!(
         "/{}/_search?size=10000&expand_wildcards=all",
         enc(index)
@@ -496,14 +499,21 @@ pub fn assert_same_stored(
     actual: &BTreeMap<String, Stored>,
     what: &str,
 ) {
-    let missing: Vec<&String> = expected.keys().filter(|k| !actual.contains_key(*k)).collect();
-    let unexpected: Vec<&String> = actual.keys().filter(|k| !expected.contains_key(*k)).collect();
+    let missing: Vec<&String> = expected
+        .keys()
+        .filter(|k| !actual.contains_key(*k))
+        .collect();
+    let unexpected: Vec<&String> = actual
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .collect();
     let changed: Vec<String> = expected
         .iter()
         .filter_map(|(id, e)| {
-            actual.get(id).filter(|a| *a != e).map(|a| {
-                format!("{id:?}\n    expected: {e:?}\n    actual:   {a:?}")
-            })
+            actual
+                .get(id)
+                .filter(|a| *a != e)
+                .map(|a| format!("{id:?}\n    expected: {e:?}\n    actual:   {a:?}"))
         })
         .collect();
     assert!(
@@ -517,7 +527,12 @@ pub fn assert_same_stored(
         unexpected.len(),
         unexpected.iter().take(5).collect::<Vec<_>>(),
         changed.len(),
-        changed.iter().take(5).cloned().collect::<Vec<_>>().join("\n  "),
+        changed
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n  "),
     );
 }
 
