@@ -42,13 +42,13 @@ fn compile(flag: &str, re: Option<&str>) -> Result<Option<Regex>, CliError> {
 pub struct RenameArgs {
     /// Rename target indices: `REGEX=REPLACEMENT` (`$1` for groups). Alias
     /// names are kept.
-    #[arg(long, value_name = "REGEX=REPLACEMENT")]
+    #[arg(long, value_name = "REGEX=REPLACEMENT", allow_hyphen_values = true)]
     pub rename: Option<String>,
     /// Prefix added to every target index name (after --rename).
-    #[arg(long, value_name = "P", default_value = "")]
+    #[arg(long, value_name = "P", default_value = "", allow_hyphen_values = true)]
     pub prefix: String,
     /// Suffix added to every target index name (after --rename).
-    #[arg(long, value_name = "S", default_value = "")]
+    #[arg(long, value_name = "S", default_value = "", allow_hyphen_values = true)]
     pub suffix: String,
 }
 

@@ -156,11 +156,16 @@ impl ScrollReader {
 /// Parses a search or scroll answer and encodes its hits as archive lines.
 /// Returns the page and the scroll id the answer carried.
 pub fn encode_page(index: &str, body: &[u8]) -> Result<(Page, Option<String>), ScrollError> {
-    let response: SearchResponse =
-        serde_json::from_slice(body).map_err(|e| ScrollError::BadPage {
-            index: index.to_string(),
-            reason: e.to_string(),
-        })?;
+    // One SIMD UTF-8 check of the whole page, then a parse that borrows
+    // from the `str`: `from_slice` would validate every borrowed field again.
+    let text = simdutf8::basic::from_utf8(body).map_err(|_| ScrollError::BadPage {
+        index: index.to_string(),
+        reason: "the response is not valid UTF-8".into(),
+    })?;
+    let response: SearchResponse = serde_json::from_str(text).map_err(|e| ScrollError::BadPage {
+        index: index.to_string(),
+        reason: e.to_string(),
+    })?;
     if let Some(shards) = &response.shards {
         if shards.failed > 0 {
             let reason = shards
