@@ -114,13 +114,13 @@ impl BulkBuilder {
         let start = self.body.len();
         self.body.extend_from_slice(&self.action_head);
         self.body.extend_from_slice(b",\"_id\":");
-        self.body.extend_from_slice(parsed.id.get().as_bytes());
-        if let Some(r) = parsed.routing.filter(|r| r.get() != "null") {
+        self.body.extend_from_slice(parsed.id);
+        if let Some(r) = parsed.routing {
             self.body.extend_from_slice(b",\"routing\":");
-            self.body.extend_from_slice(r.get().as_bytes());
+            self.body.extend_from_slice(r);
         }
         self.body.extend_from_slice(b"}}\n");
-        push_json_single_line(&mut self.body, parsed.source.get().as_bytes());
+        push_json_single_line(&mut self.body, parsed.source);
         self.body.push(b'\n');
         self.spans.push(start..self.body.len());
         if self.body.len() >= self.max_bytes || self.spans.len() >= self.max_docs {

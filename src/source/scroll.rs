@@ -162,10 +162,11 @@ pub fn encode_page(index: &str, body: &[u8]) -> Result<(Page, Option<String>), S
         index: index.to_string(),
         reason: "the response is not valid UTF-8".into(),
     })?;
-    let response: SearchResponse = serde_json::from_str(text).map_err(|e| ScrollError::BadPage {
-        index: index.to_string(),
-        reason: e.to_string(),
-    })?;
+    let response: SearchResponse =
+        serde_json::from_str(text).map_err(|e| ScrollError::BadPage {
+            index: index.to_string(),
+            reason: e.to_string(),
+        })?;
     if let Some(shards) = &response.shards {
         if shards.failed > 0 {
             let reason = shards

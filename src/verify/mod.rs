@@ -194,8 +194,9 @@ async fn digest_side(
     let mut overflow = false;
     let mut visit = |line: &[u8]| -> Result<(), String> {
         let parsed = parse_line(line)?;
-        let id: String = serde_json::from_str(parsed.id.get()).map_err(|e| e.to_string())?;
-        let doc: DocHash = doc_hash(&id, parsed.source.get())?;
+        let id: String = serde_json::from_slice(parsed.id).map_err(|e| e.to_string())?;
+        let source = std::str::from_utf8(parsed.source).map_err(|e| e.to_string())?;
+        let doc: DocHash = doc_hash(&id, source)?;
         digest.add(&doc);
         if let (Some(only), Some(map)) = (only, located.as_mut()) {
             if only.contains(&doc.bucket) {
