@@ -1,6 +1,7 @@
 //! The dump command end to end: connect, select indices, write cluster and
 //! index metadata, stream every index's documents, write the manifest last.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use regex::Regex;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
+use crate::archive::checkpoint::{Checkpoint, Checkpointer, IndexCheckpoint, CHECKPOINT_FILE};
 use crate::archive::compression::Compression;
 use crate::archive::manifest::{
     DumpOptions, FileEntry, FileKind, IndexEntry, Manifest, SkippedIndex, SourceCluster,
@@ -22,6 +24,7 @@ use crate::cluster::{Cluster, ClusterConfig, ClusterError};
 use crate::pipeline::{dump_data, DataJob, PipelineError};
 use crate::progress::Progress;
 use crate::retry::{is_retryable, RetryPolicy};
+use crate::source::ReaderKind;
 
 /// Upper bound of `--slices auto`: past the number of cores, more slices
 /// only add scroll contexts on the server.
@@ -92,6 +95,9 @@ pub struct DumpConfig {
     pub page_size: usize,
     pub file_size: u64,
     pub overwrite: bool,
+    /// Continue the interrupted dump in `output`.
+    pub resume: bool,
+    pub reader: ReaderKind,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,8 +108,12 @@ pub enum DumpError {
     Archive(#[from] ArchiveError),
     #[error("dump incomplete, no manifest written: {}", describe_failures(.0))]
     IndicesFailed(Vec<(String, String)>),
-    #[error("interrupted: the dump is incomplete and has no manifest; run it again to get a complete archive")]
-    Interrupted,
+    #[error("interrupted: the dump in {} is incomplete (no manifest); continue it with `esark dump --resume` and the same --source and --output", .0.display())]
+    Interrupted(PathBuf),
+    #[error("cannot resume: {0}")]
+    NothingToResume(String),
+    #[error("cannot resume: unreadable checkpoint: {0}")]
+    BadCheckpoint(String),
 }
 
 fn describe_failures(failures: &[(String, String)]) -> String {
@@ -122,17 +132,70 @@ pub struct DumpReport {
     pub elapsed: Duration,
 }
 
-/// Runs a dump. `cancel` turning `true` stops it (Ctrl-C).
+impl DumpConfig {
+    /// The options recorded in the manifest (and the checkpoint).
+    pub fn options(&self) -> DumpOptions {
+        DumpOptions {
+            compression: self.compression,
+            level: self.level,
+            slices: self.slices.to_string(),
+            page_size: self.page_size,
+            file_size: self.file_size,
+            match_: self
+                .selector
+                .include
+                .as_ref()
+                .map(|r| r.as_str().to_string()),
+            exclude: self
+                .selector
+                .exclude
+                .as_ref()
+                .map(|r| r.as_str().to_string()),
+        }
+    }
+
+    /// This config with the options an interrupted dump ran with: they
+    /// shaped the files already on disk, so a resumed run must keep them.
+    fn resumed_with(&self, checkpoint: &Checkpoint) -> Result<DumpConfig, DumpError> {
+        let o = &checkpoint.options;
+        let regex = |r: &Option<String>| -> Result<Option<Regex>, DumpError> {
+            r.as_deref()
+                .map(|r| Regex::new(r).map_err(|e| DumpError::BadCheckpoint(e.to_string())))
+                .transpose()
+        };
+        Ok(DumpConfig {
+            selector: IndexSelector {
+                include: regex(&o.match_)?,
+                exclude: regex(&o.exclude)?,
+                all_by_default: false,
+            },
+            compression: o.compression,
+            level: o.level,
+            slices: match o.slices.as_str() {
+                "auto" => SliceCount::Auto,
+                n => SliceCount::Fixed(
+                    n.parse()
+                        .map_err(|_| DumpError::BadCheckpoint(format!("slices {n:?}")))?,
+                ),
+            },
+            page_size: o.page_size,
+            file_size: o.file_size,
+            reader: checkpoint.reader,
+            ..self.clone()
+        })
+    }
+}
+
+/// Runs a dump, or continues one with `config.resume`. `cancel` turning
+/// `true` stops it (Ctrl-C): the checkpoint then says where to continue.
 pub async fn run(
     config: &DumpConfig,
     progress: &Progress,
     cancel: watch::Receiver<bool>,
 ) -> Result<DumpReport, DumpError> {
     let started = Instant::now();
-    let created_at = now_rfc3339();
     // Connect first, so that an unreachable cluster leaves no folder behind.
     let cluster = Arc::new(Cluster::connect(&config.source).await?);
-    let archive = ArchiveWriter::create(&config.output, config.overwrite).await?;
     let info = cluster.info().clone();
     if !info.is_supported() {
         progress.println(&format!(
@@ -140,6 +203,32 @@ pub async fn run(
             info.flavor, info.version
         ));
     }
+    let source = SourceCluster {
+        url: cluster.url().to_string(),
+        cluster_name: info.cluster_name.clone(),
+        cluster_uuid: info.cluster_uuid.clone(),
+        flavor: info.flavor,
+        version: info.version.clone(),
+    };
+    let (archive, checkpoint, config) = if config.resume {
+        let checkpoint = open_checkpoint(&config.output, &source).await?;
+        let archive = ArchiveWriter::open_existing(&config.output).await?;
+        let resumed = config.resumed_with(&checkpoint)?;
+        (archive, checkpoint, resumed)
+    } else {
+        let archive = ArchiveWriter::create(&config.output, config.overwrite).await?;
+        let checkpoint = Checkpoint::new(
+            now_rfc3339(),
+            source.clone(),
+            config.options(),
+            config.reader,
+        );
+        (archive, checkpoint, config.clone())
+    };
+    let config = &config;
+    let checkpointer = Arc::new(Checkpointer::new(archive.root(), checkpoint.clone()));
+    // Written at once: even a run killed before its first chunk can resume.
+    checkpointer.update(|_| {})?;
 
     let (selected, skipped) = select_indices(&cluster, &config.selector).await?;
     for closed in &skipped {
@@ -159,8 +248,29 @@ pub async fn run(
             let cluster = cluster.clone();
             let archive = archive.clone();
             let cancel = cancel.clone();
+            let checkpointer = checkpointer.clone();
+            let earlier = checkpoint.indices.get(&name).cloned();
             async move {
-                let r = dump_index(&cluster, &archive, config, &name, progress, cancel).await;
+                let r = match earlier.as_ref().and_then(|e| e.done.clone()) {
+                    Some(done) => {
+                        progress.expect(done.docs);
+                        progress.index(&name, done.docs).inc(done.docs);
+                        Ok(done)
+                    }
+                    None => {
+                        dump_index(
+                            &cluster,
+                            &archive,
+                            config,
+                            &name,
+                            progress,
+                            &checkpointer,
+                            earlier,
+                            cancel,
+                        )
+                        .await
+                    }
+                };
                 (name, r)
             }
         })
@@ -169,7 +279,7 @@ pub async fn run(
         .await;
 
     if *cancel.borrow() {
-        return Err(DumpError::Interrupted);
+        return Err(DumpError::Interrupted(config.output.clone()));
     }
     let mut indices = Vec::new();
     let mut failures = Vec::new();
@@ -189,42 +299,55 @@ pub async fn run(
         format: FORMAT_NAME.into(),
         format_version: CURRENT_VERSION,
         tool_version: crate::TOOL_VERSION.into(),
-        created_at,
+        created_at: checkpoint.created_at.clone(),
         completed_at: now_rfc3339(),
-        source: SourceCluster {
-            url: cluster.url().to_string(),
-            cluster_name: info.cluster_name.clone(),
-            cluster_uuid: info.cluster_uuid.clone(),
-            flavor: info.flavor,
-            version: info.version.clone(),
-        },
-        options: DumpOptions {
-            compression: config.compression,
-            level: config.level,
-            slices: config.slices.to_string(),
-            page_size: config.page_size,
-            file_size: config.file_size,
-            match_: config
-                .selector
-                .include
-                .as_ref()
-                .map(|r| r.as_str().to_string()),
-            exclude: config
-                .selector
-                .exclude
-                .as_ref()
-                .map(|r| r.as_str().to_string()),
-        },
+        source,
+        options: config.options(),
         cluster_files,
         indices,
         skipped,
     };
     archive.write_manifest(&manifest).await?;
+    checkpointer.remove()?;
     Ok(DumpReport {
         output: config.output.clone(),
         manifest,
         elapsed: started.elapsed(),
     })
+}
+
+/// The checkpoint of an interrupted dump in `root`, checked against the
+/// cluster it is resumed from.
+async fn open_checkpoint(
+    root: &std::path::Path,
+    source: &SourceCluster,
+) -> Result<Checkpoint, DumpError> {
+    if root.join(crate::archive::MANIFEST_FILE).exists() {
+        return Err(DumpError::NothingToResume(format!(
+            "{}: the dump is complete (it has a manifest)",
+            root.display()
+        )));
+    }
+    if !root.join(CHECKPOINT_FILE).exists() {
+        return Err(DumpError::NothingToResume(format!(
+            "{}: no {CHECKPOINT_FILE}: not an interrupted esark dump",
+            root.display()
+        )));
+    }
+    let checkpoint = Checkpoint::load(root)?;
+    if checkpoint.source.cluster_uuid != source.cluster_uuid
+        || checkpoint.source.cluster_name != source.cluster_name
+    {
+        return Err(DumpError::NothingToResume(format!(
+            "{}: the interrupted dump was read from cluster {:?} ({}), not from {:?} ({})",
+            root.display(),
+            checkpoint.source.cluster_name,
+            checkpoint.source.cluster_uuid,
+            source.cluster_name,
+            source.cluster_uuid
+        )));
+    }
+    Ok(checkpoint)
 }
 
 /// Writes the three kinds of templates, each to its own file.
@@ -265,30 +388,43 @@ async fn dump_templates(
     Ok(files)
 }
 
-/// Dumps one index: metadata files, then data. Errors come back as text so
-/// that one failed index does not stop the others.
+/// Dumps one index: metadata files, then data, continuing from what an
+/// earlier run recorded. Errors come back as text so that one failed index
+/// does not stop the others.
+#[allow(clippy::too_many_arguments)]
 async fn dump_index(
     cluster: &Arc<Cluster>,
     archive: &ArchiveWriter,
     config: &DumpConfig,
     name: &str,
     progress: &Progress,
+    checkpointer: &Arc<Checkpointer>,
+    earlier: Option<IndexCheckpoint>,
     cancel: watch::Receiver<bool>,
 ) -> Result<IndexEntry, String> {
     let (meta, expected) = read_index_metadata(cluster, name)
         .await
         .map_err(|e| e.to_string())?;
-    let meta_shards = meta.shards();
+    // A resumed index keeps the slice count its chunk names were made with.
+    let slices = match &earlier {
+        Some(e) if e.slice_count > 0 => e.slice_count,
+        _ => config.slices.resolve(meta.shards()),
+    };
+    let earlier_slices = earlier.map(|e| e.slices).unwrap_or_default();
     let IndexMetadata {
         settings,
         mappings,
         aliases,
     } = meta;
-    let slices = config.slices.resolve(meta_shards);
 
     let folder = format!("indices/{}", folder_name(name));
+    let keep: HashSet<String> = earlier_slices
+        .values()
+        .flat_map(|s| s.chunks.iter().map(|c| c.path.clone()))
+        .collect();
     let write_meta = async {
         archive.create_dir(&folder).await?;
+        archive.prune(&folder, &keep).await?;
         let mut files = Vec::new();
         for (file, kind, value) in [
             ("settings.json", FileKind::Settings, &settings),
@@ -301,6 +437,9 @@ async fn dump_index(
                     .await?,
             );
         }
+        checkpointer.update(|cp| {
+            cp.indices.entry(name.to_string()).or_default().slice_count = slices;
+        })?;
         Ok::<_, ArchiveError>(files)
     };
     let mut files = write_meta.await.map_err(|e| e.to_string())?;
@@ -315,13 +454,23 @@ async fn dump_index(
         compression: config.compression,
         level: config.level,
         file_size: config.file_size,
+        reader: config.reader,
     };
-    let (data, docs) =
-        match dump_data(cluster.clone(), archive.clone(), &job, bar.clone(), cancel).await {
-            Ok(r) => r,
-            Err(PipelineError::Interrupted) => return Err("interrupted".into()),
-            Err(e) => return Err(e.to_string()),
-        };
+    let (data, docs) = match dump_data(
+        cluster.clone(),
+        archive.clone(),
+        &job,
+        bar.clone(),
+        checkpointer.clone(),
+        earlier_slices,
+        cancel,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(PipelineError::Interrupted) => return Err("interrupted".into()),
+        Err(e) => return Err(e.to_string()),
+    };
     bar.finish();
     if docs != expected {
         progress.println(&format!(
@@ -329,14 +478,18 @@ async fn dump_index(
         ));
     }
     files.extend(data);
-    Ok(IndexEntry {
+    let entry = IndexEntry {
         name: name.to_string(),
         folder,
         docs,
         expected_docs: expected,
         slices,
         files,
-    })
+    };
+    checkpointer
+        .update(|cp| cp.indices.entry(name.to_string()).or_default().done = Some(entry.clone()))
+        .map_err(|e| e.to_string())?;
+    Ok(entry)
 }
 
 /// An index's metadata as archived: settings (server-generated keys

@@ -1,15 +1,21 @@
 //! Task wiring for the data of one index.
 //!
-//! Per slice, one reader task ([`ScrollReader`]) and one writer task
+//! Per slice, one reader task ([`SliceReader`]) and one writer task
 //! ([`ChunkWriter`]) joined by a bounded `mpsc` channel of pages. Parsing a
 //! page and compressing it happen on different tasks, so with two or more
 //! slices both cores work. Memory is bounded by
 //! `slices × (CHANNEL_PAGES + 2) × page size`, never by the index size.
+//!
+//! After every finished chunk the writer records in the checkpoint what is
+//! safely on disk and, for a point-in-time slice, where reading continues;
+//! a slice restart (a lost scroll page) discards the slice's chunks.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
+use crate::archive::checkpoint::{Checkpointer, SliceCheckpoint};
 use crate::archive::compression::Compression;
 use crate::archive::manifest::FileEntry;
 use crate::archive::writer::ArchiveWriter;
@@ -18,7 +24,8 @@ use crate::cluster::scroll::Slice;
 use crate::cluster::Cluster;
 use crate::progress::IndexProgress;
 use crate::sink::ChunkWriter;
-use crate::source::{Page, ScrollError, ScrollReader};
+use crate::source::pit::PitPosition;
+use crate::source::{ReadError, ReaderKind, SliceEvent, SliceReader};
 
 /// Pages buffered between a slice's reader and its writer. Two lets the
 /// reader fetch the next page while the writer compresses the previous one;
@@ -28,7 +35,7 @@ pub const CHANNEL_PAGES: usize = 2;
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error(transparent)]
-    Scroll(#[from] ScrollError),
+    Read(#[from] ReadError),
     #[error(transparent)]
     Archive(#[from] ArchiveError),
     #[error("interrupted")]
@@ -48,31 +55,49 @@ pub struct DataJob {
     pub compression: Compression,
     pub level: i32,
     pub file_size: u64,
+    pub reader: ReaderKind,
 }
 
-/// Reads all documents of an index into chunks. Returns the chunk entries
+/// Records a slice's progress in the checkpoint.
+#[derive(Clone)]
+struct SliceHook {
+    checkpointer: Arc<Checkpointer>,
+    index: String,
+    slice: u32,
+}
+
+impl SliceHook {
+    fn record(&self, state: SliceCheckpoint) -> Result<(), ArchiveError> {
+        self.checkpointer.update(|cp| {
+            cp.indices
+                .entry(self.index.clone())
+                .or_default()
+                .slices
+                .insert(self.slice, state);
+        })
+    }
+}
+
+/// Reads all documents of an index into chunks, continuing from `resume`
+/// (per slice, what an earlier run left). Returns the chunk entries
 /// (ordered by slice, then sequence) and the document count.
 pub async fn dump_data(
     cluster: Arc<Cluster>,
     archive: ArchiveWriter,
     job: &DataJob,
     progress: IndexProgress,
+    checkpointer: Arc<Checkpointer>,
+    resume: BTreeMap<u32, SliceCheckpoint>,
     cancel: watch::Receiver<bool>,
 ) -> Result<(Vec<FileEntry>, u64), PipelineError> {
-    let mut readers = Vec::new();
-    let mut writers = Vec::new();
+    let mut tasks = Vec::new();
     for id in 0..job.slices {
-        let (tx, rx) = mpsc::channel::<Page>(CHANNEL_PAGES);
-        let reader = ScrollReader::new(
-            cluster.clone(),
-            &job.index,
-            Slice {
-                id,
-                max: job.slices,
-            },
-            job.page_size,
-        );
-        readers.push(tokio::spawn(reader.pump(tx, cancel.clone())));
+        let hook = SliceHook {
+            checkpointer: checkpointer.clone(),
+            index: job.index.clone(),
+            slice: id,
+        };
+        let state = resume.get(&id).cloned().unwrap_or_default();
         let writer = ChunkWriter::new(
             archive.clone(),
             &job.folder,
@@ -81,40 +106,97 @@ pub async fn dump_data(
             job.level,
             job.file_size,
         );
-        writers.push(tokio::spawn(write_slice(writer, rx, progress.clone())));
+        if state.done {
+            let docs = state.docs();
+            progress.inc(docs);
+            tasks.push((
+                None,
+                tokio::spawn(async move { Ok((state.chunks, docs, None)) }),
+            ));
+            continue;
+        }
+        let reader = SliceReader::new(
+            cluster.clone(),
+            &job.index,
+            Slice {
+                id,
+                max: job.slices,
+            },
+            job.page_size,
+            job.reader,
+            None,
+        );
+        let (reader, writer, position) = match state.position.clone() {
+            Some(position) if reader.is_pit() => {
+                progress.inc(state.docs());
+                let reader = SliceReader::new(
+                    cluster.clone(),
+                    &job.index,
+                    Slice {
+                        id,
+                        max: job.slices,
+                    },
+                    job.page_size,
+                    job.reader,
+                    Some(position.clone()),
+                );
+                (reader, writer.resume(state.chunks), Some(position))
+            }
+            _ => {
+                // Nothing to continue from: the slice is read again whole.
+                let mut writer = writer.resume(state.chunks);
+                writer.discard().await?;
+                (reader, writer, None)
+            }
+        };
+        let (tx, rx) = mpsc::channel::<SliceEvent>(CHANNEL_PAGES);
+        let read = tokio::spawn(reader.pump(tx, cancel.clone()));
+        let write = tokio::spawn(write_slice(writer, rx, progress.clone(), hook, position));
+        tasks.push((Some(read), write));
     }
     let panicked = |e: tokio::task::JoinError| PipelineError::Panicked {
         index: job.index.clone(),
         reason: e.to_string(),
     };
     let mut first_error = None;
-    for r in readers {
-        match r.await {
-            Ok(Ok(())) => {}
-            Ok(Err(ScrollError::Interrupted)) => {
-                first_error.get_or_insert(PipelineError::Interrupted);
-            }
-            Ok(Err(e)) => {
-                first_error.get_or_insert(e.into());
-            }
-            Err(e) => {
-                first_error.get_or_insert(panicked(e));
-            }
-        }
-    }
     let mut files = Vec::new();
     let mut docs = 0;
-    for w in writers {
-        match w.await.map_err(panicked).and_then(|r| r) {
-            Ok((f, d)) => {
+    for (id, (read, write)) in tasks.into_iter().enumerate() {
+        let read_result = match read {
+            None => Ok(()),
+            Some(handle) => match handle.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(ReadError::Interrupted)) => Err(PipelineError::Interrupted),
+                Ok(Err(e)) => Err(e.into()),
+                Err(e) => Err(panicked(e)),
+            },
+        };
+        match write.await.map_err(panicked).and_then(|r| r) {
+            Ok((f, d, position)) => {
+                if read_result.is_ok() {
+                    let hook = SliceHook {
+                        checkpointer: checkpointer.clone(),
+                        index: job.index.clone(),
+                        slice: id as u32,
+                    };
+                    hook.record(SliceCheckpoint {
+                        chunks: f.clone(),
+                        position,
+                        done: true,
+                    })?;
+                }
                 files.extend(f);
                 docs += d;
             }
+            // A writer failure makes its reader stop quietly (the channel
+            // closes), so the writer's error is the one to report.
             Err(e) => {
-                // A writer failure makes its reader stop quietly (the channel
-                // closes), so the writer's error is the one to report.
                 first_error = Some(e);
+                continue;
             }
+        }
+        if let Err(e) = read_result {
+            first_error.get_or_insert(e);
         }
     }
     match first_error {
@@ -123,17 +205,69 @@ pub async fn dump_data(
     }
 }
 
-/// Compresses pages into chunks until the reader closes the channel.
+/// Compresses pages into chunks until the reader closes the channel,
+/// recording each finished chunk in the checkpoint. Returns the chunks, the
+/// document count and where a point-in-time slice stopped.
 async fn write_slice(
     mut writer: ChunkWriter,
-    mut rx: mpsc::Receiver<Page>,
+    mut rx: mpsc::Receiver<SliceEvent>,
     progress: IndexProgress,
-) -> Result<(Vec<FileEntry>, u64), PipelineError> {
-    let mut docs = 0;
-    while let Some(page) = rx.recv().await {
+    hook: SliceHook,
+    start: Option<PitPosition>,
+) -> Result<(Vec<FileEntry>, u64, Option<PitPosition>), PipelineError> {
+    let mut docs: u64 = writer.finished().iter().filter_map(|f| f.docs).sum();
+    // Where reading stood after the last page written; documents of the
+    // first page that a resumed reader dropped (already in kept chunks).
+    let mut skipped_before = start.as_ref().map_or(0, |s| s.skip);
+    let mut last = start.clone();
+    while let Some(event) = rx.recv().await {
+        let page = match event {
+            SliceEvent::Restart => {
+                writer.discard().await?;
+                progress.dec(docs);
+                docs = 0;
+                last = None;
+                skipped_before = 0;
+                hook.record(SliceCheckpoint::default())?;
+                continue;
+            }
+            SliceEvent::Page(page) => page,
+        };
+        let closed_before = writer.finished().len();
         writer.push(&page.lines, page.docs).await?;
         docs += page.docs;
         progress.inc(page.docs);
+        let here = page.pit_id.as_ref().map(|pit| PitPosition {
+            pit_id: pit.clone(),
+            cursor: page.cursor.clone(),
+            skip: 0,
+        });
+        if writer.finished().len() != closed_before {
+            // A chunk closed during this page. If another one is open, it
+            // holds the end of this page: resume before the page and skip
+            // what the closed chunks already hold.
+            let position = match (writer.open_docs(), &here) {
+                (Some(open), Some(h)) if open > 0 => Some(PitPosition {
+                    pit_id: h.pit_id.clone(),
+                    cursor: last.as_ref().and_then(|l| l.cursor.clone()),
+                    skip: skipped_before + page.docs - open,
+                }),
+                _ => here.clone(),
+            };
+            hook.record(SliceCheckpoint {
+                chunks: writer.finished().to_vec(),
+                position,
+                done: false,
+            })?;
+        }
+        last = here;
+        skipped_before = 0;
     }
-    Ok((writer.finish().await?, docs))
+    let files = writer.finish().await?;
+    hook.record(SliceCheckpoint {
+        chunks: files.clone(),
+        position: last.clone(),
+        done: false,
+    })?;
+    Ok((files, docs, last))
 }

@@ -88,6 +88,12 @@ impl IndexProgress {
         self.total.inc(docs);
     }
 
+    /// Takes back documents counted before a slice was read again.
+    pub fn dec(&self, docs: u64) {
+        self.bar.dec(docs);
+        self.total.dec(docs);
+    }
+
     pub fn finish(&self) {
         self.bar.finish();
     }

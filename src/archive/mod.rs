@@ -12,6 +12,7 @@
 //! ([`reader::v1`]). A change to the format adds a version, a reader for it,
 //! and an adapter from the older ones.
 
+pub mod checkpoint;
 pub mod compression;
 pub mod hash;
 pub mod line;

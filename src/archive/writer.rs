@@ -60,6 +60,46 @@ impl ArchiveWriter {
         Ok(ArchiveWriter { root: root.into() })
     }
 
+    /// Opens the folder of an interrupted dump, as it is.
+    pub async fn open_existing(root: &Path) -> Result<ArchiveWriter, ArchiveError> {
+        match tokio::fs::metadata(root).await {
+            Ok(meta) if meta.is_dir() => Ok(ArchiveWriter { root: root.into() }),
+            Ok(_) => Err(ArchiveError::NotADirectory(root.into())),
+            Err(e) => Err(ArchiveError::io(root, e)),
+        }
+    }
+
+    /// Removes from `folder` every data chunk and partial file whose path
+    /// is not in `keep`: leftovers of an interrupted run that no checkpoint
+    /// vouches for.
+    pub async fn prune(
+        &self,
+        folder: &str,
+        keep: &std::collections::HashSet<String>,
+    ) -> Result<(), ArchiveError> {
+        let dir = self.path(folder);
+        let mut entries = tokio::fs::read_dir(&dir)
+            .await
+            .map_err(|e| ArchiveError::io(&dir, e))?;
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| ArchiveError::io(&dir, e))?
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let rel = format!("{folder}/{name}");
+            let stale = name.ends_with(PARTIAL_SUFFIX)
+                || (name.starts_with("data-") && !keep.contains(&rel));
+            if stale {
+                let path = entry.path();
+                tokio::fs::remove_file(&path)
+                    .await
+                    .map_err(|e| ArchiveError::io(&path, e))?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

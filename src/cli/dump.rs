@@ -14,6 +14,7 @@ use crate::archive::compression::Compression;
 use crate::archive::ArchiveError;
 use crate::dump::{DumpConfig, DumpError, DumpReport, SliceCount};
 use crate::progress::Progress;
+use crate::source::ReaderKind;
 
 /// Default documents per scroll page. Larger pages mean fewer round trips;
 /// 2000 docs of ~1 KB keep a page around 2 MB, so memory stays small.
@@ -50,8 +51,16 @@ pub struct DumpArgs {
     #[arg(long, default_value = "1GiB", value_name = "SIZE", value_parser = parse_size)]
     pub file_size: u64,
     /// Replace the archive in a non-empty output folder.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     pub overwrite: bool,
+    /// Continue the interrupted dump in the output folder (its recorded
+    /// options are used; finished chunks are kept).
+    #[arg(long)]
+    pub resume: bool,
+    /// How documents are read: point in time + search_after where the
+    /// cluster has it (repeatable pages, resumable), else scroll.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub reader: ReaderKind,
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
@@ -83,6 +92,8 @@ impl DumpArgs {
             page_size: self.page_size,
             file_size: self.file_size,
             overwrite: self.overwrite,
+            resume: self.resume,
+            reader: self.reader,
         })
     }
 }

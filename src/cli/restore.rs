@@ -19,6 +19,7 @@ use crate::restore::plan::{self, RestorePlan};
 use crate::restore::report::{RestoreReport, Status};
 use crate::restore::target::Mode;
 use crate::restore::RestoreConfig;
+use crate::source::ReaderKind;
 
 /// Default bulk concurrency: with the default 10 MiB requests, enough to
 /// keep a cluster's write queue busy without queueing into 429s.
@@ -136,6 +137,9 @@ pub struct CopyArgs {
     /// Documents per scroll page on the source.
     #[arg(long, default_value_t = DEFAULT_PAGE_SIZE, value_name = "N")]
     pub page_size: usize,
+    /// How documents are read on the source (see `esark dump --help`).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub reader: ReaderKind,
     #[command(flatten)]
     pub load: LoadArgs,
     #[command(flatten)]
@@ -183,6 +187,7 @@ pub async fn run_copy(args: CopyArgs) -> Result<ExitCode, CliError> {
         &renamer,
         slices,
         args.page_size,
+        args.reader,
         &progress,
     )
     .await

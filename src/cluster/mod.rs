@@ -11,6 +11,7 @@
 
 pub mod indices;
 pub mod model;
+pub mod pit;
 pub mod scroll;
 pub mod templates;
 
@@ -80,6 +81,19 @@ impl ClusterError {
             ClusterError::Forbidden { .. } => Some(403),
             ClusterError::Http { status, .. } => Some(*status),
             _ => None,
+        }
+    }
+
+    /// Whether the server said the scroll or point-in-time context is gone
+    /// (expired, or lost with a node).
+    pub fn is_context_missing(&self) -> bool {
+        match self {
+            ClusterError::Http { status, reason, .. } => {
+                *status == 404
+                    && (reason.contains("search_context_missing_exception")
+                        || reason.contains("No search context found"))
+            }
+            _ => false,
         }
     }
 

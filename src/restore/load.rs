@@ -4,15 +4,15 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::plan::DataOrigin;
-use crate::cluster::scroll::Slice;
-use crate::pipeline::CHANNEL_PAGES;
 use crate::progress::IndexProgress;
 use crate::sink::bulk::{BulkBuilder, BulkIndexer, IndexStats, Pending};
 use crate::source::archive::{ChunkError, ChunkLines};
-use crate::source::{Page, ScrollError, ScrollReader};
+use crate::source::slice::spawn_slices;
+use crate::source::{ReadError, ReaderKind, SliceEvent};
+use futures::StreamExt;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -25,7 +25,7 @@ pub enum LoadError {
         reason: String,
     },
     #[error(transparent)]
-    Scroll(#[from] ScrollError),
+    Read(#[from] ReadError),
     #[error("interrupted")]
     Interrupted,
 }
@@ -38,8 +38,8 @@ pub struct BulkSize {
 }
 
 /// Feeds every document of `origin` to the indexer, as requests for
-/// `index`. Returns the number of documents read once every request has
-/// ended (written, rejected or failed: see `stats`).
+/// `index`. Returns what was read once every request has ended (written,
+/// rejected or failed: see `stats`).
 #[allow(clippy::too_many_arguments)]
 pub async fn load(
     origin: &DataOrigin,
@@ -50,7 +50,7 @@ pub async fn load(
     target_index: &Arc<str>,
     progress: &IndexProgress,
     cancel: watch::Receiver<bool>,
-) -> Result<u64, LoadError> {
+) -> Result<Loaded, LoadError> {
     let mut pending = Pending::new();
     let mut feeder = Feeder {
         builder,
@@ -60,6 +60,7 @@ pub async fn load(
         pending: &mut pending,
         progress,
         read: 0,
+        resent: 0,
     };
     let result = match origin {
         DataOrigin::Chunks(files) => {
@@ -71,13 +72,21 @@ pub async fn load(
             cluster,
             slices,
             page_size,
+            reader,
         } => {
             feeder
-                .from_cluster(cluster.clone(), source_index, *slices, *page_size, cancel)
+                .from_cluster(
+                    cluster.clone(),
+                    source_index,
+                    *slices,
+                    *page_size,
+                    *reader,
+                    cancel,
+                )
                 .await
         }
     };
-    let read = feeder.read;
+    let (read, resent) = (feeder.read, feeder.resent);
     if result.is_ok() {
         if let Some(last) = feeder.builder.finish() {
             indexer
@@ -88,7 +97,16 @@ pub async fn load(
     // Requests already sent finish (or give up) in every case, so that
     // their documents are counted and settings can be put back after.
     pending.wait().await;
-    result.map(|()| read)
+    result.map(|()| Loaded { read, resent })
+}
+
+/// What a load read.
+#[derive(Debug, Clone, Copy)]
+pub struct Loaded {
+    /// Documents submitted.
+    pub read: u64,
+    /// Of those, documents sent again because their slice was restarted.
+    pub resent: u64,
 }
 
 struct Feeder<'a> {
@@ -99,6 +117,7 @@ struct Feeder<'a> {
     pending: &'a mut Pending,
     progress: &'a IndexProgress,
     read: u64,
+    resent: u64,
 }
 
 impl Feeder<'_> {
@@ -138,37 +157,42 @@ impl Feeder<'_> {
         index: &str,
         slices: u32,
         page_size: usize,
+        reader: ReaderKind,
         cancel: watch::Receiver<bool>,
     ) -> Result<(), LoadError> {
-        let (tx, mut rx) = mpsc::channel::<Page>(CHANNEL_PAGES * slices as usize);
-        let mut readers = Vec::new();
-        for id in 0..slices {
-            let reader =
-                ScrollReader::new(cluster.clone(), index, Slice { id, max: slices }, page_size);
-            readers.push(tokio::spawn(reader.pump(tx.clone(), cancel.clone())));
-        }
-        drop(tx);
+        let (mut events, readers) = spawn_slices(cluster, index, slices, page_size, reader, cancel);
+        // Documents sent per slice since its (re)start: a restarted slice
+        // sends them again (harmless: bulk indexing by id is idempotent).
+        let mut per_slice = vec![0u64; slices as usize];
         let mut failed = None;
-        while let Some(page) = rx.recv().await {
-            for line in page.lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                if let Err(reason) = self.push(line).await {
-                    failed = Some(LoadError::Malformed {
-                        path: index.into(),
-                        line: 0,
-                        reason,
-                    });
-                    break;
+        while let Some((slice, event)) = events.next().await {
+            match event {
+                SliceEvent::Restart => {
+                    self.resent += std::mem::take(&mut per_slice[slice as usize]);
+                }
+                SliceEvent::Page(page) => {
+                    per_slice[slice as usize] += page.docs;
+                    for line in page.lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                        if let Err(reason) = self.push(line).await {
+                            failed = Some(LoadError::Malformed {
+                                path: index.into(),
+                                line: 0,
+                                reason,
+                            });
+                            break;
+                        }
+                    }
                 }
             }
             if failed.is_some() {
                 break;
             }
         }
-        drop(rx);
+        drop(events);
         for r in readers {
             match r.await {
                 Ok(Ok(())) => {}
-                Ok(Err(ScrollError::Interrupted)) => {
+                Ok(Err(ReadError::Interrupted)) => {
                     failed.get_or_insert(LoadError::Interrupted);
                 }
                 Ok(Err(e)) => {

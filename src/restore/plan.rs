@@ -17,6 +17,7 @@ use crate::dump::{
 };
 use crate::progress::Progress;
 use crate::source::archive::ChunkFile;
+use crate::source::ReaderKind;
 
 /// Target index names: `--rename REGEX=REPLACEMENT`, then `--prefix`/`--suffix`.
 #[derive(Debug, Clone, Default)]
@@ -57,6 +58,7 @@ pub enum DataOrigin {
         cluster: Arc<Cluster>,
         slices: u32,
         page_size: usize,
+        reader: ReaderKind,
     },
 }
 
@@ -174,6 +176,7 @@ pub async fn from_cluster(
     renamer: &Renamer,
     slices: SliceCount,
     page_size: usize,
+    reader: ReaderKind,
     progress: &Progress,
 ) -> Result<RestorePlan, RestoreError> {
     let (selected, skipped) = crate::dump::select_indices(&source, selector).await?;
@@ -199,6 +202,7 @@ pub async fn from_cluster(
                 cluster: source.clone(),
                 slices,
                 page_size,
+                reader,
             },
         });
     }

@@ -125,6 +125,37 @@ impl ChunkWriter {
         }
     }
 
+    /// Continues after chunks finished by an earlier run.
+    pub fn resume(mut self, finished: Vec<FileEntry>) -> ChunkWriter {
+        self.next_seq = finished.len() as u32;
+        self.done = finished;
+        self
+    }
+
+    /// Chunks finished so far.
+    pub fn finished(&self) -> &[FileEntry] {
+        &self.done
+    }
+
+    /// Documents in the open chunk, if one is open.
+    pub fn open_docs(&self) -> Option<u64> {
+        self.open.as_ref().map(|c| c.docs)
+    }
+
+    /// Deletes every chunk of this slice, finished or open, and starts
+    /// over at the first chunk name: the slice is being read again.
+    pub async fn discard(&mut self) -> Result<(), ArchiveError> {
+        if let Some(open) = self.open.take() {
+            drop(open.encoder);
+            remove_if_exists(&partial_path(&open.path)).await?;
+        }
+        for file in self.done.drain(..) {
+            remove_if_exists(&self.archive.path(&file.path)).await?;
+        }
+        self.next_seq = 0;
+        Ok(())
+    }
+
     /// The file name of chunk `seq` of slice `slice`.
     pub fn chunk_name(slice: u32, seq: u32, compression: Compression) -> String {
         format!("data-s{slice:03}-{seq:05}.{}", compression.extension())
@@ -232,6 +263,15 @@ impl ChunkWriter {
             slice: Some(self.slice),
         });
         Ok(())
+    }
+}
+
+/// Removes a file; one already gone is fine.
+pub async fn remove_if_exists(path: &std::path::Path) -> Result<(), ArchiveError> {
+    match tokio::fs::remove_file(path).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ArchiveError::io(path, e)),
     }
 }
 

@@ -1,10 +1,50 @@
-//! Reading documents out of a cluster.
+//! Reading documents: out of a cluster ([`slice::SliceReader`], over a
+//! [`pit::PitReader`] or a [`scroll::ScrollReader`]) or out of an archive
+//! ([`archive::ChunkLines`]).
 //!
-//! [`scroll::ScrollReader`] reads one slice of one index page by page and
-//! turns each page into archive lines ([`crate::archive::line`]) without
-//! parsing `_source`.
+//! Cluster readers turn each answer into archive lines ([`page`]) without
+//! parsing `_source`. A slice reader owns recovery: it retries a page where
+//! asking again is safe, and restarts the slice from its start (telling the
+//! consumer with [`SliceEvent::Restart`]) where it is not.
 
 pub mod archive;
+pub mod page;
+pub mod pit;
 pub mod scroll;
+pub mod slice;
 
-pub use scroll::{Page, ScrollError, ScrollReader};
+use crate::cluster::ClusterError;
+
+pub use page::Page;
+pub use slice::{ReaderKind, ResumePoint, SliceEvent, SliceReader};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("index {index:?}: {failed} of {total} shards failed while reading: {reason}")]
+    ShardFailures {
+        index: String,
+        failed: u64,
+        total: u64,
+        reason: String,
+    },
+    #[error("index {index:?}: the search timed out on the server; a partial page is not accepted")]
+    TimedOut { index: String },
+    #[error("index {index:?}: document {id} has no _source (disabled in the mapping?); it cannot be dumped")]
+    MissingSource { index: String, id: String },
+    #[error("index {index:?}: unreadable search response: {reason}")]
+    BadPage { index: String, reason: String },
+    #[error("index {index:?}: the server returned a page without a scroll id")]
+    NoScrollId { index: String },
+    #[error(
+        "index {index:?}: gave up after restarting a slice {restarts} times; last error: {last}"
+    )]
+    TooManyRestarts {
+        index: String,
+        restarts: u32,
+        last: String,
+    },
+    #[error("interrupted")]
+    Interrupted,
+}

@@ -79,6 +79,16 @@ impl IndexDigest {
         self.buckets[doc.bucket].add(&doc.hash);
     }
 
+    /// Adds another digest's documents to this one.
+    pub fn merge(&mut self, other: &IndexDigest) {
+        for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
+            mine.count += theirs.count;
+            for (a, b) in mine.lanes.iter_mut().zip(theirs.lanes) {
+                *a = a.wrapping_add(b);
+            }
+        }
+    }
+
     pub fn count(&self) -> u64 {
         self.buckets.iter().map(|b| b.count).sum()
     }

@@ -14,17 +14,18 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::archive::line::parse_line;
-use crate::cluster::scroll::Slice;
 use crate::cluster::templates::TemplateKind;
 use crate::cluster::{Cluster, ClusterError};
 use crate::dump::{read_index_metadata, IndexMetadata, TemplateSet};
 use crate::restore::plan::{DataOrigin, IndexPlan, RestorePlan};
 use crate::source::archive::ChunkLines;
-use crate::source::{Page, ScrollReader};
+use crate::source::slice::spawn_slices;
+use crate::source::{ReaderKind, SliceEvent};
 use digest::{doc_hash, DocHash, IndexDigest};
+use futures::StreamExt;
 
 /// Ids listed per kind of difference and index; the counts are exact.
 pub const MAX_LISTED: usize = 50;
@@ -177,6 +178,7 @@ fn target_origin(target: &Arc<Cluster>, meta: &IndexMetadata) -> DataOrigin {
         cluster: target.clone(),
         slices: meta.shards().min(crate::dump::AUTO_SLICES_MAX),
         page_size: 2000,
+        reader: ReaderKind::Auto,
     }
 }
 
@@ -189,28 +191,9 @@ async fn digest_side(
     index: &str,
     only: Option<&[usize]>,
 ) -> Result<(IndexDigest, Option<Located>), VerifyError> {
-    let mut digest = IndexDigest::default();
-    let mut located = only.map(|_| HashMap::new());
-    let mut overflow = false;
-    let mut visit = |line: &[u8]| -> Result<(), String> {
-        let parsed = parse_line(line)?;
-        let id: String = serde_json::from_slice(parsed.id).map_err(|e| e.to_string())?;
-        let source = std::str::from_utf8(parsed.source).map_err(|e| e.to_string())?;
-        let doc: DocHash = doc_hash(&id, source)?;
-        digest.add(&doc);
-        if let (Some(only), Some(map)) = (only, located.as_mut()) {
-            if only.contains(&doc.bucket) {
-                if map.len() >= MAX_LOCATE {
-                    overflow = true;
-                } else {
-                    map.insert(id, doc.hash);
-                }
-            }
-        }
-        Ok(())
-    };
     match origin {
         DataOrigin::Chunks(files) => {
+            let mut side = Side::new(only);
             let mut lines = ChunkLines::new(files.clone());
             let mut buf = Vec::new();
             while lines
@@ -218,35 +201,38 @@ async fn digest_side(
                 .await
                 .map_err(|e| VerifyError::Read(e.to_string()))?
             {
-                visit(&buf).map_err(|reason| {
+                side.visit(&buf).map_err(|reason| {
                     let (path, line) = lines.position();
                     VerifyError::Read(format!("{}: line {line}: {reason}", path.display()))
                 })?;
             }
+            Ok(side.finish())
         }
         DataOrigin::Cluster {
             cluster,
             slices,
             page_size,
+            reader,
         } => {
-            let (tx, mut rx) = mpsc::channel::<Page>(2 * *slices as usize);
-            let (_cancel_tx, cancel) = watch::channel(false);
-            let mut readers = Vec::new();
-            for id in 0..*slices {
-                let reader = ScrollReader::new(
-                    cluster.clone(),
-                    index,
-                    Slice { id, max: *slices },
-                    *page_size,
-                );
-                readers.push(tokio::spawn(reader.pump(tx.clone(), cancel.clone())));
-            }
-            drop(tx);
+            // One side per slice, so that a restarted slice (a lost scroll
+            // page) can start its own count again.
+            let mut sides: Vec<Side> = (0..*slices).map(|_| Side::new(only)).collect();
+            let (_keep, cancel) = watch::channel(false);
+            let (mut events, readers) =
+                spawn_slices(cluster.clone(), index, *slices, *page_size, *reader, cancel);
             let mut failed = None;
-            while let Some(page) = rx.recv().await {
-                for line in page.lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                    if let Err(e) = visit(line) {
-                        failed.get_or_insert(VerifyError::Read(format!("index {index:?}: {e}")));
+            while let Some((slice, event)) = events.next().await {
+                let side = &mut sides[slice as usize];
+                match event {
+                    SliceEvent::Restart => *side = Side::new(only),
+                    SliceEvent::Page(page) => {
+                        for line in page.lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                            if let Err(e) = side.visit(line) {
+                                failed.get_or_insert(VerifyError::Read(format!(
+                                    "index {index:?}: {e}"
+                                )));
+                            }
+                        }
                     }
                 }
             }
@@ -264,9 +250,62 @@ async fn digest_side(
             if let Some(e) = failed {
                 return Err(e);
             }
+            let mut digest = IndexDigest::default();
+            let mut located = only.map(|_| HashMap::new());
+            for side in sides {
+                let (d, l) = side.finish();
+                digest.merge(&d);
+                located = match (located, l) {
+                    (Some(mut all), Some(part)) => {
+                        all.extend(part);
+                        (all.len() <= MAX_LOCATE).then_some(all)
+                    }
+                    _ => None,
+                };
+            }
+            Ok((digest, located))
         }
     }
-    Ok((digest, if overflow { None } else { located }))
+}
+
+/// The digest of one stream of documents, and the documents of the
+/// buckets being located.
+struct Side<'a> {
+    digest: IndexDigest,
+    only: Option<&'a [usize]>,
+    located: Option<Located>,
+}
+
+impl<'a> Side<'a> {
+    fn new(only: Option<&'a [usize]>) -> Side<'a> {
+        Side {
+            digest: IndexDigest::default(),
+            only,
+            located: only.map(|_| HashMap::new()),
+        }
+    }
+
+    fn visit(&mut self, line: &[u8]) -> Result<(), String> {
+        let parsed = parse_line(line)?;
+        let id: String = serde_json::from_slice(parsed.id).map_err(|e| e.to_string())?;
+        let source = std::str::from_utf8(parsed.source).map_err(|e| e.to_string())?;
+        let doc: DocHash = doc_hash(&id, source)?;
+        self.digest.add(&doc);
+        if let (Some(only), Some(map)) = (self.only, self.located.as_mut()) {
+            if only.contains(&doc.bucket) {
+                if map.len() >= MAX_LOCATE {
+                    self.located = None;
+                } else {
+                    map.insert(id, doc.hash);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> (IndexDigest, Option<Located>) {
+        (self.digest, self.located)
+    }
 }
 
 fn locate(archive: &Located, target: &Located, verdict: &mut IndexVerdict) {

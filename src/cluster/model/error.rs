@@ -18,13 +18,26 @@ pub fn reason(body: &[u8]) -> String {
             Value::String(s) => one_line(&s),
             Value::Object(map) => {
                 let kind = map.get("type").and_then(Value::as_str).unwrap_or("error");
+                let root = map.get("root_cause").and_then(|r| r.get(0));
+                let root_reason = root.and_then(|r| r.get("reason")).and_then(Value::as_str);
                 let reason = map
                     .get("reason")
                     .and_then(Value::as_str)
                     .filter(|r| !r.is_empty())
-                    .or_else(|| map.get("root_cause")?.get(0)?.get("reason")?.as_str())
+                    .or(root_reason)
                     .unwrap_or("");
-                one_line(&format!("{kind}: {reason}"))
+                let mut text = format!("{kind}: {reason}");
+                // The root cause often says what happened ("all shards
+                // failed" does not): keep it when it is another error.
+                if let Some(root_kind) = root.and_then(|r| r.get("type")).and_then(Value::as_str) {
+                    if root_kind != kind {
+                        text.push_str(&format!(
+                            " (caused by {root_kind}: {})",
+                            root_reason.unwrap_or("")
+                        ));
+                    }
+                }
+                one_line(&text)
             }
             other => one_line(&other.to_string()),
         };
@@ -56,6 +69,15 @@ mod tests {
     fn structured_error() {
         let body = br#"{"error":{"root_cause":[{"type":"index_not_found_exception","reason":"no such index [x]"}],"type":"index_not_found_exception","reason":"no such index [x]"},"status":404}"#;
         assert_eq!(reason(body), "index_not_found_exception: no such index [x]");
+    }
+
+    #[test]
+    fn a_different_root_cause_is_kept() {
+        let body = br#"{"error":{"root_cause":[{"type":"search_context_missing_exception","reason":"No search context found for id [1]"}],"type":"search_phase_execution_exception","reason":"all shards failed"},"status":404}"#;
+        assert_eq!(
+            reason(body),
+            "search_phase_execution_exception: all shards failed (caused by search_context_missing_exception: No search context found for id [1])"
+        );
     }
 
     #[test]

@@ -15,6 +15,9 @@ use serde_json::value::RawValue;
 pub struct SearchResponse<'a> {
     #[serde(rename = "_scroll_id", default, borrow)]
     pub scroll_id: Option<Cow<'a, str>>,
+    /// The point-in-time id, which the server may change between pages.
+    #[serde(default, borrow)]
+    pub pit_id: Option<Cow<'a, str>>,
     #[serde(rename = "_shards", default)]
     pub shards: Option<Shards>,
     #[serde(default)]
@@ -48,6 +51,9 @@ pub struct Hit<'a> {
     pub routing: Option<&'a RawValue>,
     #[serde(rename = "_source", default, borrow)]
     pub source: Option<&'a RawValue>,
+    /// Sort values: the `search_after` cursor of a point-in-time page.
+    #[serde(default, borrow)]
+    pub sort: Option<&'a RawValue>,
 }
 
 #[cfg(test)]
