@@ -103,6 +103,8 @@ impl LoadArgs {
             rate_docs: self.rate,
             rate_bytes: self.rate_bytes,
             rejects: self.rejects.clone(),
+            state: None,
+            resume: false,
         })
     }
 }
@@ -122,6 +124,13 @@ pub struct RestoreArgs {
     /// Restore what is intact when some files are damaged (and report the rest).
     #[arg(long)]
     pub force: bool,
+    /// Continue an interrupted restore: indices and chunks it finished are
+    /// skipped, the rest is sent again (idempotent by id).
+    #[arg(long)]
+    pub resume: bool,
+    /// Where the restore records its progress [default: INPUT/restore.state.json].
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -147,7 +156,13 @@ pub struct CopyArgs {
 }
 
 pub async fn run_restore(args: RestoreArgs) -> Result<ExitCode, CliError> {
-    let config = args.load.resolve(&args.connection)?;
+    let mut config = args.load.resolve(&args.connection)?;
+    config.resume = args.resume;
+    config.state = Some(
+        args.state
+            .clone()
+            .unwrap_or_else(|| args.input.join(crate::restore::state::STATE_FILE)),
+    );
     let selector = args.select.resolve(true)?;
     let renamer = args.load.rename.resolve()?;
     // The archive is checked whole before the target is even contacted.
@@ -217,9 +232,11 @@ async fn execute(
     match report.exit_code() {
         0 => Ok(ExitCode::SUCCESS),
         code => {
-            if report.interrupted {
-                eprintln!("error: interrupted: the restore is incomplete; run it again with --mode replace (or merge) to finish it");
-            } else if code == 1 && (args.json || args.quiet) {
+            if report.interrupted && config.state.is_some() {
+                eprintln!("error: interrupted: the restore is incomplete; continue it with `esark restore --resume` and the same options");
+            } else if report.interrupted {
+                eprintln!("error: interrupted: the copy is incomplete; run it again with --mode merge to finish it");
+            } else if code == 1 {
                 eprintln!(
                     "error: the restore did not complete: {}",
                     first_problem(&report)

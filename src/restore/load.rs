@@ -1,18 +1,26 @@
 //! Loading one index's documents into the target: lines from archive
-//! chunks or from a live cluster's scroll, through a [`BulkBuilder`], into
+//! chunks or from a live cluster's readers, through a [`BulkBuilder`], into
 //! the shared [`BulkIndexer`].
+//!
+//! From an archive, requests never span two chunks, so that a chunk can be
+//! acknowledged (for `restore --resume`) once all its documents are written
+//! or rejected; a chunk with an undelivered document is not acknowledged and
+//! is sent again by a resumed run (indexing by id makes that idempotent).
 
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use futures::StreamExt;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use super::plan::DataOrigin;
 use crate::progress::IndexProgress;
 use crate::sink::bulk::{BulkBuilder, BulkIndexer, IndexStats, Pending};
-use crate::source::archive::{ChunkError, ChunkLines};
+use crate::source::archive::{ChunkError, ChunkFile, ChunkLines};
 use crate::source::slice::spawn_slices;
 use crate::source::{ReadError, ReaderKind, SliceEvent};
-use futures::StreamExt;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -20,7 +28,7 @@ pub enum LoadError {
     Chunk(#[from] ChunkError),
     #[error("{}: line {line}: malformed data line: {reason}", path.display())]
     Malformed {
-        path: std::path::PathBuf,
+        path: PathBuf,
         line: u64,
         reason: String,
     },
@@ -37,37 +45,47 @@ pub struct BulkSize {
     pub docs: usize,
 }
 
-/// Feeds every document of `origin` to the indexer, as requests for
-/// `index`. Returns what was read once every request has ended (written,
-/// rejected or failed: see `stats`).
-#[allow(clippy::too_many_arguments)]
+/// Called when every document of a chunk is written or rejected, with the
+/// chunk's path and its written and rejected counts.
+pub type ChunkAck = Arc<dyn Fn(&Path, u64, u64) + Send + Sync>;
+
+/// What a load read.
+#[derive(Debug, Clone, Copy)]
+pub struct Loaded {
+    /// Documents submitted.
+    pub read: u64,
+    /// Of those, documents sent again because their slice was restarted.
+    pub resent: u64,
+}
+
+/// Where the documents go, and what is counted.
+pub struct LoadTarget<'a> {
+    pub indexer: &'a BulkIndexer,
+    pub index: Arc<str>,
+    pub stats: Arc<IndexStats>,
+    pub progress: &'a IndexProgress,
+}
+
+/// Feeds every document of `origin` (minus the chunks in `done`) to the
+/// indexer. Returns what was read once every request has ended (written,
+/// rejected or failed: see `target.stats`).
 pub async fn load(
     origin: &DataOrigin,
     source_index: &str,
     builder: BulkBuilder,
-    indexer: &BulkIndexer,
-    stats: &Arc<IndexStats>,
-    target_index: &Arc<str>,
-    progress: &IndexProgress,
+    target: LoadTarget<'_>,
+    done: &HashSet<PathBuf>,
+    ack: Option<ChunkAck>,
     cancel: watch::Receiver<bool>,
 ) -> Result<Loaded, LoadError> {
-    let mut pending = Pending::new();
     let mut feeder = Feeder {
         builder,
-        indexer,
-        stats,
-        target_index,
-        pending: &mut pending,
-        progress,
+        target,
         read: 0,
         resent: 0,
     };
     let result = match origin {
-        DataOrigin::Chunks(files) => {
-            feeder
-                .from_chunks(ChunkLines::new(files.clone()), cancel)
-                .await
-        }
+        DataOrigin::Chunks(files) => feeder.from_chunks(files, done, ack, cancel).await,
         DataOrigin::Cluster {
             cluster,
             slices,
@@ -86,69 +104,106 @@ pub async fn load(
                 .await
         }
     };
-    let (read, resent) = (feeder.read, feeder.resent);
-    if result.is_ok() {
-        if let Some(last) = feeder.builder.finish() {
-            indexer
-                .submit(target_index, last, stats, &mut pending)
-                .await;
-        }
-    }
-    // Requests already sent finish (or give up) in every case, so that
-    // their documents are counted and settings can be put back after.
-    pending.wait().await;
-    result.map(|()| Loaded { read, resent })
-}
-
-/// What a load read.
-#[derive(Debug, Clone, Copy)]
-pub struct Loaded {
-    /// Documents submitted.
-    pub read: u64,
-    /// Of those, documents sent again because their slice was restarted.
-    pub resent: u64,
+    result.map(|()| Loaded {
+        read: feeder.read,
+        resent: feeder.resent,
+    })
 }
 
 struct Feeder<'a> {
     builder: BulkBuilder,
-    indexer: &'a BulkIndexer,
-    stats: &'a Arc<IndexStats>,
-    target_index: &'a Arc<str>,
-    pending: &'a mut Pending,
-    progress: &'a IndexProgress,
+    target: LoadTarget<'a>,
     read: u64,
     resent: u64,
 }
 
 impl Feeder<'_> {
-    async fn push(&mut self, line: &[u8]) -> Result<(), String> {
+    async fn push(
+        &mut self,
+        line: &[u8],
+        stats: &Arc<IndexStats>,
+        pending: &mut Pending,
+    ) -> Result<(), String> {
         if let Some(request) = self.builder.push_line(line)? {
-            let docs = request.docs() as u64;
-            self.indexer
-                .submit(self.target_index, request, self.stats, self.pending)
-                .await;
-            self.progress.inc(docs);
+            self.submit(request, stats, pending).await;
         }
         self.read += 1;
         Ok(())
     }
 
+    async fn flush(&mut self, stats: &Arc<IndexStats>, pending: &mut Pending) {
+        if let Some(request) = self.builder.take() {
+            self.submit(request, stats, pending).await;
+        }
+    }
+
+    async fn submit(
+        &mut self,
+        request: crate::sink::bulk::BulkRequest,
+        stats: &Arc<IndexStats>,
+        pending: &mut Pending,
+    ) {
+        let docs = request.docs() as u64;
+        self.target
+            .indexer
+            .submit(&self.target.index, request, stats, pending)
+            .await;
+        self.target.progress.inc(docs);
+    }
+
+    /// Reads chunk after chunk; each chunk's requests are awaited by a task
+    /// of their own, which adds the chunk's counts to the index's and
+    /// acknowledges it when nothing was left undelivered.
     async fn from_chunks(
         &mut self,
-        mut lines: ChunkLines,
+        files: &[ChunkFile],
+        done: &HashSet<PathBuf>,
+        ack: Option<ChunkAck>,
         cancel: watch::Receiver<bool>,
     ) -> Result<(), LoadError> {
+        let mut waiters = JoinSet::new();
         let mut buf = Vec::with_capacity(64 * 1024);
-        while lines.next_line(&mut buf).await? {
-            if *cancel.borrow() {
-                return Err(LoadError::Interrupted);
-            }
-            if let Err(reason) = self.push(&buf).await {
-                let (path, line) = lines.position();
-                return Err(LoadError::Malformed { path, line, reason });
+        let mut result = Ok(());
+        for file in files.iter().filter(|f| !done.contains(&f.path)) {
+            let stats = Arc::new(IndexStats::default());
+            let mut pending = Pending::new();
+            let mut lines = ChunkLines::new(vec![file.clone()]);
+            let read = loop {
+                match lines.next_line(&mut buf).await {
+                    Ok(true) => {}
+                    Ok(false) => break Ok(()),
+                    Err(e) => break Err(LoadError::from(e)),
+                }
+                if *cancel.borrow() {
+                    break Err(LoadError::Interrupted);
+                }
+                if let Err(reason) = self.push(&buf, &stats, &mut pending).await {
+                    let (path, line) = lines.position();
+                    break Err(LoadError::Malformed { path, line, reason });
+                }
+            };
+            // What was read of a broken or interrupted chunk is still sent,
+            // but the chunk is not acknowledged.
+            let complete = read.is_ok();
+            self.flush(&stats, &mut pending).await;
+            let total = self.target.stats.clone();
+            let ack = ack.clone().filter(|_| complete);
+            let path = file.path.clone();
+            waiters.spawn(async move {
+                pending.wait().await;
+                let (written, rejected, failed) = stats.snapshot();
+                total.add(written, rejected, failed);
+                if let (Some(ack), 0) = (ack, failed) {
+                    ack(&path, written, rejected);
+                }
+            });
+            if let Err(e) = read {
+                result = Err(e);
+                break;
             }
         }
-        Ok(())
+        while waiters.join_next().await.is_some() {}
+        result
     }
 
     async fn from_cluster(
@@ -160,12 +215,14 @@ impl Feeder<'_> {
         reader: ReaderKind,
         cancel: watch::Receiver<bool>,
     ) -> Result<(), LoadError> {
+        let stats = self.target.stats.clone();
+        let mut pending = Pending::new();
         let (mut events, readers) = spawn_slices(cluster, index, slices, page_size, reader, cancel);
         // Documents sent per slice since its (re)start: a restarted slice
         // sends them again (harmless: bulk indexing by id is idempotent).
         let mut per_slice = vec![0u64; slices as usize];
         let mut failed = None;
-        while let Some((slice, event)) = events.next().await {
+        'events: while let Some((slice, event)) = events.next().await {
             match event {
                 SliceEvent::Restart => {
                     self.resent += std::mem::take(&mut per_slice[slice as usize]);
@@ -173,22 +230,23 @@ impl Feeder<'_> {
                 SliceEvent::Page(page) => {
                     per_slice[slice as usize] += page.docs;
                     for line in page.lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                        if let Err(reason) = self.push(line).await {
+                        if let Err(reason) = self.push(line, &stats, &mut pending).await {
                             failed = Some(LoadError::Malformed {
                                 path: index.into(),
                                 line: 0,
                                 reason,
                             });
-                            break;
+                            break 'events;
                         }
                     }
                 }
             }
-            if failed.is_some() {
-                break;
-            }
         }
         drop(events);
+        if failed.is_none() {
+            self.flush(&stats, &mut pending).await;
+        }
+        pending.wait().await;
         for r in readers {
             match r.await {
                 Ok(Ok(())) => {}

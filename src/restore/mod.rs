@@ -10,8 +10,10 @@
 pub mod load;
 pub mod plan;
 pub mod report;
+pub mod state;
 pub mod target;
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -50,6 +52,8 @@ pub enum RestoreError {
     },
     #[error("{path}: unreadable JSON: {reason}")]
     BadFile { path: String, reason: String },
+    #[error("cannot resume: {0}")]
+    Resume(String),
 }
 
 /// A resolved restore or copy.
@@ -66,6 +70,10 @@ pub struct RestoreConfig {
     pub rate_docs: Option<u64>,
     pub rate_bytes: Option<u64>,
     pub rejects: PathBuf,
+    /// Where progress is recorded for `--resume` (restore only).
+    pub state: Option<PathBuf>,
+    /// Continue the restore recorded in `state`.
+    pub resume: bool,
 }
 
 /// Runs a plan against `target`. `cancel` turning `true` (Ctrl-C) stops
@@ -78,6 +86,18 @@ pub async fn run(
     cancel: watch::Receiver<bool>,
 ) -> Result<RestoreReport, RestoreError> {
     let started = Instant::now();
+    let state = match &config.state {
+        Some(path) if config.resume => Some(Arc::new(state::StateFile::resume(
+            path,
+            &target.info().cluster_uuid,
+        )?)),
+        Some(path) => Some(Arc::new(state::StateFile::create(
+            path,
+            target.url().as_str(),
+            &target.info().cluster_uuid,
+        )?)),
+        None => None,
+    };
     let rejects = Arc::new(RejectsWriter::new(&config.rejects));
     let indexer = BulkIndexer::new(
         target.clone(),
@@ -110,7 +130,17 @@ pub async fn run(
         report.templates = restore_templates(&target, &plan, config.mode).await;
     }
     let results: Vec<IndexReport> = stream::iter(plan.indices.iter())
-        .map(|index| restore_index(config, index, &target, &indexer, progress, cancel.clone()))
+        .map(|index| {
+            restore_index(
+                config,
+                index,
+                &target,
+                &indexer,
+                state.as_ref(),
+                progress,
+                cancel.clone(),
+            )
+        })
         .buffer_unordered(PARALLEL_INDICES)
         .collect()
         .await;
@@ -122,6 +152,11 @@ pub async fn run(
     }
     report.interrupted = *cancel.borrow();
     report.elapsed = started.elapsed();
+    if let Some(state) = &state {
+        if !report.failed() {
+            state.remove()?;
+        }
+    }
     Ok(report)
 }
 
@@ -172,6 +207,7 @@ async fn restore_index(
     index: &IndexPlan,
     target: &Arc<Cluster>,
     indexer: &BulkIndexer,
+    state: Option<&Arc<state::StateFile>>,
     progress: &Progress,
     cancel: watch::Receiver<bool>,
 ) -> IndexReport {
@@ -190,36 +226,73 @@ async fn restore_index(
         report.reason = Some("interrupted before it started".into());
         return report;
     }
-    let prepared = target::prepare(
-        target,
-        &index.target,
-        &index.meta,
-        config.mode,
-        config.atomic,
-        config.mappings,
-    )
-    .await;
-    let (concrete, restore_settings) = match prepared {
-        Ok(Preparation::Load {
-            concrete,
-            restore_settings,
-            ..
-        }) => (concrete, restore_settings),
-        Ok(Preparation::Skip(why)) => {
-            report.status = Status::Skipped;
-            report.reason = Some(why);
-            return report;
+    let earlier = state.and_then(|s| s.index(&index.name));
+    if let Some(done) = earlier.as_ref().and_then(|e| e.done.clone()) {
+        return done;
+    }
+    let (concrete, restore_settings) = match &earlier {
+        // Resumed: the index exists and was set up by the interrupted run.
+        Some(e) => {
+            if e.restore_settings.is_some() {
+                let load = serde_json::json!({ "index": target::LOAD_SETTINGS.iter().map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string()))).collect::<serde_json::Map<_, _>>() });
+                if let Err(e) = target.put_index_settings(&e.concrete, &load).await {
+                    report.reason = Some(e.to_string());
+                    return report;
+                }
+            }
+            (e.concrete.clone(), e.restore_settings.clone())
         }
-        Ok(Preparation::Fail(why)) => {
-            report.reason = Some(why);
-            return report;
-        }
-        Err(e) => {
-            report.reason = Some(e.to_string());
-            return report;
+        None => {
+            let prepared = target::prepare(
+                target,
+                &index.target,
+                &index.meta,
+                config.mode,
+                config.atomic,
+                config.mappings,
+            )
+            .await;
+            match prepared {
+                Ok(Preparation::Load {
+                    concrete,
+                    restore_settings,
+                    ..
+                }) => (concrete, restore_settings),
+                Ok(Preparation::Skip(why)) => {
+                    report.status = Status::Skipped;
+                    report.reason = Some(why);
+                    return report;
+                }
+                Ok(Preparation::Fail(why)) => {
+                    report.reason = Some(why);
+                    return report;
+                }
+                Err(e) => {
+                    report.reason = Some(e.to_string());
+                    return report;
+                }
+            }
         }
     };
     report.concrete = Some(concrete.clone());
+    if let (Some(state), None) = (state, &earlier) {
+        let recorded = state.update(|s| {
+            s.indices.insert(
+                index.name.clone(),
+                state::IndexState {
+                    target: index.target.clone(),
+                    concrete: concrete.clone(),
+                    restore_settings: restore_settings.clone(),
+                    chunks: Default::default(),
+                    done: None,
+                },
+            );
+        });
+        if let Err(e) = recorded {
+            report.reason = Some(e.to_string());
+            return report;
+        }
+    }
 
     let mut problems = Vec::new();
     if config.data {
@@ -233,17 +306,49 @@ async fn restore_index(
             config.bulk.bytes,
             config.bulk.docs,
         );
+        let done: HashSet<PathBuf> = earlier
+            .as_ref()
+            .map(|e| e.chunks.keys().cloned().collect())
+            .unwrap_or_default();
+        let (before_written, before_rejected) = earlier
+            .as_ref()
+            .map(|e| {
+                e.chunks
+                    .values()
+                    .fold((0, 0), |(w, r), (cw, cr)| (w + cw, r + cr))
+            })
+            .unwrap_or((0, 0));
+        bar.inc(before_written + before_rejected);
+        let ack: Option<load::ChunkAck> = state.map(|state| {
+            let state = state.clone();
+            let name = index.name.clone();
+            Arc::new(move |path: &std::path::Path, written: u64, rejected: u64| {
+                let recorded = state.update(|s| {
+                    if let Some(i) = s.indices.get_mut(&name) {
+                        i.chunks.insert(path.to_path_buf(), (written, rejected));
+                    }
+                });
+                if let Err(e) = recorded {
+                    tracing::error!("cannot record restore progress: {e}");
+                }
+            }) as load::ChunkAck
+        });
         let loaded = load::load(
             &index.data,
             &index.name,
             builder,
-            indexer,
-            &stats,
-            &target_name,
-            &bar,
+            load::LoadTarget {
+                indexer,
+                index: target_name,
+                stats: stats.clone(),
+                progress: &bar,
+            },
+            &done,
+            ack,
             cancel.clone(),
         )
         .await;
+        stats.add(before_written, before_rejected, 0);
         bar.finish();
         let (written, rejected, failed) = stats.snapshot();
         report.rejected = rejected;
@@ -251,9 +356,10 @@ async fn restore_index(
         report.written = written;
         match loaded {
             Ok(load::Loaded { read, resent }) => {
-                if written + rejected + failed != read {
+                if written + rejected + failed != read + before_written + before_rejected {
                     problems.push(format!(
-                        "{read} documents read but {} accounted for",
+                        "{} documents read but {} accounted for",
+                        read + before_written + before_rejected,
                         written + rejected + failed
                     ));
                 }
@@ -299,6 +405,16 @@ async fn restore_index(
     }
     if problems.is_empty() {
         report.status = Status::Restored;
+        if let Some(state) = state {
+            let finished = report.clone();
+            if let Err(e) = state.update(|s| {
+                if let Some(i) = s.indices.get_mut(&index.name) {
+                    i.done = Some(finished);
+                }
+            }) {
+                tracing::error!("cannot record restore progress: {e}");
+            }
+        }
     } else {
         report.reason = Some(problems.join("; "));
     }

@@ -135,7 +135,8 @@ impl BulkBuilder {
         self.take()
     }
 
-    fn take(&mut self) -> Option<BulkRequest> {
+    /// The partly filled request, now (at a chunk boundary).
+    pub fn take(&mut self) -> Option<BulkRequest> {
         if self.spans.is_empty() {
             return None;
         }
@@ -157,6 +158,13 @@ pub struct IndexStats {
 }
 
 impl IndexStats {
+    /// Adds another set of counts to these.
+    pub fn add(&self, written: u64, rejected: u64, failed: u64) {
+        self.written.fetch_add(written, Ordering::Relaxed);
+        self.rejected.fetch_add(rejected, Ordering::Relaxed);
+        self.failed.fetch_add(failed, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> (u64, u64, u64) {
         (
             self.written.load(Ordering::Relaxed),
