@@ -128,6 +128,11 @@ pub struct RestoreArgs {
     /// skipped, the rest is sent again (idempotent by id).
     #[arg(long)]
     pub resume: bool,
+    /// Skip reading every data line before the first write (the checksums
+    /// are still checked): faster on huge archives, but a broken line then
+    /// stops the restore halfway.
+    #[arg(long)]
+    pub no_validate: bool,
     /// Where the restore records its progress [default: INPUT/restore.state.json].
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
@@ -167,9 +172,14 @@ pub async fn run_restore(args: RestoreArgs) -> Result<ExitCode, CliError> {
     let renamer = args.load.rename.resolve()?;
     // The archive is checked whole before the target is even contacted.
     let archive = reader::open(&args.input).await.map_err(CliError::failure)?;
-    let plan = plan::from_archive(&archive, &selector, &renamer, args.force)
+    let mut plan = plan::from_archive(&archive, &selector, &renamer, args.force)
         .await
         .map_err(CliError::failure)?;
+    if !args.no_validate && !args.load.no_data {
+        plan::validate_data(&mut plan, args.force)
+            .await
+            .map_err(CliError::failure)?;
+    }
     let target = Arc::new(
         Cluster::connect(&config.target)
             .await

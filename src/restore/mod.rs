@@ -54,6 +54,8 @@ pub enum RestoreError {
     BadFile { path: String, reason: String },
     #[error("cannot resume: {0}")]
     Resume(String),
+    #[error("{problem}; nothing was restored (--force restores what is intact){}", if *.more > 0 { format!("; {} more bad files", .more) } else { String::new() })]
+    Invalid { problem: String, more: usize },
 }
 
 /// A resolved restore or copy.

@@ -168,6 +168,66 @@ pub async fn from_archive(
     Ok(plan)
 }
 
+/// Reads every data line of the plan before anything is written: each
+/// line must be a data line and each file must hold the number of
+/// documents the manifest says. A checksum proves a file is the one the
+/// dump wrote; this proves its content is what a restore can load, so that
+/// a broken archive is refused whole instead of half restored. With
+/// `force`, indices with a bad file are moved to [`RestorePlan::damaged`].
+pub async fn validate_data(plan: &mut RestorePlan, force: bool) -> Result<(), RestoreError> {
+    use futures::stream::{self, StreamExt};
+    let mut checks = Vec::new();
+    for (i, index) in plan.indices.iter().enumerate() {
+        if let DataOrigin::Chunks(files) = &index.data {
+            for file in files {
+                checks.push((i, file.clone()));
+            }
+        }
+    }
+    let failures: Vec<(usize, String)> = stream::iter(checks)
+        .map(|(i, file)| async move {
+            let mut lines = crate::source::archive::ChunkLines::new(vec![file]);
+            let mut buf = Vec::new();
+            loop {
+                match lines.next_line(&mut buf).await {
+                    Ok(true) => {}
+                    Ok(false) => return None,
+                    Err(e) => return Some((i, e.to_string())),
+                }
+                if let Err(reason) = crate::archive::line::parse_line(&buf) {
+                    let (path, line) = lines.position();
+                    return Some((
+                        i,
+                        format!(
+                            "{}: line {line}: malformed data line: {reason}",
+                            path.display()
+                        ),
+                    ));
+                }
+            }
+        })
+        .buffer_unordered(2)
+        .filter_map(std::future::ready)
+        .collect()
+        .await;
+    let mut failures = failures;
+    failures.sort();
+    if let Some((_, first)) = failures.first() {
+        if !force {
+            return Err(RestoreError::Invalid {
+                problem: first.clone(),
+                more: failures.len() - 1,
+            });
+        }
+    }
+    let bad: std::collections::BTreeMap<usize, String> = failures.into_iter().rev().collect();
+    for (i, why) in bad.iter().rev() {
+        let index = plan.indices.remove(*i);
+        plan.damaged.push((index.name, why.clone()));
+    }
+    Ok(())
+}
+
 /// Reads the plan from a live cluster (for `copy`): its templates and, per
 /// selected open index, its metadata; documents will be scrolled.
 pub async fn from_cluster(
