@@ -21,3 +21,5 @@ mod restore;
 mod verify;
 // `esark copy`: cluster to cluster.
 mod copy;
+// Resilience: dump, restore and copy through a fault-injecting proxy; kill and --resume.
+mod faults;

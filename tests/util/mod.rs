@@ -10,6 +10,8 @@
 //! - [`archive`]: reads an archive folder back (manifest, metadata, data lines).
 //! - [`check`]: assertions on archives and on failed runs.
 //! - [`fixture`]: the standard seeded data set (indices, aliases, templates).
+//! - [`faults`]: an HTTP proxy that injects seeded, bounded faults (429/503,
+//!   rejected bulk items, resets, slow or lost answers, expired contexts).
 
 // Each helper module is used by some tests and not by others.
 #![allow(dead_code)]
@@ -17,6 +19,7 @@
 pub mod archive;
 pub mod check;
 pub mod esark;
+pub mod faults;
 pub mod fixture;
 pub mod osmem;
 pub mod proxy;
