@@ -1,0 +1,113 @@
+//! `compare`: the end-to-end benchmark of esark against elasticdump and raw
+//! baselines, all on 127.0.0.1. Start it with `./benches/run.sh`, which
+//! installs the pinned tools and builds esark first; `cargo bench` alone
+//! only prints how.
+//!
+//! One binary, several roles (the first argument):
+//!
+//! | role | module |
+//! |---|---|
+//! | `run`: the orchestrator (servers, seeding, every row, the report) | [`steps`], [`report`] |
+//! | `raw-scroll`, `raw-bulk`: the raw baselines, run as measured children | [`raw`] |
+//! | `null-sink`: the null bulk sink server | [`null_sink`] |
+//! | measuring a child: wall, CPU of its tree, peak RSS, deadline | [`measure`] |
+//! | osmem and null-sink processes, the harness's own HTTP calls | [`servers`] |
+
+mod measure;
+mod null_sink;
+mod raw;
+mod report;
+mod results;
+mod servers;
+mod steps;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Everything a `run` needs, resolved by run.sh and passed as flags.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Documents to seed into the source.
+    pub docs: u64,
+    /// Runs of each esark and raw row (the median is reported).
+    pub repeat: usize,
+    /// Seed of the data set.
+    pub seed: u64,
+    /// Scratch directory (dumps, bulk bodies, logs); wiped per run.
+    pub work: PathBuf,
+    /// Where the report goes.
+    pub results: PathBuf,
+    pub esark: PathBuf,
+    pub esark_seed: PathBuf,
+    pub osmem: PathBuf,
+    /// The npm prefix holding node_modules/elasticdump.
+    pub elasticdump: PathBuf,
+    /// `--quick`: only a label in the report.
+    pub quick: bool,
+}
+
+const USAGE: &str = "\
+compare: esark's end-to-end benchmark. Run it with ./benches/run.sh [--quick].
+
+  compare run --docs N --repeat R --seed S --work DIR --results FILE \\
+              --esark BIN --esark-seed BIN --osmem BIN --elasticdump NPM_PREFIX [--quick]
+  compare raw-scroll --source URL [--workers 2] [--page-size 5000]
+  compare raw-bulk --target URL --dir DIR [--connections 2]
+  compare null-sink";
+
+fn main() -> ExitCode {
+    // `cargo bench` appends `--bench` to every bench binary's arguments.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let result = match args.first().map(String::as_str) {
+        Some("run") => parse_run(&args[1..]).and_then(|config| {
+            measure::install_guards();
+            steps::run(config)
+        }),
+        Some("raw-scroll") => raw::scroll_main(&args[1..]),
+        Some("raw-bulk") => raw::bulk_main(&args[1..]),
+        Some("null-sink") => return null_sink::main(),
+        _ => {
+            // Plain `cargo bench` / `cargo test --benches` land here.
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("compare: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_run(args: &[String]) -> Result<Config, String> {
+    let value = |name: &str| -> Result<String, String> {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+            .ok_or_else(|| format!("{name} is required\n\n{USAGE}"))
+    };
+    let number = |name: &str| -> Result<u64, String> {
+        value(name)?.parse().map_err(|e| format!("{name}: {e}"))
+    };
+    let config = Config {
+        docs: number("--docs")?,
+        repeat: number("--repeat")?.max(1) as usize,
+        seed: number("--seed")?,
+        work: value("--work")?.into(),
+        results: value("--results")?.into(),
+        esark: value("--esark")?.into(),
+        esark_seed: value("--esark-seed")?.into(),
+        osmem: value("--osmem")?.into(),
+        elasticdump: value("--elasticdump")?.into(),
+        quick: args.iter().any(|a| a == "--quick"),
+    };
+    if config.docs < 10 {
+        return Err("--docs must be at least 10".into());
+    }
+    Ok(config)
+}

@@ -1,0 +1,233 @@
+//! The report of a run: printed to stdout and written to `RESULTS.md`.
+
+use std::fmt::Write as _;
+
+use crate::report::{machine, mib, npm_version, output, ratio, table, Row};
+use crate::steps::Bench;
+use crate::Config;
+
+/// Tool versions, read before the run starts.
+pub fn versions(cfg: &Config) -> Vec<(String, String)> {
+    let repo = std::env::var("ESARK_BENCH_REPO").unwrap_or_else(|_| ".".into());
+    let git = output("git", &["-C", &repo, "describe", "--always", "--dirty"]);
+    vec![
+        (
+            "esark".into(),
+            format!("{} (git {git})", output(&cfg.esark, &["--version"])),
+        ),
+        ("osmem-server".into(), output(&cfg.osmem, &["-version"])),
+        (
+            "elasticdump".into(),
+            format!(
+                "{} (node {})",
+                npm_version(
+                    &cfg.elasticdump
+                        .join("node_modules/elasticdump/package.json")
+                ),
+                output("node", &["--version"])
+            ),
+        ),
+        ("rustc".into(), output("rustc", &["--version"])),
+    ]
+}
+
+fn find<'a>(rows: &'a [Row], key: &str) -> Option<&'a Row> {
+    rows.iter().find(|r| r.key == key)
+}
+
+/// `a` vs `b` in docs/s, naming rows that are not complete.
+fn docs_ratio(rows: &[Row], a: &str, b: &str) -> String {
+    match (find(rows, a), find(rows, b)) {
+        (Some(x), Some(y)) => {
+            let mut s = ratio(x.docs_per_s(), y.docs_per_s());
+            for r in [x, y] {
+                if r.status() != "ok" {
+                    let _ = write!(s, " ({} is {})", r.tool, r.status());
+                }
+            }
+            s
+        }
+        _ => "-".into(),
+    }
+}
+
+fn cpu_ratio(rows: &[Row], a: &str, b: &str) -> String {
+    match (find(rows, a), find(rows, b)) {
+        (Some(x), Some(y)) => ratio(x.cpu(), y.cpu()),
+        _ => "-".into(),
+    }
+}
+
+pub fn write(b: &Bench, versions: &[(String, String)]) -> Result<(), String> {
+    let rows = &b.rows;
+    let mut s = String::new();
+    let _ = writeln!(s, "# esark benchmark results\n");
+    let _ = writeln!(
+        s,
+        "Written by `./benches/run.sh{}` on {} (the whole run took {:.1} min). \
+         Everything ran on 127.0.0.1 of one machine; the servers are osmem-server \
+         (in-memory, OpenSearch-compatible), so restore rows into osmem are bounded by its indexing speed.\n",
+        if b.cfg.quick { " --quick" } else { "" },
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        b.started.elapsed().as_secs_f64() / 60.0
+    );
+    let _ = writeln!(s, "## Machine and versions\n");
+    for (k, v) in machine().iter().chain(versions) {
+        let _ = writeln!(s, "- {k}: {v}");
+    }
+    let _ = writeln!(
+        s,
+        "\n## Data set\n\n`esark-seed --docs {} --seed {}`: {} documents (by `_count`) in {} indices ({}), seeded in {:.1} s. \
+         Each row ran {} time(s) (`ESARK_BENCH_REPEAT`; elasticdump once); the table shows medians.\n",
+        b.cfg.docs,
+        b.cfg.seed,
+        b.expected,
+        b.indices.len(),
+        b.indices.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", "),
+        b.seed_secs,
+        b.cfg.repeat
+    );
+    let _ = writeln!(s, "## Results\n\n{}", table(rows));
+    let _ = writeln!(s, "### Ratios (docs/s of the first over the second)\n");
+    for (label, a, bb) in [
+        ("dump: esark vs raw scroll", "dump.esark", "dump.raw"),
+        (
+            "dump: esark vs elasticdump (defaults)",
+            "dump.esark",
+            "dump.elasticdump",
+        ),
+        (
+            "dump: esark vs elasticdump --support-big-int",
+            "dump.esark",
+            "dump.elasticdump_bigint",
+        ),
+        (
+            "restore: esark vs raw bulk (both into osmem)",
+            "restore.esark",
+            "restore.raw",
+        ),
+        (
+            "restore: esark vs elasticdump (defaults)",
+            "restore.esark",
+            "restore.elasticdump",
+        ),
+        (
+            "restore: esark vs elasticdump --support-big-int",
+            "restore.esark",
+            "restore.elasticdump_bigint",
+        ),
+        (
+            "restore: esark into the null sink vs into osmem",
+            "restore.null",
+            "restore.esark",
+        ),
+    ] {
+        let _ = writeln!(s, "- {label}: {}", docs_ratio(rows, a, bb));
+    }
+    let _ = writeln!(
+        s,
+        "- client CPU, elasticdump --support-big-int over esark: dump {}, restore {}",
+        cpu_ratio(rows, "dump.elasticdump_bigint", "dump.esark"),
+        cpu_ratio(rows, "restore.elasticdump_bigint", "restore.esark")
+    );
+    let _ = writeln!(s, "\n### Memory flatness (peak RSS, median of runs)\n");
+    let _ = writeln!(
+        s,
+        "| documents | esark dump | esark restore → null sink |\n|---:|---:|---:|"
+    );
+    let rss = |r: Option<&Row>| {
+        r.map_or("-".into(), |r| {
+            format!("{} MiB ({})", mib(r.max_rss()), r.status())
+        })
+    };
+    let _ = writeln!(
+        s,
+        "| {} | {} | {} |",
+        b.small_docs,
+        rss(find(&b.small_rows, "small.dump")),
+        rss(find(&b.small_rows, "small.null"))
+    );
+    let _ = writeln!(
+        s,
+        "| {} | {} | {} |",
+        b.expected,
+        rss(find(rows, "dump.esark")),
+        rss(find(rows, "restore.null"))
+    );
+    if !b.small_rows.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nThe runs at {} documents in full:\n\n{}",
+            b.small_docs,
+            table(&b.small_rows)
+        );
+    }
+    let problems: Vec<String> = rows
+        .iter()
+        .chain(&b.small_rows)
+        .flat_map(|r| {
+            r.problems()
+                .into_iter()
+                .map(move |p| format!("{} / {}: {p}", r.side, r.tool))
+        })
+        .collect();
+    if !b.notes.is_empty() || !problems.is_empty() {
+        let _ = writeln!(s, "\n### Notes and problems\n");
+        for n in b.notes.iter().chain(&problems) {
+            let _ = writeln!(s, "- {n}");
+        }
+    }
+    s.push_str(METHOD);
+    println!("\n{s}");
+    std::fs::write(&b.cfg.results, &s).map_err(|e| format!("{}: {e}", b.cfg.results.display()))?;
+    eprintln!("wrote {}", b.cfg.results.display());
+    Ok(())
+}
+
+const METHOD: &str = r#"
+## How each row is measured
+
+- **wall s**: from spawning the tool to reaping it; **docs/s**: verified documents / median wall time.
+- **client CPU s**: user + system time of the tool's process tree, from `wait4()` on the child
+  (Linux adds every descendant the child reaped, so elasticdump's forked workers count).
+  Servers (osmem, the null sink) are separate processes and never counted.
+- **peak RSS**: `ru_maxrss` from the same `wait4()`: the largest single process of the tree.
+  **tree RSS**: the largest sum of the RSS of every process of the tool's process group,
+  sampled from `/proc` every 50 ms (differs from peak RSS only for multi-process tools).
+- **data MiB**: dump rows, the output folder on disk; restore rows, the input read
+  (raw bulk: the request bodies).
+- **docs verified**: dump rows count what was written (esark: `esark inspect --json` checks every
+  file's size and sha256, then the manifest's per-index counts are summed; elasticdump: lines of
+  its `<index>.json` data files; raw scroll: hits received). Restore rows count documents in the
+  target with `_count` per index after `_refresh`; the null sink counts what it received and must
+  agree with esark's `written`. A row is INCOMPLETE when any run is short, FAILED when a tool
+  exits non-zero, times out or cannot be verified.
+- Every restore row gets a fresh target (osmem or null sink).
+
+Rows:
+
+- **raw scroll**: `compare raw-scroll` (benches/compare/raw.rs): 2 threads, one keep-alive
+  connection each, take (index, slice) tasks from a queue (one slice per primary shard, at most 4,
+  as `esark dump --slices auto`), scroll with `size: 5000`, `sort: ["_doc"]` until an empty page,
+  count the hits (parsed with serde `IgnoredAny`) and discard them.
+- **esark dump**: `esark dump --source URL --output DIR --match '.*' --json -q` into a fresh folder
+  (defaults: zstd level 3, `--slices auto`, `--parallel 2`, page size 2000).
+- **multielasticdump**: `multielasticdump --direction=dump --match='.*' --input=URL --output=DIR
+  --limit=5000 --parallel=2 --searchBody='{"query":{"match_all":{}},"track_total_hits":true}'`
+  (osmem caps `hits.total` at 10,000 inside a scroll and elasticdump stops at `hits.total`, hence
+  `track_total_hits`); the second row adds `--support-big-int=true`.
+- **raw _bulk**: bodies built before the clock starts with esark's own `BulkBuilder` from the esark
+  archive (10 MiB / 5000 documents per request, one index per request), one file each; 2 threads,
+  one keep-alive connection each, send them as `POST /_bulk`. Before the clock, the target gets
+  the same indices and templates (`esark restore --no-data`) and `refresh_interval: -1`.
+- **esark restore**: `esark restore --input DIR --target URL --json -q` (defaults: 4 requests in
+  flight, 10 MiB / 5000 documents per request).
+- **null sink**: the same restore into `compare null-sink` (benches/compare/null_sink.rs), a
+  hyper HTTP/1.1 server answering like OpenSearch 2.11 and acknowledging every bulk item without
+  storing anything: esark's own ceiling.
+- **multielasticdump load**: `multielasticdump --direction=load --input=DIR --output=URL
+  --limit=5000 --parallel=2` of its own dump (`--limit` raised from its default of 100 to match
+  the dump side), plus `--support-big-int=true` for the second row.
+- **Memory flatness**: esark dump and esark restore into the null sink, run on a second source
+  seeded with a tenth of the documents, compared with the main rows.
+"#;

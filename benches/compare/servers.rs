@@ -1,0 +1,207 @@
+//! Servers the comparison starts (osmem-server, the null bulk sink) and the
+//! few HTTP calls it makes itself (listing indices, counting documents).
+//!
+//! A [`Server`] kills its process when dropped, so every server is gone at
+//! the end of a run, on an error too; osmem is also told our pid
+//! (`-parent-pid`) and the null sink watches its parent, so neither
+//! outlives a killed harness.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A server process that announced its URL on the first line of stdout.
+pub struct Server {
+    child: Child,
+    pub url: String,
+}
+
+impl Server {
+    /// Starts `cmd`, waits (at most 60 s) for a JSON line with `"url"`.
+    pub fn start(name: &str, mut cmd: Command, log: &Path) -> Result<Server, String> {
+        let err = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(err));
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let first = lines.next();
+            let _ = tx.send(first);
+            // Keep draining so the server never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let mut server = Server {
+            child,
+            url: String::new(),
+        };
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Some(Ok(line))) => line,
+            Ok(_) => {
+                return Err(format!(
+                    "{name} exited before announcing its URL (see {})",
+                    log.display()
+                ))
+            }
+            Err(_) => return Err(format!("{name} did not announce its URL within 60 s")),
+        };
+        let v: Value = serde_json::from_str(&line)
+            .map_err(|e| format!("{name}: unreadable first line {line:?}: {e}"))?;
+        server.url = v["url"]
+            .as_str()
+            .ok_or_else(|| format!("{name}: no \"url\" in {line:?}"))?
+            .trim_end_matches('/')
+            .to_string();
+        Ok(server)
+    }
+
+    /// A fresh, empty osmem-server on 127.0.0.1.
+    pub fn osmem(bin: &Path, name: &str, log: &Path) -> Result<Server, String> {
+        let mut cmd = Command::new(bin);
+        cmd.args(["-addr", "127.0.0.1:0", "-no-stdin-watch", "-parent-pid"])
+            .arg(std::process::id().to_string());
+        Server::start(name, cmd, log)
+    }
+
+    /// A fresh null bulk sink (this very binary, `null-sink`).
+    pub fn null_sink(log: &Path) -> Result<Server, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("null-sink");
+        Server::start("null sink", cmd, log)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The harness's own HTTP calls, with keep-alive and a generous timeout.
+pub struct Http {
+    client: reqwest::blocking::Client,
+}
+
+/// One index of a cluster.
+#[derive(Debug, Clone)]
+pub struct IndexInfo {
+    pub name: String,
+    pub primaries: u32,
+}
+
+impl Http {
+    pub fn new() -> Http {
+        Http {
+            client: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(600))
+                .build()
+                .expect("an HTTP client"),
+        }
+    }
+
+    pub fn get_json(&self, url: &str) -> Result<Value, String> {
+        let r = self
+            .client
+            .get(url)
+            .send()
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        let status = r.status();
+        let body = r.text().map_err(|e| format!("GET {url}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("GET {url}: HTTP {status}: {}", short(&body)));
+        }
+        serde_json::from_str(&body).map_err(|e| format!("GET {url}: {e}"))
+    }
+
+    pub fn send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<String>,
+    ) -> Result<Value, String> {
+        let mut req = self
+            .client
+            .request(method.clone(), url)
+            .header("content-type", "application/json");
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let r = req.send().map_err(|e| format!("{method} {url}: {e}"))?;
+        let status = r.status();
+        let text = r.text().map_err(|e| format!("{method} {url}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("{method} {url}: HTTP {status}: {}", short(&text)));
+        }
+        serde_json::from_str(&text).map_err(|e| format!("{method} {url}: {e}"))
+    }
+
+    /// Every index, hidden ones included, sorted by name.
+    pub fn indices(&self, base: &str) -> Result<Vec<IndexInfo>, String> {
+        let v = self.get_json(&format!(
+            "{base}/_cat/indices?format=json&expand_wildcards=all&h=index,pri"
+        ))?;
+        let mut out: Vec<IndexInfo> = v
+            .as_array()
+            .ok_or("_cat/indices did not answer a list")?
+            .iter()
+            .filter_map(|i| {
+                Some(IndexInfo {
+                    name: i["index"].as_str()?.to_string(),
+                    primaries: i["pri"].as_str().and_then(|p| p.parse().ok()).unwrap_or(1),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Top-level documents of `indices` (refreshed first), by `_count`,
+    /// which unlike `_cat/indices` does not count nested documents.
+    pub fn count_docs(&self, base: &str, indices: &[String]) -> Result<u64, String> {
+        self.send(
+            reqwest::Method::POST,
+            &format!("{base}/_refresh?expand_wildcards=all"),
+            None,
+        )?;
+        let mut total = 0;
+        for index in indices {
+            let url = format!("{base}/{}/_count", encode(index));
+            let v = self.get_json(&url)?;
+            total += v["count"]
+                .as_u64()
+                .ok_or_else(|| format!("GET {url}: no count"))?;
+        }
+        Ok(total)
+    }
+}
+
+/// Everything but unreserved characters is escaped in a path segment.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encodes an index name for a URL path segment.
+pub fn encode(name: &str) -> String {
+    percent_encoding::utf8_percent_encode(name, SEGMENT).to_string()
+}
+
+fn short(s: &str) -> &str {
+    let end = s.char_indices().nth(300).map_or(s.len(), |(i, _)| i);
+    &s[..end]
+}

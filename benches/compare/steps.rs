@@ -1,0 +1,706 @@
+//! The orchestrator: seeds one source, measures every dump row against it,
+//! then every restore row into a fresh target each time, then the memory
+//! flatness runs, and writes the report.
+//!
+//! A row that fails shows as FAILED with its reason; only a source that
+//! cannot be started or seeded stops the run. Every server is a
+//! [`Server`], killed when it goes out of scope; every child has a
+//! deadline scaled to the number of documents.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::measure::{self, Outcome};
+use crate::raw;
+use crate::report::{Row, Run, RunStatus};
+use crate::servers::{encode, Http, Server};
+use crate::Config;
+
+/// esark restore's defaults, used for the raw bulk bodies too.
+const BULK_BYTES: usize = 10 << 20;
+const BULK_DOCS: usize = 5000;
+
+pub struct Bench {
+    pub cfg: Config,
+    http: Http,
+    /// Scratch for this run (wiped at start).
+    dir: PathBuf,
+    logs: PathBuf,
+    /// Every index of the source, hidden ones included.
+    pub indices: Vec<String>,
+    /// Top-level documents in the source (`_count`).
+    pub expected: u64,
+    pub rows: Vec<Row>,
+    /// The memory-flatness rows at a tenth of the documents.
+    pub small_rows: Vec<Row>,
+    pub small_docs: u64,
+    pub notes: Vec<String>,
+    pub seed_secs: f64,
+    pub started: Instant,
+}
+
+pub fn run(cfg: Config) -> Result<(), String> {
+    let dir = cfg.work.join("run");
+    let _ = std::fs::remove_dir_all(&dir);
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
+    let mut b = Bench {
+        cfg,
+        http: Http::new(),
+        dir,
+        logs,
+        indices: Vec::new(),
+        expected: 0,
+        rows: Vec::new(),
+        small_rows: Vec::new(),
+        small_docs: 0,
+        notes: Vec::new(),
+        seed_secs: f64::NAN,
+        started: Instant::now(),
+    };
+    let versions = crate::results::versions(&b.cfg);
+    {
+        let source = Server::osmem(
+            &b.cfg.osmem,
+            "source osmem",
+            &b.logs.join("osmem-source.log"),
+        )?;
+        progress(&format!(
+            "source osmem at {}; seeding {} documents",
+            source.url, b.cfg.docs
+        ));
+        let t = Instant::now();
+        b.seed(&source.url, b.cfg.docs, "seed")?;
+        b.seed_secs = t.elapsed().as_secs_f64();
+        b.indices = b
+            .http
+            .indices(&source.url)?
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
+        b.expected = b.http.count_docs(&source.url, &b.indices)?;
+        progress(&format!(
+            "seeded in {:.1} s: {} documents in {:?}",
+            b.seed_secs, b.expected, b.indices
+        ));
+        if b.expected != b.cfg.docs {
+            b.notes.push(format!(
+                "The source holds {} documents, not the {} asked for.",
+                b.expected, b.cfg.docs
+            ));
+        }
+        b.dump_side(&source.url);
+    }
+    b.flatness();
+    b.restore_side();
+    crate::results::write(&b, &versions)
+}
+
+fn progress(msg: &str) {
+    eprintln!("[{}] {msg}", chrono::Local::now().format("%H:%M:%S"));
+}
+
+/// Recursive size of the files under `path`.
+fn dir_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn failed(why: String) -> Run {
+    Run {
+        m: measure::Measurement::default(),
+        verified: None,
+        status: RunStatus::Failed(why),
+    }
+}
+
+impl Bench {
+    /// A deadline of `base` seconds plus `per_doc_ms` per document.
+    fn budget(&self, base: u64, per_doc_ms: f64) -> Duration {
+        Duration::from_secs(base)
+            + Duration::from_secs_f64(self.cfg.docs as f64 * per_doc_ms / 1000.0)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        // esark writes its rejects file to the working directory.
+        cmd.current_dir(&self.dir);
+        cmd
+    }
+
+    fn own(&self, role: &str) -> Command {
+        let mut cmd = self.command(std::env::current_exe().expect("the current executable"));
+        cmd.arg(role);
+        cmd
+    }
+
+    fn elasticdump(&self) -> Command {
+        self.command(
+            self.cfg
+                .elasticdump
+                .join("node_modules/.bin/multielasticdump"),
+        )
+    }
+
+    /// Runs an unmeasured helper step; `Err` names its log.
+    fn helper(&self, name: &str, cmd: Command, timeout: Duration) -> Result<String, String> {
+        let log = self.logs.join(format!("{name}.log"));
+        let outcome = measure::run(cmd, timeout, &log);
+        keep_stdout(&log, &outcome);
+        outcome
+            .status
+            .map(|()| outcome.stdout)
+            .map_err(|e| format!("{name}: {e} (log: {})", log.display()))
+    }
+
+    fn seed(&self, url: &str, docs: u64, name: &str) -> Result<(), String> {
+        let mut cmd = self.command(&self.cfg.esark_seed);
+        cmd.args([
+            "--target",
+            url,
+            "--docs",
+            &docs.to_string(),
+            "--seed",
+            &self.cfg.seed.to_string(),
+        ]);
+        self.helper(name, cmd, self.budget(120, 6.0)).map(|_| ())
+    }
+
+    /// Runs one measured child and judges it: `check` returns the documents
+    /// it can find where they should be.
+    fn measured(
+        &self,
+        name: &str,
+        cmd: Command,
+        timeout: Duration,
+        expected: u64,
+        check: impl FnOnce(&Outcome) -> Result<u64, String>,
+    ) -> Run {
+        let log = self.logs.join(format!("{name}.log"));
+        let outcome = measure::run(cmd, timeout, &log);
+        keep_stdout(&log, &outcome);
+        let (status, verified) = match &outcome.status {
+            Err(e) => (
+                RunStatus::Failed(format!("{e} (log: {})", log.display())),
+                None,
+            ),
+            Ok(()) => match check(&outcome) {
+                Err(e) => (RunStatus::Failed(format!("cannot verify: {e}")), None),
+                Ok(v) if v == expected => (RunStatus::Ok, Some(v)),
+                Ok(v) => (
+                    RunStatus::Incomplete(format!("{v} of {expected} documents")),
+                    Some(v),
+                ),
+            },
+        };
+        let m = &outcome.measurement;
+        progress(&format!(
+            "{name}: {:.2} s, CPU {:.2} s, RSS {:.0} MiB, {} -> {:?}",
+            m.wall.as_secs_f64(),
+            m.cpu,
+            m.max_rss as f64 / 1048576.0,
+            verified.map_or("-".into(), |v| format!(
+                "{:.0} docs/s",
+                v as f64 / m.wall.as_secs_f64()
+            )),
+            status
+        ));
+        Run {
+            m: outcome.measurement,
+            verified,
+            status,
+        }
+    }
+
+    // ---- dump side ----------------------------------------------------
+
+    fn dump_side(&mut self, source: &str) {
+        let n = self.expected;
+        let mut raw = Row::new(
+            "dump.raw",
+            "dump",
+            "raw scroll (Rust, 2 workers, page 5000)",
+            n,
+        );
+        let mut esark = Row::new("dump.esark", "dump", "esark dump (zstd, defaults)", n);
+        let out = self.path("dump-esark");
+        for r in 1..=self.cfg.repeat {
+            raw.runs.push(self.raw_scroll(source, r));
+            esark
+                .runs
+                .push(self.esark_dump(source, &out, &format!("dump-esark-{r}"), n));
+        }
+        esark.data_bytes = Some(dir_size(&out));
+        let default = self.elasticdump_dump(source, false);
+        let big_int = self.elasticdump_dump(source, true);
+        self.rows.extend([raw, esark, default, big_int]);
+        self.big_int_note();
+    }
+
+    fn raw_scroll(&self, source: &str, r: usize) -> Run {
+        let mut cmd = self.own("raw-scroll");
+        cmd.args(["--source", source, "--workers", "2", "--page-size", "5000"]);
+        self.measured(
+            &format!("dump-raw-{r}"),
+            cmd,
+            self.budget(60, 2.0),
+            self.expected,
+            |o| json_u64(&o.stdout, "docs"),
+        )
+    }
+
+    fn esark_dump(&self, source: &str, out: &Path, name: &str, expected: u64) -> Run {
+        let _ = std::fs::remove_dir_all(out);
+        let mut cmd = self.command(&self.cfg.esark);
+        cmd.args(["dump", "--source", source, "--output"])
+            .arg(out)
+            .args(["--match", ".*", "--json", "-q"]);
+        self.measured(name, cmd, self.budget(60, 2.0), expected, |_| {
+            self.inspect(out, name)
+        })
+    }
+
+    /// Documents of an esark archive per its manifest, after `esark inspect`
+    /// checked every file's size and sha256.
+    fn inspect(&self, archive: &Path, name: &str) -> Result<u64, String> {
+        let mut cmd = self.command(&self.cfg.esark);
+        cmd.arg("inspect").arg(archive).arg("--json");
+        let out = self.helper(&format!("{name}-inspect"), cmd, self.budget(60, 0.5))?;
+        let v: Value =
+            serde_json::from_str(&out).map_err(|e| format!("esark inspect --json: {e}"))?;
+        if v["intact"] != Value::Bool(true) {
+            return Err("esark inspect: the archive is not intact".into());
+        }
+        Ok(v["manifest"]["indices"]
+            .as_array()
+            .ok_or("esark inspect: no manifest.indices")?
+            .iter()
+            .map(|i| i["docs"].as_u64().unwrap_or(0))
+            .sum())
+    }
+
+    fn elasticdump_dir(big_int: bool) -> &'static str {
+        if big_int {
+            "dump-elasticdump-bigint"
+        } else {
+            "dump-elasticdump"
+        }
+    }
+
+    fn elasticdump_dump(&self, source: &str, big_int: bool) -> Row {
+        let (key, tool) = if big_int {
+            (
+                "dump.elasticdump_bigint",
+                "multielasticdump --support-big-int",
+            )
+        } else {
+            ("dump.elasticdump", "multielasticdump (defaults)")
+        };
+        let mut row = Row::new(key, "dump", tool, self.expected);
+        let out = self.path(Self::elasticdump_dir(big_int));
+        let _ = std::fs::remove_dir_all(&out);
+        if let Err(e) = std::fs::create_dir_all(&out) {
+            row.runs.push(failed(format!("{}: {e}", out.display())));
+            return row;
+        }
+        let mut cmd = self.elasticdump();
+        cmd.args([
+            "--direction=dump",
+            "--match=.*",
+            &format!("--input={source}"),
+            &format!("--output={}", out.display()),
+            "--limit=5000",
+            "--parallel=2",
+            r#"--searchBody={"query":{"match_all":{}},"track_total_hits":true}"#,
+        ]);
+        if big_int {
+            cmd.arg("--support-big-int=true");
+        }
+        let name = if big_int {
+            "dump-elasticdump-bigint"
+        } else {
+            "dump-elasticdump"
+        };
+        row.runs.push(
+            self.measured(name, cmd, self.budget(120, 5.0), self.expected, |_| {
+                count_elasticdump_lines(&out)
+            }),
+        );
+        row.data_bytes = Some(dir_size(&out));
+        row
+    }
+
+    /// Says so when elasticdump's default dump rounded integers above 2^53
+    /// (the seed writes i64::MAX, which comes back as a double).
+    fn big_int_note(&mut self) {
+        let dir = self.path(Self::elasticdump_dir(false));
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        let mut rounded = 0;
+        for e in entries.flatten() {
+            if let Ok(text) = std::fs::read_to_string(e.path()) {
+                rounded += text.matches("9223372036854776000").count();
+            }
+        }
+        if rounded > 0 {
+            self.notes.push(format!(
+                "elasticdump's default dump parses documents as JS numbers: {rounded} values of 9223372036854775807 (i64::MAX) \
+                 in the source were written as 9223372036854776000, and other integers above 2^53 rounded. \
+                 The `--support-big-int` rows keep them."
+            ));
+        }
+    }
+
+    // ---- memory flatness ----------------------------------------------
+
+    fn flatness(&mut self) {
+        let small = (self.cfg.docs / 10).max(10);
+        self.small_docs = small;
+        let source = match Server::osmem(
+            &self.cfg.osmem,
+            "small source",
+            &self.logs.join("osmem-small.log"),
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                self.notes
+                    .push(format!("Memory flatness: no small source: {e}"));
+                return;
+            }
+        };
+        progress(&format!(
+            "small source at {}; seeding {small} documents",
+            source.url
+        ));
+        let expected = match self
+            .seed(&source.url, small, "seed-small")
+            .and_then(|()| self.http.count_docs(&source.url, &self.indices))
+        {
+            Ok(n) => n,
+            Err(e) => {
+                self.notes
+                    .push(format!("Memory flatness: seeding failed: {e}"));
+                return;
+            }
+        };
+        let out = self.path("dump-esark-small");
+        let mut dump = Row::new(
+            "small.dump",
+            "dump",
+            "esark dump (zstd, defaults)",
+            expected,
+        );
+        let mut restore = Row::new(
+            "small.null",
+            "restore",
+            "esark restore → null sink",
+            expected,
+        );
+        for r in 1..=self.cfg.repeat {
+            dump.runs.push(self.esark_dump(
+                &source.url,
+                &out,
+                &format!("small-dump-esark-{r}"),
+                expected,
+            ));
+        }
+        dump.data_bytes = Some(dir_size(&out));
+        drop(source);
+        let dumped = matches!(dump.runs.last().map(|r| &r.status), Some(RunStatus::Ok));
+        for r in 1..=self.cfg.repeat {
+            restore.runs.push(if dumped {
+                self.esark_restore_null(&out, &format!("small-restore-null-{r}"), expected)
+            } else {
+                failed("no complete small esark dump".into())
+            });
+        }
+        restore.data_bytes = Some(dir_size(&out));
+        self.small_rows = vec![dump, restore];
+    }
+
+    // ---- restore side -------------------------------------------------
+
+    fn restore_side(&mut self) {
+        let n = self.expected;
+        let archive = self.path("dump-esark");
+        let archive_ok = self
+            .rows
+            .iter()
+            .find(|r| r.key == "dump.esark")
+            .and_then(|r| r.runs.last())
+            .is_some_and(|r| matches!(r.status, RunStatus::Ok));
+        let bulk_dir = self.path("bulk");
+        let prepared = if archive_ok {
+            progress("building the raw _bulk bodies from the esark archive");
+            raw::prepare_bulk_bodies(&archive, &bulk_dir, BULK_BYTES, BULK_DOCS)
+        } else {
+            Err("no complete esark dump".into())
+        };
+        if let Ok(p) = &prepared {
+            self.notes.push(format!(
+                "Raw bulk bodies: {} requests, {} documents, {:.1} MiB, built with esark's BulkBuilder (10 MiB / 5000 documents per request) from the last esark dump.",
+                p.files, p.docs, p.bytes as f64 / 1048576.0
+            ));
+            if p.docs != n {
+                self.notes.push(format!(
+                    "The esark archive's data files hold {} lines, not {n}.",
+                    p.docs
+                ));
+            }
+        }
+        let mut raw = Row::new(
+            "restore.raw",
+            "restore",
+            "raw _bulk (Rust, 2 connections, ~10 MiB bodies) → osmem",
+            n,
+        );
+        let mut esark = Row::new(
+            "restore.esark",
+            "restore",
+            "esark restore (defaults) → osmem",
+            n,
+        );
+        let mut null = Row::new("restore.null", "restore", "esark restore → null sink", n);
+        for r in 1..=self.cfg.repeat {
+            raw.runs.push(match &prepared {
+                Ok(_) => self.raw_bulk(&archive, &bulk_dir, r),
+                Err(e) => failed(e.clone()),
+            });
+            let no_archive = || failed("no complete esark dump".into());
+            esark.runs.push(if archive_ok {
+                self.esark_restore(&archive, r)
+            } else {
+                no_archive()
+            });
+            null.runs.push(if archive_ok {
+                self.esark_restore_null(&archive, &format!("restore-null-{r}"), n)
+            } else {
+                no_archive()
+            });
+        }
+        raw.data_bytes = prepared.as_ref().ok().map(|p| p.bytes);
+        esark.data_bytes = Some(dir_size(&archive));
+        null.data_bytes = esark.data_bytes;
+        let default = self.elasticdump_load(false);
+        let big_int = self.elasticdump_load(true);
+        self.rows.extend([raw, esark, null, default, big_int]);
+    }
+
+    fn target(&self, name: &str) -> Result<Server, String> {
+        Server::osmem(
+            &self.cfg.osmem,
+            name,
+            &self.logs.join(format!("osmem-{name}.log")),
+        )
+    }
+
+    fn raw_bulk(&self, archive: &Path, bodies: &Path, r: usize) -> Run {
+        let name = format!("restore-raw-{r}");
+        let target = match self.target(&name) {
+            Ok(t) => t,
+            Err(e) => return failed(e),
+        };
+        // Untimed: the same indices (settings, mappings, aliases) and
+        // templates esark creates, with refresh off as esark does for a load.
+        let mut prep = self.command(&self.cfg.esark);
+        prep.args(["restore", "--input"]).arg(archive).args([
+            "--target",
+            &target.url,
+            "--no-data",
+            "-q",
+        ]);
+        if let Err(e) = self.helper(&format!("{name}-prepare"), prep, self.budget(60, 0.5)) {
+            return failed(e);
+        }
+        for index in &self.indices {
+            let url = format!("{}/{}/_settings", target.url, encode(index));
+            let body = r#"{"index":{"refresh_interval":"-1"}}"#.to_string();
+            if let Err(e) = self.http.send(reqwest::Method::PUT, &url, Some(body)) {
+                return failed(e);
+            }
+        }
+        let mut cmd = self.own("raw-bulk");
+        cmd.args(["--target", &target.url, "--connections", "2", "--dir"])
+            .arg(bodies);
+        self.measured(&name, cmd, self.budget(120, 6.0), self.expected, |o| {
+            let failed_items = json_u64(&o.stdout, "failed_items")?;
+            if failed_items > 0 {
+                progress(&format!("{name}: {failed_items} items failed"));
+            }
+            self.http.count_docs(&target.url, &self.indices)
+        })
+    }
+
+    fn esark_restore(&self, archive: &Path, r: usize) -> Run {
+        let name = format!("restore-esark-{r}");
+        let target = match self.target(&name) {
+            Ok(t) => t,
+            Err(e) => return failed(e),
+        };
+        let mut cmd = self.command(&self.cfg.esark);
+        cmd.args(["restore", "--input"]).arg(archive).args([
+            "--target",
+            &target.url,
+            "--json",
+            "-q",
+        ]);
+        self.measured(&name, cmd, self.budget(120, 6.0), self.expected, |_| {
+            self.http.count_docs(&target.url, &self.indices)
+        })
+    }
+
+    fn esark_restore_null(&self, archive: &Path, name: &str, expected: u64) -> Run {
+        let sink = match Server::null_sink(&self.logs.join(format!("{name}-sink.log"))) {
+            Ok(s) => s,
+            Err(e) => return failed(e),
+        };
+        let mut cmd = self.command(&self.cfg.esark);
+        cmd.args(["restore", "--input"])
+            .arg(archive)
+            .args(["--target", &sink.url, "--json", "-q"]);
+        self.measured(name, cmd, self.budget(60, 2.0), expected, |o| {
+            let stats = self
+                .http
+                .get_json(&format!("{}/_null_sink/stats", sink.url))?;
+            if stats["odd_bodies"].as_u64() != Some(0) {
+                return Err(format!("malformed bulk bodies: {stats}"));
+            }
+            let written = json_u64(&o.stdout, "written")?;
+            let received = stats["docs"].as_u64().unwrap_or(0);
+            if written != received {
+                return Err(format!(
+                    "esark reports {written} written, the sink received {received}"
+                ));
+            }
+            Ok(received)
+        })
+    }
+
+    fn elasticdump_load(&self, big_int: bool) -> Row {
+        let (key, tool, dump_key) = if big_int {
+            (
+                "restore.elasticdump_bigint",
+                "multielasticdump --support-big-int → osmem",
+                "dump.elasticdump_bigint",
+            )
+        } else {
+            (
+                "restore.elasticdump",
+                "multielasticdump (defaults) → osmem",
+                "dump.elasticdump",
+            )
+        };
+        let mut row = Row::new(key, "restore", tool, self.expected);
+        let input = self.path(Self::elasticdump_dir(big_int));
+        row.data_bytes = Some(dir_size(&input));
+        let dumped = self
+            .rows
+            .iter()
+            .find(|r| r.key == dump_key)
+            .and_then(|r| r.runs.last())
+            .is_some_and(|r| !matches!(r.status, RunStatus::Failed(_)));
+        if !dumped {
+            row.runs.push(failed("its dump failed".into()));
+            return row;
+        }
+        let name = if big_int {
+            "restore-elasticdump-bigint"
+        } else {
+            "restore-elasticdump"
+        };
+        let target = match self.target(name) {
+            Ok(t) => t,
+            Err(e) => {
+                row.runs.push(failed(e));
+                return row;
+            }
+        };
+        let mut cmd = self.elasticdump();
+        cmd.args([
+            "--direction=load",
+            &format!("--input={}", input.display()),
+            &format!("--output={}", target.url),
+            "--limit=5000",
+            "--parallel=2",
+        ]);
+        if big_int {
+            cmd.arg("--support-big-int=true");
+        }
+        row.runs.push(
+            self.measured(name, cmd, self.budget(120, 6.0), self.expected, |_| {
+                self.http.count_docs(&target.url, &self.indices)
+            }),
+        );
+        row
+    }
+}
+
+/// Appends a child's stdout to its log (the first 64 KiB).
+fn keep_stdout(log: &Path, outcome: &Outcome) {
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::File::options().append(true).create(true).open(log) {
+        let end = outcome
+            .stdout
+            .char_indices()
+            .nth(65536)
+            .map_or(outcome.stdout.len(), |(i, _)| i);
+        let _ = writeln!(f, "\n--- stdout ---\n{}", &outcome.stdout[..end]);
+    }
+}
+
+/// A number field of the JSON object a child printed.
+fn json_u64(stdout: &str, field: &str) -> Result<u64, String> {
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .ok_or("no JSON on stdout")?;
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("stdout: {e}"))?;
+    v[field]
+        .as_u64()
+        .ok_or_else(|| format!("no {field:?} in {line}"))
+}
+
+/// Lines of elasticdump's data files: `<index>.json`, not the
+/// `<index>.<mapping|settings|template|analyzer|alias|index>.json` ones.
+fn count_elasticdump_lines(dir: &Path) -> Result<u64, String> {
+    const META: [&str; 6] = [
+        "mapping", "settings", "template", "analyzer", "alias", "index",
+    ];
+    let mut total = 0;
+    for e in std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".json") else {
+            continue;
+        };
+        if META.iter().any(|m| stem.ends_with(&format!(".{m}"))) {
+            continue;
+        }
+        let bytes = std::fs::read(e.path()).map_err(|err| format!("{name}: {err}"))?;
+        total += bytes
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count() as u64;
+    }
+    Ok(total)
+}

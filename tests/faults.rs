@@ -1,0 +1,1273 @@
+//! Resilience: esark through a fault-injecting proxy (`util::faults`).
+//!
+//! Each test puts a [`FaultProxy`] with a small, seeded, bounded fault plan
+//! between esark and an osmem server, checks that every planned fault
+//! really fired (a fault that never fires proves nothing), and then checks
+//! the result against a run without faults:
+//!
+//! - dump: the archive holds the same documents as a clean dump of the same
+//!   source (same `_id`, `_routing`, `_source` bytes), each exactly once,
+//!   and `esark inspect` accepts it;
+//! - restore and copy: `esark verify` (talking to the target directly)
+//!   exits 0, and plain reads of the target show every document once with
+//!   its `_source` bytes.
+//!
+//! The interruption tests kill a running dump or restore (SIGKILL, or one
+//! SIGINT) once it has made progress and continue it with `--resume`.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::archive::{files_on_disk, Archive};
+use crate::util::check::{assert_same_docs, no_manifest};
+use crate::util::esark::{inspect, Esark, Output};
+use crate::util::faults::{Fault, FaultProxy, Route, Rule, When};
+use crate::util::fixture::{Fixture, Sent};
+use crate::util::restore_support::{
+    assert_same_stored, docs_of, json_report, report_index, target_cluster, verify_cmd, Stored,
+};
+use crate::util::server::TestCluster;
+
+/// Generated documents in `<p>-main` (plus the fixture's special ones):
+/// with `--page-size 100` and two slices, a dump makes about 25 page
+/// requests.
+const MAIN_DOCS: usize = 1500;
+
+/// Dump flags for many small pages and chunks.
+const SMALL_DUMP: &[&str] = &[
+    "--slices",
+    "2",
+    "--page-size",
+    "100",
+    "--compression",
+    "none",
+    "--file-size",
+    "64KiB",
+];
+
+// ---- helpers ----------------------------------------------------------------
+
+/// The URL esark gets for a proxy in front of `cluster`: the proxy's
+/// address with the cluster's credentials, if it has any (the proxy relays
+/// the Authorization header).
+fn proxied_url(proxy: &FaultProxy, cluster: &TestCluster) -> String {
+    let mut url = url::Url::parse(&proxy.url()).unwrap();
+    if let Some((user, password)) = cluster.credentials() {
+        url.set_username(user).unwrap();
+        url.set_password(Some(password)).unwrap();
+    }
+    url.as_str().trim_end_matches('/').to_string()
+}
+
+/// `esark dump --source <url> --output <out> --match <fixture> <SMALL_DUMP>`.
+fn dump_from(url: &str, out: &Path, f: &Fixture) -> Esark {
+    Esark::new()
+        .arg("dump")
+        .args(["--source", url])
+        .arg("--output")
+        .arg(out)
+        .args(["--match", &f.match_all()])
+        .args(SMALL_DUMP)
+}
+
+/// A dump of the fixture straight from the cluster, with the same flags:
+/// the reference a faulty dump is compared with. Also checks it against
+/// the documents the fixture sent.
+fn clean_dump(f: &Fixture, out: &Path) -> Sent {
+    dump_from(f.cluster.url(), out, f)
+        .args(f.cluster.tls_args())
+        .run()
+        .assert_success();
+    let archive = Archive::open(out);
+    assert_same_docs(&archive, &f.sent_to(&f.open_indices()));
+    archived(&archive)
+}
+
+/// The documents of an archive as (index, id) -> (routing, `_source`).
+fn archived(archive: &Archive) -> Sent {
+    archive
+        .all_docs()
+        .into_iter()
+        .map(|d| ((d.index, d.id), (d.routing, d.source)))
+        .collect()
+}
+
+/// Asserts a dump made under faults equals the clean one: same indices,
+/// every document exactly once with the same bytes, manifest counts right,
+/// no stray data file, and `esark inspect` exits 0.
+fn assert_dump_equals(out: &Path, clean: &Sent, clean_dir: &Path, what: &str) {
+    let archive = Archive::open(out);
+    let reference = Archive::open(clean_dir);
+    assert_eq!(
+        archive.index_names(),
+        reference.index_names(),
+        "{what}: dumped indices"
+    );
+    // Every document once, same routing and bytes, nothing else.
+    assert_same_docs(&archive, clean);
+    for name in archive.index_names() {
+        let docs = archive.docs(&name).len() as u64;
+        assert_eq!(
+            archive.index(&name)["docs"],
+            docs,
+            "{what}: manifest docs of {name}"
+        );
+        assert_eq!(
+            archive.index(&name)["docs"],
+            reference.index(&name)["docs"],
+            "{what}: docs of {name} vs the clean dump"
+        );
+    }
+    // A discarded (restarted) chunk must not stay behind in the folder.
+    let listed: Vec<String> = archive
+        .all_file_entries()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap().to_string())
+        .collect();
+    let stray: Vec<String> = files_on_disk(out)
+        .into_iter()
+        .filter(|p| p.contains("/data-") && !listed.contains(p))
+        .collect();
+    assert!(
+        stray.is_empty(),
+        "{what}: data files not in the manifest: {stray:?}"
+    );
+    let check = inspect(out);
+    assert!(check.success(), "{what}: inspect failed\n{check}");
+}
+
+/// The documents of every index of an archive, as [`docs_of`] should read
+/// them back from a target.
+fn archive_as_stored(archive: &Archive) -> BTreeMap<String, BTreeMap<String, Stored>> {
+    let mut out: BTreeMap<String, BTreeMap<String, Stored>> = BTreeMap::new();
+    for doc in archive.all_docs() {
+        let previous = out.entry(doc.index.clone()).or_default().insert(
+            doc.id.clone(),
+            Stored {
+                routing: doc.routing,
+                source: doc.source,
+            },
+        );
+        assert!(
+            previous.is_none(),
+            "{}/{} twice in the archive",
+            doc.index,
+            doc.id
+        );
+    }
+    out
+}
+
+/// Asserts the target holds exactly the archive's documents (read back
+/// with plain searches: each once, same bytes, `_count` right) and that
+/// `esark verify` against the target, not through a proxy, exits 0.
+fn assert_target_matches(archive_dir: &Path, target: &TestCluster, what: &str) {
+    let archive = Archive::open(archive_dir);
+    for (index, expected) in archive_as_stored(&archive) {
+        let actual = docs_of(target, &index);
+        assert_same_stored(&expected, &actual, &format!("{what}: {index}"));
+        assert_eq!(
+            target.count(&index),
+            expected.len() as u64,
+            "{what}: _count of {index}"
+        );
+    }
+    let verify = verify_cmd(archive_dir, target).run();
+    assert!(verify.success(), "{what}: verify failed\n{verify}");
+}
+
+/// Asserts a restore or copy `--json` report: status ok, and per index
+/// every archived document written, none rejected or failed.
+fn assert_report_complete(run: &Output, what: &str) {
+    let report = json_report(run);
+    assert_eq!(report["status"], "ok", "{what}: {report}");
+    for entry in report["indices"].as_array().unwrap() {
+        let name = entry["name"].as_str().unwrap();
+        let entry = report_index(&report, name);
+        assert_eq!(entry["written"], entry["archive_docs"], "{what}: {entry}");
+        assert_eq!(entry["rejected"], 0, "{what}: {entry}");
+        assert_eq!(entry["failed"], 0, "{what}: {entry}");
+    }
+}
+
+/// Panics with the run and the proxy log unless the run exited 0.
+fn assert_ok(run: &Output, proxy: &FaultProxy) {
+    assert!(
+        run.success(),
+        "expected exit 0\n{run}\n--- faults applied ---\n{}\n{}",
+        proxy.faults_log(),
+        proxy.log()
+    );
+}
+
+/// A clean (default zstd) archive of the fixture, for restores.
+fn restore_fixture(
+    test: &str,
+    main_docs: usize,
+    dump_flags: &[&str],
+) -> (Fixture, PathBuf, tempfile::TempDir) {
+    let f = Fixture::seed(test, main_docs);
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    Esark::new()
+        .arg("dump")
+        .args(f.cluster.source_args())
+        .arg("--output")
+        .arg(&archive)
+        .args(["--match", &f.match_all()])
+        .args(dump_flags)
+        .run()
+        .assert_success();
+    (f, archive, tmp)
+}
+
+/// `esark restore --input <archive> --target <proxy> --json` with many
+/// small bulks, two at a time.
+fn restore_via(archive: &Path, url: &str) -> Esark {
+    Esark::new()
+        .arg("restore")
+        .arg("--input")
+        .arg(archive)
+        .args(["--target", url])
+        .args(["--bulk-docs", "100", "--concurrency", "2", "--json"])
+}
+
+/// Runs a dump of a fixture through a proxy with `rules` and `--reader
+/// <reader>`, checks each rule in `must_fire` applied at least once and
+/// that the reader asked for was used, and compares with a clean dump.
+fn dump_under_faults(test: &str, reader: &str, rules: Vec<Rule>, must_fire: &[&str]) -> FaultProxy {
+    let f = Fixture::seed(test, MAIN_DOCS);
+    let tmp = tempfile::tempdir().unwrap();
+    let clean_dir = tmp.path().join("clean");
+    let clean = clean_dump(&f, &clean_dir);
+    let proxy = FaultProxy::start(f.cluster.base_url(), rules);
+    let out = tmp.path().join("faulty");
+    let run = dump_from(&proxied_url(&proxy, &f.cluster), &out, &f)
+        .args(["--reader", reader])
+        .run();
+    assert_ok(&run, &proxy);
+    for name in must_fire {
+        proxy.assert_fired(name, 1);
+    }
+    assert_reader(&proxy, reader);
+    eprintln!("{test}: faults applied:\n{}", proxy.faults_log());
+    assert_dump_equals(&out, &clean, &clean_dir, test);
+    proxy
+}
+
+/// Asserts the dump read with `reader` (`pit`: points in time opened and
+/// no scroll; `scroll`: the other way round; `auto`: either).
+fn assert_reader(proxy: &FaultProxy, reader: &str) {
+    let pits = proxy.requests_matching(&Route::pit_open());
+    let scrolls = proxy.requests_matching(&Route::scroll_next());
+    let ok = match reader {
+        "pit" => pits > 0 && scrolls == 0,
+        "scroll" => scrolls > 0 && pits == 0,
+        _ => pits + scrolls > 0,
+    };
+    assert!(
+        ok,
+        "--reader {reader}: {pits} points in time opened, {scrolls} scroll pages\n{}",
+        proxy.log()
+    );
+}
+
+/// Restores a clean archive of a fixture through a proxy with `rules`
+/// into a fresh target; checks the faults fired, the report, the target's
+/// documents and `verify`.
+fn restore_under_faults(test: &str, rules: Vec<Rule>, must_fire: &[&str]) -> Option<FaultProxy> {
+    let target = target_cluster(test)?;
+    let (_f, archive, _tmp) = restore_fixture(test, MAIN_DOCS, &[]);
+    let proxy = FaultProxy::start(target.base_url(), rules);
+    let run = restore_via(&archive, &proxied_url(&proxy, &target)).run();
+    assert_ok(&run, &proxy);
+    for name in must_fire {
+        proxy.assert_fired(name, 1);
+    }
+    assert_report_complete(&run, test);
+    assert_target_matches(&archive, &target, test);
+    Some(proxy)
+}
+
+// ---- the proxy itself -------------------------------------------------------
+
+/// Each fault kind does what it says, against a real osmem.
+#[test]
+fn fault_proxy_applies_each_fault_kind() {
+    let cluster = TestCluster::start("faults-proxy");
+    let index = cluster.name("p");
+    cluster.create_index(
+        &index,
+        &serde_json::json!({"settings": {"number_of_shards": 1, "number_of_replicas": 0}}),
+    );
+    let bulk_body = |ids: std::ops::Range<usize>| {
+        let mut b = crate::util::server::BulkBody::new();
+        for i in ids {
+            b.index(&index, &format!("d{i}"), None, &format!(r#"{{"i":{i}}}"#));
+        }
+        b.as_str().to_string()
+    };
+    let proxy = FaultProxy::start(
+        cluster.base_url(),
+        vec![
+            Rule::new(
+                "root-429",
+                Route::new("GET", "^/$"),
+                When::Nth(1),
+                Fault::Status(429),
+            ),
+            Rule::new(
+                "root-503",
+                Route::new("GET", "^/$"),
+                When::Nth(2),
+                Fault::Status(503),
+            ),
+            Rule::new(
+                "root-slow",
+                Route::new("GET", "^/$"),
+                When::Nth(3),
+                Fault::Slow(Duration::from_millis(300)),
+            ),
+            Rule::new(
+                "root-reset",
+                Route::new("GET", "^/$"),
+                When::Nth(4),
+                Fault::ResetBeforeForward,
+            ),
+            Rule::new(
+                "scroll-404",
+                Route::scroll_next(),
+                When::Nth(1),
+                Fault::ContextMissing,
+            ),
+            Rule::new(
+                "bulk-lost",
+                Route::bulk(),
+                When::Nth(1),
+                Fault::LoseResponse,
+            ),
+            Rule::new(
+                "bulk-items",
+                Route::bulk(),
+                When::Nth(2),
+                Fault::BulkItems429 { every_nth_item: 3 },
+            ),
+        ],
+    );
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let url = proxy.url();
+    let get_root = || client.get(format!("{url}/")).send();
+
+    let r = get_root().unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    let body: Value = r.json().unwrap();
+    assert_eq!(
+        body["error"]["type"], "es_rejected_execution_exception",
+        "{body}"
+    );
+    assert_eq!(body["status"], 429);
+    let r = get_root().unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let body: Value = r.json().unwrap();
+    assert_eq!(
+        body["error"]["type"], "unavailable_shards_exception",
+        "{body}"
+    );
+    let start = Instant::now();
+    let r = get_root().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(
+        start.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(get_root().is_err(), "a reset must fail the request");
+    assert_eq!(
+        get_root().unwrap().status().as_u16(),
+        200,
+        "fifth request relayed"
+    );
+
+    let r = client
+        .post(format!("{url}/_search/scroll"))
+        .header("content-type", "application/json")
+        .body(r#"{"scroll":"1m","scroll_id":"x"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let body: Value = r.json().unwrap();
+    assert_eq!(
+        body["error"]["root_cause"][0]["type"], "search_context_missing_exception",
+        "{body}"
+    );
+
+    // Lost response: the client sees an error, the server applied it.
+    let lost = client
+        .post(format!("{url}/_bulk?refresh=true"))
+        .header("content-type", "application/x-ndjson")
+        .body(bulk_body(0..4))
+        .send();
+    assert!(lost.is_err(), "a lost response must fail the request");
+    assert_eq!(cluster.count(&index), 4, "the lost bulk was applied");
+
+    // Items 3 and 6 of 7 answered 429, all 7 applied.
+    let r = client
+        .post(format!("{url}/_bulk?refresh=true"))
+        .header("content-type", "application/x-ndjson")
+        .body(bulk_body(10..17))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["errors"], true, "{body}");
+    let statuses: Vec<u64> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["index"]["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [201, 201, 429, 201, 201, 429, 201], "{body}");
+    assert_eq!(body["items"][2]["index"]["_id"], "d12", "{body}");
+    assert_eq!(
+        body["items"][2]["index"]["error"]["type"],
+        "es_rejected_execution_exception"
+    );
+    assert_eq!(proxy.items_rewritten(), 2);
+    assert_eq!(cluster.count(&index), 11);
+
+    for name in [
+        "root-429",
+        "root-503",
+        "root-slow",
+        "root-reset",
+        "scroll-404",
+        "bulk-lost",
+        "bulk-items",
+    ] {
+        assert_eq!(proxy.fired(name), 1, "{name}\n{}", proxy.log());
+    }
+    assert_eq!(proxy.requests(), 8, "{}", proxy.log());
+    assert_eq!(proxy.requests_matching(&Route::bulk()), 2);
+
+    // A seeded plan decides the same way every time, and stays bounded.
+    let pattern = |seed: u64| {
+        let p = FaultProxy::start(
+            cluster.base_url(),
+            vec![Rule::new(
+                "coin",
+                Route::new("GET", "^/$"),
+                When::Random {
+                    p: 0.5,
+                    seed,
+                    max: 4,
+                },
+                Fault::Status(503),
+            )],
+        );
+        let c = reqwest::blocking::Client::new();
+        (0..16)
+            .map(|_| {
+                c.get(format!("{}/", p.url()))
+                    .send()
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+            .collect::<Vec<_>>()
+    };
+    let first = pattern(7);
+    assert_eq!(first, pattern(7), "same seed, same faults");
+    let fired = first.iter().filter(|s| **s == 503).count();
+    assert!((1..=4).contains(&fired), "{first:?}");
+}
+
+// ---- dump through faults ------------------------------------------------------
+//
+// Each scenario runs twice: with point in time + search_after (`--reader
+// pit`, repeatable pages) and with scroll (`--reader scroll`, where a page
+// cannot be asked again and a lost page or an expired context restarts the
+// slice).
+
+/// Page requests answered 429 and 503 are retried; the archive is whole.
+fn pages_answered_429_and_503(test: &str, reader: &str) {
+    dump_under_faults(
+        test,
+        reader,
+        vec![
+            // Two in a row: the retry of a rejected page is rejected again.
+            Rule::new(
+                "page-429",
+                Route::pages(),
+                When::At(vec![3, 4]),
+                Fault::Status(429),
+            ),
+            Rule::new(
+                "page-503",
+                Route::pages(),
+                When::At(vec![9, 15]),
+                Fault::Status(503),
+            ),
+        ],
+        &["page-429", "page-503"],
+    );
+}
+
+#[test]
+fn dump_pit_retries_pages_answered_429_and_503() {
+    pages_answered_429_and_503("faults-dump-pit-status", "pit");
+}
+
+#[test]
+fn dump_scroll_retries_pages_answered_429_and_503() {
+    pages_answered_429_and_503("faults-dump-scroll-status", "scroll");
+}
+
+/// Connections reset before the request reached the server are retried.
+fn connection_resets_on_pages(test: &str, reader: &str) {
+    dump_under_faults(
+        test,
+        reader,
+        vec![Rule::new(
+            "page-reset",
+            Route::pages(),
+            When::At(vec![2, 6, 7, 12]),
+            Fault::ResetBeforeForward,
+        )],
+        &["page-reset"],
+    );
+}
+
+#[test]
+fn dump_pit_survives_connection_resets_on_pages() {
+    connection_resets_on_pages("faults-dump-pit-reset", "pit");
+}
+
+#[test]
+fn dump_scroll_survives_connection_resets_on_pages() {
+    connection_resets_on_pages("faults-dump-scroll-reset", "scroll");
+}
+
+/// Slow answers only slow the dump down.
+#[test]
+fn dump_with_slow_pages_is_complete() {
+    let proxy = dump_under_faults(
+        "faults-dump-slow",
+        "auto",
+        vec![Rule::new(
+            "page-slow",
+            Route::pages(),
+            When::Every { every: 2, max: 8 },
+            Fault::Slow(Duration::from_millis(300)),
+        )],
+        &["page-slow"],
+    );
+    assert_eq!(proxy.fired("page-slow"), 8, "{}", proxy.log());
+}
+
+/// A page the server served (a scroll advanced) whose answer was lost on
+/// the way: the page is asked again (PIT) or the slice read again (scroll),
+/// and no document is lost or archived twice.
+fn lost_page_responses(test: &str, reader: &str) {
+    dump_under_faults(
+        test,
+        reader,
+        vec![Rule::new(
+            "page-lost",
+            Route::next_pages(),
+            // The 13th falls in the middle of a slice of the 2-shard
+            // index, after its first 64 KiB chunk was written.
+            When::At(vec![3, 13]),
+            Fault::LoseResponse,
+        )],
+        &["page-lost"],
+    );
+}
+
+#[test]
+fn dump_pit_lost_page_response_keeps_each_document_once() {
+    lost_page_responses("faults-dump-pit-lost", "pit");
+}
+
+#[test]
+fn dump_scroll_lost_page_response_keeps_each_document_once() {
+    lost_page_responses("faults-dump-scroll-lost", "scroll");
+}
+
+/// An expired reading context (404 `search_context_missing_exception` on a
+/// scroll or PIT page) restarts the slice; the slice's chunks written so
+/// far are discarded, so every document is archived once.
+fn context_missing_on_pages(test: &str, reader: &str) {
+    dump_under_faults(
+        test,
+        reader,
+        vec![Rule::new(
+            "context-missing",
+            Route::next_pages(),
+            // The 14th falls in the middle of a slice of the 2-shard
+            // index, after its first 64 KiB chunk was written.
+            When::At(vec![4, 14]),
+            Fault::ContextMissing,
+        )],
+        &["context-missing"],
+    );
+}
+
+#[test]
+fn dump_pit_restarts_slice_when_context_is_missing() {
+    context_missing_on_pages("faults-dump-pit-context", "pit");
+}
+
+#[test]
+fn dump_scroll_restarts_slice_when_context_is_missing() {
+    context_missing_on_pages("faults-dump-scroll-context", "scroll");
+}
+
+/// Every kind at once, drawn from seeded coins, bounded.
+fn seeded_random_faults(test: &str, reader: &str) {
+    let names = [
+        "rand-429",
+        "rand-reset",
+        "rand-lost",
+        "rand-context",
+        "rand-slow",
+    ];
+    let proxy = dump_under_faults(
+        test,
+        reader,
+        vec![
+            Rule::new(
+                names[0],
+                Route::pages(),
+                When::Random {
+                    p: 0.1,
+                    seed: 1,
+                    max: 2,
+                },
+                Fault::Status(429),
+            ),
+            Rule::new(
+                names[1],
+                Route::pages(),
+                When::Random {
+                    p: 0.1,
+                    seed: 2,
+                    max: 2,
+                },
+                Fault::ResetBeforeForward,
+            ),
+            Rule::new(
+                names[2],
+                Route::next_pages(),
+                When::Random {
+                    p: 0.1,
+                    seed: 3,
+                    max: 1,
+                },
+                Fault::LoseResponse,
+            ),
+            Rule::new(
+                names[3],
+                Route::next_pages(),
+                When::Random {
+                    p: 0.05,
+                    seed: 4,
+                    max: 1,
+                },
+                Fault::ContextMissing,
+            ),
+            Rule::new(
+                names[4],
+                Route::pages(),
+                When::Random {
+                    p: 0.2,
+                    seed: 5,
+                    max: 5,
+                },
+                Fault::Slow(Duration::from_millis(100)),
+            ),
+        ],
+        &[],
+    );
+    let fired: usize = names.iter().map(|n| proxy.fired(n)).sum();
+    assert!(fired >= 3, "only {fired} faults fired\n{}", proxy.log());
+}
+
+#[test]
+fn dump_pit_under_seeded_random_faults_is_complete() {
+    seeded_random_faults("faults-dump-pit-random", "pit");
+}
+
+#[test]
+fn dump_scroll_under_seeded_random_faults_is_complete() {
+    seeded_random_faults("faults-dump-scroll-random", "scroll");
+}
+
+// ---- restore through faults ---------------------------------------------------
+
+/// Whole `_bulk` requests answered 429 and 503 are retried.
+#[test]
+fn restore_retries_bulk_answered_429_and_503() {
+    restore_under_faults(
+        "faults-restore-status",
+        vec![
+            Rule::new(
+                "bulk-429",
+                Route::bulk(),
+                When::At(vec![2, 3]),
+                Fault::Status(429),
+            ),
+            Rule::new(
+                "bulk-503",
+                Route::bulk(),
+                When::At(vec![6, 9]),
+                Fault::Status(503),
+            ),
+        ],
+        &["bulk-429", "bulk-503"],
+    );
+}
+
+/// Items answered 429 inside a 200 are retried alone (they were in fact
+/// applied: the retry overwrites them by id).
+#[test]
+fn restore_retries_bulk_items_answered_429() {
+    let Some(proxy) = restore_under_faults(
+        "faults-restore-items",
+        vec![Rule::new(
+            "items-429",
+            Route::bulk(),
+            When::Every { every: 2, max: 5 },
+            Fault::BulkItems429 { every_nth_item: 5 },
+        )],
+        &["items-429"],
+    ) else {
+        return;
+    };
+    assert!(proxy.items_rewritten() >= 20, "{}", proxy.log());
+}
+
+/// Connections reset before a bulk reached the server are retried.
+#[test]
+fn restore_survives_connection_resets_on_bulk() {
+    restore_under_faults(
+        "faults-restore-reset",
+        vec![Rule::new(
+            "bulk-reset",
+            Route::bulk(),
+            When::At(vec![2, 5, 6]),
+            Fault::ResetBeforeForward,
+        )],
+        &["bulk-reset"],
+    );
+}
+
+/// Slow bulk answers only slow the restore down.
+#[test]
+fn restore_with_slow_bulks_is_complete() {
+    restore_under_faults(
+        "faults-restore-slow",
+        vec![Rule::new(
+            "bulk-slow",
+            Route::bulk(),
+            When::Every { every: 3, max: 5 },
+            Fault::Slow(Duration::from_millis(400)),
+        )],
+        &["bulk-slow"],
+    );
+}
+
+/// A bulk the server applied whose answer was lost: the retry indexes the
+/// same ids again, nothing is duplicated or missing.
+#[test]
+fn restore_lost_bulk_response_is_idempotent() {
+    restore_under_faults(
+        "faults-restore-lost",
+        vec![Rule::new(
+            "bulk-lost",
+            Route::bulk(),
+            When::At(vec![2, 7]),
+            Fault::LoseResponse,
+        )],
+        &["bulk-lost"],
+    );
+}
+
+// ---- copy through faults --------------------------------------------------------
+
+/// `copy` reading through a faulty proxy: rejected, reset, lost and
+/// expired page requests.
+#[test]
+fn copy_from_faulty_source_is_complete() {
+    let Some(target) = target_cluster("faults-copy-source") else {
+        return;
+    };
+    let f = Fixture::seed("faults-copy-source", MAIN_DOCS);
+    let proxy = FaultProxy::start(
+        f.cluster.base_url(),
+        vec![
+            Rule::new("page-429", Route::pages(), When::Nth(2), Fault::Status(429)),
+            Rule::new(
+                "page-reset",
+                Route::pages(),
+                When::Nth(5),
+                Fault::ResetBeforeForward,
+            ),
+            Rule::new(
+                "page-lost",
+                Route::next_pages(),
+                When::Nth(3),
+                Fault::LoseResponse,
+            ),
+            Rule::new(
+                "context-missing",
+                Route::next_pages(),
+                When::Nth(8),
+                Fault::ContextMissing,
+            ),
+        ],
+    );
+    let run = Esark::new()
+        .arg("copy")
+        .args(["--source", &proxied_url(&proxy, &f.cluster)])
+        .args(["--target", target.url()])
+        .args(target.tls_args())
+        .args(["--match", &f.match_all()])
+        .args([
+            "--slices",
+            "2",
+            "--page-size",
+            "100",
+            "--bulk-docs",
+            "100",
+            "--json",
+        ])
+        .run();
+    assert_ok(&run, &proxy);
+    for name in ["page-429", "page-reset", "page-lost", "context-missing"] {
+        proxy.assert_fired(name, 1);
+    }
+    assert_report_complete(&run, "copy from a faulty source");
+    let tmp = tempfile::tempdir().unwrap();
+    let clean_dir = tmp.path().join("clean");
+    clean_dump(&f, &clean_dir);
+    assert_target_matches(&clean_dir, &target, "copy from a faulty source");
+}
+
+/// `copy` writing through a faulty proxy: whole bulks rejected, items
+/// rejected (seeded coin), lost answers.
+#[test]
+fn copy_to_faulty_target_is_complete() {
+    let Some(target) = target_cluster("faults-copy-target") else {
+        return;
+    };
+    let f = Fixture::seed("faults-copy-target", MAIN_DOCS);
+    let proxy = FaultProxy::start(
+        target.base_url(),
+        vec![
+            Rule::new("bulk-503", Route::bulk(), When::Nth(2), Fault::Status(503)),
+            Rule::new(
+                "bulk-lost",
+                Route::bulk(),
+                When::Nth(5),
+                Fault::LoseResponse,
+            ),
+            Rule::new(
+                "items-429",
+                Route::bulk(),
+                When::Random {
+                    p: 0.5,
+                    seed: 42,
+                    max: 3,
+                },
+                Fault::BulkItems429 { every_nth_item: 4 },
+            ),
+        ],
+    );
+    let run = Esark::new()
+        .arg("copy")
+        .args(f.cluster.source_args())
+        .args(["--target", &proxied_url(&proxy, &target)])
+        .args(["--match", &f.match_all()])
+        .args([
+            "--slices",
+            "2",
+            "--page-size",
+            "100",
+            "--bulk-docs",
+            "50",
+            "--json",
+        ])
+        .run();
+    assert_ok(&run, &proxy);
+    for name in ["bulk-503", "bulk-lost", "items-429"] {
+        proxy.assert_fired(name, 1);
+    }
+    assert!(proxy.items_rewritten() > 0, "{}", proxy.log());
+    assert_report_complete(&run, "copy to a faulty target");
+    let tmp = tempfile::tempdir().unwrap();
+    let clean_dir = tmp.path().join("clean");
+    clean_dump(&f, &clean_dir);
+    assert_target_matches(&clean_dir, &target, "copy to a faulty target");
+}
+
+// ---- interrupted runs and --resume -------------------------------------------
+
+/// An esark process in the background that a test can signal.
+struct Background {
+    child: Child,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    command: String,
+    started: Instant,
+    code: Option<Option<i32>>,
+}
+
+impl Background {
+    fn start(args: &[String]) -> Background {
+        let bin = env!("CARGO_BIN_EXE_esark");
+        let command = std::iter::once(bin.to_string())
+            .chain(args.iter().map(|a| crate::util::esark::redact(a)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut cmd = Command::new(bin);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("ESARK_") {
+                cmd.env_remove(&key);
+            }
+        }
+        cmd.env("NO_COLOR", "1");
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"));
+        let stdout = capture(child.stdout.take().unwrap());
+        let stderr = capture(child.stderr.take().unwrap());
+        Background {
+            child,
+            stdout,
+            stderr,
+            command,
+            started: Instant::now(),
+            code: None,
+        }
+    }
+
+    fn running(&mut self) -> bool {
+        if self.code.is_none() {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                self.code = Some(status.code());
+            }
+        }
+        self.code.is_none()
+    }
+
+    /// Waits until `ready` holds, polling; panics (with `what`) if the
+    /// process ends first or `timeout` passes.
+    fn wait_until(&mut self, what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if ready() {
+                return;
+            }
+            assert!(
+                self.running(),
+                "esark ended before {what}: {}\n--- stderr ---\n{}",
+                self.command,
+                text(&self.stderr)
+            );
+            assert!(
+                Instant::now() < deadline,
+                "no {what} within {timeout:?}: {}",
+                self.command
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no chance to clean up.
+    fn kill9(&mut self) {
+        assert!(self.running(), "esark already ended: {}", self.command);
+        self.child.kill().unwrap();
+    }
+
+    /// One SIGINT, as a Ctrl-C.
+    fn sigint(&mut self) {
+        assert!(self.running(), "esark already ended: {}", self.command);
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("run kill -INT");
+        assert!(status.success(), "kill -INT failed");
+    }
+
+    fn wait(mut self, timeout: Duration) -> Output {
+        while self.running() {
+            if self.started.elapsed() > timeout {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "esark did not finish within {timeout:?}: {}\n--- stderr ---\n{}",
+                    self.command,
+                    text(&self.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while (Arc::strong_count(&self.stdout) > 1 || Arc::strong_count(&self.stderr) > 1)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Output {
+            code: self.code.unwrap(),
+            stdout: text(&self.stdout),
+            stderr: text(&self.stderr),
+            command: self.command.clone(),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if self.code.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn capture(mut from: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let out = buf.clone();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match from.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.lock().unwrap().extend_from_slice(&chunk[..n]),
+            }
+        }
+        drop(out);
+    });
+    buf
+}
+
+fn text(buf: &Arc<Mutex<Vec<u8>>>) -> String {
+    String::from_utf8_lossy(&buf.lock().unwrap()).into_owned()
+}
+
+/// Data chunk files under `dir` so far (finished or not).
+fn data_files(dir: &Path) -> usize {
+    files_on_disk(dir)
+        .iter()
+        .filter(|p| p.rsplit('/').next().unwrap_or("").starts_with("data-"))
+        .count()
+}
+
+/// `esark dump <url> --output <out> ...` as arguments for [`Background`]:
+/// one index at a time, pages of 100, 64 KiB uncompressed chunks.
+fn dump_args(url: &str, out: &Path, f: &Fixture) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "dump".into(),
+        "--source".into(),
+        url.into(),
+        "--output".into(),
+        out.to_string_lossy().into_owned(),
+        "--match".into(),
+        f.match_all(),
+        "--parallel".into(),
+        "1".into(),
+    ];
+    args.extend(SMALL_DUMP.iter().map(|s| s.to_string()));
+    args
+}
+
+/// `esark dump --source <url> --output <out> --resume`: continues an
+/// interrupted dump with the options it recorded.
+fn resume_dump(url: &str, out: &Path) -> Output {
+    Esark::new()
+        .arg("dump")
+        .args(["--source", url])
+        .arg("--output")
+        .arg(out)
+        .arg("--resume")
+        .run()
+}
+
+/// Every page slowed down, so that a dump of the fixture takes a few
+/// seconds and can be interrupted in the middle.
+fn slow_pages(ms: u64) -> Vec<Rule> {
+    vec![Rule::new(
+        "slow",
+        Route::pages(),
+        When::Every {
+            every: 1,
+            max: 10_000,
+        },
+        Fault::Slow(Duration::from_millis(ms)),
+    )]
+}
+
+/// A dump killed with SIGKILL in the middle continues with `--resume` into
+/// an archive equal to an uninterrupted dump.
+fn killed_dump_resumes(test: &str, reader: &str) {
+    let f = Fixture::seed(test, MAIN_DOCS);
+    let tmp = tempfile::tempdir().unwrap();
+    let clean_dir = tmp.path().join("clean");
+    let clean = clean_dump(&f, &clean_dir);
+    let proxy = FaultProxy::start(f.cluster.base_url(), slow_pages(250));
+    let url = proxied_url(&proxy, &f.cluster);
+    let out = tmp.path().join("killed");
+    let mut args = dump_args(&url, &out, &f);
+    args.extend(["--reader".to_string(), reader.to_string()]);
+    let mut run = Background::start(&args);
+    run.wait_until(
+        "two data chunks and eight pages",
+        Duration::from_secs(45),
+        || data_files(&out) >= 2 && proxy.requests_matching(&Route::pages()) >= 8,
+    );
+    run.kill9();
+    let killed = run.wait(Duration::from_secs(10));
+    assert_eq!(killed.code, None, "killed by a signal\n{killed}");
+    assert!(no_manifest(&out), "a killed dump has no manifest");
+    let pages_before = proxy.requests_matching(&Route::pages());
+
+    proxy.set_rules(vec![]);
+    let resumed = resume_dump(&url, &out);
+    assert_ok(&resumed, &proxy);
+    assert_reader(&proxy, reader);
+    let pages_after = proxy.requests_matching(&Route::pages()) - pages_before;
+    eprintln!("{test}: {pages_before} page requests before the kill, {pages_after} after");
+    assert_dump_equals(
+        &out,
+        &clean,
+        &clean_dir,
+        &format!("{test}: resumed after SIGKILL"),
+    );
+}
+
+#[test]
+fn dump_pit_killed_with_sigkill_resumes() {
+    killed_dump_resumes("faults-dump-pit-kill", "pit");
+}
+
+#[test]
+fn dump_scroll_killed_with_sigkill_resumes() {
+    killed_dump_resumes("faults-dump-scroll-kill", "scroll");
+}
+
+/// One SIGINT stops a dump with a checkpoint and a non-zero exit that
+/// mentions `--resume`, leaves no manifest, and `--resume` completes it.
+#[test]
+fn dump_interrupted_by_sigint_resumes() {
+    let f = Fixture::seed("faults-dump-sigint", MAIN_DOCS);
+    let tmp = tempfile::tempdir().unwrap();
+    let clean_dir = tmp.path().join("clean");
+    let clean = clean_dump(&f, &clean_dir);
+    let proxy = FaultProxy::start(f.cluster.base_url(), slow_pages(250));
+    let url = proxied_url(&proxy, &f.cluster);
+    let out = tmp.path().join("interrupted");
+    let mut run = Background::start(&dump_args(&url, &out, &f));
+    run.wait_until(
+        "a data chunk and six pages",
+        Duration::from_secs(45),
+        || data_files(&out) >= 1 && proxy.requests_matching(&Route::pages()) >= 6,
+    );
+    run.sigint();
+    let stopped = run.wait(Duration::from_secs(30));
+    assert!(
+        stopped.code.is_some() && stopped.code != Some(0),
+        "SIGINT: expected a non-zero exit code\n{stopped}"
+    );
+    assert!(
+        stopped.stderr.contains("--resume"),
+        "SIGINT: stderr should say how to continue (--resume)\n{stopped}"
+    );
+    assert!(
+        no_manifest(&out),
+        "an interrupted dump has no manifest\n{stopped}"
+    );
+
+    proxy.set_rules(vec![]);
+    let resumed = resume_dump(&url, &out);
+    assert_ok(&resumed, &proxy);
+    assert_dump_equals(&out, &clean, &clean_dir, "dump resumed after SIGINT");
+}
+
+/// A restore killed with SIGKILL in the middle continues with `--resume`
+/// (skipping acknowledged chunks); the target then verifies.
+#[test]
+fn restore_killed_with_sigkill_resumes() {
+    let Some(target) = target_cluster("faults-restore-kill") else {
+        return;
+    };
+    // Small chunks, so that some are acknowledged before the kill.
+    let (_f, archive, _tmp) = restore_fixture(
+        "faults-restore-kill",
+        MAIN_DOCS,
+        &[
+            "--compression",
+            "zstd",
+            "--file-size",
+            "16KiB",
+            "--page-size",
+            "100",
+        ],
+    );
+    let proxy = FaultProxy::start(
+        target.base_url(),
+        vec![Rule::new(
+            "slow",
+            Route::bulk(),
+            When::Every {
+                every: 1,
+                max: 10_000,
+            },
+            Fault::Slow(Duration::from_millis(150)),
+        )],
+    );
+    let url = proxied_url(&proxy, &target);
+    let mut args: Vec<String> = vec![
+        "restore".into(),
+        "--input".into(),
+        archive.to_string_lossy().into_owned(),
+        "--target".into(),
+        url.clone(),
+        "--bulk-docs".into(),
+        "50".into(),
+        "--concurrency".into(),
+        "1".into(),
+    ];
+    let state = archive.join("restore.state.json");
+    let mut run = Background::start(&args);
+    run.wait_until(
+        "the restore state and ten bulks",
+        Duration::from_secs(45),
+        || state.exists() && proxy.requests_matching(&Route::bulk()) >= 10,
+    );
+    run.kill9();
+    let killed = run.wait(Duration::from_secs(10));
+    assert_eq!(killed.code, None, "killed by a signal\n{killed}");
+    let bulks_before = proxy.requests_matching(&Route::bulk());
+
+    proxy.set_rules(vec![]);
+    args.extend(["--resume".to_string(), "--json".to_string()]);
+    let resumed = Esark::new().args(&args).run();
+    assert_ok(&resumed, &proxy);
+    let bulks_resumed = proxy.requests_matching(&Route::bulk()) - bulks_before;
+    eprintln!("restore_killed_with_sigkill_resumes: {bulks_before} bulks before the kill, {bulks_resumed} after");
+    assert_target_matches(&archive, &target, "restore resumed after SIGKILL");
+}
