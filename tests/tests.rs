@@ -23,3 +23,5 @@ mod verify;
 mod copy;
 // Resilience: dump, restore and copy through a fault-injecting proxy; kill and --resume.
 mod faults;
+// TLS certificate failures and a full disk.
+mod hostile;

@@ -25,3 +25,4 @@ pub mod osmem;
 pub mod proxy;
 pub mod restore_support;
 pub mod server;
+pub mod tls;
