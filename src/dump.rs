@@ -98,6 +98,8 @@ pub struct DumpConfig {
     /// Continue the interrupted dump in `output`.
     pub resume: bool,
     pub reader: ReaderKind,
+    /// Only documents matching this query (raw JSON of a query object).
+    pub query: Option<Arc<str>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +153,10 @@ impl DumpConfig {
                 .exclude
                 .as_ref()
                 .map(|r| r.as_str().to_string()),
+            query: self
+                .query
+                .as_deref()
+                .and_then(|q| serde_json::from_str(q).ok()),
         }
     }
 
@@ -181,6 +187,7 @@ impl DumpConfig {
             page_size: o.page_size,
             file_size: o.file_size,
             reader: checkpoint.reader,
+            query: o.query.as_ref().map(|q| Arc::from(q.to_string())),
             ..self.clone()
         })
     }
@@ -402,9 +409,15 @@ async fn dump_index(
     earlier: Option<IndexCheckpoint>,
     cancel: watch::Receiver<bool>,
 ) -> Result<IndexEntry, String> {
-    let (meta, expected) = read_index_metadata(cluster, name)
+    let (meta, mut expected) = read_index_metadata(cluster, name)
         .await
         .map_err(|e| e.to_string())?;
+    if let Some(query) = config.query.as_deref() {
+        expected = RetryPolicy::default()
+            .run(|| cluster.count(name, Some(query)), is_retryable)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     // A resumed index keeps the slice count its chunk names were made with.
     let slices = match &earlier {
         Some(e) if e.slice_count > 0 => e.slice_count,
@@ -455,6 +468,7 @@ async fn dump_index(
         level: config.level,
         file_size: config.file_size,
         reader: config.reader,
+        query: config.query.clone(),
     };
     let (data, docs) = match dump_data(
         cluster.clone(),
@@ -526,7 +540,9 @@ pub async fn read_index_metadata(
     let aliases = retry
         .run(|| cluster.index_aliases(name), is_retryable)
         .await?;
-    let expected = retry.run(|| cluster.count(name), is_retryable).await?;
+    let expected = retry
+        .run(|| cluster.count(name, None), is_retryable)
+        .await?;
     strip_generated(&mut settings);
     Ok((
         IndexMetadata {

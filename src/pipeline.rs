@@ -56,6 +56,8 @@ pub struct DataJob {
     pub level: i32,
     pub file_size: u64,
     pub reader: ReaderKind,
+    /// Only documents matching this query (raw JSON).
+    pub query: Option<Arc<str>>,
 }
 
 /// Records a slice's progress in the checkpoint.
@@ -125,7 +127,8 @@ pub async fn dump_data(
             job.page_size,
             job.reader,
             None,
-        );
+        )
+        .with_query(job.query.clone());
         let (reader, writer, position) = match state.position.clone() {
             Some(position) if reader.is_pit() => {
                 progress.inc(state.docs());
@@ -139,7 +142,8 @@ pub async fn dump_data(
                     job.page_size,
                     job.reader,
                     Some(position.clone()),
-                );
+                )
+                .with_query(job.query.clone());
                 (reader, writer.resume(state.chunks), Some(position))
             }
             _ => {

@@ -50,6 +50,10 @@ pub struct DumpOptions {
     #[serde(rename = "match")]
     pub match_: Option<String>,
     pub exclude: Option<String>,
+    /// The query a partial dump was made with (`--query`); absent for a
+    /// whole dump. Optional, so archives without it read the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<serde_json::Value>,
 }
 
 /// One dumped index.

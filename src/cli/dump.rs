@@ -61,6 +61,10 @@ pub struct DumpArgs {
     /// cluster has it (repeatable pages, resumable), else scroll.
     #[arg(long, value_enum, default_value = "auto")]
     pub reader: ReaderKind,
+    /// Dump only the documents matching a query: JSON (a search body with
+    /// "query", as elasticdump's --searchBody, or a bare query), or @FILE.
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub query: Option<String>,
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
@@ -94,7 +98,28 @@ impl DumpArgs {
             overwrite: self.overwrite,
             resume: self.resume,
             reader: self.reader,
+            query: self.query.as_deref().map(parse_query).transpose()?,
         })
+    }
+}
+
+/// A `--query` value: JSON or `@FILE`, a search body holding `"query"` or
+/// a bare query object. Returns the raw JSON of the query object, as given
+/// (numbers keep their text).
+pub(crate) fn parse_query(arg: &str) -> Result<std::sync::Arc<str>, CliError> {
+    let text = match arg.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| {
+            CliError::usage(anyhow::anyhow!("cannot read --query file {path}: {e}"))
+        })?,
+        None => arg.to_string(),
+    };
+    let bad = |why: String| CliError::usage(anyhow::anyhow!("invalid --query: {why}"));
+    let map: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not a JSON object: {e}")))?;
+    match map.get("query") {
+        Some(q) if q.get().trim_start().starts_with('{') => Ok(std::sync::Arc::from(q.get())),
+        Some(_) => Err(bad("\"query\" is not an object".into())),
+        None => Ok(std::sync::Arc::from(text.trim())),
     }
 }
 

@@ -34,10 +34,16 @@ impl Cluster {
         self.index_section(index, "_alias", "aliases").await
     }
 
-    /// `GET /{index}/_count`.
-    pub async fn count(&self, index: &str) -> Result<u64, ClusterError> {
+    /// `GET /{index}/_count`, or `POST` with `query` (raw JSON).
+    pub async fn count(&self, index: &str, query: Option<&str>) -> Result<u64, ClusterError> {
         let path = format!("{}/_count", encode_segment(index));
-        let v: Value = self.call_json(Method::Get, &path, None).await?;
+        let v: Value = match query {
+            None => self.call_json(Method::Get, &path, None).await?,
+            Some(q) => {
+                let body = bytes::Bytes::from(format!("{{\"query\":{q}}}"));
+                self.call_json(Method::Post, &path, Some(body)).await?
+            }
+        };
         v.get("count")
             .and_then(Value::as_u64)
             .ok_or_else(|| self.bad_response(Method::Get, &path, "no \"count\"".into()))

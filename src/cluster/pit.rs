@@ -63,6 +63,7 @@ impl Cluster {
         page_size: usize,
         slice: Option<Slice>,
         search_after: Option<&str>,
+        query: Option<&str>,
     ) -> Result<Bytes, ClusterError> {
         let mut body = json!({
             "size": page_size,
@@ -73,7 +74,7 @@ impl Cluster {
         if let Some(s) = slice.filter(|s| s.max > 1) {
             body["slice"] = json!({ "id": s.id, "max": s.max });
         }
-        let mut text = body.to_string();
+        let mut text = super::scroll::with_query(body, query);
         if let Some(after) = search_after {
             // Spliced as raw JSON: sort values may be integers beyond 2^53.
             text.pop();

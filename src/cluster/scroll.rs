@@ -17,6 +17,19 @@ pub struct Slice {
     pub max: u32,
 }
 
+/// Serializes a search body, splicing in a query given as raw JSON (it may
+/// hold numbers a `Value` would round).
+pub(crate) fn with_query(body: serde_json::Value, query: Option<&str>) -> String {
+    let mut text = body.to_string();
+    if let Some(q) = query {
+        text.pop();
+        text.push_str(",\"query\":");
+        text.push_str(q);
+        text.push('}');
+    }
+    text
+}
+
 impl Cluster {
     /// Opens a scroll over `index` sorted by `_doc` (the cheapest order) and
     /// returns the first page.
@@ -26,6 +39,7 @@ impl Cluster {
         keep_alive: &str,
         page_size: usize,
         slice: Option<Slice>,
+        query: Option<&str>,
     ) -> Result<Bytes, ClusterError> {
         let path = format!(
             "{}/_search?scroll={keep_alive}&size={page_size}",
@@ -35,7 +49,8 @@ impl Cluster {
         if let Some(s) = slice.filter(|s| s.max > 1) {
             body["slice"] = json!({ "id": s.id, "max": s.max });
         }
-        self.call(Method::Post, &path, Some(Bytes::from(body.to_string())))
+        let body = with_query(body, query);
+        self.call(Method::Post, &path, Some(Bytes::from(body)))
             .await
     }
 

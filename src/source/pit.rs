@@ -31,6 +31,7 @@ pub struct PitReader {
     skip: u64,
     pages: u64,
     finished: bool,
+    query: Option<Arc<str>>,
 }
 
 impl PitReader {
@@ -53,7 +54,14 @@ impl PitReader {
             skip: resume.skip,
             pages: 0,
             finished: false,
+            query: None,
         }
+    }
+
+    /// Reads only the documents matching `query` (raw JSON).
+    pub fn with_query(mut self, query: Option<Arc<str>>) -> Self {
+        self.query = query;
+        self
     }
 
     /// Pages returned so far.
@@ -91,6 +99,7 @@ impl PitReader {
                 self.page_size,
                 Some(self.slice),
                 self.cursor.as_deref(),
+                self.query.as_deref(),
             )
             .await?;
         let decoded = encode_page(&self.index, &body)?;

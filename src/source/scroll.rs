@@ -20,6 +20,7 @@ pub struct ScrollReader {
     page_size: usize,
     scroll_id: Option<String>,
     finished: bool,
+    query: Option<std::sync::Arc<str>>,
 }
 
 impl ScrollReader {
@@ -31,7 +32,14 @@ impl ScrollReader {
             page_size,
             scroll_id: None,
             finished: false,
+            query: None,
         }
+    }
+
+    /// Reads only the documents matching `query` (raw JSON).
+    pub fn with_query(mut self, query: Option<std::sync::Arc<str>>) -> Self {
+        self.query = query;
+        self
     }
 
     /// Whether the scroll is open: from then on a failed request may have
@@ -53,6 +61,7 @@ impl ScrollReader {
                         DEFAULT_KEEP_ALIVE,
                         self.page_size,
                         Some(self.slice),
+                        self.query.as_deref(),
                     )
                     .await?
             }

@@ -117,6 +117,7 @@ pub struct SliceReader {
     page_size: usize,
     inner: Inner,
     policy: RetryPolicy,
+    query: Option<Arc<str>>,
 }
 
 impl SliceReader {
@@ -156,7 +157,18 @@ impl SliceReader {
             page_size,
             inner,
             policy: RetryPolicy::default(),
+            query: None,
         }
+    }
+
+    /// Reads only the documents matching `query` (raw JSON).
+    pub fn with_query(mut self, query: Option<Arc<str>>) -> SliceReader {
+        self.inner = match self.inner {
+            Inner::Pit(r) => Inner::Pit(r.with_query(query.clone())),
+            Inner::Scroll(r) => Inner::Scroll(r.with_query(query.clone())),
+        };
+        self.query = query;
+        self
     }
 
     /// Uses `policy` for in-place retries.
@@ -248,20 +260,26 @@ impl SliceReader {
                     self.close().await;
                     let keep_pit = pit && !fall_back;
                     self.inner = if keep_pit {
-                        Inner::Pit(PitReader::new(
-                            self.cluster.clone(),
-                            &self.index,
-                            self.slice,
-                            self.page_size,
-                            None,
-                        ))
+                        Inner::Pit(
+                            PitReader::new(
+                                self.cluster.clone(),
+                                &self.index,
+                                self.slice,
+                                self.page_size,
+                                None,
+                            )
+                            .with_query(self.query.clone()),
+                        )
                     } else {
-                        Inner::Scroll(ScrollReader::new(
-                            self.cluster.clone(),
-                            &self.index,
-                            self.slice,
-                            self.page_size,
-                        ))
+                        Inner::Scroll(
+                            ScrollReader::new(
+                                self.cluster.clone(),
+                                &self.index,
+                                self.slice,
+                                self.page_size,
+                            )
+                            .with_query(self.query.clone()),
+                        )
                     };
                     restarts += u32::from(!fall_back || sent);
                     attempt = 1;
