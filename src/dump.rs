@@ -20,6 +20,7 @@ use crate::archive::metadata::strip_generated;
 use crate::archive::naming::folder_name;
 use crate::archive::writer::ArchiveWriter;
 use crate::archive::{ArchiveError, CURRENT_VERSION, FORMAT_NAME};
+use crate::cluster::extras::{ExtraKind, Offered};
 use crate::cluster::{Cluster, ClusterConfig, ClusterError};
 use crate::pipeline::{dump_data, DataJob, PipelineError};
 use crate::progress::Progress;
@@ -100,6 +101,8 @@ pub struct DumpConfig {
     pub reader: ReaderKind,
     /// Only documents matching this query (raw JSON of a query object).
     pub query: Option<Arc<str>>,
+    /// Also dump persistent cluster settings.
+    pub include_cluster_settings: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -248,7 +251,16 @@ pub async fn run(
         progress.println("warning: no open index matched; the archive holds cluster metadata only");
     }
 
-    let cluster_files = dump_templates(&cluster, &archive, progress).await?;
+    let mut cluster_files = dump_templates(&cluster, &archive, progress).await?;
+    cluster_files.extend(
+        dump_extras(
+            &cluster,
+            &archive,
+            config.include_cluster_settings,
+            progress,
+        )
+        .await?,
+    );
 
     let results: Vec<(String, Result<IndexEntry, String>)> = stream::iter(selected)
         .map(|name| {
@@ -355,6 +367,63 @@ async fn open_checkpoint(
         )));
     }
     Ok(checkpoint)
+}
+
+/// The file and manifest kind of each kind of cluster metadata.
+pub fn extra_file(kind: ExtraKind) -> (&'static str, FileKind) {
+    match kind {
+        ExtraKind::IlmPolicies => ("cluster/ilm_policies.json", FileKind::IlmPolicies),
+        ExtraKind::IsmPolicies => ("cluster/ism_policies.json", FileKind::IsmPolicies),
+        ExtraKind::IngestPipelines => ("cluster/ingest_pipelines.json", FileKind::IngestPipelines),
+        ExtraKind::StoredScripts => ("cluster/stored_scripts.json", FileKind::StoredScripts),
+        ExtraKind::DataStreams => ("cluster/data_streams.json", FileKind::DataStreams),
+        ExtraKind::ClusterSettings => ("cluster/cluster_settings.json", FileKind::ClusterSettings),
+    }
+}
+
+/// The kind of cluster metadata a manifest file holds, if it is one.
+pub fn extra_kind(kind: FileKind) -> Option<ExtraKind> {
+    [
+        ExtraKind::IlmPolicies,
+        ExtraKind::IsmPolicies,
+        ExtraKind::IngestPipelines,
+        ExtraKind::StoredScripts,
+        ExtraKind::DataStreams,
+        ExtraKind::ClusterSettings,
+    ]
+    .into_iter()
+    .find(|k| extra_file(*k).1 == kind)
+}
+
+/// Writes lifecycle policies, ingest pipelines, stored scripts, data
+/// streams (and with `cluster_settings`, persistent cluster settings), each
+/// kind to its own file. A kind the cluster does not offer is a warning
+/// naming it, not a failure.
+async fn dump_extras(
+    cluster: &Cluster,
+    archive: &ArchiveWriter,
+    cluster_settings: bool,
+    progress: &Progress,
+) -> Result<Vec<FileEntry>, DumpError> {
+    let mut kinds = ExtraKind::for_flavor(cluster.flavor()).to_vec();
+    if cluster_settings {
+        kinds.push(ExtraKind::ClusterSettings);
+    }
+    let retry = RetryPolicy::default();
+    let mut files = Vec::new();
+    for kind in kinds {
+        match retry.run(|| cluster.read_extra(kind), is_retryable).await? {
+            Offered::Yes(items) => {
+                let (path, file_kind) = extra_file(kind);
+                files.push(archive.write_json(path, file_kind, &items).await?);
+            }
+            Offered::No(reason) => progress.println(&format!(
+                "warning: {} skipped: the cluster does not offer them ({reason})",
+                kind.describe()
+            )),
+        }
+    }
+    Ok(files)
 }
 
 /// Writes the three kinds of templates, each to its own file.

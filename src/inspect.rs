@@ -6,7 +6,7 @@ use std::path::Path;
 use futures::stream::{self, StreamExt};
 
 use crate::archive::manifest::Manifest;
-use crate::archive::reader::{self, v1::FileCheck, Archive};
+use crate::archive::reader::{self, Archive, FileCheck};
 use crate::archive::ArchiveError;
 
 /// Files checked at the same time: hashing is CPU-bound, reading is I/O.
@@ -39,12 +39,12 @@ pub async fn run(root: &Path) -> Result<InspectReport, ArchiveError> {
 
 /// Checks every file; returns how many were checked and the failures.
 pub async fn check_all(archive: &Archive) -> (usize, Vec<(String, FileCheck)>) {
-    let Archive::V1(v1) = archive;
+    let reader = archive.reader();
     let files: Vec<_> = archive.manifest().files().cloned().collect();
     let checked = files.len();
     let mut problems: Vec<(String, FileCheck)> = stream::iter(files)
         .map(|f| async move {
-            let check = v1.check_file(&f).await;
+            let check = reader.check_file(&f).await;
             (f.path, check)
         })
         .buffer_unordered(CHECK_CONCURRENCY)

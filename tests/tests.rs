@@ -25,3 +25,5 @@ mod copy;
 mod faults;
 // TLS certificate failures and a full disk.
 mod hostile;
+// The archive format: older versions, metadata kinds, partial dumps.
+mod formats;

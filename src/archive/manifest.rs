@@ -83,6 +83,13 @@ pub enum FileKind {
     Templates,
     IndexTemplates,
     ComponentTemplates,
+    /// Version 2 and later.
+    IlmPolicies,
+    IsmPolicies,
+    IngestPipelines,
+    StoredScripts,
+    DataStreams,
+    ClusterSettings,
 }
 
 /// One file of the archive, with what proves it intact.

@@ -9,8 +9,9 @@
 //! the versions this build reads, [`CURRENT_VERSION`] is the one
 //! [`writer::ArchiveWriter`] writes, and [`reader::open`] reads the version
 //! field first and dispatches to the reader for that version
-//! ([`reader::v1`]). A change to the format adds a version, a reader for it,
-//! and an adapter from the older ones.
+//! ([`reader::v1`], [`reader::v2`]), adapting older versions to the current
+//! model. A change to the format adds a version, a reader for it, and an
+//! adapter from the older ones.
 
 pub mod checkpoint;
 pub mod compression;
@@ -36,17 +37,22 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "u32", into = "u32")]
 pub enum Version {
+    /// Indices (settings, mappings, aliases, data) and templates.
     V1 = 1,
+    /// Adds cluster metadata files: lifecycle policies, ingest pipelines,
+    /// stored scripts, data streams, cluster settings.
+    V2 = 2,
 }
 
 /// The version every new archive is written in.
-pub const CURRENT_VERSION: Version = Version::V1;
+pub const CURRENT_VERSION: Version = Version::V2;
 
 impl TryFrom<u32> for Version {
     type Error = ArchiveError;
     fn try_from(v: u32) -> Result<Self, ArchiveError> {
         match v {
             1 => Ok(Version::V1),
+            2 => Ok(Version::V2),
             other => Err(ArchiveError::UnsupportedVersion(other)),
         }
     }

@@ -65,6 +65,9 @@ pub struct DumpArgs {
     /// "query", as elasticdump's --searchBody, or a bare query), or @FILE.
     #[arg(long, value_name = "JSON|@FILE")]
     pub query: Option<String>,
+    /// Also dump the cluster's persistent settings.
+    #[arg(long)]
+    pub include_cluster_settings: bool,
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
@@ -99,6 +102,7 @@ impl DumpArgs {
             resume: self.resume,
             reader: self.reader,
             query: self.query.as_deref().map(parse_query).transpose()?,
+            include_cluster_settings: self.include_cluster_settings,
         })
     }
 }

@@ -46,6 +46,10 @@ pub struct LoadArgs {
     /// Do not restore templates.
     #[arg(long)]
     pub no_templates: bool,
+    /// Also put back persistent cluster settings (from an archive dumped
+    /// with --include-cluster-settings).
+    #[arg(long)]
+    pub include_cluster_settings: bool,
     /// Load into a fresh index and switch the aliases (or an alias of the
     /// index's name) to it in one call at the end.
     #[arg(long)]
@@ -105,6 +109,7 @@ impl LoadArgs {
             rejects: self.rejects.clone(),
             state: None,
             resume: false,
+            cluster_settings: self.include_cluster_settings,
         })
     }
 }
@@ -287,6 +292,17 @@ fn first_problem(report: &RestoreReport) -> String {
 
 fn report_lines(report: &RestoreReport) -> Vec<String> {
     let mut lines = Vec::new();
+    for e in &report.extras {
+        if e.status != Status::Restored {
+            lines.push(format!(
+                "{} {:?}: {:?}{}",
+                e.kind,
+                e.name,
+                e.status,
+                e.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+            ));
+        }
+    }
     for t in &report.templates {
         if t.status != Status::Restored {
             lines.push(format!(
@@ -346,6 +362,7 @@ fn report_json(report: &RestoreReport) -> serde_json::Value {
         "status": report.status_word(),
         "indices": report.indices,
         "templates": report.templates,
+        "extras": report.extras,
         "rejects_file": report.rejects_file,
         "written": report.written(),
         "rejected": report.rejected(),

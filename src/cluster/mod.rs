@@ -9,6 +9,7 @@
 //! One file per group of endpoints: [`indices`] (listing, metadata, count),
 //! [`templates`], [`scroll`]; wire types live in [`model`].
 
+pub mod extras;
 pub mod indices;
 pub mod model;
 pub mod pit;

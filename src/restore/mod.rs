@@ -22,6 +22,7 @@ use futures::stream::{self, StreamExt};
 use tokio::sync::watch;
 
 use crate::archive::ArchiveError;
+use crate::cluster::extras::{is_not_offered, ExtraKind};
 use crate::cluster::templates::{PutOutcome, TemplateKind};
 use crate::cluster::{Cluster, ClusterConfig, ClusterError};
 use crate::progress::Progress;
@@ -76,6 +77,8 @@ pub struct RestoreConfig {
     pub state: Option<PathBuf>,
     /// Continue the restore recorded in `state`.
     pub resume: bool,
+    /// Put back persistent cluster settings, when the archive has them.
+    pub cluster_settings: bool,
 }
 
 /// Runs a plan against `target`. `cancel` turning `true` (Ctrl-C) stops
@@ -111,6 +114,7 @@ pub async fn run(
     let mut report = RestoreReport {
         indices: Vec::new(),
         templates: Vec::new(),
+        extras: Vec::new(),
         rejects_file: None,
         elapsed: Default::default(),
         interrupted: false,
@@ -128,9 +132,20 @@ pub async fn run(
             reason: Some(format!("damaged, not restored: {why}")),
         });
     }
+    // Policies, pipelines and scripts first: templates and indices refer
+    // to them; data streams last, as they need their index template.
+    let (before, after): (Vec<_>, Vec<_>) = plan
+        .extras
+        .iter()
+        .filter(|(kind, _)| *kind != ExtraKind::ClusterSettings || config.cluster_settings)
+        .partition(|(kind, _)| *kind != ExtraKind::DataStreams);
+    report.extras = restore_extras(&target, &before, config.mode).await;
     if config.templates {
         report.templates = restore_templates(&target, &plan, config.mode).await;
     }
+    report
+        .extras
+        .extend(restore_extras(&target, &after, config.mode).await);
     let results: Vec<IndexReport> = stream::iter(plan.indices.iter())
         .map(|index| {
             restore_index(
@@ -160,6 +175,47 @@ pub async fn run(
         }
     }
     Ok(report)
+}
+
+/// Puts back cluster metadata. A kind the target does not offer is
+/// reported as skipped (with why), not as a failure; under `--mode fail`
+/// and `skip-existing`, an item that exists is kept.
+async fn restore_extras(
+    target: &Cluster,
+    extras: &[&(ExtraKind, serde_json::Map<String, serde_json::Value>)],
+    mode: Mode,
+) -> Vec<report::ExtraReport> {
+    let keep_existing = matches!(mode, Mode::Fail | Mode::SkipExisting);
+    let mut out = Vec::new();
+    for (kind, items) in extras {
+        let mut unsupported: Option<String> = None;
+        for (name, body) in items {
+            let (status, reason) = if let Some(why) = &unsupported {
+                (Status::Skipped, Some(why.clone()))
+            } else {
+                match target.put_extra(*kind, name, body).await {
+                    Ok(()) => (Status::Restored, None),
+                    Err(e) if is_not_offered(&e) => {
+                        let why = format!("the target does not offer {} ({e})", kind.describe());
+                        unsupported = Some(why.clone());
+                        (Status::Skipped, Some(why))
+                    }
+                    Err(e) if keep_existing && e.to_string().contains("already exists") => (
+                        Status::Skipped,
+                        Some("exists on the target; kept".to_string()),
+                    ),
+                    Err(e) => (Status::Failed, Some(e.to_string())),
+                }
+            };
+            out.push(report::ExtraReport {
+                kind: kind.describe(),
+                name: name.clone(),
+                status,
+                reason,
+            });
+        }
+    }
+    out
 }
 
 async fn restore_templates(

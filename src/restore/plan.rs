@@ -11,6 +11,7 @@ use super::RestoreError;
 use crate::archive::manifest::FileKind;
 use crate::archive::reader::v1::FileCheck;
 use crate::archive::reader::Archive;
+use crate::cluster::extras::ExtraKind;
 use crate::cluster::Cluster;
 use crate::dump::{
     read_index_metadata, read_templates, IndexMetadata, IndexSelector, SliceCount, TemplateSet,
@@ -83,6 +84,8 @@ pub struct RestorePlan {
     /// Indices (or `cluster/…` files) left out because their files are
     /// damaged (only with `--force`), with why.
     pub damaged: Vec<(String, String)>,
+    /// Cluster metadata beyond templates: per kind, `{name: PUT body}`.
+    pub extras: Vec<(ExtraKind, Map<String, Value>)>,
 }
 
 /// Checks every file of the archive, then reads the plan for the selected
@@ -95,7 +98,7 @@ pub async fn from_archive(
     renamer: &Renamer,
     force: bool,
 ) -> Result<RestorePlan, RestoreError> {
-    let Archive::V1(reader) = archive;
+    let reader = archive.reader();
     let manifest = archive.manifest();
     let (_, problems) = crate::inspect::check_all(archive).await;
     if !force {
@@ -121,7 +124,11 @@ pub async fn from_archive(
             FileKind::Templates => plan.templates.legacy = map,
             FileKind::IndexTemplates => plan.templates.index = Some(map),
             FileKind::ComponentTemplates => plan.templates.component = Some(map),
-            _ => {}
+            other => {
+                if let Some(kind) = crate::dump::extra_kind(other) {
+                    plan.extras.push((kind, map));
+                }
+            }
         }
     }
     for index in manifest

@@ -41,10 +41,22 @@ pub struct TemplateReport {
     pub reason: Option<String>,
 }
 
+/// A lifecycle policy, pipeline, script, data stream or cluster setting.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExtraReport {
+    /// What it is, e.g. "ingest pipelines".
+    pub kind: &'static str,
+    pub name: String,
+    pub status: Status,
+    pub reason: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct RestoreReport {
     pub indices: Vec<IndexReport>,
     pub templates: Vec<TemplateReport>,
+    /// Cluster metadata beyond templates.
+    pub extras: Vec<ExtraReport>,
     /// Where rejected documents were written, if any was.
     pub rejects_file: Option<PathBuf>,
     #[serde(serialize_with = "secs")]
@@ -65,6 +77,7 @@ impl RestoreReport {
                 .iter()
                 .any(|i| i.status == Status::Failed || i.failed > 0)
             || self.templates.iter().any(|t| t.status == Status::Failed)
+            || self.extras.iter().any(|t| t.status == Status::Failed)
     }
 
     pub fn rejected(&self) -> u64 {

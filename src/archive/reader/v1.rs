@@ -17,144 +17,42 @@
 //!                                        _source byte-for-byte as the server sent it
 //! ```
 
-use std::path::{Path, PathBuf};
+use super::super::manifest::{FileKind, Manifest};
+use super::super::Version;
 
-use super::super::manifest::{FileEntry, Manifest};
-use super::super::ArchiveError;
-use crate::archive::hash::file_digest;
+pub use super::FileCheck;
 
-#[derive(Debug)]
-pub struct V1Reader {
-    root: PathBuf,
-    manifest: Manifest,
+/// Parses a version 1 manifest. Version 1 knows indices and the three kinds
+/// of templates only.
+pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
+    let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if let Some(f) = manifest.files().find(|f| !is_v1_kind(f.kind)) {
+        return Err(format!(
+            "{}: a {:?} file does not exist in format version 1",
+            f.path, f.kind
+        ));
+    }
+    Ok(manifest)
 }
 
-/// The outcome of checking one file against the manifest.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FileCheck {
-    Ok,
-    Missing,
-    SizeMismatch { expected: u64, actual: u64 },
-    DigestMismatch,
-    Unreadable(String),
+fn is_v1_kind(kind: FileKind) -> bool {
+    matches!(
+        kind,
+        FileKind::Settings
+            | FileKind::Mappings
+            | FileKind::Aliases
+            | FileKind::Data
+            | FileKind::Templates
+            | FileKind::IndexTemplates
+            | FileKind::ComponentTemplates
+    )
 }
 
-impl V1Reader {
-    pub(super) fn open(root: &Path, bytes: &[u8]) -> Result<V1Reader, String> {
-        let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        for file in manifest.files() {
-            safe_relative(&file.path).map_err(|e| e.to_string())?;
-        }
-        for index in &manifest.indices {
-            let data_docs: u64 = index.files.iter().filter_map(|f| f.docs).sum();
-            if data_docs != index.docs {
-                return Err(format!(
-                    "index {:?} claims {} documents but its files hold {}",
-                    index.name, index.docs, data_docs
-                ));
-            }
-        }
-        Ok(V1Reader {
-            root: root.into(),
-            manifest,
-        })
-    }
-
-    pub fn manifest(&self) -> &Manifest {
-        &self.manifest
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// The absolute path of a file of the archive.
-    pub fn path_of(&self, file: &FileEntry) -> PathBuf {
-        file.path
-            .split('/')
-            .fold(self.root.clone(), |p, c| p.join(c))
-    }
-
-    /// Checks one file's size and sha256 against the manifest.
-    pub async fn check_file(&self, file: &FileEntry) -> FileCheck {
-        let path = self.path_of(file);
-        match tokio::fs::metadata(&path).await {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return FileCheck::Missing,
-            Err(e) => return FileCheck::Unreadable(e.to_string()),
-            Ok(m) if m.len() != file.bytes => {
-                return FileCheck::SizeMismatch {
-                    expected: file.bytes,
-                    actual: m.len(),
-                }
-            }
-            Ok(_) => {}
-        }
-        match file_digest(&path).await {
-            Ok((_, digest)) if digest == file.sha256 => FileCheck::Ok,
-            Ok(_) => FileCheck::DigestMismatch,
-            Err(e) => FileCheck::Unreadable(e.to_string()),
-        }
-    }
-}
-
-/// Refuses manifest paths that could point outside the archive.
-fn safe_relative(path: &str) -> Result<(), ArchiveError> {
-    let bad = path.is_empty()
-        || path.starts_with('/')
-        || path.contains('\\')
-        || path.contains(':')
-        || path
-            .split('/')
-            .any(|c| c.is_empty() || c == "." || c == "..");
-    if bad {
-        Err(ArchiveError::UnsafePath { path: path.into() })
-    } else {
-        Ok(())
-    }
-}
-
-impl std::fmt::Display for FileCheck {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FileCheck::Ok => f.write_str("ok"),
-            FileCheck::Missing => f.write_str("missing"),
-            FileCheck::SizeMismatch { expected, actual } => {
-                write!(
-                    f,
-                    "size {actual} bytes, manifest says {expected} (truncated or modified)"
-                )
-            }
-            FileCheck::DigestMismatch => {
-                f.write_str("sha256 does not match the manifest (modified)")
-            }
-            FileCheck::Unreadable(e) => write!(f, "unreadable: {e}"),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::safe_relative;
-
-    #[test]
-    fn unsafe_paths_are_refused() {
-        for p in [
-            "",
-            "/etc/passwd",
-            "../x",
-            "indices/../../x",
-            "a//b",
-            "c:/x",
-            "a\\b",
-            "./a",
-        ] {
-            assert!(safe_relative(p).is_err(), "{p}");
-        }
-        for p in [
-            "indices/%25kuzzle/data-s000-00000.jsonl.zst",
-            "cluster/templates.json",
-        ] {
-            assert!(safe_relative(p).is_ok(), "{p}");
-        }
-    }
+/// Version 2 added cluster metadata files (lifecycle policies, pipelines,
+/// scripts, data streams, cluster settings); a version 1 archive is a
+/// version 2 archive without them, so the model needs no change. The
+/// manifest keeps saying version 1, which is what the files are.
+pub fn to_v2(manifest: Manifest) -> Manifest {
+    debug_assert_eq!(manifest.format_version, Version::V1);
+    manifest
 }

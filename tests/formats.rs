@@ -1,0 +1,206 @@
+//! The archive format as a contract: an archive written by an earlier
+//! version of esark (format version 1, kept under `tests/fixtures/`) still
+//! restores exactly; new archives are version 2 and record the cluster
+//! metadata the cluster offers, with a warning (not a failure) for each
+//! kind it does not; `--query` makes a partial dump.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::util::esark::Esark;
+use crate::util::restore_support::{copy_dir, docs_of, restore_cmd, target_cluster, verify_cmd};
+use crate::util::server::TestCluster;
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn manifest(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_format_version_1_archive_restores_exactly() {
+    let Some(target) = target_cluster("format-v1") else {
+        return;
+    };
+    // Restore writes its state beside the archive: work on a copy.
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("v1");
+    copy_dir(&fixture("archive-v1"), &archive);
+    assert_eq!(manifest(&archive)["format_version"], 1);
+
+    let inspect = Esark::new().arg("inspect").arg(&archive).run();
+    assert_eq!(inspect.code, Some(0), "{inspect:?}");
+    assert!(
+        inspect.stdout.contains("esark-archive v1"),
+        "{}",
+        inspect.stdout
+    );
+
+    let out = restore_cmd(&archive, &target).args(["--quiet"]).run();
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let docs = docs_of(&target, "fixture-v1");
+    let source = |id: &str| docs[id].source.clone();
+    assert_eq!(
+        source("a"),
+        r#"{"name":"Zoë","big":9223372036854775807,"nested":{"k":"v","n":[1,2,-9007199254740993]},"ratio":2.50}"#
+    );
+    assert_eq!(source("b"), r#"{"name":"café","big":-9223372036854775808}"#);
+    assert_eq!(docs["b"].routing.as_deref(), Some("r1"));
+    assert_eq!(source("c"), r#"{"name":"東京 🚀","big":9007199254740993}"#);
+    let aliases = target.get("/fixture-v1/_alias");
+    assert!(
+        aliases["fixture-v1"]["aliases"]
+            .get("fixture-v1-read")
+            .is_some(),
+        "{aliases}"
+    );
+
+    let verify = verify_cmd(&archive, &target).run();
+    assert_eq!(verify.code, Some(0), "{verify:?}");
+}
+
+#[test]
+fn new_archives_are_version_2_and_missing_apis_are_warnings() {
+    let cluster = TestCluster::start("format-v2");
+    let index = cluster.name("docs");
+    cluster.create_index(&index, &serde_json::json!({}));
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("a");
+    let out = Esark::new()
+        .arg("dump")
+        .args(cluster.source_args())
+        .arg("--output")
+        .arg(&out_dir)
+        .args([
+            "--match",
+            &format!("^{index}$"),
+            "--include-cluster-settings",
+        ])
+        .run();
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let m = manifest(&out_dir);
+    assert_eq!(m["format_version"], 2);
+    let kinds: Vec<&str> = m["cluster_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    for always in [
+        "templates",
+        "index_templates",
+        "component_templates",
+        "cluster_settings",
+    ] {
+        assert!(kinds.contains(&always), "{kinds:?}");
+    }
+    // Every kind the cluster lacks is named in one warning line; every kind
+    // it has is in the archive.
+    let offered = |kind: &str, what: &str| {
+        let warned = out
+            .stderr
+            .lines()
+            .any(|l| l.starts_with("warning: ") && l.contains(what));
+        assert!(
+            kinds.contains(&kind) != warned,
+            "{kind}: in archive {}, warned {warned}\n{}",
+            kinds.contains(&kind),
+            out.stderr
+        );
+    };
+    offered("ingest_pipelines", "ingest pipelines");
+    offered("stored_scripts", "stored scripts");
+    offered("data_streams", "data streams");
+    if cluster.flavor() == "opensearch" {
+        offered("ism_policies", "(ISM) policies");
+    } else {
+        offered("ilm_policies", "(ILM) policies");
+    }
+    if !cluster.is_shared() {
+        // osmem serves neither ingest pipelines nor lifecycle policies.
+        assert!(
+            out.stderr.contains("warning: ingest pipelines skipped"),
+            "{}",
+            out.stderr
+        );
+    }
+    let inspect = Esark::new().arg("inspect").arg(&out_dir).run();
+    assert_eq!(inspect.code, Some(0), "{inspect:?}");
+}
+
+#[test]
+fn query_dumps_only_matching_documents() {
+    let cluster = TestCluster::start("format-query");
+    let index = cluster.name("q");
+    cluster.create_index(
+        &index,
+        &serde_json::json!({"mappings": {"properties": {"n": {"type": "long"}}}}),
+    );
+    let mut body = String::new();
+    for i in 0..50 {
+        body.push_str(&format!(
+            "{{\"index\":{{\"_index\":\"{index}\",\"_id\":\"{i}\"}}}}\n{{\"n\":{i}}}\n"
+        ));
+    }
+    cluster.bulk(&body);
+    cluster.refresh(&index);
+    let dir = tempfile::tempdir().unwrap();
+    for (name, query) in [
+        (
+            "body",
+            r#"{"query":{"range":{"n":{"gte":10,"lt":20}}},"size":3}"#.to_string(),
+        ),
+        ("bare", r#"{"range":{"n":{"gte":10,"lt":20}}}"#.to_string()),
+    ] {
+        let out_dir = dir.path().join(name);
+        let out = Esark::new()
+            .arg("dump")
+            .args(cluster.source_args())
+            .arg("--output")
+            .arg(&out_dir)
+            .args([
+                "--match",
+                &format!("^{index}$"),
+                "--query",
+                &query,
+                "--compression",
+                "none",
+            ])
+            .args(["--json", "--quiet"])
+            .run();
+        assert_eq!(out.code, Some(0), "{out:?}");
+        let m = manifest(&out_dir);
+        assert_eq!(m["indices"][0]["docs"], 10, "{m}");
+        assert_eq!(m["indices"][0]["expected_docs"], 10, "{m}");
+        assert_eq!(
+            m["options"]["query"],
+            serde_json::json!({"range": {"n": {"gte": 10, "lt": 20}}})
+        );
+        let mut ids: Vec<u64> = Vec::new();
+        for f in m["indices"][0]["files"].as_array().unwrap() {
+            if f["kind"] == "data" {
+                let text =
+                    std::fs::read_to_string(out_dir.join(f["path"].as_str().unwrap())).unwrap();
+                for line in text.lines() {
+                    let v: Value = serde_json::from_str(line).unwrap();
+                    ids.push(v["_id"].as_str().unwrap().parse().unwrap());
+                }
+            }
+        }
+        ids.sort();
+        assert_eq!(ids, (10..20).collect::<Vec<u64>>());
+    }
+    let bad = Esark::new()
+        .arg("dump")
+        .args(cluster.source_args())
+        .arg("--output")
+        .arg(dir.path().join("bad"))
+        .args(["--query", "[1,2]"])
+        .run();
+    assert_eq!(bad.code, Some(2), "{bad:?}");
+}
