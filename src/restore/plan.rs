@@ -257,6 +257,17 @@ pub async fn from_cluster(
         templates: read_templates(&source, progress).await?,
         ..RestorePlan::default()
     };
+    let mut kinds = ExtraKind::for_flavor(source.flavor()).to_vec();
+    kinds.push(ExtraKind::ClusterSettings);
+    for kind in kinds {
+        match source.read_extra(kind).await? {
+            crate::cluster::extras::Offered::Yes(items) => plan.extras.push((kind, items)),
+            crate::cluster::extras::Offered::No(reason) => progress.println(&format!(
+                "warning: {} skipped: the source does not offer them ({reason})",
+                kind.describe()
+            )),
+        }
+    }
     for name in selected {
         let (meta, docs) = read_index_metadata(&source, &name).await?;
         let slices = slices.resolve(meta.shards());
