@@ -1,7 +1,7 @@
 //! Micro-benchmarks of the per-document hot path, one stage at a time:
 //!
 //! - `dump/encode_page`: a 2000-hit scroll answer -> archive lines
-//!   (`esark::source::scroll::encode_page`).
+//!   (`esark::source::page::encode_page`).
 //! - `dump/zstd3`: those lines -> zstd level 3, as the chunk writer does it
 //!   (async-compression's tokio `ZstdEncoder`, `Level::Precise(3)`).
 //! - `restore/bulk_builder`: archive lines -> `_bulk` bodies
@@ -20,7 +20,7 @@ use async_compression::tokio::write::ZstdEncoder;
 use async_compression::Level;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use esark::sink::bulk::{BulkBuilder, BulkOp};
-use esark::source::scroll::encode_page;
+use esark::source::page::encode_page;
 use tokio::io::AsyncWriteExt;
 
 const HITS: usize = 2000;
@@ -148,7 +148,7 @@ fn bulk(lines: &[u8]) -> (usize, usize) {
 
 fn benches(c: &mut Criterion) {
     let page = scroll_page(HITS);
-    let (encoded, _) = encode_page("products", &page).expect("a valid page");
+    let encoded = encode_page("products", &page).expect("a valid page").page;
     assert_eq!(encoded.docs, HITS as u64);
     let lines = encoded.lines;
     let rt = tokio::runtime::Builder::new_current_thread()

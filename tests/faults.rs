@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::util::archive::{files_on_disk, Archive};
-use crate::util::check::{assert_same_docs, no_manifest};
+use crate::util::check::{assert_same_docs, contract_folder, no_manifest};
 use crate::util::esark::{inspect, Esark, Output};
 use crate::util::faults::{Fault, FaultProxy, Route, Rule, When};
 use crate::util::fixture::{Fixture, Sent};
@@ -444,6 +444,35 @@ fn fault_proxy_applies_each_fault_kind() {
     assert_eq!(proxy.items_rewritten(), 2);
     assert_eq!(cluster.count(&index), 11);
 
+    // Items 2 and 4 of 5 answered 429 and never sent to the server.
+    let r = client
+        .post(format!("{url}/_bulk?refresh=true"))
+        .header("content-type", "application/x-ndjson")
+        .body(bulk_body(20..25))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["errors"], true, "{body}");
+    let items: Vec<(String, u64)> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["index"]["_id"].as_str().unwrap().to_string(),
+                i["index"]["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, u64)> = [(20, 201), (21, 429), (22, 201), (23, 429), (24, 201)]
+        .iter()
+        .map(|(i, s)| (format!("d{i}"), *s))
+        .collect();
+    assert_eq!(items, expected, "{body}");
+    assert_eq!(proxy.items_rewritten(), 4);
+    assert_eq!(cluster.count(&index), 14, "d21 and d23 never reached the server");
+
     for name in [
         "root-429",
         "root-503",
@@ -455,8 +484,9 @@ fn fault_proxy_applies_each_fault_kind() {
     ] {
         assert_eq!(proxy.fired(name), 1, "{name}\n{}", proxy.log());
     }
-    assert_eq!(proxy.requests(), 8, "{}", proxy.log());
-    assert_eq!(proxy.requests_matching(&Route::bulk()), 2);
+    assert_eq!(proxy.requests(), 9, "{}", proxy.log());
+    assert_eq!(proxy.requests_matching(&Route::bulk()), 3);
+    assert_eq!(proxy.body_lines(&Route::bulk()), 2 * (4 + 7 + 5));
 
     // A seeded plan decides the same way every time, and stays bounded.
     let pattern = |seed: u64| {
@@ -1069,17 +1099,23 @@ fn text(buf: &Arc<Mutex<Vec<u8>>>) -> String {
     String::from_utf8_lossy(&buf.lock().unwrap()).into_owned()
 }
 
-/// Data chunk files under `dir` so far (finished or not).
-fn data_files(dir: &Path) -> usize {
+/// Finished data chunks of `index` in the archive folder `dir` so far (a
+/// chunk being written has another name until it is complete).
+fn finished_chunks(dir: &Path, index: &str) -> usize {
+    let folder = contract_folder(index);
+    let name = regex::Regex::new(r"^data-s\d{3}-\d{5}\.jsonl(\.zst|\.gz)?$").unwrap();
     files_on_disk(dir)
         .iter()
-        .filter(|p| p.rsplit('/').next().unwrap_or("").starts_with("data-"))
+        .filter(|p| {
+            p.rsplit_once('/')
+                .is_some_and(|(d, base)| d == folder && name.is_match(base))
+        })
         .count()
 }
 
 /// `esark dump <url> --output <out> ...` as arguments for [`Background`]:
 /// one index at a time, pages of 100, 64 KiB uncompressed chunks.
-fn dump_args(url: &str, out: &Path, f: &Fixture) -> Vec<String> {
+fn dump_args(url: &str, out: &Path, f: &Fixture, reader: &str) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "dump".into(),
         "--source".into(),
@@ -1090,6 +1126,8 @@ fn dump_args(url: &str, out: &Path, f: &Fixture) -> Vec<String> {
         f.match_all(),
         "--parallel".into(),
         "1".into(),
+        "--reader".into(),
+        reader.into(),
     ];
     args.extend(SMALL_DUMP.iter().map(|s| s.to_string()));
     args
@@ -1121,23 +1159,43 @@ fn slow_pages(ms: u64) -> Vec<Rule> {
     )]
 }
 
-/// A dump killed with SIGKILL in the middle continues with `--resume` into
-/// an archive equal to an uninterrupted dump.
-fn killed_dump_resumes(test: &str, reader: &str) {
+/// A fixture, a proxy in front of it (a plain relay for now), and a clean
+/// dump made through it with the flags of [`dump_args`]. Returns the
+/// clean documents and how many page requests the clean dump made.
+fn interruptible_setup(
+    test: &str,
+    reader: &str,
+) -> (Fixture, FaultProxy, tempfile::TempDir, Sent, usize) {
     let f = Fixture::seed(test, MAIN_DOCS);
     let tmp = tempfile::tempdir().unwrap();
+    let proxy = FaultProxy::start(f.cluster.base_url(), vec![]);
+    let url = proxied_url(&proxy, &f.cluster);
     let clean_dir = tmp.path().join("clean");
-    let clean = clean_dump(&f, &clean_dir);
-    let proxy = FaultProxy::start(f.cluster.base_url(), slow_pages(250));
+    let clean = Esark::new()
+        .args(dump_args(&url, &clean_dir, &f, reader))
+        .run();
+    assert_ok(&clean, &proxy);
+    let archive = Archive::open(&clean_dir);
+    assert_same_docs(&archive, &f.sent_to(&f.open_indices()));
+    let pages = proxy.requests_matching(&Route::pages());
+    (f, proxy, tmp, archived(&archive), pages)
+}
+
+/// A dump killed with SIGKILL once two chunks of the big index are written
+/// continues with `--resume` into an archive equal to an uninterrupted
+/// dump, without reading everything again (with PIT, without reading the
+/// finished chunks again).
+fn killed_dump_resumes(test: &str, reader: &str) {
+    let (f, proxy, tmp, clean, pages_full) = interruptible_setup(test, reader);
+    let clean_dir = tmp.path().join("clean");
     let url = proxied_url(&proxy, &f.cluster);
     let out = tmp.path().join("killed");
-    let mut args = dump_args(&url, &out, &f);
-    args.extend(["--reader".to_string(), reader.to_string()]);
-    let mut run = Background::start(&args);
+    proxy.set_rules(slow_pages(250));
+    let mut run = Background::start(&dump_args(&url, &out, &f, reader));
     run.wait_until(
-        "two data chunks and eight pages",
+        "two finished chunks of the big index",
         Duration::from_secs(45),
-        || data_files(&out) >= 2 && proxy.requests_matching(&Route::pages()) >= 8,
+        || finished_chunks(&out, &f.main) >= 2,
     );
     run.kill9();
     let killed = run.wait(Duration::from_secs(10));
@@ -1150,13 +1208,30 @@ fn killed_dump_resumes(test: &str, reader: &str) {
     assert_ok(&resumed, &proxy);
     assert_reader(&proxy, reader);
     let pages_after = proxy.requests_matching(&Route::pages()) - pages_before;
-    eprintln!("{test}: {pages_before} page requests before the kill, {pages_after} after");
+    eprintln!(
+        "{test}: {pages_full} page requests for a whole dump, {} before the kill, \
+         {pages_after} after",
+        pages_before - pages_full
+    );
     assert_dump_equals(
         &out,
         &clean,
         &clean_dir,
         &format!("{test}: resumed after SIGKILL"),
     );
+    assert!(
+        pages_after < pages_full,
+        "{test}: the resumed dump made {pages_after} page requests, a whole dump \
+         {pages_full}: nothing was kept"
+    );
+    if reader == "pit" {
+        // Two finished chunks of 64 KiB hold 5 pages of 100 documents.
+        assert!(
+            pages_after + 4 <= pages_full,
+            "{test}: the resumed dump made {pages_after} page requests, a whole dump \
+             {pages_full}: the finished chunks were read again"
+        );
+    }
 }
 
 #[test]
@@ -1173,18 +1248,17 @@ fn dump_scroll_killed_with_sigkill_resumes() {
 /// mentions `--resume`, leaves no manifest, and `--resume` completes it.
 #[test]
 fn dump_interrupted_by_sigint_resumes() {
-    let f = Fixture::seed("faults-dump-sigint", MAIN_DOCS);
-    let tmp = tempfile::tempdir().unwrap();
+    let test = "faults-dump-sigint";
+    let (f, proxy, tmp, clean, _) = interruptible_setup(test, "auto");
     let clean_dir = tmp.path().join("clean");
-    let clean = clean_dump(&f, &clean_dir);
-    let proxy = FaultProxy::start(f.cluster.base_url(), slow_pages(250));
     let url = proxied_url(&proxy, &f.cluster);
     let out = tmp.path().join("interrupted");
-    let mut run = Background::start(&dump_args(&url, &out, &f));
+    proxy.set_rules(slow_pages(250));
+    let mut run = Background::start(&dump_args(&url, &out, &f, "auto"));
     run.wait_until(
-        "a data chunk and six pages",
+        "a finished chunk of the big index",
         Duration::from_secs(45),
-        || data_files(&out) >= 1 && proxy.requests_matching(&Route::pages()) >= 6,
+        || finished_chunks(&out, &f.main) >= 1,
     );
     run.sigint();
     let stopped = run.wait(Duration::from_secs(30));
@@ -1207,26 +1281,17 @@ fn dump_interrupted_by_sigint_resumes() {
     assert_dump_equals(&out, &clean, &clean_dir, "dump resumed after SIGINT");
 }
 
-/// A restore killed with SIGKILL in the middle continues with `--resume`
-/// (skipping acknowledged chunks); the target then verifies.
+/// A restore killed with SIGKILL in the middle continues with `--resume`,
+/// skipping the chunks the target acknowledged; the target then verifies.
 #[test]
 fn restore_killed_with_sigkill_resumes() {
-    let Some(target) = target_cluster("faults-restore-kill") else {
+    let test = "faults-restore-kill";
+    let Some(target) = target_cluster(test) else {
         return;
     };
-    // Small chunks, so that some are acknowledged before the kill.
-    let (_f, archive, _tmp) = restore_fixture(
-        "faults-restore-kill",
-        MAIN_DOCS,
-        &[
-            "--compression",
-            "zstd",
-            "--file-size",
-            "16KiB",
-            "--page-size",
-            "100",
-        ],
-    );
+    // 64 KiB chunks of about 260 documents: 6 bulks of 50 each.
+    let (_f, archive, _tmp) = restore_fixture(test, MAIN_DOCS, SMALL_DUMP);
+    let total_docs = Archive::open(&archive).all_docs().len();
     let proxy = FaultProxy::start(
         target.base_url(),
         vec![Rule::new(
@@ -1253,21 +1318,30 @@ fn restore_killed_with_sigkill_resumes() {
     ];
     let state = archive.join("restore.state.json");
     let mut run = Background::start(&args);
+    // 17 bulks answered: at least two chunks acknowledged.
     run.wait_until(
-        "the restore state and ten bulks",
+        "the restore state and 18 bulks",
         Duration::from_secs(45),
-        || state.exists() && proxy.requests_matching(&Route::bulk()) >= 10,
+        || state.exists() && proxy.requests_matching(&Route::bulk()) >= 18,
     );
     run.kill9();
     let killed = run.wait(Duration::from_secs(10));
     assert_eq!(killed.code, None, "killed by a signal\n{killed}");
-    let bulks_before = proxy.requests_matching(&Route::bulk());
+    let lines_before = proxy.body_lines(&Route::bulk());
 
     proxy.set_rules(vec![]);
     args.extend(["--resume".to_string(), "--json".to_string()]);
     let resumed = Esark::new().args(&args).run();
     assert_ok(&resumed, &proxy);
-    let bulks_resumed = proxy.requests_matching(&Route::bulk()) - bulks_before;
-    eprintln!("restore_killed_with_sigkill_resumes: {bulks_before} bulks before the kill, {bulks_resumed} after");
+    let resent = (proxy.body_lines(&Route::bulk()) - lines_before) / 2;
+    eprintln!(
+        "{test}: {} documents sent before the kill, {resent} after, {total_docs} archived",
+        lines_before / 2
+    );
     assert_target_matches(&archive, &target, "restore resumed after SIGKILL");
+    assert!(
+        resent + 300 <= total_docs,
+        "{test}: the resumed restore sent {resent} of {total_docs} documents again: \
+         the acknowledged chunks were not skipped"
+    );
 }

@@ -210,8 +210,8 @@ Rows:
   connection each, take (index, slice) tasks from a queue (one slice per primary shard, at most 4,
   as `esark dump --slices auto`), scroll with `size: 5000`, `sort: ["_doc"]` until an empty page,
   count the hits (parsed with serde `IgnoredAny`) and discard them.
-- **esark dump**: `esark dump --source URL --output DIR --match '.*' --json -q` into a fresh folder
-  (defaults: zstd level 3, `--slices auto`, `--parallel 2`, page size 2000).
+- **esark dump**: `esark dump --source URL --output DIR --match '.*' --json -q` into a fresh folder,
+  otherwise esark's defaults (the options its manifest records are in the notes above).
 - **multielasticdump**: `multielasticdump --direction=dump --match='.*' --input=URL --output=DIR
   --limit=5000 --parallel=2 --searchBody='{"query":{"match_all":{}},"track_total_hits":true}'`
   (osmem caps `hits.total` at 10,000 inside a scroll and elasticdump stops at `hits.total`, hence
@@ -220,8 +220,8 @@ Rows:
   archive (10 MiB / 5000 documents per request, one index per request), one file each; 2 threads,
   one keep-alive connection each, send them as `POST /_bulk`. Before the clock, the target gets
   the same indices and templates (`esark restore --no-data`) and `refresh_interval: -1`.
-- **esark restore**: `esark restore --input DIR --target URL --json -q` (defaults: 4 requests in
-  flight, 10 MiB / 5000 documents per request).
+- **esark restore**: `esark restore --input DIR --target URL --json -q`, otherwise esark's defaults
+  (when written: 4 requests in flight, 10 MiB / 5000 documents per request).
 - **null sink**: the same restore into `compare null-sink` (benches/compare/null_sink.rs), a
   hyper HTTP/1.1 server answering like OpenSearch 2.11 and acknowledging every bulk item without
   storing anything: esark's own ceiling.

@@ -247,6 +247,15 @@ impl Bench {
                 .push(self.esark_dump(source, &out, &format!("dump-esark-{r}"), n));
         }
         esark.data_bytes = Some(dir_size(&out));
+        if let Some(options) = std::fs::read(out.join("manifest.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .map(|m| m["options"].clone())
+        {
+            self.notes.push(format!(
+                "esark dump's options, as its manifest records them: `{options}`."
+            ));
+        }
         let default = self.elasticdump_dump(source, false);
         let big_int = self.elasticdump_dump(source, true);
         self.rows.extend([raw, esark, default, big_int]);

@@ -54,6 +54,10 @@ pub enum Fault {
     /// of its 200 response with a 429 `es_rejected_execution_exception`.
     /// The server did apply them: a retry must be idempotent by id.
     BulkItems429 { every_nth_item: usize },
+    /// Like [`Fault::BulkItems429`], but items `n, 2n, ...` are taken out
+    /// of the request before it is forwarded: the server never sees them,
+    /// so a client that does not retry them loses them.
+    BulkItems429Unapplied { every_nth_item: usize },
     /// Close the client connection (with a TCP reset) without forwarding or
     /// answering.
     ResetBeforeForward,
@@ -75,6 +79,7 @@ impl Fault {
         match self {
             Fault::Status(s) => format!("status-{s}"),
             Fault::BulkItems429 { .. } => "bulk-items-429".into(),
+            Fault::BulkItems429Unapplied { .. } => "bulk-items-429-unapplied".into(),
             Fault::ResetBeforeForward => "reset".into(),
             Fault::Slow(_) => "slow".into(),
             Fault::LoseResponse => "lose-response".into(),
@@ -242,6 +247,8 @@ pub struct Event {
     pub outcome: String,
     /// Milliseconds since the proxy started.
     pub at_ms: u128,
+    /// Newlines in the request body (a `_bulk` body has two per document).
+    pub body_lines: usize,
 }
 
 impl fmt::Display for Event {
@@ -367,6 +374,18 @@ impl FaultProxy {
             .iter()
             .filter(|e| route.matches(&e.method, path_of(&e.target)))
             .count()
+    }
+
+    /// The newlines in the bodies of the requests so far that match
+    /// `route`: for `_bulk`, twice the documents sent (retries included).
+    pub fn body_lines(&self, route: &Route) -> usize {
+        let state = self.shared.state.lock().unwrap();
+        state
+            .events
+            .iter()
+            .filter(|e| route.matches(&e.method, path_of(&e.target)))
+            .map(|e| e.body_lines)
+            .sum()
     }
 
     /// How many times the rule `name` was applied so far (a rule replaced
@@ -587,6 +606,7 @@ fn decide(shared: &Shared, req: &Request) -> (usize, Option<Fault>) {
         fault: chosen.as_ref().map(|(_, f)| f.label()),
         outcome: "pending".into(),
         at_ms: shared.started.elapsed().as_millis(),
+        body_lines: req.body.iter().filter(|&&b| b == b'\n').count(),
     });
     (state.events.len() - 1, chosen.map(|(_, f)| f))
 }
@@ -684,8 +704,117 @@ async fn handle(req: Request, shared: &Shared) -> Reply {
             }
             Err(e) => bad_gateway(shared, pos, e, head),
         },
+        Some(Fault::BulkItems429Unapplied { every_nth_item }) => {
+            let Some((kept, dropped, total)) = split_bulk(&req.body, every_nth_item) else {
+                return relay(&req, shared, pos, "not a bulk body of index/create pairs: ").await;
+            };
+            let upstream_items = if kept.is_empty() {
+                Vec::new()
+            } else {
+                let forwarded = Request {
+                    method: req.method.clone(),
+                    target: req.target.clone(),
+                    headers: req.headers.clone(),
+                    body: kept,
+                    close: req.close,
+                };
+                match forward(&forwarded, shared).await {
+                    Ok(up) if up.status == 200 => {
+                        let items = serde_json::from_slice::<Value>(&up.body)
+                            .ok()
+                            .and_then(|v| v.get("items").and_then(Value::as_array).cloned());
+                        match items {
+                            Some(items) => items,
+                            None => {
+                                set_outcome(shared, pos, "upstream 200 not a bulk answer".into());
+                                return Reply::Answer(up.to_bytes(head));
+                            }
+                        }
+                    }
+                    Ok(up) => {
+                        set_outcome(
+                            shared,
+                            pos,
+                            format!("upstream {} for the kept items, relayed as is", up.status),
+                        );
+                        return Reply::Answer(up.to_bytes(head));
+                    }
+                    Err(e) => return bad_gateway(shared, pos, e, head),
+                }
+            };
+            // Put the refused items back in their places.
+            let mut upstream_items = upstream_items.into_iter();
+            let mut items = Vec::with_capacity(total);
+            for i in 0..total {
+                match dropped.iter().find(|(p, _)| *p == i) {
+                    Some((_, item)) => items.push(item.clone()),
+                    None => items.push(upstream_items.next().unwrap_or(Value::Null)),
+                }
+            }
+            shared.state.lock().unwrap().items_rewritten += dropped.len() as u64;
+            set_outcome(
+                shared,
+                pos,
+                format!(
+                    "forwarded {} of {total} items, answered 429 for {}",
+                    total - dropped.len(),
+                    dropped.len()
+                ),
+            );
+            let body =
+                json!({"took": 1, "errors": !dropped.is_empty(), "items": items}).to_string();
+            Reply::Answer(response(
+                200,
+                "OK",
+                &[("content-type".into(), "application/json".into())],
+                body.as_bytes(),
+                head,
+                None,
+            ))
+        }
         None => relay(&req, shared, pos, "").await,
     }
+}
+
+/// Splits a `_bulk` body of `index`/`create` action and source pairs:
+/// returns the body without pairs `n, 2n, ...` (1-based), those pairs'
+/// positions with a 429 item for each, and the number of pairs. `None`
+/// when the body is not such pairs.
+fn split_bulk(body: &[u8], every_nth_item: usize) -> Option<(Vec<u8>, Vec<(usize, Value)>, usize)> {
+    let mut lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
+    if lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    if lines.len() % 2 != 0 || every_nth_item == 0 {
+        return None;
+    }
+    let mut kept = Vec::with_capacity(body.len());
+    let mut dropped = Vec::new();
+    for (i, pair) in lines.chunks(2).enumerate() {
+        let action: Value = serde_json::from_slice(pair[0]).ok()?;
+        let (op, meta) = action.as_object()?.iter().next()?;
+        if op != "index" && op != "create" {
+            return None;
+        }
+        if (i + 1) % every_nth_item == 0 {
+            let item = json!({op.as_str(): {
+                "_index": meta.get("_index").cloned().unwrap_or(Value::Null),
+                "_id": meta.get("_id").cloned().unwrap_or(Value::Null),
+                "status": 429,
+                "error": {
+                    "type": "es_rejected_execution_exception",
+                    "reason": "injected (not applied)"
+                }
+            }});
+            dropped.push((i, item));
+        } else {
+            for line in pair {
+                kept.extend_from_slice(line);
+                kept.push(b'\n');
+            }
+        }
+    }
+    Some((kept, dropped, lines.len() / 2))
 }
 
 async fn relay(req: &Request, shared: &Shared, pos: usize, prefix: &str) -> Reply {
