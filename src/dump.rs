@@ -11,7 +11,9 @@ use regex::Regex;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
-use crate::archive::checkpoint::{Checkpoint, Checkpointer, IndexCheckpoint, CHECKPOINT_FILE};
+use crate::archive::checkpoint::{
+    checkpointer, Checkpoint, Checkpointer, IndexCheckpoint, CHECKPOINT_FILE,
+};
 use crate::archive::compression::Compression;
 use crate::archive::manifest::{
     DumpOptions, FileEntry, FileKind, IndexEntry, Manifest, SkippedIndex, SourceCluster,
@@ -236,7 +238,7 @@ pub async fn run(
         (archive, checkpoint, config.clone())
     };
     let config = &config;
-    let checkpointer = Arc::new(Checkpointer::new(archive.root(), checkpoint.clone()));
+    let checkpointer = Arc::new(checkpointer(archive.root(), checkpoint.clone()));
     // Written at once: even a run killed before its first chunk can resume.
     checkpointer.update(|_| {})?;
 

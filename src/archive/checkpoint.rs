@@ -8,13 +8,12 @@
 //! archive is what the manifest lists.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::manifest::{DumpOptions, FileEntry, IndexEntry, SkippedIndex, SourceCluster};
-use super::writer::partial_path;
+use super::state_file::StateFile;
 use super::ArchiveError;
 use crate::source::pit::PitPosition;
 use crate::source::ReaderKind;
@@ -99,54 +98,9 @@ impl Checkpoint {
 }
 
 /// The checkpoint of a running dump, shared by its writer tasks.
-pub struct Checkpointer {
-    path: PathBuf,
-    /// The state; each update rewrites the file while holding the lock, so
-    /// writes never interleave. Updates happen once per finished chunk.
-    state: Mutex<Checkpoint>,
-}
+pub type Checkpointer = StateFile<Checkpoint>;
 
-impl Checkpointer {
-    pub fn new(root: &Path, checkpoint: Checkpoint) -> Checkpointer {
-        Checkpointer {
-            path: root.join(CHECKPOINT_FILE),
-            state: Mutex::new(checkpoint),
-        }
-    }
-
-    /// Applies `change` and writes the file (temporary file, fsync, rename).
-    pub fn update(&self, change: impl FnOnce(&mut Checkpoint)) -> Result<(), ArchiveError> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        change(&mut state);
-        let bytes = serde_json::to_vec_pretty(&*state)
-            .map_err(|e| ArchiveError::io(&self.path, std::io::Error::other(e)))?;
-        let tmp = partial_path(&self.path);
-        write_synced(&tmp, &bytes).map_err(|e| ArchiveError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| ArchiveError::io(&self.path, e))
-    }
-
-    pub fn snapshot(&self) -> Checkpoint {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Removes the file (the manifest now says the dump is complete).
-    pub fn remove(&self) -> Result<(), ArchiveError> {
-        match std::fs::remove_file(&self.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(ArchiveError::io(&self.path, e)),
-        }
-    }
-}
-
-/// Writes `bytes` to `path`, owner-only, and fsyncs it.
-pub fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+/// The checkpoint file of the dump in `root`.
+pub fn checkpointer(root: &Path, checkpoint: Checkpoint) -> Checkpointer {
+    StateFile::new(&root.join(CHECKPOINT_FILE), checkpoint)
 }

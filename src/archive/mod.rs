@@ -21,6 +21,7 @@ pub mod manifest;
 pub mod metadata;
 pub mod naming;
 pub mod reader;
+pub mod state_file;
 pub mod writer;
 
 use std::path::PathBuf;

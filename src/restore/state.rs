@@ -6,15 +6,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::report::IndexReport;
 use super::RestoreError;
-use crate::archive::checkpoint::write_synced;
-use crate::archive::writer::partial_path;
 use crate::archive::ArchiveError;
 
 pub const STATE_FILE: &str = "restore.state.json";
@@ -43,23 +40,23 @@ pub struct IndexState {
 
 /// The state file of a running restore, shared by its tasks.
 pub struct StateFile {
-    path: PathBuf,
-    /// Each update rewrites the file under the lock (once per chunk).
-    state: Mutex<RestoreState>,
+    file: crate::archive::state_file::StateFile<RestoreState>,
 }
 
 impl StateFile {
     /// A fresh state for a new restore into the cluster `uuid` at `url`.
     pub fn create(path: &Path, url: &str, uuid: &str) -> Result<StateFile, RestoreError> {
         let file = StateFile {
-            path: path.into(),
-            state: Mutex::new(RestoreState {
-                format: STATE_FORMAT.into(),
-                format_version: 1,
-                target_url: url.into(),
-                target_cluster_uuid: uuid.into(),
-                indices: BTreeMap::new(),
-            }),
+            file: crate::archive::state_file::StateFile::new(
+                path,
+                RestoreState {
+                    format: STATE_FORMAT.into(),
+                    format_version: 1,
+                    target_url: url.into(),
+                    target_cluster_uuid: uuid.into(),
+                    indices: BTreeMap::new(),
+                },
+            ),
         };
         file.update(|_| {})?;
         Ok(file)
@@ -93,36 +90,20 @@ impl StateFile {
             )));
         }
         Ok(StateFile {
-            path: path.into(),
-            state: Mutex::new(state),
+            file: crate::archive::state_file::StateFile::new(path, state),
         })
     }
 
     pub fn index(&self, name: &str) -> Option<IndexState> {
-        self.lock().indices.get(name).cloned()
+        self.file.snapshot().indices.get(name).cloned()
     }
 
-    /// Applies `change` and writes the file (temporary file, fsync, rename).
     pub fn update(&self, change: impl FnOnce(&mut RestoreState)) -> Result<(), ArchiveError> {
-        let mut state = self.lock();
-        change(&mut state);
-        let bytes = serde_json::to_vec_pretty(&*state)
-            .map_err(|e| ArchiveError::io(&self.path, std::io::Error::other(e)))?;
-        let tmp = partial_path(&self.path);
-        write_synced(&tmp, &bytes).map_err(|e| ArchiveError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| ArchiveError::io(&self.path, e))
+        self.file.update(change)
     }
 
     /// Removes the file: the restore is complete.
     pub fn remove(&self) -> Result<(), ArchiveError> {
-        match std::fs::remove_file(&self.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(ArchiveError::io(&self.path, e)),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, RestoreState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.file.remove()
     }
 }
