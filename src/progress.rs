@@ -12,14 +12,19 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 pub struct Progress {
     multi: Option<MultiProgress>,
     total: ProgressBar,
+    /// `--quiet`: warnings are not printed either.
+    quiet: bool,
 }
 
 impl Progress {
-    pub fn new(quiet: bool) -> Progress {
-        if quiet || !std::io::stderr().is_terminal() {
+    /// `hide_bars`: no bars (`--quiet`, `--json`); `quiet`: no warning
+    /// lines either (`--quiet`).
+    pub fn new(hide_bars: bool, quiet: bool) -> Progress {
+        if hide_bars || !std::io::stderr().is_terminal() {
             return Progress {
                 multi: None,
                 total: ProgressBar::hidden(),
+                quiet,
             };
         }
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4));
@@ -30,6 +35,7 @@ impl Progress {
         Progress {
             multi: Some(multi),
             total,
+            quiet,
         }
     }
 
@@ -57,8 +63,12 @@ impl Progress {
         }
     }
 
-    /// Prints a line above the bars (or to stderr when there are none).
+    /// Prints a line above the bars (or to stderr when there are none),
+    /// unless quiet.
     pub fn println(&self, line: &str) {
+        if self.quiet {
+            return;
+        }
         match &self.multi {
             Some(m) => {
                 let _ = m.println(line);

@@ -170,7 +170,7 @@ pub(crate) fn interrupt_signal() -> (watch::Receiver<bool>, tokio::task::JoinHan
 
 pub async fn run(args: DumpArgs) -> Result<ExitCode, CliError> {
     let config = args.resolve()?;
-    let progress = Progress::new(args.quiet || args.json);
+    let progress = Progress::new(args.quiet || args.json, args.quiet);
     let (cancel_rx, interrupt) = interrupt_signal();
     let result = crate::dump::run(&config, &progress, cancel_rx).await;
     interrupt.abort();

@@ -210,7 +210,7 @@ pub async fn run_copy(args: CopyArgs) -> Result<ExitCode, CliError> {
             .await
             .map_err(CliError::failure)?,
     );
-    let progress = Progress::new(args.load.quiet || args.load.json);
+    let progress = Progress::new(args.load.quiet || args.load.json, args.load.quiet);
     let plan = plan::from_cluster(
         source,
         &selector,
@@ -231,7 +231,7 @@ async fn execute(
     plan: RestorePlan,
     target: Arc<Cluster>,
 ) -> Result<ExitCode, CliError> {
-    let progress = Progress::new(args.quiet || args.json);
+    let progress = Progress::new(args.quiet || args.json, args.quiet);
     let (cancel, interrupt) = interrupt_signal();
     let result = crate::restore::run(config, plan, target, &progress, cancel).await;
     interrupt.abort();
@@ -299,7 +299,10 @@ fn report_lines(report: &RestoreReport) -> Vec<String> {
                 e.kind,
                 e.name,
                 e.status,
-                e.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+                e.reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
             ));
         }
     }
