@@ -30,7 +30,7 @@ use crate::util::esark::{inspect, Esark, Output};
 use crate::util::faults::{Fault, FaultProxy, Route, Rule, When};
 use crate::util::fixture::{Fixture, Sent};
 use crate::util::restore_support::{
-    assert_same_stored, docs_of, json_report, report_index, target_cluster, verify_cmd, Stored,
+    assert_same_stored, docs_of, json_report, target_cluster, verify_cmd, Stored,
 };
 use crate::util::server::TestCluster;
 
@@ -187,9 +187,11 @@ fn assert_target_matches(archive_dir: &Path, target: &TestCluster, what: &str) {
 fn assert_report_complete(run: &Output, what: &str) {
     let report = json_report(run);
     assert_eq!(report["status"], "ok", "{what}: {report}");
-    for entry in report["indices"].as_array().unwrap() {
-        let name = entry["name"].as_str().unwrap();
-        let entry = report_index(&report, name);
+    let indices = report["indices"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: no indices in the report: {report}"));
+    assert!(!indices.is_empty(), "{what}: {report}");
+    for entry in indices {
         assert_eq!(entry["written"], entry["archive_docs"], "{what}: {entry}");
         assert_eq!(entry["rejected"], 0, "{what}: {entry}");
         assert_eq!(entry["failed"], 0, "{what}: {entry}");
@@ -280,10 +282,15 @@ fn assert_reader(proxy: &FaultProxy, reader: &str) {
 
 /// Restores a clean archive of a fixture through a proxy with `rules`
 /// into a fresh target; checks the faults fired, the report, the target's
-/// documents and `verify`.
-fn restore_under_faults(test: &str, rules: Vec<Rule>, must_fire: &[&str]) -> Option<FaultProxy> {
+/// documents and `verify`. Returns the proxy and the archived documents.
+fn restore_under_faults(
+    test: &str,
+    rules: Vec<Rule>,
+    must_fire: &[&str],
+) -> Option<(FaultProxy, usize)> {
     let target = target_cluster(test)?;
     let (_f, archive, _tmp) = restore_fixture(test, MAIN_DOCS, &[]);
+    let total = Archive::open(&archive).all_docs().len();
     let proxy = FaultProxy::start(target.base_url(), rules);
     let run = restore_via(&archive, &proxied_url(&proxy, &target)).run();
     assert_ok(&run, &proxy);
@@ -292,7 +299,7 @@ fn restore_under_faults(test: &str, rules: Vec<Rule>, must_fire: &[&str]) -> Opt
     }
     assert_report_complete(&run, test);
     assert_target_matches(&archive, &target, test);
-    Some(proxy)
+    Some((proxy, total))
 }
 
 // ---- the proxy itself -------------------------------------------------------
@@ -357,6 +364,12 @@ fn fault_proxy_applies_each_fault_kind() {
                 Route::bulk(),
                 When::Nth(2),
                 Fault::BulkItems429 { every_nth_item: 3 },
+            ),
+            Rule::new(
+                "bulk-unapplied",
+                Route::bulk(),
+                When::Nth(3),
+                Fault::BulkItems429Unapplied { every_nth_item: 2 },
             ),
         ],
     );
@@ -471,7 +484,11 @@ fn fault_proxy_applies_each_fault_kind() {
         .collect();
     assert_eq!(items, expected, "{body}");
     assert_eq!(proxy.items_rewritten(), 4);
-    assert_eq!(cluster.count(&index), 14, "d21 and d23 never reached the server");
+    assert_eq!(
+        cluster.count(&index),
+        14,
+        "d21 and d23 never reached the server"
+    );
 
     for name in [
         "root-429",
@@ -770,7 +787,7 @@ fn restore_retries_bulk_answered_429_and_503() {
 /// applied: the retry overwrites them by id).
 #[test]
 fn restore_retries_bulk_items_answered_429() {
-    let Some(proxy) = restore_under_faults(
+    let Some((proxy, total)) = restore_under_faults(
         "faults-restore-items",
         vec![Rule::new(
             "items-429",
@@ -783,6 +800,45 @@ fn restore_retries_bulk_items_answered_429() {
         return;
     };
     assert!(proxy.items_rewritten() >= 20, "{}", proxy.log());
+    assert_items_resent(&proxy, total);
+}
+
+/// Items answered 429 inside a 200 that the server never saw: the target
+/// is complete only if each of them is sent again.
+#[test]
+fn restore_retries_unapplied_bulk_items_answered_429() {
+    let Some((proxy, total)) = restore_under_faults(
+        "faults-restore-unapplied",
+        vec![Rule::new(
+            "items-429",
+            Route::bulk(),
+            When::Every { every: 2, max: 5 },
+            Fault::BulkItems429Unapplied { every_nth_item: 7 },
+        )],
+        &["items-429"],
+    ) else {
+        return;
+    };
+    assert!(proxy.items_rewritten() >= 10, "{}", proxy.log());
+    assert_items_resent(&proxy, total);
+}
+
+/// Asserts the bulks carried every document once plus each item answered
+/// 429 once more (retried alone, not with its whole request).
+fn assert_items_resent(proxy: &FaultProxy, total: usize) {
+    let sent = proxy.body_lines(&Route::bulk()) / 2;
+    let rewritten = proxy.items_rewritten() as usize;
+    assert!(
+        sent >= total + rewritten,
+        "{sent} documents sent for {total} archived and {rewritten} items answered 429\n{}",
+        proxy.faults_log()
+    );
+    assert!(
+        sent <= total + rewritten + 100,
+        "{sent} documents sent for {total} archived and {rewritten} items answered 429: \
+         whole requests sent again?\n{}",
+        proxy.faults_log()
+    );
 }
 
 /// Connections reset before a bulk reached the server are retried.
@@ -918,7 +974,7 @@ fn copy_to_faulty_target_is_complete() {
                     seed: 42,
                     max: 3,
                 },
-                Fault::BulkItems429 { every_nth_item: 4 },
+                Fault::BulkItems429Unapplied { every_nth_item: 4 },
             ),
         ],
     );

@@ -220,7 +220,9 @@ impl Armed {
         match &self.rule.when {
             When::Nth(k) => n == *k,
             When::At(list) => list.contains(&n),
-            When::Every { every, max } => *every > 0 && n % every == 0 && self.fired < *max,
+            When::Every { every, max } => {
+                *every > 0 && n.is_multiple_of(*every) && self.fired < *max
+            }
             When::Random { p, max, .. } => {
                 // Draw on every matching request, so the sequence of
                 // decisions depends only on the number of requests.
@@ -705,87 +707,112 @@ async fn handle(req: Request, shared: &Shared) -> Reply {
             Err(e) => bad_gateway(shared, pos, e, head),
         },
         Some(Fault::BulkItems429Unapplied { every_nth_item }) => {
-            let Some((kept, dropped, total)) = split_bulk(&req.body, every_nth_item) else {
-                return relay(&req, shared, pos, "not a bulk body of index/create pairs: ").await;
-            };
-            let upstream_items = if kept.is_empty() {
-                Vec::new()
-            } else {
-                let forwarded = Request {
-                    method: req.method.clone(),
-                    target: req.target.clone(),
-                    headers: req.headers.clone(),
-                    body: kept,
-                    close: req.close,
-                };
-                match forward(&forwarded, shared).await {
-                    Ok(up) if up.status == 200 => {
-                        let items = serde_json::from_slice::<Value>(&up.body)
-                            .ok()
-                            .and_then(|v| v.get("items").and_then(Value::as_array).cloned());
-                        match items {
-                            Some(items) => items,
-                            None => {
-                                set_outcome(shared, pos, "upstream 200 not a bulk answer".into());
-                                return Reply::Answer(up.to_bytes(head));
-                            }
-                        }
-                    }
-                    Ok(up) => {
-                        set_outcome(
-                            shared,
-                            pos,
-                            format!("upstream {} for the kept items, relayed as is", up.status),
-                        );
-                        return Reply::Answer(up.to_bytes(head));
-                    }
-                    Err(e) => return bad_gateway(shared, pos, e, head),
-                }
-            };
-            // Put the refused items back in their places.
-            let mut upstream_items = upstream_items.into_iter();
-            let mut items = Vec::with_capacity(total);
-            for i in 0..total {
-                match dropped.iter().find(|(p, _)| *p == i) {
-                    Some((_, item)) => items.push(item.clone()),
-                    None => items.push(upstream_items.next().unwrap_or(Value::Null)),
-                }
-            }
-            shared.state.lock().unwrap().items_rewritten += dropped.len() as u64;
-            set_outcome(
-                shared,
-                pos,
-                format!(
-                    "forwarded {} of {total} items, answered 429 for {}",
-                    total - dropped.len(),
-                    dropped.len()
-                ),
-            );
-            let body =
-                json!({"took": 1, "errors": !dropped.is_empty(), "items": items}).to_string();
-            Reply::Answer(response(
-                200,
-                "OK",
-                &[("content-type".into(), "application/json".into())],
-                body.as_bytes(),
-                head,
-                None,
-            ))
+            bulk_items_unapplied(&req, shared, pos, every_nth_item).await
         }
         None => relay(&req, shared, pos, "").await,
     }
 }
 
-/// Splits a `_bulk` body of `index`/`create` action and source pairs:
-/// returns the body without pairs `n, 2n, ...` (1-based), those pairs'
-/// positions with a 429 item for each, and the number of pairs. `None`
-/// when the body is not such pairs.
-fn split_bulk(body: &[u8], every_nth_item: usize) -> Option<(Vec<u8>, Vec<(usize, Value)>, usize)> {
+/// [`Fault::BulkItems429Unapplied`]: forwards the bulk without items
+/// `n, 2n, ...` and answers 429 for them, the others as upstream did.
+async fn bulk_items_unapplied(
+    req: &Request,
+    shared: &Shared,
+    pos: usize,
+    every_nth_item: usize,
+) -> Reply {
+    let head = req.method == "HEAD";
+    let Some(SplitBulk {
+        kept,
+        dropped,
+        total,
+    }) = split_bulk(&req.body, every_nth_item)
+    else {
+        return relay(req, shared, pos, "not a bulk body of index/create pairs: ").await;
+    };
+    let upstream_items = if kept.is_empty() {
+        Vec::new()
+    } else {
+        let forwarded = Request {
+            method: req.method.clone(),
+            target: req.target.clone(),
+            headers: req.headers.clone(),
+            body: kept,
+            close: req.close,
+        };
+        match forward(&forwarded, shared).await {
+            Ok(up) if up.status == 200 => {
+                let items = serde_json::from_slice::<Value>(&up.body)
+                    .ok()
+                    .and_then(|v| v.get("items").and_then(Value::as_array).cloned());
+                match items {
+                    Some(items) => items,
+                    None => {
+                        set_outcome(shared, pos, "upstream 200 not a bulk answer".into());
+                        return Reply::Answer(up.to_bytes(head));
+                    }
+                }
+            }
+            Ok(up) => {
+                set_outcome(
+                    shared,
+                    pos,
+                    format!("upstream {} for the kept items, relayed as is", up.status),
+                );
+                return Reply::Answer(up.to_bytes(head));
+            }
+            Err(e) => return bad_gateway(shared, pos, e, head),
+        }
+    };
+    // Put the refused items back in their places.
+    let mut upstream_items = upstream_items.into_iter();
+    let mut items = Vec::with_capacity(total);
+    for i in 0..total {
+        match dropped.iter().find(|(p, _)| *p == i) {
+            Some((_, item)) => items.push(item.clone()),
+            None => items.push(upstream_items.next().unwrap_or(Value::Null)),
+        }
+    }
+    shared.state.lock().unwrap().items_rewritten += dropped.len() as u64;
+    set_outcome(
+        shared,
+        pos,
+        format!(
+            "forwarded {} of {total} items, answered 429 for {}",
+            total - dropped.len(),
+            dropped.len()
+        ),
+    );
+    let body = json!({"took": 1, "errors": !dropped.is_empty(), "items": items}).to_string();
+    Reply::Answer(response(
+        200,
+        "OK",
+        &[("content-type".into(), "application/json".into())],
+        body.as_bytes(),
+        head,
+        None,
+    ))
+}
+
+/// A `_bulk` body with some of its documents taken out.
+struct SplitBulk {
+    /// The body without them.
+    kept: Vec<u8>,
+    /// Their positions, each with the 429 item that answers it.
+    dropped: Vec<(usize, Value)>,
+    /// Documents in the original body.
+    total: usize,
+}
+
+/// Splits a `_bulk` body of `index`/`create` action and source pairs,
+/// taking out pairs `n, 2n, ...` (1-based). `None` when the body is not
+/// such pairs.
+fn split_bulk(body: &[u8], every_nth_item: usize) -> Option<SplitBulk> {
     let mut lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
     if lines.last().is_some_and(|l| l.is_empty()) {
         lines.pop();
     }
-    if lines.len() % 2 != 0 || every_nth_item == 0 {
+    if !lines.len().is_multiple_of(2) || every_nth_item == 0 {
         return None;
     }
     let mut kept = Vec::with_capacity(body.len());
@@ -796,7 +823,7 @@ fn split_bulk(body: &[u8], every_nth_item: usize) -> Option<(Vec<u8>, Vec<(usize
         if op != "index" && op != "create" {
             return None;
         }
-        if (i + 1) % every_nth_item == 0 {
+        if (i + 1).is_multiple_of(every_nth_item) {
             let item = json!({op.as_str(): {
                 "_index": meta.get("_index").cloned().unwrap_or(Value::Null),
                 "_id": meta.get("_id").cloned().unwrap_or(Value::Null),
@@ -814,7 +841,11 @@ fn split_bulk(body: &[u8], every_nth_item: usize) -> Option<(Vec<u8>, Vec<(usize
             }
         }
     }
-    Some((kept, dropped, lines.len() / 2))
+    Some(SplitBulk {
+        kept,
+        dropped,
+        total: lines.len() / 2,
+    })
 }
 
 async fn relay(req: &Request, shared: &Shared, pos: usize, prefix: &str) -> Reply {
@@ -911,7 +942,7 @@ fn rewrite_bulk_items(body: &[u8], every_nth_item: usize) -> Option<(Vec<u8>, us
     let total = items.len();
     let mut rewritten = 0;
     for (i, item) in items.iter_mut().enumerate() {
-        if every_nth_item == 0 || (i + 1) % every_nth_item != 0 {
+        if every_nth_item == 0 || !(i + 1).is_multiple_of(every_nth_item) {
             continue;
         }
         let Some(obj) = item.as_object_mut() else {
