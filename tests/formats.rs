@@ -204,3 +204,39 @@ fn query_dumps_only_matching_documents() {
         .run();
     assert_eq!(bad.code, Some(2), "{bad:?}");
 }
+
+#[test]
+fn an_unknown_format_version_is_refused_with_a_clear_line() {
+    let Some(target) = target_cluster("format-unknown") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("future");
+    copy_dir(&fixture("archive-v1"), &archive);
+    let path = archive.join("manifest.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"format_version\": 1", "\"format_version\": 99");
+    std::fs::write(&path, text).unwrap();
+    for command in ["inspect", "restore"] {
+        let mut esark = Esark::new().arg(command);
+        esark = if command == "inspect" {
+            esark.arg(&archive)
+        } else {
+            restore_cmd(&archive, &target)
+        };
+        let out = esark.run();
+        assert_eq!(out.code, Some(1), "{out:?}");
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{}", out.stderr);
+        assert!(
+            lines[0].contains("archive format version 99 is not supported"),
+            "{}",
+            lines[0]
+        );
+    }
+    assert!(!target
+        .get("/_cat/indices?format=json")
+        .to_string()
+        .contains("fixture-v1"));
+}

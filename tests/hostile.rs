@@ -123,3 +123,78 @@ fn a_full_disk_fails_the_dump_without_a_manifest() {
     assert!(line.contains("No space left on device"), "{line}");
     assert!(!out_dir.join("manifest.json").exists());
 }
+
+#[test]
+fn a_server_that_is_not_a_search_engine_is_named_as_such() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(4) {
+            let Ok(mut s) = stream else { return };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let body = r#"{"status":"ok","service":"something else"}"#;
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = dump_through(
+        &format!("http://user:n0t-es@{addr}"),
+        &dir.path().join("x"),
+        &[],
+    );
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let line = one_error_line(&out.stderr);
+    assert!(
+        line.contains("does not look like Elasticsearch or OpenSearch"),
+        "{line}"
+    );
+    assert!(!out.stderr.contains("n0t-es"));
+    assert!(
+        !dir.path().join("x").exists(),
+        "no folder for a failed connection"
+    );
+}
+
+#[test]
+fn archive_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = TestCluster::start("perms");
+    let index = cluster.name("p");
+    cluster.create_index(&index, &serde_json::json!({}));
+    cluster.bulk(&format!(
+        "{{\"index\":{{\"_index\":\"{index}\",\"_id\":\"1\"}}}}\n{{\"a\":1}}\n"
+    ));
+    cluster.refresh(&index);
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("backup");
+    let mut args = cluster.source_args();
+    args.extend([
+        "--output".into(),
+        out_dir.display().to_string(),
+        "--match".into(),
+        format!("^{index}$"),
+        "-q".into(),
+    ]);
+    let out = Esark::new().arg("dump").args(&args).run();
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let mut stack = vec![out_dir];
+    let mut files = 0;
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::metadata(&path).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            assert_eq!(mode, 0o700, "{}", path.display());
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            assert_eq!(mode, 0o600, "{}", path.display());
+            files += 1;
+        }
+    }
+    assert!(files >= 5, "{files} files");
+}
