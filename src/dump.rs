@@ -119,6 +119,11 @@ pub enum DumpError {
     Interrupted(PathBuf),
     #[error("cannot resume: {0}")]
     NothingToResume(String),
+    #[error("{0}")]
+    Pipe(String),
+    /// The reader of `--output -` went away (`| head`): not an error.
+    #[error("stdout was closed")]
+    PipeClosed,
     #[error("cannot resume: unreadable checkpoint: {0}")]
     BadCheckpoint(String),
 }

@@ -17,6 +17,7 @@
 //! | wiring readers to writers with bounded channels | [`pipeline`] |
 //! | the dump command end to end | [`dump`] |
 //! | the inspect command | [`inspect`] |
+//! | one index to or from a pipe (`--output -`) | [`stream`] |
 //! | progress bars and the closing summary | [`progress`] |
 //! | retry decisions and backoff mechanics | [`retry`] |
 
@@ -31,6 +32,7 @@ pub mod restore;
 pub mod retry;
 pub mod sink;
 pub mod source;
+pub mod stream;
 pub mod verify;
 
 /// The version of this tool, recorded in every manifest.

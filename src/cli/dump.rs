@@ -26,7 +26,8 @@ pub struct DumpArgs {
     pub source: SourceArgs,
     #[command(flatten)]
     pub connection: ConnectionArgs,
-    /// Archive folder to create (must be empty or absent unless --overwrite).
+    /// Archive folder to create (must be empty or absent unless
+    /// --overwrite), or `-`: one index as JSONL on stdout.
     #[arg(long, short = 'o', value_name = "DIR")]
     pub output: PathBuf,
     /// Without --match: every index whose name does not start with `.`.
@@ -170,6 +171,9 @@ pub(crate) fn interrupt_signal() -> (watch::Receiver<bool>, tokio::task::JoinHan
 
 pub async fn run(args: DumpArgs) -> Result<ExitCode, CliError> {
     let config = args.resolve()?;
+    if args.output.as_os_str() == "-" {
+        return run_pipe(&config).await;
+    }
     let progress = Progress::new(args.quiet || args.json, args.quiet);
     let (cancel_rx, interrupt) = interrupt_signal();
     let result = crate::dump::run(&config, &progress, cancel_rx).await;
@@ -187,6 +191,21 @@ pub async fn run(args: DumpArgs) -> Result<ExitCode, CliError> {
         Err(DumpError::Archive(
             e @ (ArchiveError::NotEmpty(_) | ArchiveError::NotADirectory(_)),
         )) => Err(CliError::usage(e)),
+        Err(e) => Err(CliError::failure(e)),
+    }
+}
+
+/// `--output -`: one index as JSONL on stdout.
+async fn run_pipe(config: &DumpConfig) -> Result<ExitCode, CliError> {
+    let (cancel_rx, interrupt) = interrupt_signal();
+    let mut stdout = tokio::io::BufWriter::with_capacity(1 << 20, tokio::io::stdout());
+    let result = crate::stream::dump_to(config, &mut stdout, cancel_rx).await;
+    interrupt.abort();
+    match result {
+        Ok(_) | Err(DumpError::PipeClosed) => Ok(ExitCode::SUCCESS),
+        Err(e @ DumpError::Pipe(_)) if e.to_string().contains("writes exactly one") => {
+            Err(CliError::usage(e))
+        }
         Err(e) => Err(CliError::failure(e)),
     }
 }

@@ -308,7 +308,7 @@ impl SliceReader {
 
 /// Starts one reader task per slice and merges their events, each tagged
 /// with its slice id, into one stream (for consumers that take every slice
-/// together: copy, verify).
+/// together: copy, verify, pipes).
 pub fn spawn_slices(
     cluster: Arc<Cluster>,
     index: &str,
@@ -316,10 +316,26 @@ pub fn spawn_slices(
     page_size: usize,
     kind: ReaderKind,
     cancel: watch::Receiver<bool>,
-) -> (
+) -> SliceEvents {
+    spawn_slices_matching(cluster, index, slices, page_size, kind, None, cancel)
+}
+
+/// The merged events of every slice, and the reader tasks.
+pub type SliceEvents = (
     futures::stream::BoxStream<'static, (u32, SliceEvent)>,
     Vec<tokio::task::JoinHandle<Result<(), ReadError>>>,
-) {
+);
+
+/// [`spawn_slices`], reading only the documents matching `query`.
+pub fn spawn_slices_matching(
+    cluster: Arc<Cluster>,
+    index: &str,
+    slices: u32,
+    page_size: usize,
+    kind: ReaderKind,
+    query: Option<Arc<str>>,
+    cancel: watch::Receiver<bool>,
+) -> SliceEvents {
     use futures::StreamExt;
     let mut streams = Vec::new();
     let mut handles = Vec::new();
@@ -332,7 +348,8 @@ pub fn spawn_slices(
             page_size,
             kind,
             None,
-        );
+        )
+        .with_query(query.clone());
         handles.push(tokio::spawn(reader.pump(tx, cancel.clone())));
         streams.push(
             futures::stream::unfold(rx, move |mut rx| async move {
