@@ -27,3 +27,5 @@ mod faults;
 mod hostile;
 // The archive format: older versions, metadata kinds, partial dumps.
 mod formats;
+// `esark restore` of other tools' dumps: multielasticdump, elasticdump, Kourou, bulk NDJSON.
+mod foreign;

@@ -19,6 +19,7 @@ use crate::restore::plan::{self, RestorePlan};
 use crate::restore::report::{RestoreReport, Status};
 use crate::restore::target::Mode;
 use crate::restore::RestoreConfig;
+use crate::source::foreign::{self, ForeignError};
 use crate::source::ReaderKind;
 
 /// Default bulk concurrency: with the default 10 MiB requests, enough to
@@ -116,9 +117,16 @@ impl LoadArgs {
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// The archive folder.
-    #[arg(long, short = 'i', value_name = "DIR")]
+    /// The archive folder, or a dump written by another tool, recognised by
+    /// its content: a multielasticdump folder, an elasticdump data file, a
+    /// Kourou export (collection C of index I is restored into `I.C`) or a
+    /// bulk NDJSON file.
+    #[arg(long, short = 'i', value_name = "PATH")]
     pub input: PathBuf,
+    /// The target index of an imported elasticdump or bulk file (instead of
+    /// each document's `_index`), or of the one index of an imported folder.
+    #[arg(long, value_name = "NAME")]
+    pub index: Option<String>,
     /// Without --match: every index of the archive.
     #[command(flatten)]
     pub select: SelectArgs,
@@ -138,7 +146,8 @@ pub struct RestoreArgs {
     /// stops the restore halfway.
     #[arg(long)]
     pub no_validate: bool,
-    /// Where the restore records its progress [default: INPUT/restore.state.json].
+    /// Where the restore records its progress [default: INPUT/restore.state.json,
+    /// or FILE.restore.state.json next to an imported file].
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
 }
@@ -167,23 +176,55 @@ pub struct CopyArgs {
 
 pub async fn run_restore(args: RestoreArgs) -> Result<ExitCode, CliError> {
     let mut config = args.load.resolve(&args.connection)?;
+    let selector = args.select.resolve(true)?;
+    let renamer = args.load.rename.resolve()?;
+    if args.index.as_deref() == Some("") {
+        return Err(CliError::usage(anyhow::anyhow!("--index needs a name")));
+    }
+    let foreign = foreign::detect(&args.input).await;
+    if foreign.is_none() {
+        if !foreign::looks_like_archive(&args.input).await {
+            return Err(CliError::failure(ForeignError::Unrecognized(
+                args.input.clone(),
+            )));
+        }
+        if args.index.is_some() {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "--index applies to dumps of other tools, not to an esark archive: use --rename"
+            )));
+        }
+    }
     config.resume = args.resume;
     config.state = Some(
         args.state
             .clone()
-            .unwrap_or_else(|| args.input.join(crate::restore::state::STATE_FILE)),
+            .unwrap_or_else(|| default_state_path(&args.input)),
     );
-    let selector = args.select.resolve(true)?;
-    let renamer = args.load.rename.resolve()?;
-    // The archive is checked whole before the target is even contacted.
-    let archive = reader::open(&args.input).await.map_err(CliError::failure)?;
-    let mut plan = plan::from_archive(&archive, &selector, &renamer, args.force)
+    // The input is checked whole before the target is even contacted.
+    let mut plan = match foreign {
+        Some(kind) => foreign::plan(
+            &args.input,
+            kind,
+            args.index.as_deref(),
+            &selector,
+            &renamer,
+        )
         .await
-        .map_err(CliError::failure)?;
+        .map_err(CliError::failure)?,
+        None => {
+            let archive = reader::open(&args.input).await.map_err(CliError::failure)?;
+            plan::from_archive(&archive, &selector, &renamer, args.force)
+                .await
+                .map_err(CliError::failure)?
+        }
+    };
     if !args.no_validate && !args.load.no_data {
         plan::validate_data(&mut plan, args.force)
             .await
             .map_err(CliError::failure)?;
+    }
+    if let (Some(kind), false) = (foreign, args.load.quiet || args.load.json) {
+        eprintln!("{}: importing {kind}", args.input.display());
     }
     let target = Arc::new(
         Cluster::connect(&config.target)
@@ -191,6 +232,19 @@ pub async fn run_restore(args: RestoreArgs) -> Result<ExitCode, CliError> {
             .map_err(CliError::failure)?,
     );
     execute(&args.load, &config, plan, target).await
+}
+
+/// `INPUT/restore.state.json`, or `FILE.restore.state.json` next to an
+/// input file (an imported elasticdump or bulk file).
+fn default_state_path(input: &std::path::Path) -> PathBuf {
+    match input.file_name() {
+        Some(name) if input.is_file() => input.with_file_name(format!(
+            "{}.{}",
+            name.to_string_lossy(),
+            crate::restore::state::STATE_FILE
+        )),
+        _ => input.join(crate::restore::state::STATE_FILE),
+    }
 }
 
 pub async fn run_copy(args: CopyArgs) -> Result<ExitCode, CliError> {

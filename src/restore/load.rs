@@ -1,11 +1,13 @@
 //! Loading one index's documents into the target: lines from archive
-//! chunks or from a live cluster's readers, through a [`BulkBuilder`], into
-//! the shared [`BulkIndexer`].
+//! chunks, from a live cluster's readers or converted from a foreign dump's
+//! files, through a [`BulkBuilder`], into the shared [`BulkIndexer`].
 //!
 //! From an archive, requests never span two chunks, so that a chunk can be
 //! acknowledged (for `restore --resume`) once all its documents are written
 //! or rejected; a chunk with an undelivered document is not acknowledged and
 //! is sent again by a resumed run (indexing by id makes that idempotent).
+//! Foreign files are not acknowledged: a resumed run loads an unfinished
+//! index from a foreign dump again whole.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,7 @@ use super::plan::DataOrigin;
 use crate::progress::IndexProgress;
 use crate::sink::bulk::{BulkBuilder, BulkIndexer, IndexStats, Pending};
 use crate::source::archive::{ChunkError, ChunkFile, ChunkLines};
+use crate::source::foreign::{ForeignError, ForeignFile, ForeignLines};
 use crate::source::slice::spawn_slices;
 use crate::source::{ReadError, ReaderKind, SliceEvent};
 
@@ -26,6 +29,8 @@ use crate::source::{ReadError, ReaderKind, SliceEvent};
 pub enum LoadError {
     #[error(transparent)]
     Chunk(#[from] ChunkError),
+    #[error(transparent)]
+    Foreign(#[from] ForeignError),
     #[error("{}: line {line}: malformed data line: {reason}", path.display())]
     Malformed {
         path: PathBuf,
@@ -86,6 +91,7 @@ pub async fn load(
     };
     let result = match origin {
         DataOrigin::Chunks(files) => feeder.from_chunks(files, done, ack, cancel).await,
+        DataOrigin::Foreign(files) => feeder.from_foreign(files, cancel).await,
         DataOrigin::Cluster {
             cluster,
             slices,
@@ -203,6 +209,37 @@ impl Feeder<'_> {
             }
         }
         while waiters.join_next().await.is_some() {}
+        result
+    }
+
+    /// Reads foreign files in order, converting each document to an
+    /// archive line; counts go straight to the index's.
+    async fn from_foreign(
+        &mut self,
+        files: &[ForeignFile],
+        cancel: watch::Receiver<bool>,
+    ) -> Result<(), LoadError> {
+        let stats = self.target.stats.clone();
+        let mut pending = Pending::new();
+        let mut lines = ForeignLines::new(files.to_vec());
+        let mut buf = Vec::with_capacity(64 * 1024);
+        let result = loop {
+            match lines.next_line(&mut buf).await {
+                Ok(true) => {}
+                Ok(false) => break Ok(()),
+                Err(e) => break Err(LoadError::from(e)),
+            }
+            if *cancel.borrow() {
+                break Err(LoadError::Interrupted);
+            }
+            if let Err(reason) = self.push(&buf, &stats, &mut pending).await {
+                let (path, line) = lines.position();
+                break Err(LoadError::Malformed { path, line, reason });
+            }
+        };
+        // What was read before a broken line or Ctrl-C is still sent.
+        self.flush(&stats, &mut pending).await;
+        pending.wait().await;
         result
     }
 

@@ -1,6 +1,6 @@
 //! What a restore or copy will do: the templates and, per index, its target
-//! name, metadata and where its documents come from (archive chunks or a
-//! live cluster).
+//! name, metadata and where its documents come from (archive chunks, a
+//! live cluster, or files of another tool's dump).
 
 use std::sync::Arc;
 
@@ -18,6 +18,7 @@ use crate::dump::{
 };
 use crate::progress::Progress;
 use crate::source::archive::ChunkFile;
+use crate::source::foreign::{ForeignFile, ForeignLines};
 use crate::source::ReaderKind;
 
 /// Target index names: `--rename REGEX=REPLACEMENT`, then `--prefix`/`--suffix`.
@@ -55,6 +56,8 @@ impl Renamer {
 #[derive(Debug, Clone)]
 pub enum DataOrigin {
     Chunks(Vec<ChunkFile>),
+    /// Files of a dump written by another tool ([`crate::source::foreign`]).
+    Foreign(Vec<ForeignFile>),
     Cluster {
         cluster: Arc<Cluster>,
         slices: u32,
@@ -181,37 +184,29 @@ pub async fn from_archive(
 /// dump wrote; this proves its content is what a restore can load, so that
 /// a broken archive is refused whole instead of half restored. With
 /// `force`, indices with a bad file are moved to [`RestorePlan::damaged`].
+/// Files of a foreign dump are converted line by line as the load will
+/// convert them.
 pub async fn validate_data(plan: &mut RestorePlan, force: bool) -> Result<(), RestoreError> {
     use futures::stream::{self, StreamExt};
     let mut checks = Vec::new();
     for (i, index) in plan.indices.iter().enumerate() {
-        if let DataOrigin::Chunks(files) = &index.data {
-            for file in files {
-                checks.push((i, file.clone()));
+        match &index.data {
+            DataOrigin::Chunks(files) => {
+                checks.extend(files.iter().map(|f| (i, DataCheck::Chunk(f.clone()))));
             }
+            DataOrigin::Foreign(files) => {
+                checks.extend(files.iter().map(|f| (i, DataCheck::Foreign(f.clone()))));
+            }
+            DataOrigin::Cluster { .. } => {}
         }
     }
     let failures: Vec<(usize, String)> = stream::iter(checks)
-        .map(|(i, file)| async move {
-            let mut lines = crate::source::archive::ChunkLines::new(vec![file]);
-            let mut buf = Vec::new();
-            loop {
-                match lines.next_line(&mut buf).await {
-                    Ok(true) => {}
-                    Ok(false) => return None,
-                    Err(e) => return Some((i, e.to_string())),
-                }
-                if let Err(reason) = crate::archive::line::parse_line(&buf) {
-                    let (path, line) = lines.position();
-                    return Some((
-                        i,
-                        format!(
-                            "{}: line {line}: malformed data line: {reason}",
-                            path.display()
-                        ),
-                    ));
-                }
+        .map(|(i, check)| async move {
+            match check {
+                DataCheck::Chunk(file) => check_chunk(file).await,
+                DataCheck::Foreign(file) => check_foreign(file).await,
             }
+            .map(|problem| (i, problem))
         })
         .buffer_unordered(2)
         .filter_map(std::future::ready)
@@ -233,6 +228,53 @@ pub async fn validate_data(plan: &mut RestorePlan, force: bool) -> Result<(), Re
         plan.damaged.push((index.name, why.clone()));
     }
     Ok(())
+}
+
+/// One file for [`validate_data`] to read.
+enum DataCheck {
+    Chunk(ChunkFile),
+    Foreign(ForeignFile),
+}
+
+/// Reads every line of an archive chunk; the first problem found.
+async fn check_chunk(file: ChunkFile) -> Option<String> {
+    let mut lines = crate::source::archive::ChunkLines::new(vec![file]);
+    let mut buf = Vec::new();
+    loop {
+        match lines.next_line(&mut buf).await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => return Some(e.to_string()),
+        }
+        if let Err(reason) = crate::archive::line::parse_line(&buf) {
+            let (path, line) = lines.position();
+            return Some(format!(
+                "{}: line {line}: malformed data line: {reason}",
+                path.display()
+            ));
+        }
+    }
+}
+
+/// Converts every document of a foreign file as the load will; the first
+/// problem found (named by file and line).
+async fn check_foreign(file: ForeignFile) -> Option<String> {
+    let mut lines = ForeignLines::new(vec![file]);
+    let mut buf = Vec::new();
+    loop {
+        match lines.next_line(&mut buf).await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => return Some(e.to_string()),
+        }
+        if let Err(reason) = crate::archive::line::parse_line(&buf) {
+            let (path, line) = lines.position();
+            return Some(format!(
+                "{}: line {line}: malformed document: {reason}",
+                path.display()
+            ));
+        }
+    }
 }
 
 /// Reads the plan from a live cluster (for `copy`): its templates and, per

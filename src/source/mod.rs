@@ -8,6 +8,7 @@
 //! consumer with [`SliceEvent::Restart`]) where it is not.
 
 pub mod archive;
+pub mod foreign;
 pub mod page;
 pub mod pit;
 pub mod scroll;

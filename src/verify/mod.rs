@@ -22,6 +22,7 @@ use crate::cluster::{Cluster, ClusterError};
 use crate::dump::{read_index_metadata, IndexMetadata, TemplateSet};
 use crate::restore::plan::{DataOrigin, IndexPlan, RestorePlan};
 use crate::source::archive::ChunkLines;
+use crate::source::foreign::ForeignLines;
 use crate::source::slice::spawn_slices;
 use crate::source::{ReaderKind, SliceEvent};
 use digest::{doc_hash, DocHash, IndexDigest};
@@ -192,6 +193,22 @@ async fn digest_side(
     only: Option<&[usize]>,
 ) -> Result<(IndexDigest, Option<Located>), VerifyError> {
     match origin {
+        DataOrigin::Foreign(files) => {
+            let mut side = Side::new(only);
+            let mut lines = ForeignLines::new(files.clone());
+            let mut buf = Vec::new();
+            while lines
+                .next_line(&mut buf)
+                .await
+                .map_err(|e| VerifyError::Read(e.to_string()))?
+            {
+                side.visit(&buf).map_err(|reason| {
+                    let (path, line) = lines.position();
+                    VerifyError::Read(format!("{}: line {line}: {reason}", path.display()))
+                })?;
+            }
+            Ok(side.finish())
+        }
         DataOrigin::Chunks(files) => {
             let mut side = Side::new(only);
             let mut lines = ChunkLines::new(files.clone());
