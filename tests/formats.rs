@@ -240,3 +240,64 @@ fn an_unknown_format_version_is_refused_with_a_clear_line() {
         .to_string()
         .contains("fixture-v1"));
 }
+
+#[test]
+fn one_index_goes_through_a_pipe() {
+    let cluster = TestCluster::start("format-pipe");
+    let Some(target) = target_cluster("format-pipe") else {
+        return;
+    };
+    let index = cluster.name("p");
+    cluster.create_index(
+        &index,
+        &serde_json::json!({"settings": {"number_of_shards": 2}}),
+    );
+    let mut body = String::new();
+    for i in 0..300 {
+        let routing = if i % 3 == 0 { ",\"routing\":\"r\"" } else { "" };
+        body.push_str(&format!(
+            "{{\"index\":{{\"_index\":\"{index}\",\"_id\":\"{i}\"{routing}}}}}\n{{\"n\":{i},\"big\":{}}}\n",
+            9_007_199_254_740_993u64 + i
+        ));
+    }
+    cluster.bulk(&body);
+    cluster.refresh(&index);
+    let bin = env!("CARGO_BIN_EXE_esark");
+    let piped = format!("{index}-piped");
+    let script = format!(
+        "'{bin}' dump --source '{}' --output - --match '^{index}$' | '{bin}' restore --input - --index '{piped}' --target '{}' --quiet",
+        cluster.url(),
+        target.url()
+    );
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{script}");
+    let sent = docs_of(&cluster, &index);
+    let got = docs_of(&target, &piped);
+    assert_eq!(sent.len(), 300);
+    assert_eq!(got.len(), 300);
+    for (id, doc) in &sent {
+        assert_eq!(got[id].source, doc.source, "{id}");
+        assert_eq!(got[id].routing, doc.routing, "{id}");
+    }
+    // More than one index cannot go to one pipe; no index name, no restore.
+    cluster.create_index(&cluster.name("other"), &serde_json::json!({}));
+    let out = Esark::new()
+        .arg("dump")
+        .args(cluster.source_args())
+        .args([
+            "--output",
+            "-",
+            "--match",
+            &format!("^{}", cluster.name("")),
+        ])
+        .run();
+    assert_eq!(out.code, Some(2), "{out:?}");
+    let out = Esark::new()
+        .args(["restore", "--input", "-", "--target", target.url()])
+        .run();
+    assert_eq!(out.code, Some(2), "{out:?}");
+}

@@ -7,7 +7,7 @@
 mod cluster_args;
 mod dump;
 mod inspect;
-mod restore;
+pub(crate) mod restore;
 mod select;
 mod verify;
 

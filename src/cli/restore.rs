@@ -181,43 +181,36 @@ pub async fn run_restore(args: RestoreArgs) -> Result<ExitCode, CliError> {
     if args.index.as_deref() == Some("") {
         return Err(CliError::usage(anyhow::anyhow!("--index needs a name")));
     }
-    let foreign = foreign::detect(&args.input).await;
-    if foreign.is_none() {
-        if !foreign::looks_like_archive(&args.input).await {
-            return Err(CliError::failure(ForeignError::Unrecognized(
-                args.input.clone(),
-            )));
-        }
-        if args.index.is_some() {
-            return Err(CliError::usage(anyhow::anyhow!(
-                "--index applies to dumps of other tools, not to an esark archive: use --rename"
-            )));
-        }
+    if args.input.as_os_str() == "-" {
+        let index = args.index.as_deref().ok_or_else(|| {
+            CliError::usage(anyhow::anyhow!(
+                "--input - reads one index from standard input: name it with --index"
+            ))
+        })?;
+        // Nothing to resume from a pipe.
+        let plan = plan::from_stdin(index, &renamer);
+        let target = Arc::new(
+            Cluster::connect(&config.target)
+                .await
+                .map_err(CliError::failure)?,
+        );
+        return execute(&args.load, &config, plan, target).await;
     }
+    let (plan, foreign) = input_plan(
+        &args.input,
+        args.index.as_deref(),
+        &selector,
+        &renamer,
+        args.force,
+    )
+    .await?;
+    let mut plan = plan;
     config.resume = args.resume;
     config.state = Some(
         args.state
             .clone()
             .unwrap_or_else(|| default_state_path(&args.input)),
     );
-    // The input is checked whole before the target is even contacted.
-    let mut plan = match foreign {
-        Some(kind) => foreign::plan(
-            &args.input,
-            kind,
-            args.index.as_deref(),
-            &selector,
-            &renamer,
-        )
-        .await
-        .map_err(CliError::failure)?,
-        None => {
-            let archive = reader::open(&args.input).await.map_err(CliError::failure)?;
-            plan::from_archive(&archive, &selector, &renamer, args.force)
-                .await
-                .map_err(CliError::failure)?
-        }
-    };
     if !args.no_validate && !args.load.no_data {
         plan::validate_data(&mut plan, args.force)
             .await
@@ -245,6 +238,43 @@ fn default_state_path(input: &std::path::Path) -> PathBuf {
         )),
         _ => input.join(crate::restore::state::STATE_FILE),
     }
+}
+
+/// Reads what `--input` names: an esark archive (any format version) or a
+/// dump another tool wrote (detected). Also returns the detected kind.
+pub(crate) async fn input_plan(
+    input: &std::path::Path,
+    index: Option<&str>,
+    selector: &crate::dump::IndexSelector,
+    renamer: &crate::restore::plan::Renamer,
+    force: bool,
+) -> Result<(RestorePlan, Option<foreign::ForeignKind>), CliError> {
+    let kind = foreign::detect(input).await;
+    if kind.is_none() {
+        if !foreign::looks_like_archive(input).await {
+            return Err(CliError::failure(ForeignError::Unrecognized(
+                input.to_path_buf(),
+            )));
+        }
+        if index.is_some() {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "--index applies to dumps of other tools, not to an esark archive: use --rename"
+            )));
+        }
+    }
+    // The input is checked whole before the target is even contacted.
+    let plan = match kind {
+        Some(kind) => foreign::plan(input, kind, index, selector, renamer)
+            .await
+            .map_err(CliError::failure)?,
+        None => {
+            let archive = reader::open(input).await.map_err(CliError::failure)?;
+            plan::from_archive(&archive, selector, renamer, force)
+                .await
+                .map_err(CliError::failure)?
+        }
+    };
+    Ok((plan, kind))
 }
 
 pub async fn run_copy(args: CopyArgs) -> Result<ExitCode, CliError> {

@@ -10,9 +10,7 @@ use serde_json::json;
 
 use super::select::{RenameArgs, SelectArgs};
 use super::{print_stdout, CliError, ConnectionArgs, TargetArgs};
-use crate::archive::reader;
 use crate::cluster::Cluster;
-use crate::restore::plan;
 use crate::verify::VerifyReport;
 
 #[derive(Debug, Args)]
@@ -28,6 +26,10 @@ pub struct VerifyArgs {
     /// The same renaming the restore used.
     #[command(flatten)]
     pub rename: RenameArgs,
+    /// For a dump of another tool: the index its documents went to (as
+    /// with `restore --index`).
+    #[arg(long, value_name = "NAME")]
+    pub index: Option<String>,
     /// Do not compare templates.
     #[arg(long)]
     pub no_templates: bool,
@@ -42,10 +44,14 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
     let selector = args.select.resolve(true)?;
     let renamer = args.rename.resolve()?;
     let target_config = args.target.resolve(&args.connection)?;
-    let archive = reader::open(&args.input).await.map_err(CliError::failure)?;
-    let plan = plan::from_archive(&archive, &selector, &renamer, false)
-        .await
-        .map_err(CliError::failure)?;
+    let (plan, _) = super::restore::input_plan(
+        &args.input,
+        args.index.as_deref(),
+        &selector,
+        &renamer,
+        false,
+    )
+    .await?;
     let target = Arc::new(
         Cluster::connect(&target_config)
             .await

@@ -92,6 +92,7 @@ pub async fn load(
     let result = match origin {
         DataOrigin::Chunks(files) => feeder.from_chunks(files, done, ack, cancel).await,
         DataOrigin::Foreign(files) => feeder.from_foreign(files, cancel).await,
+        DataOrigin::Stdin => feeder.from_stdin(cancel).await,
         DataOrigin::Cluster {
             cluster,
             slices,
@@ -214,6 +215,50 @@ impl Feeder<'_> {
 
     /// Reads foreign files in order, converting each document to an
     /// archive line; counts go straight to the index's.
+    /// Reads lines from standard input until it closes.
+    async fn from_stdin(&mut self, cancel: watch::Receiver<bool>) -> Result<(), LoadError> {
+        use tokio::io::AsyncBufReadExt;
+        let stats = self.target.stats.clone();
+        let mut pending = Pending::new();
+        let mut input = tokio::io::BufReader::with_capacity(1 << 20, tokio::io::stdin());
+        let mut buf = Vec::with_capacity(64 * 1024);
+        let mut line = 0;
+        let stdin = PathBuf::from("standard input");
+        let result = loop {
+            buf.clear();
+            match input.read_until(b'\n', &mut buf).await {
+                Ok(0) => break Ok(()),
+                Ok(_) => {}
+                Err(error) => {
+                    break Err(LoadError::Chunk(ChunkError::Io {
+                        path: stdin.clone(),
+                        error,
+                    }))
+                }
+            }
+            line += 1;
+            while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                buf.pop();
+            }
+            if buf.is_empty() {
+                continue;
+            }
+            if *cancel.borrow() {
+                break Err(LoadError::Interrupted);
+            }
+            if let Err(reason) = self.push(&buf, &stats, &mut pending).await {
+                break Err(LoadError::Malformed {
+                    path: stdin.clone(),
+                    line,
+                    reason,
+                });
+            }
+        };
+        self.flush(&stats, &mut pending).await;
+        pending.wait().await;
+        result
+    }
+
     async fn from_foreign(
         &mut self,
         files: &[ForeignFile],

@@ -423,6 +423,10 @@ async fn restore_index(
                 }
                 // Sent twice after a source slice restarted: written once.
                 report.written = written.saturating_sub(resent);
+                if matches!(index.data, plan::DataOrigin::Stdin) {
+                    // Nothing said beforehand how many would come.
+                    report.archive_docs = read;
+                }
             }
             Err(LoadError::Interrupted) => problems.push("interrupted".into()),
             Err(e) => problems.push(e.to_string()),

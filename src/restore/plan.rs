@@ -58,6 +58,9 @@ pub enum DataOrigin {
     Chunks(Vec<ChunkFile>),
     /// Files of a dump written by another tool ([`crate::source::foreign`]).
     Foreign(Vec<ForeignFile>),
+    /// Archive lines (or elasticdump hits) on standard input
+    /// (`restore --input -`): read once, so not validated beforehand.
+    Stdin,
     Cluster {
         cluster: Arc<Cluster>,
         slices: u32,
@@ -197,7 +200,7 @@ pub async fn validate_data(plan: &mut RestorePlan, force: bool) -> Result<(), Re
             DataOrigin::Foreign(files) => {
                 checks.extend(files.iter().map(|f| (i, DataCheck::Foreign(f.clone()))));
             }
-            DataOrigin::Cluster { .. } => {}
+            DataOrigin::Cluster { .. } | DataOrigin::Stdin => {}
         }
     }
     let failures: Vec<(usize, String)> = stream::iter(checks)
@@ -274,6 +277,26 @@ async fn check_foreign(file: ForeignFile) -> Option<String> {
                 path.display()
             ));
         }
+    }
+}
+
+/// The plan of `restore --input -`: one index, named by `--index`, whose
+/// documents come from standard input; the target infers its mappings (or
+/// the index exists and `--mode merge` writes into it).
+pub fn from_stdin(index: &str, renamer: &Renamer) -> RestorePlan {
+    RestorePlan {
+        indices: vec![IndexPlan {
+            name: index.to_string(),
+            target: renamer.target(index),
+            docs: 0,
+            meta: IndexMetadata {
+                settings: Value::Object(Map::new()),
+                mappings: Value::Object(Map::new()),
+                aliases: Value::Object(Map::new()),
+            },
+            data: DataOrigin::Stdin,
+        }],
+        ..RestorePlan::default()
     }
 }
 

@@ -193,6 +193,9 @@ async fn digest_side(
     only: Option<&[usize]>,
 ) -> Result<(IndexDigest, Option<Located>), VerifyError> {
     match origin {
+        DataOrigin::Stdin => Err(VerifyError::Read(
+            "standard input can be read only once: verify needs an archive or a dump file".into(),
+        )),
         DataOrigin::Foreign(files) => {
             let mut side = Side::new(only);
             let mut lines = ForeignLines::new(files.clone());
