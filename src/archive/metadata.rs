@@ -50,6 +50,56 @@ fn remove_path(map: &mut Map<String, Value>, parts: &[&str]) {
     }
 }
 
+/// Keys of a typeless mapping (Elasticsearch 7+ and OpenSearch): a single
+/// top-level key outside this list is an Elasticsearch 6 mapping type.
+const MAPPING_KEYS: &[&str] = &[
+    "properties",
+    "dynamic",
+    "dynamic_templates",
+    "date_detection",
+    "numeric_detection",
+    "dynamic_date_formats",
+    "_source",
+    "_routing",
+    "_meta",
+    "_all",
+    "_field_names",
+    "_size",
+    "_data_stream_timestamp",
+    "enabled",
+    "runtime",
+    "subobjects",
+];
+
+/// Removes the mapping type of an Elasticsearch 6 (or 5) mapping:
+/// `{"_doc":{"properties":…}}` -> `{"properties":…}`. `_default_` is
+/// dropped; several real types cannot be merged into one index.
+pub fn typeless(mappings: Value) -> Result<Value, String> {
+    let Value::Object(mut map) = mappings else {
+        return Err("\"mappings\" is not an object".into());
+    };
+    if map.is_empty() || map.keys().any(|k| MAPPING_KEYS.contains(&k.as_str())) {
+        return Ok(Value::Object(map));
+    }
+    if map.len() > 1 {
+        map.remove("_default_");
+    }
+    match map.len() {
+        1 => {
+            let (_, inner) = map.into_iter().next().expect("one entry");
+            match inner {
+                Value::Object(_) => Ok(inner),
+                _ => Err("the mapping type is not an object".into()),
+            }
+        }
+        _ => Err(format!(
+            "several mapping types ({}): an index of Elasticsearch 5 or older cannot be \
+             restored into one index",
+            map.keys().cloned().collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

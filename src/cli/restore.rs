@@ -428,6 +428,9 @@ fn report_lines(report: &RestoreReport) -> Vec<String> {
         if let Some(reason) = &i.reason {
             line.push_str(&format!(" ({reason})"));
         }
+        for note in &i.notes {
+            line.push_str(&format!("; {note}"));
+        }
         lines.push(line);
     }
     let mut summary = format!(

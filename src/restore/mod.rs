@@ -130,6 +130,7 @@ pub async fn run(
             failed: 0,
             status: Status::Failed,
             reason: Some(format!("damaged, not restored: {why}")),
+            notes: Vec::new(),
         });
     }
     // Policies, pipelines and scripts first: templates and indices refer
@@ -279,6 +280,7 @@ async fn restore_index(
         failed: 0,
         status: Status::Failed,
         reason: None,
+        notes: Vec::new(),
     };
     if *cancel.borrow() {
         report.reason = Some("interrupted before it started".into());
@@ -314,8 +316,16 @@ async fn restore_index(
                 Ok(Preparation::Load {
                     concrete,
                     restore_settings,
+                    dropped_settings,
                     ..
-                }) => (concrete, restore_settings),
+                }) => {
+                    report.notes.extend(
+                        dropped_settings
+                            .iter()
+                            .map(|s| format!("setting {s} left out: the target does not know it")),
+                    );
+                    (concrete, restore_settings)
+                }
                 Ok(Preparation::Skip(why)) => {
                     report.status = Status::Skipped;
                     report.reason = Some(why);

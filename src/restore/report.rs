@@ -31,6 +31,9 @@ pub struct IndexReport {
     pub failed: u64,
     pub status: Status,
     pub reason: Option<String>,
+    /// What was adapted for the target (settings it refused), by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

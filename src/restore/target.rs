@@ -35,6 +35,8 @@ pub enum Preparation {
         concrete: String,
         created: bool,
         restore_settings: Option<Value>,
+        /// Settings the target refused and that were left out.
+        dropped_settings: Vec<String>,
     },
     Skip(String),
     Fail(String),
@@ -68,6 +70,7 @@ pub async fn prepare(
                     concrete: name.to_string(),
                     created: false,
                     restore_settings: None,
+                    dropped_settings: Vec::new(),
                 })
             }
             Mode::Replace if atomic => {}
@@ -89,19 +92,89 @@ pub async fn prepare(
     } else {
         name.to_string()
     };
-    let (body, restore) = creation_body(meta, with_mappings);
-    target.create_index(&concrete, &body).await?;
+    let (mut body, restore) = match creation_body(meta, with_mappings) {
+        Ok(b) => b,
+        Err(why) => return Ok(Preparation::Fail(why)),
+    };
+    // A target of another version or flavor may refuse settings this one
+    // does not know (OpenSearch's `index.replication.type` on
+    // Elasticsearch, say): each is dropped, named in the report, and the
+    // creation tried again.
+    let mut dropped = Vec::new();
+    loop {
+        match target.create_index(&concrete, &body).await {
+            Ok(()) => break,
+            Err(e) => match refused_setting(&e) {
+                Some(setting)
+                    if dropped.len() < MAX_DROPPED && remove_setting(&mut body, &setting) =>
+                {
+                    dropped.push(setting)
+                }
+                _ => return Err(e),
+            },
+        }
+    }
     Ok(Preparation::Load {
         concrete,
         created: true,
         restore_settings: Some(restore),
+        dropped_settings: dropped,
     })
+}
+
+/// Settings dropped at most per index before giving up.
+const MAX_DROPPED: usize = 16;
+
+/// The setting a creation error says the target does not know.
+pub fn refused_setting(error: &ClusterError) -> Option<String> {
+    let ClusterError::Http {
+        status: 400,
+        reason,
+        ..
+    } = error
+    else {
+        return None;
+    };
+    let start = reason.find("unknown setting [")? + "unknown setting [".len();
+    let end = reason[start..].find(']')? + start;
+    Some(reason[start..end].to_string())
+}
+
+/// Removes a dotted setting (`index.replication.type`) from a creation
+/// body, nested or flat; whether it was there.
+fn remove_setting(body: &mut Value, setting: &str) -> bool {
+    let Some(settings) = body.get_mut("settings").and_then(Value::as_object_mut) else {
+        return false;
+    };
+    if settings.remove(setting).is_some() {
+        return true;
+    }
+    let parts: Vec<&str> = setting.split('.').collect();
+    fn remove(map: &mut Map<String, Value>, parts: &[&str]) -> bool {
+        match parts {
+            [] => false,
+            [last] => map.remove(*last).is_some(),
+            [head, rest @ ..] => match map.get_mut(*head) {
+                Some(Value::Object(child)) => {
+                    // Flat keys below a prefix: {"index": {"replication.type": …}}.
+                    let joined = rest.join(".");
+                    let found = child.remove(&joined).is_some() || remove(child, rest);
+                    if child.is_empty() {
+                        map.remove(*head);
+                    }
+                    found
+                }
+                _ => false,
+            },
+        }
+    }
+    remove(settings, &parts)
 }
 
 /// The `PUT /{index}` body: archived settings with the load settings
 /// applied, and mappings unless `--no-mappings`. Also returns the settings
 /// to put back after the load (the archived values, or `null` = default).
-pub fn creation_body(meta: &IndexMetadata, with_mappings: bool) -> (Value, Value) {
+pub fn creation_body(meta: &IndexMetadata, with_mappings: bool) -> Result<(Value, Value), String> {
     let mut settings = meta.settings.clone();
     if !settings.is_object() {
         settings = json!({});
@@ -125,10 +198,11 @@ pub fn creation_body(meta: &IndexMetadata, with_mappings: bool) -> (Value, Value
     if with_mappings {
         let empty = meta.mappings.as_object().is_none_or(|m| m.is_empty());
         if !empty {
-            body["mappings"] = meta.mappings.clone();
+            // An archive of Elasticsearch 6 has a mapping type; 7+ has none.
+            body["mappings"] = crate::archive::metadata::typeless(meta.mappings.clone())?;
         }
     }
-    (body, json!({ "index": restore }))
+    Ok((body, json!({ "index": restore })))
 }
 
 /// Attaches the archived aliases to `concrete`. With `atomic`, in the same
@@ -181,6 +255,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn refused_settings_are_named_and_removed() {
+        let e = ClusterError::Http {
+            url: "u".into(),
+            method: "PUT".into(),
+            path: "/i".into(),
+            status: 400,
+            reason: "illegal_argument_exception: unknown setting [index.replication.type] please check that any required plugins are installed".into(),
+        };
+        assert_eq!(
+            refused_setting(&e).as_deref(),
+            Some("index.replication.type")
+        );
+        let mut body = json!({"settings": {"index": {"replication": {"type": "DOCUMENT"}, "number_of_shards": "1"}}});
+        assert!(remove_setting(&mut body, "index.replication.type"));
+        assert_eq!(
+            body,
+            json!({"settings": {"index": {"number_of_shards": "1"}}})
+        );
+        let mut flat =
+            json!({"settings": {"index.knn": true, "index": {"codec": "best_compression"}}});
+        assert!(remove_setting(&mut flat, "index.knn"));
+        assert!(remove_setting(&mut flat, "index.codec"));
+        assert!(!remove_setting(&mut flat, "index.nothing"));
+    }
+
+    #[test]
+    fn elasticsearch_6_mapping_types_are_removed() {
+        let meta = IndexMetadata {
+            settings: json!({"index": {}}),
+            mappings: json!({"_doc": {"properties": {"a": {"type": "keyword"}}}}),
+            aliases: json!({}),
+        };
+        let (body, _) = creation_body(&meta, true).unwrap();
+        assert_eq!(
+            body["mappings"],
+            json!({"properties": {"a": {"type": "keyword"}}})
+        );
+    }
+
+    #[test]
     fn creation_body_sets_load_settings_and_remembers_archived_ones() {
         let meta = IndexMetadata {
             settings: json!({"index": {"number_of_shards": "2", "number_of_replicas": "1",
@@ -188,7 +302,7 @@ mod tests {
             mappings: json!({"properties": {"n": {"type": "long"}}}),
             aliases: json!({}),
         };
-        let (body, restore) = creation_body(&meta, true);
+        let (body, restore) = creation_body(&meta, true).unwrap();
         assert_eq!(
             body,
             json!({"settings": {"index": {"number_of_shards": "2", "number_of_replicas": "0", "refresh_interval": "-1",
@@ -199,7 +313,7 @@ mod tests {
             restore,
             json!({"index": {"refresh_interval": null, "number_of_replicas": "1"}})
         );
-        let (no_mappings, _) = creation_body(&meta, false);
+        let (no_mappings, _) = creation_body(&meta, false).unwrap();
         assert!(no_mappings.get("mappings").is_none());
     }
 }
