@@ -20,6 +20,7 @@
 //! | one index to or from a pipe (`--output -`) | [`stream`] |
 //! | progress bars and the closing summary | [`progress`] |
 //! | retry decisions and backoff mechanics | [`retry`] |
+//! | the sample data set (quick start, benchmarks) | [`sample`] |
 
 pub mod archive;
 pub mod cli;
@@ -30,6 +31,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod restore;
 pub mod retry;
+pub mod sample;
 pub mod sink;
 pub mod source;
 pub mod stream;
