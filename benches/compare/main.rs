@@ -10,7 +10,7 @@
 //! | `run`: the orchestrator (servers, seeding, every row, the report) | [`steps`], [`report`] |
 //! | `raw-scroll`, `raw-bulk`: the raw baselines, run as measured children | [`raw`] |
 //! | `null-sink`: the null bulk sink server | [`null_sink`] |
-//! | measuring a child: wall, CPU of its tree, peak RSS, deadline | [`measure`] |
+//! | measuring a child: wall, CPU of its tree, peak RSS, deadline; `launch`: the launcher | [`measure`] |
 //! | osmem and null-sink processes, the harness's own HTTP calls | [`servers`] |
 
 mod measure;
@@ -53,14 +53,18 @@ compare: esark's end-to-end benchmark. Run it with ./benches/run.sh [--quick].
               --esark BIN --esark-seed BIN --osmem BIN --elasticdump NPM_PREFIX [--quick]
   compare raw-scroll --source URL [--workers 2] [--page-size 5000]
   compare raw-bulk --target URL --dir DIR [--connections 2]
-  compare null-sink";
+  compare null-sink
+  compare launch PROGRAM [ARGS...]   (used by run: reports the rusage of PROGRAM)";
 
 fn main() -> ExitCode {
-    // `cargo bench` appends `--bench` to every bench binary's arguments.
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
+    // `cargo bench` appends `--bench` to every bench binary's arguments
+    // (the launcher is started directly and keeps all of its own).
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) != Some("launch")
+        && args.last().map(String::as_str) == Some("--bench")
+    {
+        args.pop();
+    }
     let result = match args.first().map(String::as_str) {
         Some("run") => parse_run(&args[1..]).and_then(|config| {
             measure::install_guards();
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
         Some("raw-scroll") => raw::scroll_main(&args[1..]),
         Some("raw-bulk") => raw::bulk_main(&args[1..]),
         Some("null-sink") => return null_sink::main(),
+        Some("launch") => return measure::launch_main(&args[1..]),
         _ => {
             // Plain `cargo bench` / `cargo test --benches` land here.
             println!("{USAGE}");

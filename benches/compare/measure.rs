@@ -1,13 +1,21 @@
 //! Running one measured child process: wall time, CPU of its process tree,
 //! peak RSS, with a deadline.
 //!
-//! The child is started in its own process group and reaped with
-//! `wait4(pid)`, whose `rusage` covers the child and every descendant it
-//! waited for (Linux folds reaped children into their parent's counters):
-//! user+sys is the CPU of the whole tree (elasticdump's forked workers
-//! included), and `ru_maxrss` the largest single process of that tree.
-//! Because forked workers run side by side, a sampler also sums the RSS of
-//! every process of the group from `/proc` every 50 ms ("tree RSS").
+//! The tool is not started by the harness itself but by a launcher, this
+//! binary's `launch` role, which reaps it with `wait4(pid)` and reports the
+//! `rusage` in a small JSON file. The `rusage` of `wait4` covers the child
+//! and every descendant it waited for (Linux folds reaped children into
+//! their parent's counters): user+sys is the CPU of the whole tree
+//! (elasticdump's forked workers included), and `ru_maxrss` the largest
+//! single process of that tree. The launcher exists because Linux starts a
+//! child's `ru_maxrss` from the memory of the process that spawned it (the
+//! spawner's peak, with `posix_spawn`): spawned from the harness, which
+//! holds scratch data, every tool would inherit the harness's peak; the
+//! launcher is a fresh process of a few MiB, like a shell would be.
+//!
+//! The launcher and the tool share a fresh process group; because forked
+//! workers run side by side, a sampler also sums the RSS of every process
+//! of the group but the launcher from `/proc` every 50 ms ("tree RSS").
 //! On the deadline the whole group is killed with SIGKILL.
 
 use std::fs::File;
@@ -87,21 +95,119 @@ pub struct Outcome {
     pub stdout: String,
 }
 
-/// Runs `cmd` to its end or to `timeout`. Stdout is captured, stderr goes
+/// What the launcher reports about the tool it ran.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct LaunchReport {
+    wall: f64,
+    cpu: f64,
+    max_rss: u64,
+    /// Exit code, or `None` when a signal ended it.
+    code: Option<i32>,
+    signal: Option<i32>,
+}
+
+/// The environment variable naming the launcher's report file.
+const REPORT_ENV: &str = "ESARK_BENCH_LAUNCH_REPORT";
+
+/// Waits for `pid`, retrying on EINTR: its wait status and rusage.
+fn reap(pid: libc::pid_t) -> std::io::Result<(libc::c_int, libc::rusage)> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: an all-zero rusage is a valid value to be overwritten.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `pid` is our own child, `status` and `usage` outlive the call.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            return Ok((status, usage));
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// `launch PROGRAM ARGS...`: runs the program (same stdio, same process
+/// group), reaps it, writes a [`LaunchReport`] to the file named by
+/// `ESARK_BENCH_LAUNCH_REPORT` and exits like it.
+pub fn launch_main(args: &[String]) -> std::process::ExitCode {
+    let Some((program, rest)) = args.split_first() else {
+        eprintln!("launch: no program");
+        return std::process::ExitCode::from(2);
+    };
+    let report_path = std::env::var_os(REPORT_ENV);
+    let started = Instant::now();
+    let child = match Command::new(program)
+        .args(rest)
+        .env_remove(REPORT_ENV)
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("launch: cannot start {program}: {e}");
+            return std::process::ExitCode::from(127);
+        }
+    };
+    let (status, usage) = match reap(child.id() as libc::pid_t) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("launch: wait4 failed: {e}");
+            return std::process::ExitCode::from(125);
+        }
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let report = LaunchReport {
+        wall: started.elapsed().as_secs_f64(),
+        cpu: secs(usage.ru_utime) + secs(usage.ru_stime),
+        max_rss: usage.ru_maxrss as u64 * 1024, // kilobytes on Linux
+        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+        signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
+    };
+    if let Some(path) = report_path {
+        let json = serde_json::to_vec(&report).expect("a report serializes");
+        if let Err(e) = std::fs::write(&path, json) {
+            eprintln!("launch: cannot write {}: {e}", Path::new(&path).display());
+            return std::process::ExitCode::from(125);
+        }
+    }
+    match (report.code, report.signal) {
+        (Some(c), _) => std::process::ExitCode::from(c as u8),
+        (None, Some(s)) => std::process::ExitCode::from(128u8.wrapping_add(s as u8)),
+        _ => std::process::ExitCode::FAILURE,
+    }
+}
+
+/// Runs `cmd` (its program, arguments and working directory) through the
+/// launcher, to its end or to `timeout`. Stdout is captured, stderr goes
 /// to `log` (appended), stdin is closed.
-pub fn run(mut cmd: Command, timeout: Duration, log: &Path) -> Outcome {
+pub fn run(cmd: Command, timeout: Duration, log: &Path) -> Outcome {
     let err_file = match File::options().create(true).append(true).open(log) {
         Ok(f) => f,
         Err(e) => return failed_to_start(format!("cannot open {}: {e}", log.display())),
     };
-    cmd.stdin(Stdio::null())
+    let report_path = log.with_extension("rusage.json");
+    let _ = std::fs::remove_file(&report_path);
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return failed_to_start(format!("no current executable: {e}")),
+    };
+    let mut launcher = Command::new(exe);
+    launcher
+        .arg("launch")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    if let Some(dir) = cmd.get_current_dir() {
+        launcher.current_dir(dir);
+    }
+    launcher
+        .env(REPORT_ENV, &report_path)
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(err_file))
         .process_group(0);
-    let started = Instant::now();
-    let mut child = match cmd.spawn() {
+    let mut child = match launcher.spawn() {
         Ok(c) => c,
-        Err(e) => return failed_to_start(format!("cannot start {:?}: {e}", cmd.get_program())),
+        Err(e) => return failed_to_start(format!("cannot start the launcher: {e}")),
     };
     let pid = child.id() as libc::pid_t;
     CURRENT_GROUP.store(pid, Ordering::SeqCst);
@@ -115,7 +221,7 @@ pub fn run(mut cmd: Command, timeout: Duration, log: &Path) -> Outcome {
     });
 
     // Kills the group when the deadline passes first; the channel's sender
-    // is dropped once the child is reaped, which ends the watchdog.
+    // is dropped once the launcher is reaped, which ends the watchdog.
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let timed_out = Arc::new(AtomicBool::new(false));
     let watchdog = {
@@ -141,21 +247,7 @@ pub fn run(mut cmd: Command, timeout: Duration, log: &Path) -> Outcome {
         })
     };
 
-    let mut status: libc::c_int = 0;
-    // SAFETY: an all-zero rusage is a valid value to be overwritten.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = loop {
-        // SAFETY: `pid` is our own child, `status` and `usage` outlive the call.
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if r == pid {
-            break Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            break Err(e);
-        }
-    };
-    let wall = started.elapsed();
+    let reaped = reap(pid);
     CURRENT_GROUP.store(0, Ordering::SeqCst);
     drop(done_tx);
     let _ = watchdog.join();
@@ -166,28 +258,30 @@ pub fn run(mut cmd: Command, timeout: Duration, log: &Path) -> Outcome {
     // SAFETY: plain syscall on our child's process group.
     unsafe { libc::kill(-pid, libc::SIGKILL) };
     let stdout = reader.join().unwrap_or_default();
-    // `child` was reaped by wait4 above; dropping it does not wait again.
+    // `child` was reaped above; dropping it does not wait again.
     drop(child);
 
-    let timed_out = timed_out.load(Ordering::SeqCst);
-    let status = match reaped {
-        Err(e) => Err(format!("wait4 failed: {e}")),
-        Ok(()) if timed_out => Err(format!("timed out after {} s", timeout.as_secs())),
-        Ok(()) if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 => Ok(()),
-        Ok(()) if libc::WIFEXITED(status) => {
-            Err(format!("exit code {}", libc::WEXITSTATUS(status)))
+    let report: Option<LaunchReport> = std::fs::read(&report_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let status = match (&reaped, &report) {
+        (Err(e), _) => Err(format!("wait4 failed: {e}")),
+        _ if timed_out.load(Ordering::SeqCst) => {
+            Err(format!("timed out after {} s", timeout.as_secs()))
         }
-        Ok(()) => Err(format!("killed by signal {}", libc::WTERMSIG(status))),
+        (_, None) => Err("the launcher wrote no report".into()),
+        (_, Some(LaunchReport { code: Some(0), .. })) => Ok(()),
+        (_, Some(LaunchReport { code: Some(c), .. })) => Err(format!("exit code {c}")),
+        (_, Some(r)) => Err(format!("killed by signal {}", r.signal.unwrap_or(0))),
     };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    let max_rss = usage.ru_maxrss as u64 * 1024; // kilobytes on Linux
+    let measurement = report.map_or_else(Measurement::default, |r| Measurement {
+        wall: Duration::from_secs_f64(r.wall),
+        cpu: r.cpu,
+        max_rss: r.max_rss,
+        tree_rss: peak_tree.load(Ordering::Relaxed).max(r.max_rss),
+    });
     Outcome {
-        measurement: Measurement {
-            wall,
-            cpu: secs(usage.ru_utime) + secs(usage.ru_stime),
-            max_rss,
-            tree_rss: peak_tree.load(Ordering::Relaxed).max(max_rss),
-        },
+        measurement,
         status,
         stdout,
     }
@@ -201,7 +295,8 @@ fn failed_to_start(reason: String) -> Outcome {
     }
 }
 
-/// Sum of the resident memory of every process whose process group is `pgid`.
+/// Sum of the resident memory of every process whose process group is
+/// `pgid`, but its leader (the launcher).
 fn group_rss(pgid: libc::pid_t) -> u64 {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
@@ -229,7 +324,7 @@ fn group_rss(pgid: libc::pid_t) -> u64 {
         let pgrp = fields.nth(2).and_then(|f| f.parse::<libc::pid_t>().ok());
         // Field 24 (rss, in pages) is the 22nd after the command.
         let rss = fields.nth(18).and_then(|f| f.parse::<u64>().ok());
-        if pgrp == Some(pgid) {
+        if pgrp == Some(pgid) && pid != pgid.to_string() {
             total += rss.unwrap_or(0) * page;
         }
     }
