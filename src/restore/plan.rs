@@ -18,8 +18,9 @@ use crate::dump::{
 };
 use crate::progress::Progress;
 use crate::source::archive::ChunkFile;
+use crate::source::archive::ChunkLines;
 use crate::source::foreign::{ForeignFile, ForeignLines};
-use crate::source::ReaderKind;
+use crate::source::{LineReader, ReaderKind};
 
 /// Target index names: `--rename REGEX=REPLACEMENT`, then `--prefix`/`--suffix`.
 #[derive(Debug, Clone, Default)]
@@ -206,8 +207,8 @@ pub async fn validate_data(plan: &mut RestorePlan, force: bool) -> Result<(), Re
     let failures: Vec<(usize, String)> = stream::iter(checks)
         .map(|(i, check)| async move {
             match check {
-                DataCheck::Chunk(file) => check_chunk(file).await,
-                DataCheck::Foreign(file) => check_foreign(file).await,
+                DataCheck::Chunk(file) => check_lines(ChunkLines::new(vec![file])).await,
+                DataCheck::Foreign(file) => check_lines(ForeignLines::new(vec![file])).await,
             }
             .map(|problem| (i, problem))
         })
@@ -239,41 +240,21 @@ enum DataCheck {
     Foreign(ForeignFile),
 }
 
-/// Reads every line of an archive chunk; the first problem found.
-async fn check_chunk(file: ChunkFile) -> Option<String> {
-    let mut lines = crate::source::archive::ChunkLines::new(vec![file]);
+/// Reads every line of a data file as the load will (archive chunks are
+/// split, documents of other tools converted); the first problem found,
+/// named by file and line.
+async fn check_lines(mut lines: impl LineReader) -> Option<String> {
     let mut buf = Vec::new();
     loop {
-        match lines.next_line(&mut buf).await {
+        match lines.read_line(&mut buf).await {
             Ok(true) => {}
             Ok(false) => return None,
-            Err(e) => return Some(e.to_string()),
+            Err(e) => return Some(e),
         }
         if let Err(reason) = crate::archive::line::parse_line(&buf) {
             let (path, line) = lines.position();
             return Some(format!(
                 "{}: line {line}: malformed data line: {reason}",
-                path.display()
-            ));
-        }
-    }
-}
-
-/// Converts every document of a foreign file as the load will; the first
-/// problem found (named by file and line).
-async fn check_foreign(file: ForeignFile) -> Option<String> {
-    let mut lines = ForeignLines::new(vec![file]);
-    let mut buf = Vec::new();
-    loop {
-        match lines.next_line(&mut buf).await {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => return Some(e.to_string()),
-        }
-        if let Err(reason) = crate::archive::line::parse_line(&buf) {
-            let (path, line) = lines.position();
-            return Some(format!(
-                "{}: line {line}: malformed document: {reason}",
                 path.display()
             ));
         }

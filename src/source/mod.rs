@@ -19,6 +19,39 @@ use crate::cluster::ClusterError;
 pub use page::Page;
 pub use slice::{ReaderKind, ResumePoint, SliceEvent, SliceReader};
 
+/// A reader of data lines from files: archive chunks
+/// ([`archive::ChunkLines`]) or dumps of other tools
+/// ([`foreign::lines::ForeignLines`]), for the passes that treat them alike
+/// (validation before a restore, verify).
+pub trait LineReader {
+    /// Reads the next data line into `buf`; `false` at the end. `Err` is a
+    /// one-line description naming the file.
+    fn read_line(
+        &mut self,
+        buf: &mut Vec<u8>,
+    ) -> impl std::future::Future<Output = Result<bool, String>>;
+    /// The file and line of the line last read.
+    fn position(&self) -> (std::path::PathBuf, u64);
+}
+
+impl LineReader for archive::ChunkLines {
+    async fn read_line(&mut self, buf: &mut Vec<u8>) -> Result<bool, String> {
+        self.next_line(buf).await.map_err(|e| e.to_string())
+    }
+    fn position(&self) -> (std::path::PathBuf, u64) {
+        archive::ChunkLines::position(self)
+    }
+}
+
+impl LineReader for foreign::lines::ForeignLines {
+    async fn read_line(&mut self, buf: &mut Vec<u8>) -> Result<bool, String> {
+        self.next_line(buf).await.map_err(|e| e.to_string())
+    }
+    fn position(&self) -> (std::path::PathBuf, u64) {
+        foreign::lines::ForeignLines::position(self)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     #[error(transparent)]

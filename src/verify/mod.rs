@@ -24,7 +24,7 @@ use crate::restore::plan::{DataOrigin, IndexPlan, RestorePlan};
 use crate::source::archive::ChunkLines;
 use crate::source::foreign::ForeignLines;
 use crate::source::slice::spawn_slices;
-use crate::source::{ReaderKind, SliceEvent};
+use crate::source::{LineReader, ReaderKind, SliceEvent};
 use digest::{doc_hash, DocHash, IndexDigest};
 use futures::StreamExt;
 
@@ -196,38 +196,8 @@ async fn digest_side(
         DataOrigin::Stdin => Err(VerifyError::Read(
             "standard input can be read only once: verify needs an archive or a dump file".into(),
         )),
-        DataOrigin::Foreign(files) => {
-            let mut side = Side::new(only);
-            let mut lines = ForeignLines::new(files.clone());
-            let mut buf = Vec::new();
-            while lines
-                .next_line(&mut buf)
-                .await
-                .map_err(|e| VerifyError::Read(e.to_string()))?
-            {
-                side.visit(&buf).map_err(|reason| {
-                    let (path, line) = lines.position();
-                    VerifyError::Read(format!("{}: line {line}: {reason}", path.display()))
-                })?;
-            }
-            Ok(side.finish())
-        }
-        DataOrigin::Chunks(files) => {
-            let mut side = Side::new(only);
-            let mut lines = ChunkLines::new(files.clone());
-            let mut buf = Vec::new();
-            while lines
-                .next_line(&mut buf)
-                .await
-                .map_err(|e| VerifyError::Read(e.to_string()))?
-            {
-                side.visit(&buf).map_err(|reason| {
-                    let (path, line) = lines.position();
-                    VerifyError::Read(format!("{}: line {line}: {reason}", path.display()))
-                })?;
-            }
-            Ok(side.finish())
-        }
+        DataOrigin::Foreign(files) => digest_lines(ForeignLines::new(files.clone()), only).await,
+        DataOrigin::Chunks(files) => digest_lines(ChunkLines::new(files.clone()), only).await,
         DataOrigin::Cluster {
             cluster,
             slices,
@@ -286,6 +256,22 @@ async fn digest_side(
             Ok((digest, located))
         }
     }
+}
+
+/// Digests every line of archive chunks or of a dump of another tool.
+async fn digest_lines(
+    mut lines: impl LineReader,
+    only: Option<&[usize]>,
+) -> Result<(IndexDigest, Option<Located>), VerifyError> {
+    let mut side = Side::new(only);
+    let mut buf = Vec::new();
+    while lines.read_line(&mut buf).await.map_err(VerifyError::Read)? {
+        side.visit(&buf).map_err(|reason| {
+            let (path, line) = lines.position();
+            VerifyError::Read(format!("{}: line {line}: {reason}", path.display()))
+        })?;
+    }
+    Ok(side.finish())
 }
 
 /// The digest of one stream of documents, and the documents of the
