@@ -301,3 +301,38 @@ fn one_index_goes_through_a_pipe() {
         .run();
     assert_eq!(out.code, Some(2), "{out:?}");
 }
+
+#[test]
+fn copy_with_a_query_copies_only_matching_documents() {
+    let source = TestCluster::start("format-copy-query");
+    let Some(target) = target_cluster("format-copy-query") else {
+        return;
+    };
+    let index = source.name("c");
+    source.create_index(
+        &index,
+        &serde_json::json!({"mappings": {"properties": {"n": {"type": "long"}}}}),
+    );
+    let mut body = String::new();
+    for i in 0..40 {
+        body.push_str(&format!(
+            "{{\"index\":{{\"_index\":\"{index}\",\"_id\":\"{i}\"}}}}\n{{\"n\":{i}}}\n"
+        ));
+    }
+    source.bulk(&body);
+    source.refresh(&index);
+    let out = crate::util::restore_support::copy_cmd(&source, &target)
+        .args([
+            "--match",
+            &format!("^{index}$"),
+            "--query",
+            r#"{"query":{"range":{"n":{"gte":30}}}}"#,
+            "--quiet",
+        ])
+        .run();
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let got = docs_of(&target, &index);
+    let mut ids: Vec<u64> = got.keys().map(|k| k.parse().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, (30..40).collect::<Vec<u64>>());
+}

@@ -168,6 +168,9 @@ pub struct CopyArgs {
     /// How documents are read on the source (see `esark dump --help`).
     #[arg(long, value_enum, default_value = "auto")]
     pub reader: ReaderKind,
+    /// Copy only the documents matching a query (as `esark dump --query`).
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub query: Option<String>,
     #[command(flatten)]
     pub load: LoadArgs,
     #[command(flatten)]
@@ -302,6 +305,10 @@ pub async fn run_copy(args: CopyArgs) -> Result<ExitCode, CliError> {
         slices,
         args.page_size,
         args.reader,
+        args.query
+            .as_deref()
+            .map(super::dump::parse_query)
+            .transpose()?,
         &progress,
     )
     .await

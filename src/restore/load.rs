@@ -22,7 +22,7 @@ use crate::progress::IndexProgress;
 use crate::sink::bulk::{BulkBuilder, BulkIndexer, IndexStats, Pending};
 use crate::source::archive::{ChunkError, ChunkFile, ChunkLines};
 use crate::source::foreign::{ForeignError, ForeignFile, ForeignLines};
-use crate::source::slice::spawn_slices;
+use crate::source::slice::spawn_slices_matching;
 use crate::source::{ReadError, ReaderKind, SliceEvent};
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +98,7 @@ pub async fn load(
             slices,
             page_size,
             reader,
+            query,
         } => {
             feeder
                 .from_cluster(
@@ -106,6 +107,7 @@ pub async fn load(
                     *slices,
                     *page_size,
                     *reader,
+                    query.clone(),
                     cancel,
                 )
                 .await
@@ -295,11 +297,13 @@ impl Feeder<'_> {
         slices: u32,
         page_size: usize,
         reader: ReaderKind,
+        query: Option<Arc<str>>,
         cancel: watch::Receiver<bool>,
     ) -> Result<(), LoadError> {
         let stats = self.target.stats.clone();
         let mut pending = Pending::new();
-        let (mut events, readers) = spawn_slices(cluster, index, slices, page_size, reader, cancel);
+        let (mut events, readers) =
+            spawn_slices_matching(cluster, index, slices, page_size, reader, query, cancel);
         // Documents sent per slice since its (re)start: a restarted slice
         // sends them again (harmless: bulk indexing by id is idempotent).
         let mut per_slice = vec![0u64; slices as usize];

@@ -67,6 +67,8 @@ pub enum DataOrigin {
         slices: u32,
         page_size: usize,
         reader: ReaderKind,
+        /// Only documents matching this query (raw JSON), for `copy --query`.
+        query: Option<Arc<str>>,
     },
 }
 
@@ -290,6 +292,7 @@ pub async fn from_cluster(
     slices: SliceCount,
     page_size: usize,
     reader: ReaderKind,
+    query: Option<Arc<str>>,
     progress: &Progress,
 ) -> Result<RestorePlan, RestoreError> {
     let (selected, skipped) = crate::dump::select_indices(&source, selector).await?;
@@ -315,7 +318,10 @@ pub async fn from_cluster(
         }
     }
     for name in selected {
-        let (meta, docs) = read_index_metadata(&source, &name).await?;
+        let (meta, mut docs) = read_index_metadata(&source, &name).await?;
+        if let Some(q) = query.as_deref() {
+            docs = source.count(&name, Some(q)).await?;
+        }
         let slices = slices.resolve(meta.shards());
         plan.indices.push(IndexPlan {
             target: renamer.target(&name),
@@ -327,6 +333,7 @@ pub async fn from_cluster(
                 slices,
                 page_size,
                 reader,
+                query: query.clone(),
             },
         });
     }

@@ -306,27 +306,16 @@ impl SliceReader {
     }
 }
 
-/// Starts one reader task per slice and merges their events, each tagged
-/// with its slice id, into one stream (for consumers that take every slice
-/// together: copy, verify, pipes).
-pub fn spawn_slices(
-    cluster: Arc<Cluster>,
-    index: &str,
-    slices: u32,
-    page_size: usize,
-    kind: ReaderKind,
-    cancel: watch::Receiver<bool>,
-) -> SliceEvents {
-    spawn_slices_matching(cluster, index, slices, page_size, kind, None, cancel)
-}
-
 /// The merged events of every slice, and the reader tasks.
 pub type SliceEvents = (
     futures::stream::BoxStream<'static, (u32, SliceEvent)>,
     Vec<tokio::task::JoinHandle<Result<(), ReadError>>>,
 );
 
-/// [`spawn_slices`], reading only the documents matching `query`.
+/// Starts one reader task per slice (reading only the documents matching
+/// `query`, if any) and merges their events, each tagged with its slice id,
+/// into one stream: for consumers that take every slice together (copy,
+/// verify, pipes).
 pub fn spawn_slices_matching(
     cluster: Arc<Cluster>,
     index: &str,

@@ -23,7 +23,7 @@ use crate::dump::{read_index_metadata, IndexMetadata, TemplateSet};
 use crate::restore::plan::{DataOrigin, IndexPlan, RestorePlan};
 use crate::source::archive::ChunkLines;
 use crate::source::foreign::ForeignLines;
-use crate::source::slice::spawn_slices;
+use crate::source::slice::spawn_slices_matching;
 use crate::source::{LineReader, ReaderKind, SliceEvent};
 use digest::{doc_hash, DocHash, IndexDigest};
 use futures::StreamExt;
@@ -180,6 +180,7 @@ fn target_origin(target: &Arc<Cluster>, meta: &IndexMetadata) -> DataOrigin {
         slices: meta.shards().min(crate::dump::AUTO_SLICES_MAX),
         page_size: 2000,
         reader: ReaderKind::Auto,
+        query: None,
     }
 }
 
@@ -203,13 +204,21 @@ async fn digest_side(
             slices,
             page_size,
             reader,
+            query,
         } => {
             // One side per slice, so that a restarted slice (a lost scroll
             // page) can start its own count again.
             let mut sides: Vec<Side> = (0..*slices).map(|_| Side::new(only)).collect();
             let (_keep, cancel) = watch::channel(false);
-            let (mut events, readers) =
-                spawn_slices(cluster.clone(), index, *slices, *page_size, *reader, cancel);
+            let (mut events, readers) = spawn_slices_matching(
+                cluster.clone(),
+                index,
+                *slices,
+                *page_size,
+                *reader,
+                query.clone(),
+                cancel,
+            );
             let mut failed = None;
             while let Some((slice, event)) = events.next().await {
                 let side = &mut sides[slice as usize];
