@@ -16,10 +16,7 @@
 //! SIGINT) once it has made progress and continue it with `--resume`.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -30,7 +27,7 @@ use crate::util::esark::{inspect, Esark, Output};
 use crate::util::faults::{Fault, FaultProxy, Route, Rule, When};
 use crate::util::fixture::{Fixture, Sent};
 use crate::util::restore_support::{
-    assert_same_stored, docs_of, json_report, target_cluster, verify_cmd, Stored,
+    assert_same_stored, docs_of, json_report, target_cluster, verify_cmd, Spawned, Stored,
 };
 use crate::util::server::TestCluster;
 
@@ -1007,154 +1004,6 @@ fn copy_to_faulty_target_is_complete() {
 
 // ---- interrupted runs and --resume -------------------------------------------
 
-/// An esark process in the background that a test can signal.
-struct Background {
-    child: Child,
-    stdout: Arc<Mutex<Vec<u8>>>,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    command: String,
-    started: Instant,
-    code: Option<Option<i32>>,
-}
-
-impl Background {
-    fn start(args: &[String]) -> Background {
-        let bin = env!("CARGO_BIN_EXE_esark");
-        let command = std::iter::once(bin.to_string())
-            .chain(args.iter().map(|a| crate::util::esark::redact(a)))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let mut cmd = Command::new(bin);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("ESARK_") {
-                cmd.env_remove(&key);
-            }
-        }
-        cmd.env("NO_COLOR", "1");
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"));
-        let stdout = capture(child.stdout.take().unwrap());
-        let stderr = capture(child.stderr.take().unwrap());
-        Background {
-            child,
-            stdout,
-            stderr,
-            command,
-            started: Instant::now(),
-            code: None,
-        }
-    }
-
-    fn running(&mut self) -> bool {
-        if self.code.is_none() {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                self.code = Some(status.code());
-            }
-        }
-        self.code.is_none()
-    }
-
-    /// Waits until `ready` holds, polling; panics (with `what`) if the
-    /// process ends first or `timeout` passes.
-    fn wait_until(&mut self, what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if ready() {
-                return;
-            }
-            assert!(
-                self.running(),
-                "esark ended before {what}: {}\n--- stderr ---\n{}",
-                self.command,
-                text(&self.stderr)
-            );
-            assert!(
-                Instant::now() < deadline,
-                "no {what} within {timeout:?}: {}",
-                self.command
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL: no chance to clean up.
-    fn kill9(&mut self) {
-        assert!(self.running(), "esark already ended: {}", self.command);
-        self.child.kill().unwrap();
-    }
-
-    /// One SIGINT, as a Ctrl-C.
-    fn sigint(&mut self) {
-        assert!(self.running(), "esark already ended: {}", self.command);
-        let status = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status()
-            .expect("run kill -INT");
-        assert!(status.success(), "kill -INT failed");
-    }
-
-    fn wait(mut self, timeout: Duration) -> Output {
-        while self.running() {
-            if self.started.elapsed() > timeout {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "esark did not finish within {timeout:?}: {}\n--- stderr ---\n{}",
-                    self.command,
-                    text(&self.stderr)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while (Arc::strong_count(&self.stdout) > 1 || Arc::strong_count(&self.stderr) > 1)
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        Output {
-            code: self.code.unwrap(),
-            stdout: text(&self.stdout),
-            stderr: text(&self.stderr),
-            command: self.command.clone(),
-        }
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        if self.code.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn capture(mut from: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
-    let buf = Arc::new(Mutex::new(Vec::new()));
-    let out = buf.clone();
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 8192];
-        loop {
-            match from.read(&mut chunk) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => out.lock().unwrap().extend_from_slice(&chunk[..n]),
-            }
-        }
-        drop(out);
-    });
-    buf
-}
-
-fn text(buf: &Arc<Mutex<Vec<u8>>>) -> String {
-    String::from_utf8_lossy(&buf.lock().unwrap()).into_owned()
-}
-
 /// Finished data chunks of `index` in the archive folder `dir` so far (a
 /// chunk being written has another name until it is complete).
 fn finished_chunks(dir: &Path, index: &str) -> usize {
@@ -1247,7 +1096,7 @@ fn killed_dump_resumes(test: &str, reader: &str) {
     let url = proxied_url(&proxy, &f.cluster);
     let out = tmp.path().join("killed");
     proxy.set_rules(slow_pages(250));
-    let mut run = Background::start(&dump_args(&url, &out, &f, reader));
+    let mut run = Spawned::start(&dump_args(&url, &out, &f, reader), None);
     run.wait_until(
         "two finished chunks of the big index",
         Duration::from_secs(45),
@@ -1310,7 +1159,7 @@ fn dump_interrupted_by_sigint_resumes() {
     let url = proxied_url(&proxy, &f.cluster);
     let out = tmp.path().join("interrupted");
     proxy.set_rules(slow_pages(250));
-    let mut run = Background::start(&dump_args(&url, &out, &f, "auto"));
+    let mut run = Spawned::start(&dump_args(&url, &out, &f, "auto"), None);
     run.wait_until(
         "a finished chunk of the big index",
         Duration::from_secs(45),
@@ -1373,7 +1222,7 @@ fn restore_killed_with_sigkill_resumes() {
         "1".into(),
     ];
     let state = archive.join("restore.state.json");
-    let mut run = Background::start(&args);
+    let mut run = Spawned::start(&args, None);
     // 17 bulks answered: at least two chunks acknowledged.
     run.wait_until(
         "the restore state and 18 bulks",

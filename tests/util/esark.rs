@@ -168,7 +168,8 @@ pub fn inspect(dir: &Path) -> Output {
     Esark::new().arg("inspect").arg(dir).run()
 }
 
-fn capture(mut from: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
+/// Collects everything a child writes to a pipe, on a thread of its own.
+pub fn capture(mut from: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
     let buf = Arc::new(Mutex::new(Vec::new()));
     let out = buf.clone();
     std::thread::spawn(move || {
@@ -184,7 +185,8 @@ fn capture(mut from: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
     buf
 }
 
-fn text(buf: &Arc<Mutex<Vec<u8>>>) -> String {
+/// What [`capture`] collected so far, as text.
+pub fn text(buf: &Arc<Mutex<Vec<u8>>>) -> String {
     String::from_utf8_lossy(&buf.lock().unwrap()).into_owned()
 }
 

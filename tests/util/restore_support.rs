@@ -15,7 +15,6 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -25,7 +24,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::esark::{Esark, Output};
+use super::esark::{capture, text, Esark, Output};
 use super::server::{enc, TestCluster};
 
 /// A fresh cluster to restore into, or `None` (after saying why on stderr)
@@ -400,6 +399,45 @@ impl Spawned {
         self.started.elapsed()
     }
 
+    /// Waits until `ready` holds, polling; panics (with `what`) if the
+    /// process ends first or `timeout` passes.
+    pub fn wait_until(&mut self, what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if ready() {
+                return;
+            }
+            assert!(
+                self.is_running(),
+                "esark ended before {what}: {}\n--- stderr ---\n{}",
+                self.command,
+                text(&self.stderr)
+            );
+            assert!(
+                Instant::now() < deadline,
+                "no {what} within {timeout:?}: {}",
+                self.command
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(&mut self) {
+        assert!(self.is_running(), "esark already ended: {}", self.command);
+        self.child.kill().unwrap();
+    }
+
+    /// One SIGINT, as a Ctrl-C.
+    pub fn sigint(&mut self) {
+        assert!(self.is_running(), "esark already ended: {}", self.command);
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("run kill -INT");
+        assert!(status.success(), "kill -INT failed");
+    }
+
     /// Waits for the exit (killing it and panicking after `timeout` from the
     /// start) and returns what it did.
     pub fn wait(mut self, timeout: Duration) -> Output {
@@ -440,26 +478,6 @@ impl Drop for Spawned {
             let _ = self.child.wait();
         }
     }
-}
-
-fn capture(mut from: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
-    let buf = Arc::new(Mutex::new(Vec::new()));
-    let out = buf.clone();
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 8192];
-        loop {
-            match from.read(&mut chunk) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => out.lock().unwrap().extend_from_slice(&chunk[..n]),
-            }
-        }
-        drop(out);
-    });
-    buf
-}
-
-fn text(buf: &Arc<Mutex<Vec<u8>>>) -> String {
-    String::from_utf8_lossy(&buf.lock().unwrap()).into_owned()
 }
 
 // ---- seeding and comparing --------------------------------------------------
