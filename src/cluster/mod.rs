@@ -7,16 +7,21 @@
 //! whose message names the (credential-free) URL and never a secret.
 //!
 //! One file per group of endpoints: [`indices`] (listing, metadata, count),
-//! [`templates`], [`scroll`]; wire types live in [`model`].
+//! [`templates`], [`scroll`]; wire types live in [`model`]. With
+//! [`Auth::AwsSigV4`] every request is signed by [`sigv4`] with credentials
+//! from [`aws_credentials`].
 
+pub mod aws_credentials;
 pub mod extras;
 pub mod indices;
 pub mod model;
 pub mod pit;
 pub mod scroll;
+pub mod sigv4;
 pub mod templates;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,7 +33,9 @@ use elasticsearch::http::Method;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use url::Url;
 
+use aws_credentials::{AwsEnv, AwsError};
 use model::info::{ClusterInfo, Flavor, RootResponse};
+use sigv4::{AwsService, SigV4Signer};
 
 /// Errors from talking to a cluster. Messages never contain credentials.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +79,9 @@ pub enum ClusterError {
         path: String,
         reason: String,
     },
+    /// No AWS credentials or region, or a request that cannot be signed.
+    #[error("AWS request signing for {url}: {error}")]
+    AwsSigning { url: String, error: AwsError },
 }
 
 impl ClusterError {
@@ -119,6 +129,14 @@ pub enum Auth {
     },
     /// `id:key` or the base64 encoded form.
     ApiKey(String),
+    /// AWS Signature Version 4 (Amazon OpenSearch Service, OpenSearch
+    /// Serverless), with credentials from the environment or the shared
+    /// profile files, read when connecting. `region: None` takes the
+    /// chain's region.
+    AwsSigV4 {
+        region: Option<String>,
+        service: AwsService,
+    },
 }
 
 impl fmt::Debug for Auth {
@@ -127,6 +145,9 @@ impl fmt::Debug for Auth {
             Auth::None => f.write_str("None"),
             Auth::Basic { user, .. } => write!(f, "Basic({user}, ***)"),
             Auth::ApiKey(_) => f.write_str("ApiKey(***)"),
+            Auth::AwsSigV4 { region, service } => {
+                write!(f, "AwsSigV4({service}, region {region:?})")
+            }
         }
     }
 }
@@ -211,6 +232,9 @@ pub struct Cluster {
     transport: Transport,
     url: Url,
     info: ClusterInfo,
+    /// Signs every request under [`Auth::AwsSigV4`]; shared by the clones
+    /// so that they share one credential cache.
+    signer: Option<Arc<SigV4Signer>>,
 }
 
 impl fmt::Debug for Cluster {
@@ -226,6 +250,7 @@ impl Cluster {
     /// Builds the transport and reads flavor and version from `GET /`.
     pub async fn connect(config: &ClusterConfig) -> Result<Cluster, ClusterError> {
         let url = config.url.clone();
+        let mut signer = None;
         let pool = SingleNodeConnectionPool::new(url.clone());
         let mut builder = TransportBuilder::new(pool)
             .timeout(config.timeout)
@@ -240,6 +265,15 @@ impl Cluster {
                     Some((id, k)) => Credentials::ApiKey(id.to_string(), k.to_string()),
                     None => Credentials::EncodedApiKey(key.clone()),
                 })
+            }
+            Auth::AwsSigV4 { region, service } => {
+                let loaded = SigV4Signer::load(region.as_deref(), *service, AwsEnv::from_process())
+                    .await
+                    .map_err(|error| ClusterError::AwsSigning {
+                        url: url.to_string(),
+                        error,
+                    })?;
+                signer = Some(Arc::new(loaded));
             }
         }
         if config.insecure {
@@ -259,6 +293,7 @@ impl Cluster {
             transport,
             url,
             info: ClusterInfo::default(),
+            signer,
         };
         cluster.info = cluster.read_info().await?;
         Ok(cluster)
@@ -305,9 +340,13 @@ impl Cluster {
         path: &str,
         body: Option<Bytes>,
     ) -> Result<(u16, Bytes), ClusterError> {
+        let headers = match &self.signer {
+            Some(signer) => self.sign(signer, method, path, body.as_deref()).await?,
+            None => HeaderMap::new(),
+        };
         let response = self
             .transport
-            .send(method, path, HeaderMap::new(), None::<&()>, body, None)
+            .send(method, path, headers, None::<&()>, body, None)
             .await
             .map_err(|e| self.transport_error(method, path, &e))?;
         let status = response.status_code().as_u16();
@@ -316,6 +355,31 @@ impl Cluster {
             .await
             .map_err(|e| self.transport_error(method, path, &e))?;
         Ok((status, body))
+    }
+
+    /// The SigV4 headers for a request, over the URL the transport will
+    /// build from `path` and the exact body bytes it will send (no body
+    /// compression is configured).
+    async fn sign(
+        &self,
+        signer: &SigV4Signer,
+        method: Method,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<HeaderMap, ClusterError> {
+        let url = sigv4::request_url(&self.url, path).map_err(|e| ClusterError::Transport {
+            url: self.url.to_string(),
+            method: method_name(method),
+            path: display_path(path),
+            reason: e.to_string(),
+        })?;
+        signer
+            .headers(&method_name(method), &url, body.unwrap_or_default())
+            .await
+            .map_err(|error| ClusterError::AwsSigning {
+                url: self.url.to_string(),
+                error,
+            })
     }
 
     /// Sends a request and returns the body of a 2xx answer; any other status
