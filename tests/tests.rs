@@ -29,3 +29,5 @@ mod hostile;
 mod formats;
 // `esark restore` of other tools' dumps: multielasticdump, elasticdump, Kourou, bulk NDJSON.
 mod foreign;
+// AWS SigV4 signing (Amazon OpenSearch Service): dump, restore and copy through a verifying proxy.
+mod sigv4;

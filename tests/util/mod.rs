@@ -6,6 +6,8 @@
 //! - [`osmem`]: the private osmem-server child process behind a test cluster.
 //! - [`proxy`]: an HTTP proxy that demands Basic authentication, for the
 //!   credential tests (osmem itself has none).
+//! - [`sigv4`]: an AWS SigV4 verifier, written from the specification, that
+//!   [`proxy::AuthProxy::start_sigv4`] puts in front of a test cluster.
 //! - [`esark`]: runs the `esark` binary with a timeout and captures its output.
 //! - [`archive`]: reads an archive folder back (manifest, metadata, data lines).
 //! - [`check`]: assertions on archives and on failed runs.
@@ -25,4 +27,5 @@ pub mod osmem;
 pub mod proxy;
 pub mod restore_support;
 pub mod server;
+pub mod sigv4;
 pub mod tls;

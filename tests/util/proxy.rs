@@ -1,6 +1,9 @@
 //! An HTTP/1.1 proxy that demands Basic authentication, for the credential
 //! tests: osmem has no security, so [`AuthProxy`] plays the part of an
-//! Elasticsearch cluster with security enabled.
+//! Elasticsearch cluster with security enabled. Started with
+//! [`AuthProxy::start_sigv4`], it plays Amazon OpenSearch Service instead:
+//! a request whose AWS SigV4 signature [`SigV4Verifier`] does not accept
+//! gets `403` and `{"message": reason}`, as AWS answers.
 //!
 //! A request without `Authorization: Basic base64(user:password)` for the
 //! configured user, or with a wrong one, gets what Elasticsearch answers:
@@ -19,6 +22,7 @@ use std::time::Duration;
 use reqwest::blocking::Client;
 
 use super::server::TestCluster;
+use super::sigv4::SigV4Verifier;
 
 /// Request and response headers that belong to one hop, never relayed.
 const HOP_BY_HOP: &[&str] = &[
@@ -50,6 +54,8 @@ struct Shared {
     upstream_credentials: Option<(String, String)>,
     /// `Basic base64(user:password)`: the only accepted Authorization value.
     expected: String,
+    /// When set, requests are checked for an AWS SigV4 signature instead.
+    sigv4: Option<Arc<SigV4Verifier>>,
     client: Client,
     stats: Stats,
     /// Right credentials are refused once `authorized` reaches this
@@ -70,6 +76,21 @@ impl AuthProxy {
     /// Starts a proxy on `127.0.0.1:0` in front of `cluster` that accepts
     /// only `user` / `password`.
     pub fn start(cluster: &TestCluster, user: &str, password: &str) -> AuthProxy {
+        let expected = format!("Basic {}", base64(format!("{user}:{password}").as_bytes()));
+        AuthProxy::spawn(cluster, expected, None)
+    }
+
+    /// Starts a proxy on `127.0.0.1:0` in front of `cluster` that accepts
+    /// only requests `verifier` finds signed with its credentials.
+    pub fn start_sigv4(cluster: &TestCluster, verifier: Arc<SigV4Verifier>) -> AuthProxy {
+        AuthProxy::spawn(cluster, String::new(), Some(verifier))
+    }
+
+    fn spawn(
+        cluster: &TestCluster,
+        expected: String,
+        sigv4: Option<Arc<SigV4Verifier>>,
+    ) -> AuthProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let client = Client::builder()
@@ -83,7 +104,8 @@ impl AuthProxy {
             upstream_credentials: cluster
                 .credentials()
                 .map(|(u, p)| (u.to_string(), p.to_string())),
-            expected: format!("Basic {}", base64(format!("{user}:{password}").as_bytes())),
+            expected,
+            sigv4,
             client,
             stats: Stats::default(),
             limit: AtomicUsize::new(usize::MAX),
@@ -273,8 +295,25 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Req
     }))
 }
 
-/// Answers one request: a 401, or the relayed upstream response.
+/// Answers one request: a 401 (403 for SigV4), or the relayed upstream
+/// response.
 fn handle(req: Request, shared: &Shared) -> Vec<u8> {
+    if let Some(verifier) = &shared.sigv4 {
+        if let Err(reason) = verifier.verify(&req.method, &req.target, &req.headers, &req.body) {
+            shared.stats.rejected.fetch_add(1, Ordering::SeqCst);
+            let body = serde_json::json!({ "message": reason }).to_string();
+            return response(
+                403,
+                "Forbidden",
+                &[("content-type".into(), "application/json".into())],
+                body.as_bytes(),
+                req.method == "HEAD",
+                None,
+            );
+        }
+        shared.stats.authorized.fetch_add(1, Ordering::SeqCst);
+        return relay(&req, shared);
+    }
     let auth = req
         .headers
         .iter()
@@ -313,8 +352,14 @@ fn handle(req: Request, shared: &Shared) -> Vec<u8> {
             None,
         );
     }
+    relay(&req, shared)
+}
+
+/// Forwards an accepted request and relays the answer (502 if upstream
+/// cannot be reached).
+fn relay(req: &Request, shared: &Shared) -> Vec<u8> {
     shared.stats.forwarded.fetch_add(1, Ordering::SeqCst);
-    match forward(&req, shared) {
+    match forward(req, shared) {
         Ok((status, reason, headers, body, head_len)) => response(
             status,
             &reason,

@@ -1,6 +1,8 @@
 //! The error body Elasticsearch and OpenSearch send with a non-2xx status:
 //! `{"error":{"type":…,"reason":…,"root_cause":[…]},"status":…}`, or in
-//! older versions and proxies a plain string.
+//! older versions and proxies a plain string. Amazon OpenSearch Service
+//! answers requests it refuses before the cluster sees them (a wrong SigV4
+//! signature, an IAM denial) with `{"message":…}` or `{"Message":…}`.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -8,6 +10,13 @@ use serde_json::Value;
 #[derive(Deserialize)]
 struct ErrorBody {
     error: Value,
+}
+
+/// The body of AWS's own refusals.
+#[derive(Deserialize)]
+struct AwsMessage {
+    #[serde(alias = "Message")]
+    message: String,
 }
 
 /// A one-line reason from an error body: `type: reason`, the first root
@@ -42,6 +51,9 @@ pub fn reason(body: &[u8]) -> String {
             other => one_line(&other.to_string()),
         };
     }
+    if let Ok(aws) = serde_json::from_slice::<AwsMessage>(body) {
+        return one_line(&aws.message);
+    }
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
     if text.is_empty() {
@@ -64,6 +76,20 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::reason;
+
+    #[test]
+    fn aws_refusal() {
+        let body = br#"{"message":"The request signature we calculated does not match the signature you provided."}"#;
+        assert_eq!(
+            reason(body),
+            "The request signature we calculated does not match the signature you provided."
+        );
+        let body = br#"{"Message":"User: anonymous is not authorized to perform: es:ESHttpGet"}"#;
+        assert_eq!(
+            reason(body),
+            "User: anonymous is not authorized to perform: es:ESHttpGet"
+        );
+    }
 
     #[test]
     fn structured_error() {
