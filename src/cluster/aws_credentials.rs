@@ -659,6 +659,36 @@ source_profile = default
         }
     }
 
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn credential_process_gives_expiring_credentials() {
+        // Run through `sh` rather than executed: a script written just now
+        // may still be open in a child another test forked ("text file busy").
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("helper.sh");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\necho '{\"Version\": 1, \"AccessKeyId\": \"AKIDPROC\", \
+             \"SecretAccessKey\": \"proc-secret\", \"SessionToken\": \"proc-token\", \
+             \"Expiration\": \"2099-01-01T00:00:00Z\"}'\n",
+        )
+        .unwrap();
+        let config = format!(
+            "[profile helper]\ncredential_process = sh {}\n",
+            script.display()
+        );
+        let home = home(None, Some(&config));
+        let env = env_of(home.path(), &[("AWS_PROFILE", "helper")]);
+        let c = resolve_credentials(&env, None).await.unwrap();
+        assert_eq!(c.access_key_id(), "AKIDPROC");
+        assert_eq!(c.session_token(), Some("proc-token"));
+        // An expiry: the cache reads the chain again 5 minutes before it.
+        assert_eq!(
+            c.expiry(),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(4_070_908_800))
+        );
+    }
+
     #[test]
     fn debug_shows_no_values() {
         let env = AwsEnv::from_pairs([("AWS_SECRET_ACCESS_KEY", "s3cr3t")]);
