@@ -29,6 +29,15 @@ use crate::progress::Progress;
 use crate::retry::{is_retryable, RetryPolicy};
 use crate::source::ReaderKind;
 
+/// Default of `--readers`: slices read at the same time over all indices.
+///
+/// Two keeps a server with two cores busy (what the raw scroll baseline of
+/// `benches/` uses) and bounds memory by two slices' pages whatever the
+/// number of indices and shards: with one slice per shard of two indices at
+/// once, the peak resident memory of a 100,000-document dump grew with
+/// every shard that was read at the same time.
+pub const DEFAULT_READERS: usize = 2;
+
 /// Upper bound of `--slices auto`: past the number of cores, more slices
 /// only add scroll contexts on the server.
 pub const AUTO_SLICES_MAX: u32 = 4;
@@ -95,6 +104,8 @@ pub struct DumpConfig {
     pub slices: SliceCount,
     /// Indices dumped at the same time.
     pub parallel: usize,
+    /// Slices read at the same time, over all indices.
+    pub readers: usize,
     pub page_size: usize,
     pub file_size: u64,
     pub overwrite: bool,
@@ -269,8 +280,10 @@ pub async fn run(
         .await?,
     );
 
+    let readers = Arc::new(tokio::sync::Semaphore::new(config.readers.max(1)));
     let results: Vec<(String, Result<IndexEntry, String>)> = stream::iter(selected)
         .map(|name| {
+            let readers = readers.clone();
             let cluster = cluster.clone();
             let archive = archive.clone();
             let cancel = cancel.clone();
@@ -292,6 +305,7 @@ pub async fn run(
                             progress,
                             &checkpointer,
                             earlier,
+                            readers,
                             cancel,
                         )
                         .await
@@ -483,6 +497,7 @@ async fn dump_index(
     progress: &Progress,
     checkpointer: &Arc<Checkpointer>,
     earlier: Option<IndexCheckpoint>,
+    readers: Arc<tokio::sync::Semaphore>,
     cancel: watch::Receiver<bool>,
 ) -> Result<IndexEntry, String> {
     let (meta, mut expected) = read_index_metadata(cluster, name)
@@ -545,6 +560,7 @@ async fn dump_index(
         file_size: config.file_size,
         reader: config.reader,
         query: config.query.clone(),
+        readers,
     };
     let (data, docs) = match dump_data(
         cluster.clone(),

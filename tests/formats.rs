@@ -1,6 +1,6 @@
-//! The archive format as a contract: an archive written by an earlier
-//! version of esark (format version 1, kept under `tests/fixtures/`) still
-//! restores exactly; new archives are version 2 and record the cluster
+//! The archive format as a contract: archives written by earlier versions
+//! of esark (format versions 1 and 2, kept under `tests/fixtures/`) still
+//! restore exactly; new archives are version 3 and record the cluster
 //! metadata the cluster offers, with a warning (not a failure) for each
 //! kind it does not; `--query` makes a partial dump.
 
@@ -22,28 +22,34 @@ fn manifest(dir: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
 }
 
-#[test]
-fn a_format_version_1_archive_restores_exactly() {
-    let Some(target) = target_cluster("format-v1") else {
+/// Restores the fixture archive `fixture-vN` (index `fixture-vN`, alias
+/// `fixture-vN-read`, three documents with big integers and unicode)
+/// written by an earlier esark, and checks every byte of every document.
+fn old_archive_restores_exactly(version: u32) {
+    let name = format!("fixture-v{version}");
+    let Some(target) = target_cluster(&format!("format-v{version}")) else {
         return;
     };
     // Restore writes its state beside the archive: work on a copy.
     let dir = tempfile::tempdir().unwrap();
-    let archive = dir.path().join("v1");
-    copy_dir(&fixture("archive-v1"), &archive);
-    assert_eq!(manifest(&archive)["format_version"], 1);
+    let archive = dir.path().join(&name);
+    copy_dir(&fixture(&format!("archive-v{version}")), &archive);
+    assert_eq!(manifest(&archive)["format_version"], version);
 
     let inspect = Esark::new().arg("inspect").arg(&archive).run();
     assert_eq!(inspect.code, Some(0), "{inspect:?}");
     assert!(
-        inspect.stdout.contains("esark-archive v1"),
+        inspect
+            .stdout
+            .contains(&format!("esark-archive v{version}")),
         "{}",
         inspect.stdout
     );
 
     let out = restore_cmd(&archive, &target).args(["--quiet"]).run();
     assert_eq!(out.code, Some(0), "{out:?}");
-    let docs = docs_of(&target, "fixture-v1");
+    let docs = docs_of(&target, &name);
+    assert_eq!(docs.len(), 3);
     let source = |id: &str| docs[id].source.clone();
     assert_eq!(
         source("a"),
@@ -52,10 +58,10 @@ fn a_format_version_1_archive_restores_exactly() {
     assert_eq!(source("b"), r#"{"name":"café","big":-9223372036854775808}"#);
     assert_eq!(docs["b"].routing.as_deref(), Some("r1"));
     assert_eq!(source("c"), r#"{"name":"東京 🚀","big":9007199254740993}"#);
-    let aliases = target.get("/fixture-v1/_alias");
+    let aliases = target.get(&format!("/{name}/_alias"));
     assert!(
-        aliases["fixture-v1"]["aliases"]
-            .get("fixture-v1-read")
+        aliases[name.as_str()]["aliases"]
+            .get(format!("{name}-read"))
             .is_some(),
         "{aliases}"
     );
@@ -65,7 +71,18 @@ fn a_format_version_1_archive_restores_exactly() {
 }
 
 #[test]
-fn new_archives_are_version_2_and_missing_apis_are_warnings() {
+fn a_format_version_1_archive_restores_exactly() {
+    old_archive_restores_exactly(1);
+}
+
+/// Version 2 chunks are a single zstd frame (version 3 writes one per page).
+#[test]
+fn a_format_version_2_archive_restores_exactly() {
+    old_archive_restores_exactly(2);
+}
+
+#[test]
+fn new_archives_are_version_3_and_missing_apis_are_warnings() {
     let cluster = TestCluster::start("format-v2");
     let index = cluster.name("docs");
     cluster.create_index(&index, &serde_json::json!({}));
@@ -84,7 +101,7 @@ fn new_archives_are_version_2_and_missing_apis_are_warnings() {
         .run();
     assert_eq!(out.code, Some(0), "{out:?}");
     let m = manifest(&out_dir);
-    assert_eq!(m["format_version"], 2);
+    assert_eq!(m["format_version"], 3);
     let kinds: Vec<&str> = m["cluster_files"]
         .as_array()
         .unwrap()

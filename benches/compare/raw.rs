@@ -262,7 +262,7 @@ pub struct Prepared {
 
 /// Builds `_bulk` bodies from an esark archive (its manifest and zstd data
 /// files) with esark's own [`BulkBuilder`], cut at `max_bytes`/`max_docs`
-/// (esark restore's defaults: 10 MiB, 5000 documents), into `out` as
+/// (the "~10 MB bodies": 10 MiB, 5000 documents), into `out` as
 /// `NNNNNN.ndjson`. Counting the lines here also checks the dump.
 pub fn prepare_bulk_bodies(
     archive: &Path,

@@ -221,7 +221,7 @@ Rows:
   one keep-alive connection each, send them as `POST /_bulk`. Before the clock, the target gets
   the same indices and templates (`esark restore --no-data`) and `refresh_interval: -1`.
 - **esark restore**: `esark restore --input DIR --target URL --json -q`, otherwise esark's defaults
-  (when written: 4 requests in flight, 10 MiB / 5000 documents per request).
+  (when written: 4 requests in flight, 5 MiB / 1000 documents per request).
 - **null sink**: the same restore into `compare null-sink` (benches/compare/null_sink.rs), a
   hyper HTTP/1.1 server answering like OpenSearch 2.11 and acknowledging every bulk item without
   storing anything: esark's own ceiling.

@@ -9,7 +9,7 @@
 //! the versions this build reads, [`CURRENT_VERSION`] is the one
 //! [`writer::ArchiveWriter`] writes, and [`reader::open`] reads the version
 //! field first and dispatches to the reader for that version
-//! ([`reader::v1`], [`reader::v2`]), adapting older versions to the current
+//! ([`reader::v1`], [`reader::v2`], [`reader::v3`]), adapting older versions to the current
 //! model. A change to the format adds a version, a reader for it, and an
 //! adapter from the older ones.
 
@@ -43,10 +43,12 @@ pub enum Version {
     /// Adds cluster metadata files: lifecycle policies, ingest pipelines,
     /// stored scripts, data streams, cluster settings.
     V2 = 2,
+    /// zstd chunks hold one frame per page (any number of frames).
+    V3 = 3,
 }
 
 /// The version every new archive is written in.
-pub const CURRENT_VERSION: Version = Version::V2;
+pub const CURRENT_VERSION: Version = Version::V3;
 
 impl TryFrom<u32> for Version {
     type Error = ArchiveError;
@@ -54,6 +56,7 @@ impl TryFrom<u32> for Version {
         match v {
             1 => Ok(Version::V1),
             2 => Ok(Version::V2),
+            3 => Ok(Version::V3),
             other => Err(ArchiveError::UnsupportedVersion(other)),
         }
     }

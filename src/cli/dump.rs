@@ -16,9 +16,15 @@ use crate::dump::{DumpConfig, DumpError, DumpReport, SliceCount};
 use crate::progress::Progress;
 use crate::source::ReaderKind;
 
-/// Default documents per scroll page. Larger pages mean fewer round trips;
-/// 2000 docs of ~1 KB keep a page around 2 MB, so memory stays small.
-pub const DEFAULT_PAGE_SIZE: usize = 2000;
+/// Default documents per scroll page.
+///
+/// Measured on the benchmark's 100,000 documents of ~0.9 KB (six
+/// interleaved runs each): pages of 1000 and 2000 took the same wall and
+/// CPU time (median 0.72 s vs 0.74 s, 0.48 s vs 0.47 s CPU), while the peak
+/// resident memory was 24 MiB vs 32 MiB; each page in flight is held
+/// several times (response body, archive lines, compression). Larger pages
+/// only pay off against a server far away.
+pub const DEFAULT_PAGE_SIZE: usize = 1000;
 
 #[derive(Debug, Args)]
 pub struct DumpArgs {
@@ -36,7 +42,7 @@ pub struct DumpArgs {
     /// Chunk compression.
     #[arg(long, default_value = "zstd", value_name = "zstd|gzip|none")]
     pub compression: Compression,
-    /// Compression level (zstd 1-19, default 3; gzip 1-9, default 6).
+    /// Compression level (zstd 1-19, default 1; gzip 1-9, default 6).
     #[arg(long, value_name = "N")]
     pub level: Option<i32>,
     /// Slices per index (parallel readers), never more than its shards.
@@ -45,6 +51,10 @@ pub struct DumpArgs {
     /// Indices dumped at the same time.
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub parallel: usize,
+    /// Slices read at the same time, over all indices; raise it for a
+    /// cluster with many nodes or cores.
+    #[arg(long, default_value_t = crate::dump::DEFAULT_READERS, value_name = "N")]
+    pub readers: usize,
     /// Documents per scroll page.
     #[arg(long, default_value_t = DEFAULT_PAGE_SIZE, value_name = "N")]
     pub page_size: usize,
@@ -97,6 +107,7 @@ impl DumpArgs {
             level,
             slices,
             parallel: self.parallel.max(1),
+            readers: self.readers.max(1),
             page_size: self.page_size,
             file_size: self.file_size,
             overwrite: self.overwrite,

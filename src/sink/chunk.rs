@@ -5,10 +5,20 @@
 //! without reading it again; it is fsynced and renamed into place when
 //! complete. A new chunk starts at the first page boundary after the
 //! compressed size reaches the `--file-size` limit.
+//!
+//! zstd chunks are a sequence of frames, one per page (archive format 3),
+//! each compressed in one call with a context kept for the whole slice.
+//! A streaming encoder copies its input into a ring buffer and, once that
+//! wraps, matches through zstd's slower "external dictionary" path: on
+//! 100,000 sample documents one frame per page took 37 % less CPU at level
+//! 3 (and less again at level 1), with archives within 1 % of the size. A
+//! page (2,000 documents, ~1.8 MB) is larger than the window of the default
+//! level, so little is lost by not matching across pages. Any zstd decoder
+//! reads the frames as one stream.
 
 use std::path::PathBuf;
 
-use async_compression::tokio::write::{GzipEncoder, ZstdEncoder};
+use async_compression::tokio::write::GzipEncoder;
 use async_compression::Level;
 use tokio::fs::File;
 use tokio::io::{AsyncWriteExt, BufWriter};
@@ -20,33 +30,62 @@ use crate::archive::writer::{create_private_file, partial_path, ArchiveWriter};
 use crate::archive::ArchiveError;
 
 /// Write buffer in front of the file: tokio hands each file write to a
-/// blocking thread, so fewer, larger writes matter.
-const FILE_BUFFER: usize = 1 << 20;
+/// blocking thread, so fewer, larger writes matter. A zstd frame of a page
+/// (~350 KB) is larger and goes straight through; the buffer gathers gzip's
+/// and uncompressed output.
+const FILE_BUFFER: usize = 256 << 10;
 
 type Sink = HashingWriter<BufWriter<File>>;
 
+/// zstd, one frame per write: the compression context and the output
+/// buffer are reused from page to page.
+struct FrameEncoder {
+    context: zstd::bulk::Compressor<'static>,
+    frame: Vec<u8>,
+    sink: Sink,
+}
+
+impl FrameEncoder {
+    fn new(sink: Sink, level: i32) -> std::io::Result<FrameEncoder> {
+        Ok(FrameEncoder {
+            context: zstd::bulk::Compressor::new(level)?,
+            frame: Vec::new(),
+            sink,
+        })
+    }
+
+    async fn write_frame(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        self.frame.clear();
+        self.frame
+            .reserve_exact(zstd::zstd_safe::compress_bound(buf.len()));
+        self.context.compress_to_buffer(buf, &mut self.frame)?;
+        self.sink.write_all(&self.frame).await
+    }
+}
+
 enum Encoder {
-    Zstd(ZstdEncoder<Sink>),
+    Zstd(Box<FrameEncoder>),
     Gzip(GzipEncoder<Sink>),
     Plain(Sink),
 }
 
 impl Encoder {
-    fn new(sink: Sink, compression: Compression, level: i32) -> Encoder {
-        match compression {
-            Compression::Zstd => {
-                Encoder::Zstd(ZstdEncoder::with_quality(sink, Level::Precise(level)))
-            }
+    fn new(sink: Sink, compression: Compression, level: i32) -> std::io::Result<Encoder> {
+        Ok(match compression {
+            Compression::Zstd => Encoder::Zstd(Box::new(FrameEncoder::new(sink, level)?)),
             Compression::Gzip => {
                 Encoder::Gzip(GzipEncoder::with_quality(sink, Level::Precise(level)))
             }
             Compression::None => Encoder::Plain(sink),
-        }
+        })
     }
 
     async fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
         match self {
-            Encoder::Zstd(e) => e.write_all(buf).await,
+            Encoder::Zstd(e) => e.write_frame(buf).await,
             Encoder::Gzip(e) => e.write_all(buf).await,
             Encoder::Plain(e) => e.write_all(buf).await,
         }
@@ -54,7 +93,7 @@ impl Encoder {
 
     fn bytes_out(&self) -> u64 {
         match self {
-            Encoder::Zstd(e) => e.get_ref().bytes(),
+            Encoder::Zstd(e) => e.sink.bytes(),
             Encoder::Gzip(e) => e.get_ref().bytes(),
             Encoder::Plain(e) => e.bytes(),
         }
@@ -63,10 +102,7 @@ impl Encoder {
     /// Ends the compressed stream and flushes everything to the file.
     async fn finish(self) -> std::io::Result<(File, u64, String)> {
         let sink = match self {
-            Encoder::Zstd(mut e) => {
-                e.shutdown().await?;
-                e.into_inner()
-            }
+            Encoder::Zstd(e) => e.sink,
             Encoder::Gzip(mut e) => {
                 e.shutdown().await?;
                 e.into_inner()
@@ -229,10 +265,12 @@ impl ChunkWriter {
         let path = self.archive.path(&rel);
         let file = create_private_file(&partial_path(&path)).await?;
         let sink = HashingWriter::new(BufWriter::with_capacity(FILE_BUFFER, file));
+        let encoder = Encoder::new(sink, self.compression, self.level)
+            .map_err(|e| ArchiveError::io(partial_path(&path), e))?;
         Ok(OpenChunk {
             rel,
             path,
-            encoder: Encoder::new(sink, self.compression, self.level),
+            encoder,
             docs: 0,
         })
     }
@@ -316,5 +354,40 @@ mod tests {
         let docs: Vec<u64> = files.iter().map(|f| f.docs.unwrap()).collect();
         assert_eq!(sizes, [90, 90, 90, 30, 250, 30]);
         assert_eq!(docs, [3, 3, 3, 1, 1, 1]);
+    }
+
+    #[tokio::test]
+    async fn zstd_chunks_hold_one_frame_per_page_and_decode_as_one_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = ArchiveWriter::create(dir.path(), false).await.unwrap();
+        archive.create_dir("i").await.unwrap();
+        let mut w = ChunkWriter::new(archive, "i", 0, Compression::Zstd, 3, 1 << 30);
+        let pages: Vec<String> = (0..3)
+            .map(|p| {
+                (0..50)
+                    .map(|k| format!("{{\"_id\":\"{p}-{k}\",\"_source\":{{\"n\":{k}}}}}\n"))
+                    .collect()
+            })
+            .collect();
+        for page in &pages {
+            w.push(page.as_bytes(), 50).await.unwrap();
+        }
+        let files = w.finish().await.unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].docs, Some(150));
+        let bytes = std::fs::read(dir.path().join(&files[0].path)).unwrap();
+        assert_eq!(bytes.len() as u64, files[0].bytes);
+        let mut frames = 0;
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let size = zstd::zstd_safe::find_frame_compressed_size(rest).unwrap();
+            rest = &rest[size..];
+            frames += 1;
+        }
+        assert_eq!(frames, 3);
+        assert_eq!(
+            zstd::decode_all(&bytes[..]).unwrap(),
+            pages.concat().into_bytes()
+        );
     }
 }

@@ -133,7 +133,12 @@ async fn open(file: ChunkFile) -> Result<OpenFile, ChunkError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let reader: Box<dyn AsyncBufRead + Unpin + Send> = match Compression::from_file_name(&name) {
-        Compression::Zstd => Box::new(BufReader::with_capacity(READ_BUFFER, ZstdDecoder::new(raw))),
+        Compression::Zstd => {
+            // Format 3 writes a frame per page; earlier ones a single frame.
+            let mut decoder = ZstdDecoder::new(raw);
+            decoder.multiple_members(true);
+            Box::new(BufReader::with_capacity(READ_BUFFER, decoder))
+        }
         Compression::Gzip => {
             let mut decoder = GzipDecoder::new(raw);
             decoder.multiple_members(true);

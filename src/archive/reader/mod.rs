@@ -1,10 +1,11 @@
 //! Reading an archive: the manifest's version field first, then the parser
-//! for that version ([`v1`], [`v2`]), whose result is adapted to the current
+//! for that version ([`v1`], [`v2`], [`v3`]), whose result is adapted to the current
 //! model; then [`Reader`] checks files against it. Every version shares the
 //! on-disk layout drawn in [`v1`].
 
 pub mod v1;
 pub mod v2;
+pub mod v3;
 
 use std::path::{Path, PathBuf};
 
@@ -155,6 +156,7 @@ pub async fn open(root: &Path) -> Result<Archive, ArchiveError> {
     let manifest = match version {
         Version::V1 => v1::parse(&bytes).map(v1::to_v2),
         Version::V2 => v2::parse(&bytes),
+        Version::V3 => v3::parse(&bytes),
     }
     .map_err(&bad)?;
     let reader = Reader::new(root, manifest).map_err(bad)?;

@@ -35,7 +35,9 @@ async fn open_decoded(path: &Path) -> Result<Box<dyn AsyncBufRead + Unpin + Send
         decoder.multiple_members(true);
         Box::new(BufReader::with_capacity(READ_BUFFER, decoder))
     } else if head.starts_with(ZSTD_MAGIC) {
-        Box::new(BufReader::with_capacity(READ_BUFFER, ZstdDecoder::new(raw)))
+        let mut decoder = ZstdDecoder::new(raw);
+        decoder.multiple_members(true);
+        Box::new(BufReader::with_capacity(READ_BUFFER, decoder))
     } else {
         Box::new(raw)
     })
