@@ -22,6 +22,7 @@ use crate::archive::metadata::strip_generated;
 use crate::archive::naming::folder_name;
 use crate::archive::writer::ArchiveWriter;
 use crate::archive::{ArchiveError, CURRENT_VERSION, FORMAT_NAME};
+use crate::cluster::data_streams::DataStream;
 use crate::cluster::extras::{ExtraKind, Offered};
 use crate::cluster::{Cluster, ClusterConfig, ClusterError};
 use crate::pipeline::{dump_data, DataJob, PipelineError};
@@ -282,7 +283,8 @@ pub async fn run(
 
     let readers = Arc::new(tokio::sync::Semaphore::new(config.readers.max(1)));
     let results: Vec<(String, Result<IndexEntry, String>)> = stream::iter(selected)
-        .map(|name| {
+        .map(|selected| {
+            let name = selected.name.clone();
             let readers = readers.clone();
             let cluster = cluster.clone();
             let archive = archive.clone();
@@ -301,7 +303,7 @@ pub async fn run(
                             &cluster,
                             &archive,
                             config,
-                            &name,
+                            &selected,
                             progress,
                             &checkpointer,
                             earlier,
@@ -493,14 +495,16 @@ async fn dump_index(
     cluster: &Arc<Cluster>,
     archive: &ArchiveWriter,
     config: &DumpConfig,
-    name: &str,
+    selected: &Selected,
     progress: &Progress,
     checkpointer: &Arc<Checkpointer>,
     earlier: Option<IndexCheckpoint>,
     readers: Arc<tokio::sync::Semaphore>,
     cancel: watch::Receiver<bool>,
 ) -> Result<IndexEntry, String> {
-    let (meta, mut expected) = read_index_metadata(cluster, name)
+    let name = selected.name.as_str();
+    let data_stream = selected.data_stream.is_some();
+    let (meta, mut expected) = read_metadata(cluster, selected)
         .await
         .map_err(|e| e.to_string())?;
     if let Some(query) = config.query.as_deref() {
@@ -530,11 +534,17 @@ async fn dump_index(
         archive.create_dir(&folder).await?;
         archive.prune(&folder, &keep).await?;
         let mut files = Vec::new();
-        for (file, kind, value) in [
-            ("settings.json", FileKind::Settings, &settings),
-            ("mappings.json", FileKind::Mappings, &mappings),
-            ("aliases.json", FileKind::Aliases, &aliases),
-        ] {
+        // A data stream's metadata is its index template's.
+        let meta_files = if data_stream {
+            Vec::new()
+        } else {
+            vec![
+                ("settings.json", FileKind::Settings, &settings),
+                ("mappings.json", FileKind::Mappings, &mappings),
+                ("aliases.json", FileKind::Aliases, &aliases),
+            ]
+        };
+        for (file, kind, value) in meta_files {
             files.push(
                 archive
                     .write_json(&format!("{folder}/{file}"), kind, value)
@@ -591,6 +601,7 @@ async fn dump_index(
         expected_docs: expected,
         slices,
         files,
+        data_stream,
     };
     checkpointer
         .update(|cp| cp.indices.entry(name.to_string()).or_default().done = Some(entry.clone()))
@@ -646,27 +657,99 @@ pub async fn read_index_metadata(
     ))
 }
 
-/// The open indices `selector` picks, and the closed ones it would have.
+/// An index or data stream a run covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selected {
+    pub name: String,
+    /// Set for a data stream: read by its name, restored with `create`.
+    pub data_stream: Option<DataStream>,
+}
+
+impl Selected {
+    pub fn index(name: &str) -> Selected {
+        Selected {
+            name: name.to_string(),
+            data_stream: None,
+        }
+    }
+}
+
+/// The open indices and the data streams `selector` picks, and the closed
+/// indices it would have. The backing indices of a selected data stream
+/// are left out: its documents are read once, through the data stream.
 pub async fn select_indices(
     cluster: &Cluster,
     selector: &IndexSelector,
-) -> Result<(Vec<String>, Vec<SkippedIndex>), ClusterError> {
-    let listed = RetryPolicy::default()
-        .run(|| cluster.list_indices(), is_retryable)
-        .await?;
+) -> Result<(Vec<Selected>, Vec<SkippedIndex>), ClusterError> {
+    let retry = RetryPolicy::default();
+    let listed = retry.run(|| cluster.list_indices(), is_retryable).await?;
+    let streams: Vec<DataStream> = if cluster.info().has_data_streams() {
+        retry
+            .run(|| cluster.list_data_streams(), is_retryable)
+            .await?
+            .into_iter()
+            .filter(|d| selector.selects(&d.name))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let backing: HashSet<&str> = streams
+        .iter()
+        .flat_map(|d| d.backing.iter().map(String::as_str))
+        .collect();
     let mut skipped = Vec::new();
     let mut selected = Vec::new();
-    for index in listed.into_iter().filter(|i| selector.selects(&i.index)) {
+    for index in listed
+        .into_iter()
+        .filter(|i| selector.selects(&i.index) && !backing.contains(i.index.as_str()))
+    {
         if index.is_closed() {
             skipped.push(SkippedIndex {
                 name: index.index,
                 reason: "closed".into(),
             });
         } else {
-            selected.push(index.index);
+            selected.push(Selected::index(&index.index));
         }
     }
+    selected.extend(streams.iter().map(|d| Selected {
+        name: d.name.clone(),
+        data_stream: Some(d.clone()),
+    }));
+    selected.sort_by(|a, b| a.name.cmp(&b.name));
     Ok((selected, skipped))
+}
+
+/// Like [`read_index_metadata`], for an index or a data stream. A data
+/// stream's mappings and settings belong to its index template: only the
+/// settings of its write index are read, for its number of shards.
+pub async fn read_metadata(
+    cluster: &Cluster,
+    selected: &Selected,
+) -> Result<(IndexMetadata, u64), ClusterError> {
+    let Some(stream) = &selected.data_stream else {
+        return read_index_metadata(cluster, &selected.name).await;
+    };
+    let retry = RetryPolicy::default();
+    let settings = match stream.backing.last() {
+        Some(write_index) => {
+            retry
+                .run(|| cluster.index_settings(write_index), is_retryable)
+                .await?
+        }
+        None => Value::Object(Map::new()),
+    };
+    let expected = retry
+        .run(|| cluster.count(&selected.name, None), is_retryable)
+        .await?;
+    Ok((
+        IndexMetadata {
+            settings,
+            mappings: Value::Object(Map::new()),
+            aliases: Value::Object(Map::new()),
+        },
+        expected,
+    ))
 }
 
 /// The cluster's templates of each kind, `{name: body}`; kinds the cluster

@@ -27,7 +27,7 @@ pub async fn dump_to<W: AsyncWrite + Unpin>(
 ) -> Result<u64, DumpError> {
     let cluster = Arc::new(Cluster::connect(&config.source).await?);
     let (selected, _) = select_indices(&cluster, &config.selector).await?;
-    let index = match selected.as_slice() {
+    let selected = match selected.as_slice() {
         [one] => one.clone(),
         [] => {
             return Err(DumpError::Pipe(
@@ -38,11 +38,13 @@ pub async fn dump_to<W: AsyncWrite + Unpin>(
             return Err(DumpError::Pipe(format!(
                 "{} indices matched ({}…); --output - writes exactly one: narrow --match",
                 many.len(),
-                many[0]
+                many[0].name
             )))
         }
     };
-    let (meta, _) = crate::dump::read_index_metadata(&cluster, &index).await?;
+    // One data stream reads like one index: its documents, by its name.
+    let (meta, _) = crate::dump::read_metadata(&cluster, &selected).await?;
+    let index = selected.name;
     let slices = config.slices.resolve(meta.shards());
     let reader = match config.reader {
         ReaderKind::Auto if cluster.has_pit() => ReaderKind::Pit,

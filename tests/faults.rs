@@ -1096,7 +1096,7 @@ fn killed_dump_resumes(test: &str, reader: &str) {
     let url = proxied_url(&proxy, &f.cluster);
     let out = tmp.path().join("killed");
     proxy.set_rules(slow_pages(250));
-    let mut run = Spawned::start(&dump_args(&url, &out, &f, reader), None);
+    let mut run = Spawned::start(dump_args(&url, &out, &f, reader), None);
     run.wait_until(
         "two finished chunks of the big index",
         Duration::from_secs(45),
@@ -1159,7 +1159,7 @@ fn dump_interrupted_by_sigint_resumes() {
     let url = proxied_url(&proxy, &f.cluster);
     let out = tmp.path().join("interrupted");
     proxy.set_rules(slow_pages(250));
-    let mut run = Spawned::start(&dump_args(&url, &out, &f, "auto"), None);
+    let mut run = Spawned::start(dump_args(&url, &out, &f, "auto"), None);
     run.wait_until(
         "a finished chunk of the big index",
         Duration::from_secs(45),

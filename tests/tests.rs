@@ -31,3 +31,5 @@ mod formats;
 mod foreign;
 // AWS SigV4 signing (Amazon OpenSearch Service): dump, restore and copy through a verifying proxy.
 mod sigv4;
+// Data streams (emulated in front of osmem): dump by name, restore with `create`, modes, verify, copy.
+mod data_streams;

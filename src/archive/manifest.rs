@@ -70,6 +70,10 @@ pub struct IndexEntry {
     /// Number of slices the index was read with; data files carry their slice.
     pub slices: u32,
     pub files: Vec<FileEntry>,
+    /// A data stream (format 3): only data files; restored into the data
+    /// stream (created from its index template) with `create` actions.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub data_stream: bool,
 }
 
 /// What a file holds.

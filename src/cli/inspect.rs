@@ -75,7 +75,7 @@ fn table(report: &InspectReport) -> String {
     let width = m
         .indices
         .iter()
-        .map(|i| i.name.chars().count())
+        .map(|i| label(i).chars().count())
         .max()
         .unwrap_or(5)
         .max(5);
@@ -92,7 +92,7 @@ fn table(report: &InspectReport) -> String {
             .count();
         out.push_str(&format!(
             "{:<width$}  {:>12}  {:>12}  {:>6}  {:>6}  {:>10}  {}\n",
-            index.name,
+            label(index),
             index.docs,
             index.expected_docs,
             index.slices,
@@ -139,4 +139,13 @@ fn table(report: &InspectReport) -> String {
         out.push_str(&format!("BAD {path}: {problem}\n"));
     }
     out
+}
+
+/// An index's name; a data stream's is followed by `(data stream)`.
+fn label(index: &crate::archive::manifest::IndexEntry) -> String {
+    if index.data_stream {
+        format!("{} (data stream)", index.name)
+    } else {
+        index.name.clone()
+    }
 }

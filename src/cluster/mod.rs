@@ -12,6 +12,7 @@
 //! from [`aws_credentials`].
 
 pub mod aws_credentials;
+pub mod data_streams;
 pub mod extras;
 pub mod indices;
 pub mod model;

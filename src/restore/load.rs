@@ -90,9 +90,9 @@ pub async fn load(
         resent: 0,
     };
     let result = match origin {
-        DataOrigin::Chunks(files) => feeder.from_chunks(files, done, ack, cancel).await,
-        DataOrigin::Foreign(files) => feeder.from_foreign(files, cancel).await,
-        DataOrigin::Stdin => feeder.from_stdin(cancel).await,
+        DataOrigin::Chunks(files) => feeder.feed_chunks(files, done, ack, cancel).await,
+        DataOrigin::Foreign(files) => feeder.feed_foreign(files, cancel).await,
+        DataOrigin::Stdin => feeder.feed_stdin(cancel).await,
         DataOrigin::Cluster {
             cluster,
             slices,
@@ -101,7 +101,7 @@ pub async fn load(
             query,
         } => {
             feeder
-                .from_cluster(
+                .feed_cluster(
                     cluster.clone(),
                     source_index,
                     *slices,
@@ -163,7 +163,7 @@ impl Feeder<'_> {
     /// Reads chunk after chunk; each chunk's requests are awaited by a task
     /// of their own, which adds the chunk's counts to the index's and
     /// acknowledges it when nothing was left undelivered.
-    async fn from_chunks(
+    async fn feed_chunks(
         &mut self,
         files: &[ChunkFile],
         done: &HashSet<PathBuf>,
@@ -218,7 +218,7 @@ impl Feeder<'_> {
     /// Reads foreign files in order, converting each document to an
     /// archive line; counts go straight to the index's.
     /// Reads lines from standard input until it closes.
-    async fn from_stdin(&mut self, cancel: watch::Receiver<bool>) -> Result<(), LoadError> {
+    async fn feed_stdin(&mut self, cancel: watch::Receiver<bool>) -> Result<(), LoadError> {
         use tokio::io::AsyncBufReadExt;
         let stats = self.target.stats.clone();
         let mut pending = Pending::new();
@@ -261,7 +261,7 @@ impl Feeder<'_> {
         result
     }
 
-    async fn from_foreign(
+    async fn feed_foreign(
         &mut self,
         files: &[ForeignFile],
         cancel: watch::Receiver<bool>,
@@ -290,7 +290,7 @@ impl Feeder<'_> {
         result
     }
 
-    async fn from_cluster(
+    async fn feed_cluster(
         &mut self,
         cluster: Arc<crate::cluster::Cluster>,
         index: &str,

@@ -134,9 +134,27 @@ pub async fn run(
         });
     }
     // Policies, pipelines and scripts first: templates and indices refer
-    // to them; data streams last, as they need their index template.
-    let (before, after): (Vec<_>, Vec<_>) = plan
+    // to them; data streams last, as they need their index template. A
+    // data stream whose documents are restored is created (or replaced)
+    // with them, under `--mode`, instead.
+    let with_documents: HashSet<&str> = plan
+        .indices
+        .iter()
+        .filter(|i| i.data_stream)
+        .map(|i| i.name.as_str())
+        .collect();
+    let extras: Vec<(ExtraKind, serde_json::Map<String, serde_json::Value>)> = plan
         .extras
+        .iter()
+        .map(|(kind, items)| {
+            let mut items = items.clone();
+            if *kind == ExtraKind::DataStreams {
+                items.retain(|name, _| !with_documents.contains(name.as_str()));
+            }
+            (*kind, items)
+        })
+        .collect();
+    let (before, after): (Vec<_>, Vec<_>) = extras
         .iter()
         .filter(|(kind, _)| *kind != ExtraKind::ClusterSettings || config.cluster_settings)
         .partition(|(kind, _)| *kind != ExtraKind::DataStreams);
@@ -303,15 +321,19 @@ async fn restore_index(
             (e.concrete.clone(), e.restore_settings.clone())
         }
         None => {
-            let prepared = target::prepare(
-                target,
-                &index.target,
-                &index.meta,
-                config.mode,
-                config.atomic,
-                config.mappings,
-            )
-            .await;
+            let prepared = if index.data_stream {
+                target::prepare_data_stream(target, &index.target, config.mode, config.atomic).await
+            } else {
+                target::prepare(
+                    target,
+                    &index.target,
+                    &index.meta,
+                    config.mode,
+                    config.atomic,
+                    config.mappings,
+                )
+                .await
+            };
             match prepared {
                 Ok(Preparation::Load {
                     concrete,
@@ -368,12 +390,14 @@ async fn restore_index(
         let bar = progress.index(&index.target, index.docs);
         progress.expect(index.docs);
         let target_name: Arc<str> = Arc::from(concrete.as_str());
-        let builder = BulkBuilder::new(
-            &concrete,
-            BulkOp::Index,
-            config.bulk.bytes,
-            config.bulk.docs,
-        );
+        // A data stream takes `create` actions only (an id already in it
+        // is a rejected document, reported as such).
+        let op = if index.data_stream {
+            BulkOp::Create
+        } else {
+            BulkOp::Index
+        };
+        let builder = BulkBuilder::new(&concrete, op, config.bulk.bytes, config.bulk.docs);
         let done: HashSet<PathBuf> = earlier
             .as_ref()
             .map(|e| e.chunks.keys().cloned().collect())

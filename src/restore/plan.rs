@@ -14,7 +14,7 @@ use crate::archive::reader::Archive;
 use crate::cluster::extras::ExtraKind;
 use crate::cluster::Cluster;
 use crate::dump::{
-    read_index_metadata, read_templates, IndexMetadata, IndexSelector, SliceCount, TemplateSet,
+    read_metadata, read_templates, IndexMetadata, IndexSelector, SliceCount, TemplateSet,
 };
 use crate::progress::Progress;
 use crate::source::archive::ChunkFile;
@@ -83,6 +83,8 @@ pub struct IndexPlan {
     pub docs: u64,
     pub meta: IndexMetadata,
     pub data: DataOrigin,
+    /// A data stream: not created as an index, written with `create`.
+    pub data_stream: bool,
 }
 
 /// Everything to restore.
@@ -179,6 +181,7 @@ pub async fn from_archive(
             docs: index.docs,
             meta,
             data: DataOrigin::Chunks(chunks),
+            data_stream: index.data_stream,
         });
     }
     Ok(plan)
@@ -278,6 +281,7 @@ pub fn from_stdin(index: &str, renamer: &Renamer) -> RestorePlan {
                 aliases: Value::Object(Map::new()),
             },
             data: DataOrigin::Stdin,
+            data_stream: false,
         }],
         ..RestorePlan::default()
     }
@@ -317,8 +321,10 @@ pub async fn from_cluster(
             )),
         }
     }
-    for name in selected {
-        let (meta, mut docs) = read_index_metadata(&source, &name).await?;
+    for selected in selected {
+        let (meta, mut docs) = read_metadata(&source, &selected).await?;
+        let data_stream = selected.data_stream.is_some();
+        let name = selected.name;
         if let Some(q) = query.as_deref() {
             docs = source.count(&name, Some(q)).await?;
         }
@@ -335,6 +341,7 @@ pub async fn from_cluster(
                 reader,
                 query: query.clone(),
             },
+            data_stream,
         });
     }
     Ok(plan)

@@ -122,6 +122,52 @@ pub async fn prepare(
     })
 }
 
+/// Decides and creates for a data stream: under `--mode replace` an
+/// existing one is deleted (with its backing indices) and created again;
+/// the creation needs the stream's index template, restored before it.
+/// `--atomic` does not apply: a data stream has no alias to switch.
+pub async fn prepare_data_stream(
+    target: &Cluster,
+    name: &str,
+    mode: Mode,
+    atomic: bool,
+) -> Result<Preparation, ClusterError> {
+    if atomic {
+        return Ok(Preparation::Fail(
+            "a data stream cannot be restored with --atomic (it has no alias to switch); nothing written".into(),
+        ));
+    }
+    let load = |created| Preparation::Load {
+        concrete: name.to_string(),
+        created,
+        restore_settings: None,
+        dropped_settings: Vec::new(),
+    };
+    if target.data_stream_exists(name).await? {
+        let what = "the data stream exists";
+        match mode {
+            Mode::SkipExisting => return Ok(Preparation::Skip(what.into())),
+            Mode::Fail => {
+                return Ok(Preparation::Fail(format!(
+                    "{what}; nothing written (choose --mode replace, merge or skip-existing)"
+                )))
+            }
+            Mode::Merge => return Ok(load(false)),
+            Mode::Replace => target.delete_data_stream(name).await?,
+        }
+    } else if target.name_kind(name).await? != NameKind::Missing {
+        let what = "an index or alias of that name exists";
+        return Ok(match mode {
+            Mode::SkipExisting => Preparation::Skip(what.into()),
+            _ => Preparation::Fail(format!(
+                "{what}, not a data stream; nothing written (delete it, or restore with --rename)"
+            )),
+        });
+    }
+    target.create_data_stream(name).await?;
+    Ok(load(true))
+}
+
 /// Settings dropped at most per index before giving up.
 const MAX_DROPPED: usize = 16;
 

@@ -6,6 +6,8 @@
 //! - [`osmem`]: the private osmem-server child process behind a test cluster.
 //! - [`proxy`]: an HTTP proxy that demands Basic authentication, for the
 //!   credential tests (osmem itself has none).
+//! - [`data_streams`]: Elasticsearch's data stream API, emulated in front of
+//!   osmem by [`proxy::AuthProxy::start_data_streams`].
 //! - [`sigv4`]: an AWS SigV4 verifier, written from the specification, that
 //!   [`proxy::AuthProxy::start_sigv4`] puts in front of a test cluster.
 //! - [`esark`]: runs the `esark` binary with a timeout and captures its output.
@@ -20,6 +22,7 @@
 
 pub mod archive;
 pub mod check;
+pub mod data_streams;
 pub mod esark;
 pub mod faults;
 pub mod fixture;

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use reqwest::blocking::Client;
 
+use super::data_streams::DataStreams;
 use super::server::TestCluster;
 use super::sigv4::SigV4Verifier;
 
@@ -56,6 +57,9 @@ struct Shared {
     expected: String,
     /// When set, requests are checked for an AWS SigV4 signature instead.
     sigv4: Option<Arc<SigV4Verifier>>,
+    /// When set, no credentials are asked for and data stream requests are
+    /// answered by the emulation ([`AuthProxy::start_data_streams`]).
+    data_streams: Option<Arc<DataStreams>>,
     client: Client,
     stats: Stats,
     /// Right credentials are refused once `authorized` reaches this
@@ -77,19 +81,40 @@ impl AuthProxy {
     /// only `user` / `password`.
     pub fn start(cluster: &TestCluster, user: &str, password: &str) -> AuthProxy {
         let expected = format!("Basic {}", base64(format!("{user}:{password}").as_bytes()));
-        AuthProxy::spawn(cluster, expected, None)
+        AuthProxy::spawn(cluster, expected, None, None)
     }
 
     /// Starts a proxy on `127.0.0.1:0` in front of `cluster` that accepts
     /// only requests `verifier` finds signed with its credentials.
     pub fn start_sigv4(cluster: &TestCluster, verifier: Arc<SigV4Verifier>) -> AuthProxy {
-        AuthProxy::spawn(cluster, String::new(), Some(verifier))
+        AuthProxy::spawn(cluster, String::new(), Some(verifier), None)
+    }
+
+    /// Starts a proxy on `127.0.0.1:0` in front of `cluster` that asks for
+    /// no credentials and emulates Elasticsearch's data streams
+    /// ([`DataStreams`]), which osmem lacks.
+    pub fn start_data_streams(cluster: &TestCluster) -> AuthProxy {
+        AuthProxy::spawn(
+            cluster,
+            String::new(),
+            None,
+            Some(Arc::new(DataStreams::default())),
+        )
+    }
+
+    /// The data stream emulation, if this proxy has one.
+    pub fn data_streams(&self) -> &DataStreams {
+        self.shared
+            .data_streams
+            .as_deref()
+            .expect("a proxy started with start_data_streams")
     }
 
     fn spawn(
         cluster: &TestCluster,
         expected: String,
         sigv4: Option<Arc<SigV4Verifier>>,
+        data_streams: Option<Arc<DataStreams>>,
     ) -> AuthProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -106,6 +131,7 @@ impl AuthProxy {
                 .map(|(u, p)| (u.to_string(), p.to_string())),
             expected,
             sigv4,
+            data_streams,
             client,
             stats: Stats::default(),
             limit: AtomicUsize::new(usize::MAX),
@@ -298,6 +324,26 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Req
 /// Answers one request: a 401 (403 for SigV4), or the relayed upstream
 /// response.
 fn handle(req: Request, shared: &Shared) -> Vec<u8> {
+    if let Some(streams) = &shared.data_streams {
+        let answer = streams.intercept(
+            &req.method,
+            &req.target,
+            &req.body,
+            &shared.upstream,
+            &shared.client,
+        );
+        return match answer {
+            Some((status, body)) => response(
+                status,
+                if status < 300 { "OK" } else { "Error" },
+                &[("content-type".into(), "application/json".into())],
+                body.to_string().as_bytes(),
+                req.method == "HEAD",
+                None,
+            ),
+            None => relay(&req, shared),
+        };
+    }
     if let Some(verifier) = &shared.sigv4 {
         if let Err(reason) = verifier.verify(&req.method, &req.target, &req.headers, &req.body) {
             shared.stats.rejected.fetch_add(1, Ordering::SeqCst);

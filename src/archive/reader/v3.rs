@@ -1,11 +1,17 @@
 //! Reader for archive format version 3: the layout and manifest of
-//! version 2 (see [`super::v2`]); a zstd chunk is a sequence of frames,
-//! one per page read from the cluster, instead of a single frame.
+//! version 2 (see [`super::v2`]), with two additions:
+//!
+//! - a zstd chunk is a sequence of frames, one per page read from the
+//!   cluster, instead of a single frame;
+//! - an entry of `indices` may be a data stream (`"data_stream": true`):
+//!   its folder holds data files only (its mappings and settings are its
+//!   index template's), and it is restored into the data stream, created
+//!   from that template, with `create` actions.
 //!
 //! Concatenated frames are one zstd stream to every decoder that follows
 //! RFC 8878 (`zstd -d`, `zstdcat`), but esark 0.1 read only the first frame
-//! of a chunk, hence the new version: an older esark refuses the archive
-//! instead of finding its chunks short.
+//! of a chunk and would restore a data stream as an index, hence the new
+//! version: an older esark refuses the archive instead.
 
 use super::super::manifest::Manifest;
 

@@ -99,6 +99,24 @@ impl ClusterInfo {
             }
         }
     }
+
+    /// Whether data streams exist (Elasticsearch 7.9+, every OpenSearch
+    /// but 1.0's predecessors; a server without them answers the listing
+    /// with an error that [`crate::cluster::extras::is_not_offered`] knows).
+    pub fn has_data_streams(&self) -> bool {
+        match self.flavor {
+            Flavor::Opensearch => true,
+            Flavor::Elasticsearch => {
+                let minor = self
+                    .version
+                    .split('.')
+                    .nth(1)
+                    .and_then(|m| m.parse::<u32>().ok())
+                    .unwrap_or(0);
+                self.major > 7 || (self.major == 7 && minor >= 9)
+            }
+        }
+    }
 }
 
 impl std::fmt::Display for Flavor {

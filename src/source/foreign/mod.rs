@@ -282,6 +282,7 @@ pub async fn plan(
             docs: index.docs,
             meta: index.meta,
             data: DataOrigin::Foreign(index.files),
+            data_stream: false,
         });
     }
     Ok(plan)
