@@ -1,11 +1,17 @@
 //! Micro-benchmarks of the per-document hot path, one stage at a time:
 //!
-//! - `dump/encode_page`: a 2000-hit scroll answer -> archive lines
-//!   (`esark::source::page::encode_page`).
-//! - `dump/zstd3`: those lines -> zstd level 3, as the chunk writer does it
-//!   (async-compression's tokio `ZstdEncoder`, `Level::Precise(3)`).
+//! - `dump/encode_page`: a 1000-hit scroll answer (the default page) ->
+//!   archive lines (`esark::source::page::encode_page`).
+//! - `dump/zstd1_frame`: those lines -> one zstd frame at level 1, as the
+//!   chunk writer does it (`esark::sink::chunk::PageCompressor`, context
+//!   reused), and `dump/zstd3_frame` the same at level 3.
+//! - `dump/zstd3_stream_10_pages`: what esark did before archive format 3,
+//!   for comparison: ten pages through one streaming encoder
+//!   (async-compression's `ZstdEncoder`, level 3), whose input ring buffer
+//!   wraps and sends zstd down its slower external-dictionary path; next to
+//!   `dump/zstd1_frame_10_pages`, the same ten pages as frames.
 //! - `restore/bulk_builder`: archive lines -> `_bulk` bodies
-//!   (`esark::sink::bulk::BulkBuilder`, 10 MiB / 5000 documents, as
+//!   (`esark::sink::bulk::BulkBuilder`, 5 MiB / 1000 documents, as
 //!   `esark restore`'s defaults).
 //!
 //! Throughput is reported in documents and in input bytes. The documents
@@ -20,10 +26,11 @@ use async_compression::tokio::write::ZstdEncoder;
 use async_compression::Level;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use esark::sink::bulk::{BulkBuilder, BulkOp};
+use esark::sink::chunk::PageCompressor;
 use esark::source::page::encode_page;
 use tokio::io::AsyncWriteExt;
 
-const HITS: usize = 2000;
+const HITS: usize = 1000;
 
 use esark::sample::document;
 
@@ -55,18 +62,29 @@ fn scroll_page(hits: usize) -> Vec<u8> {
     body.into_bytes()
 }
 
-fn zstd3(rt: &tokio::runtime::Runtime, lines: &[u8]) -> Vec<u8> {
+/// Pages through one streaming encoder, as chunks were written before
+/// format 3.
+fn zstd3_stream(rt: &tokio::runtime::Runtime, pages: &[Vec<u8>]) -> usize {
     rt.block_on(async {
-        let mut encoder =
-            ZstdEncoder::with_quality(Vec::with_capacity(lines.len() / 4), Level::Precise(3));
-        encoder.write_all(lines).await.expect("writing to a Vec");
+        let mut encoder = ZstdEncoder::with_quality(Vec::new(), Level::Precise(3));
+        for page in pages {
+            encoder.write_all(page).await.expect("writing to a Vec");
+        }
         encoder.shutdown().await.expect("finishing the frame");
-        encoder.into_inner()
+        encoder.into_inner().len()
     })
 }
 
+/// Pages as frames, as the chunk writer writes them.
+fn frames(compressor: &mut PageCompressor, pages: &[Vec<u8>]) -> usize {
+    pages
+        .iter()
+        .map(|p| compressor.compress(p).expect("compressing").len())
+        .sum()
+}
+
 fn bulk(lines: &[u8]) -> (usize, usize) {
-    let mut builder = BulkBuilder::new("products", BulkOp::Index, 10 << 20, 5000);
+    let mut builder = BulkBuilder::new("products", BulkOp::Index, 5 << 20, 1000);
     let (mut requests, mut bytes) = (0, 0);
     for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         if let Some(r) = builder.push_line(line).expect("a valid archive line") {
@@ -89,17 +107,45 @@ fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("tokio runtime");
-    let compressed = zstd3(&rt, &lines);
+    // Ten different pages (ids and documents differ), as a slice reads them.
+    let pages: Vec<Vec<u8>> = (0..10u64)
+        .map(|p| {
+            let mut rng = fastrand::Rng::with_seed(p);
+            let mut out = Vec::new();
+            for k in 0..HITS as u64 {
+                out.extend_from_slice(
+                    format!(
+                        "{{\"_id\":\"{:08}\",\"_source\":{}}}\n",
+                        p * HITS as u64 + k,
+                        document(&mut rng, k)
+                    )
+                    .as_bytes(),
+                );
+            }
+            out
+        })
+        .collect();
+    let ten_pages_bytes: usize = pages.iter().map(Vec::len).sum();
+    let mut level1 = PageCompressor::new(1).expect("zstd context");
+    let mut level3 = PageCompressor::new(3).expect("zstd context");
+    let frame1 = level1.compress(&lines).expect("compressing").len();
     let (requests, bulk_bytes) = bulk(&lines);
     eprintln!(
-        "input: scroll page {} B ({} hits); archive lines {} B; zstd-3 {} B ({:.1}x); bulk {} request(s), {} B",
+        "input: scroll page {} B ({} hits); archive lines {} B; zstd-1 frame {} B ({:.1}x); bulk {} request(s), {} B",
         page.len(),
         HITS,
         lines.len(),
-        compressed.len(),
-        lines.len() as f64 / compressed.len() as f64,
+        frame1,
+        lines.len() as f64 / frame1 as f64,
         requests,
         bulk_bytes
+    );
+    eprintln!(
+        "ten pages, {} B: zstd-3 stream {} B, zstd-3 frames {} B, zstd-1 frames {} B",
+        ten_pages_bytes,
+        zstd3_stream(&rt, &pages),
+        frames(&mut level3, &pages),
+        frames(&mut level1, &pages)
     );
 
     let mut dump = c.benchmark_group("dump");
@@ -114,7 +160,32 @@ fn benches(c: &mut Criterion) {
         elements: HITS as u64,
         bytes: lines.len() as u64,
     });
-    dump.bench_function("zstd3", |b| b.iter(|| zstd3(&rt, black_box(&lines))));
+    dump.bench_function("zstd1_frame", |b| {
+        b.iter(|| {
+            level1
+                .compress(black_box(&lines))
+                .expect("compressing")
+                .len()
+        })
+    });
+    dump.bench_function("zstd3_frame", |b| {
+        b.iter(|| {
+            level3
+                .compress(black_box(&lines))
+                .expect("compressing")
+                .len()
+        })
+    });
+    dump.throughput(Throughput::ElementsAndBytes {
+        elements: 10 * HITS as u64,
+        bytes: ten_pages_bytes as u64,
+    });
+    dump.bench_function("zstd3_stream_10_pages", |b| {
+        b.iter(|| zstd3_stream(&rt, black_box(&pages)))
+    });
+    dump.bench_function("zstd1_frame_10_pages", |b| {
+        b.iter(|| frames(&mut level1, black_box(&pages)))
+    });
     dump.finish();
 
     let mut restore = c.benchmark_group("restore");

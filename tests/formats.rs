@@ -353,3 +353,65 @@ fn copy_with_a_query_copies_only_matching_documents() {
     ids.sort();
     assert_eq!(ids, (30..40).collect::<Vec<u64>>());
 }
+
+/// An archive of Elasticsearch 8 (tests/fixtures/archive-es8, written by
+/// tests/fixtures/make-archive-es8.py) restored into OpenSearch (osmem):
+/// `flattened` and `dense_vector`, which OpenSearch refuses, become
+/// `flat_object` and `knn_vector` (dims -> dimension), each field named in
+/// the report with what was left out; documents arrive byte for byte, and
+/// verify counts the converted mapping as the same.
+#[test]
+fn an_elasticsearch_archive_restores_into_opensearch_with_field_types_converted() {
+    let Some(target) = target_cluster("format-es8") else {
+        return;
+    };
+    if target.get("/")["version"]["distribution"] != "opensearch" {
+        eprintln!("skipped: the target must be OpenSearch");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("es8");
+    copy_dir(&fixture("archive-es8"), &archive);
+
+    let out = restore_cmd(&archive, &target)
+        .args(["--json", "--quiet"])
+        .run();
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let report: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let entry = report["indices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "es8-flat")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(entry["status"], "restored", "{entry}");
+    let notes = entry["notes"].to_string();
+    for expected in [
+        "field labels: flattened -> flat_object (left out: depth_limit)",
+        "field vec: dense_vector -> knn_vector (left out: index, similarity)",
+    ] {
+        assert!(notes.contains(expected), "{expected:?} not in {notes}");
+    }
+
+    let mapping = target.get("/es8-flat/_mapping");
+    let props = &mapping["es8-flat"]["mappings"]["properties"];
+    assert_eq!(props["labels"]["type"], "flat_object", "{mapping}");
+    assert_eq!(props["vec"]["type"], "knn_vector", "{mapping}");
+    assert_eq!(props["vec"]["dimension"], 3, "{mapping}");
+    assert_eq!(props["title"]["fields"]["raw"]["type"], "keyword");
+
+    let docs = docs_of(&target, "es8-flat");
+    assert_eq!(docs.len(), 2);
+    assert_eq!(
+        docs["a"].source,
+        r#"{"title":"Zoë","labels":{"env":"prod","team":{"name":"search"}},"vec":[0.5,0.25,1.0],"big":9223372036854775807}"#
+    );
+    assert_eq!(docs["b"].routing.as_deref(), Some("r1"));
+    assert_eq!(
+        docs["b"].source,
+        r#"{"title":"東京 🚀","labels":{"env":"dev"},"vec":[1,0,0],"big":-9007199254740993}"#
+    );
+
+    let verify = verify_cmd(&archive, &target).run();
+    assert_eq!(verify.code, Some(0), "{verify:?}");
+}

@@ -100,6 +100,132 @@ pub fn typeless(mappings: Value) -> Result<Value, String> {
     }
 }
 
+/// Field types that Elasticsearch and OpenSearch name differently, with
+/// how one becomes the other: `(type, its counterpart)`.
+pub const FIELD_TYPE_COUNTERPARTS: &[(&str, &str)] = &[
+    // Elasticsearch 7.3+ / OpenSearch 2.7+: an object indexed as keywords.
+    ("flattened", "flat_object"),
+    ("flat_object", "flattened"),
+    // Vectors: Elasticsearch's `dims`, OpenSearch's (k-NN) `dimension`.
+    ("dense_vector", "knn_vector"),
+    ("knn_vector", "dense_vector"),
+];
+
+/// The field type a mapping error says the target does not know, from
+/// `No handler for type [T] declared on field [F]` (Elasticsearch and
+/// OpenSearch alike).
+pub fn unknown_field_type(reason: &str) -> Option<String> {
+    let start = reason.find("No handler for type [")? + "No handler for type [".len();
+    let end = reason[start..].find(']')? + start;
+    Some(reason[start..end].to_string())
+}
+
+/// Rewrites every field of type `from` (in `properties`, nested objects and
+/// multi-fields) as its counterpart of the other flavor. Returns one note
+/// per field rewritten (`field: from -> to`, with what was left out), none
+/// when `from` has no counterpart or no field has it.
+pub fn convert_field_type(mappings: &mut Value, from: &str) -> Vec<String> {
+    let Some((_, to)) = FIELD_TYPE_COUNTERPARTS.iter().find(|(f, _)| *f == from) else {
+        return Vec::new();
+    };
+    let mut notes = Vec::new();
+    convert_in(mappings, "", from, to, &mut notes);
+    notes
+}
+
+fn convert_in(node: &mut Value, path: &str, from: &str, to: &str, notes: &mut Vec<String>) {
+    let Some(map) = node.as_object_mut() else {
+        return;
+    };
+    for key in ["properties", "fields"] {
+        let Some(Value::Object(children)) = map.get_mut(key) else {
+            continue;
+        };
+        for (name, field) in children.iter_mut() {
+            let here = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path}.{name}")
+            };
+            if field.get("type").and_then(Value::as_str) == Some(from) {
+                let (converted, left_out) = counterpart(field, to);
+                let mut note = format!("field {here}: {from} -> {to}");
+                if !left_out.is_empty() {
+                    note.push_str(&format!(" (left out: {})", left_out.join(", ")));
+                }
+                notes.push(note);
+                *field = converted;
+            }
+            convert_in(field, &here, from, to, notes);
+        }
+    }
+}
+
+/// A field mapping as its counterpart type, and the parameters that have
+/// no equivalent there.
+fn counterpart(field: &Value, to: &str) -> (Value, Vec<String>) {
+    let empty = Map::new();
+    let params = field.as_object().unwrap_or(&empty);
+    let mut out = Map::new();
+    out.insert("type".into(), Value::String(to.into()));
+    let carried: &[(&str, &str)] = match to {
+        "knn_vector" => &[("dims", "dimension")],
+        "dense_vector" => &[("dimension", "dims")],
+        _ => &[],
+    };
+    let mut left_out = Vec::new();
+    for (key, value) in params {
+        if key == "type" {
+            continue;
+        }
+        match carried.iter().find(|(k, _)| k == key) {
+            Some((_, renamed)) => {
+                out.insert((*renamed).to_string(), value.clone());
+            }
+            None => left_out.push(key.clone()),
+        }
+    }
+    left_out.sort();
+    (Value::Object(out), left_out)
+}
+
+/// Whether the archived mappings match the target's, counting a field the
+/// restore converted to the target flavor's counterpart type as the same
+/// when the target holds what the conversion wrote (the server may add its
+/// defaults to such a field, as OpenSearch adds `doc_values` to a
+/// `knn_vector`). Everything else must be equal.
+pub fn same_after_conversion(archived: &Value, live: &Value) -> bool {
+    match (archived, live) {
+        (Value::Object(a), Value::Object(l)) => {
+            let kind =
+                |m: &Map<String, Value>| m.get("type").and_then(Value::as_str).map(str::to_string);
+            if let (Some(from), Some(to)) = (kind(a), kind(l)) {
+                if FIELD_TYPE_COUNTERPARTS.contains(&(from.as_str(), to.as_str())) {
+                    let (converted, _) = counterpart(archived, &to);
+                    return converted
+                        .as_object()
+                        .is_some_and(|c| c.iter().all(|(k, v)| l.get(k) == Some(v)));
+                }
+            }
+            a.len() == l.len()
+                && a.iter().all(|(key, value)| match l.get(key) {
+                    Some(other) if key == "properties" || key == "fields" => match (value, other) {
+                        (Value::Object(x), Value::Object(y)) => {
+                            x.len() == y.len()
+                                && x.iter().all(|(name, field)| {
+                                    y.get(name).is_some_and(|o| same_after_conversion(field, o))
+                                })
+                        }
+                        _ => value == other,
+                    },
+                    Some(other) => value == other,
+                    None => false,
+                })
+        }
+        _ => archived == live,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +252,71 @@ mod tests {
                 "routing":{"allocation":{"include":{"_tier_preference":"data_content"}}}
             }})
         );
+    }
+
+    #[test]
+    fn field_types_convert_between_flavors() {
+        let reason = "Failed to parse mapping [_doc]: No handler for type [flattened] declared on field [labels]";
+        assert_eq!(unknown_field_type(reason).as_deref(), Some("flattened"));
+        assert_eq!(unknown_field_type("unknown setting [x]"), None);
+
+        let mut m = json!({"properties": {
+            "labels": {"type": "flattened", "depth_limit": 5},
+            "meta": {"properties": {"tags": {"type": "flattened"}}},
+            "title": {"type": "text", "fields": {"raw": {"type": "flattened"}}},
+            "vec": {"type": "dense_vector", "dims": 3, "similarity": "cosine", "index": true}
+        }});
+        let notes = convert_field_type(&mut m, "flattened");
+        assert_eq!(
+            notes,
+            [
+                "field labels: flattened -> flat_object (left out: depth_limit)",
+                "field meta.tags: flattened -> flat_object",
+                "field title.raw: flattened -> flat_object"
+            ]
+        );
+        let notes = convert_field_type(&mut m, "dense_vector");
+        assert_eq!(
+            notes,
+            ["field vec: dense_vector -> knn_vector (left out: index, similarity)"]
+        );
+        assert_eq!(
+            m,
+            json!({"properties": {
+                "labels": {"type": "flat_object"},
+                "meta": {"properties": {"tags": {"type": "flat_object"}}},
+                "title": {"type": "text", "fields": {"raw": {"type": "flat_object"}}},
+                "vec": {"type": "knn_vector", "dimension": 3}
+            }})
+        );
+        // And back, for a restore from OpenSearch into Elasticsearch.
+        let mut back = m.clone();
+        convert_field_type(&mut back, "flat_object");
+        convert_field_type(&mut back, "knn_vector");
+        assert_eq!(
+            back["properties"]["vec"],
+            json!({"type": "dense_vector", "dims": 3})
+        );
+        assert_eq!(back["properties"]["labels"], json!({"type": "flattened"}));
+        // A type without a counterpart converts nothing.
+        assert!(convert_field_type(&mut back, "text").is_empty());
+
+        let archived =
+            json!({"properties": {"labels": {"type": "flattened"}, "n": {"type": "long"}}});
+        let live =
+            json!({"properties": {"labels": {"type": "flat_object"}, "n": {"type": "long"}}});
+        assert!(same_after_conversion(&archived, &live));
+        let other =
+            json!({"properties": {"labels": {"type": "flat_object"}, "n": {"type": "integer"}}});
+        assert!(!same_after_conversion(&archived, &other));
+        // Defaults the server adds to a converted field are fine; elsewhere
+        // they are a difference.
+        let archived = json!({"properties": {"v": {"type": "dense_vector", "dims": 3}, "t": {"type": "text"}}});
+        let live = json!({"properties": {"v": {"type": "knn_vector", "dimension": 3, "doc_values": true}, "t": {"type": "text"}}});
+        assert!(same_after_conversion(&archived, &live));
+        let live = json!({"properties": {"v": {"type": "knn_vector", "dimension": 4}, "t": {"type": "text"}}});
+        assert!(!same_after_conversion(&archived, &live));
+        let live = json!({"properties": {"v": {"type": "knn_vector", "dimension": 3}, "t": {"type": "text", "norms": false}}});
+        assert!(!same_after_conversion(&archived, &live));
     }
 }

@@ -339,12 +339,18 @@ async fn restore_index(
                     concrete,
                     restore_settings,
                     dropped_settings,
+                    converted_fields,
                     ..
                 }) => {
                     report.notes.extend(
                         dropped_settings
                             .iter()
                             .map(|s| format!("setting {s} left out: the target does not know it")),
+                    );
+                    report.notes.extend(
+                        converted_fields
+                            .iter()
+                            .map(|c| format!("{c}: the target does not know the first type")),
                     );
                     (concrete, restore_settings)
                 }

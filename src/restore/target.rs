@@ -4,6 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::archive::metadata::{convert_field_type, unknown_field_type};
 use crate::cluster::indices::NameKind;
 use crate::cluster::{Cluster, ClusterError};
 use crate::dump::IndexMetadata;
@@ -37,6 +38,9 @@ pub enum Preparation {
         restore_settings: Option<Value>,
         /// Settings the target refused and that were left out.
         dropped_settings: Vec<String>,
+        /// Fields whose type the target names differently, converted
+        /// (`field x: flattened -> flat_object`).
+        converted_fields: Vec<String>,
     },
     Skip(String),
     Fail(String),
@@ -71,6 +75,7 @@ pub async fn prepare(
                     created: false,
                     restore_settings: None,
                     dropped_settings: Vec::new(),
+                    converted_fields: Vec::new(),
                 })
             }
             Mode::Replace if atomic => {}
@@ -100,25 +105,50 @@ pub async fn prepare(
     // does not know (OpenSearch's `index.replication.type` on
     // Elasticsearch, say): each is dropped, named in the report, and the
     // creation tried again.
+    //
+    // A field type the target does not know is converted when the other
+    // flavor names it differently (Elasticsearch's `flattened` is
+    // OpenSearch's `flat_object`, `dense_vector` is `knn_vector`), each
+    // field named in the report; any other unknown type fails the index
+    // with the server's reason.
     let mut dropped = Vec::new();
+    let mut converted = Vec::new();
+    let mut conversions = 0;
     loop {
-        match target.create_index(&concrete, &body).await {
+        let error = match target.create_index(&concrete, &body).await {
             Ok(()) => break,
-            Err(e) => match refused_setting(&e) {
-                Some(setting)
-                    if dropped.len() < MAX_DROPPED && remove_setting(&mut body, &setting) =>
-                {
-                    dropped.push(setting)
-                }
-                _ => return Err(e),
-            },
+            Err(e) => e,
+        };
+        if let Some(setting) = refused_setting(&error) {
+            if dropped.len() < MAX_DROPPED && remove_setting(&mut body, &setting) {
+                dropped.push(setting);
+                continue;
+            }
         }
+        if let Some(kind) = unknown_field_type_of(&error) {
+            let notes = match body.get_mut("mappings") {
+                Some(mappings) if conversions < MAX_CONVERSIONS => {
+                    convert_field_type(mappings, &kind)
+                }
+                _ => Vec::new(),
+            };
+            if notes.is_empty() {
+                return Ok(Preparation::Fail(format!(
+                    "the target has no field type [{kind}] and esark knows no counterpart: {error}"
+                )));
+            }
+            conversions += 1;
+            converted.extend(notes);
+            continue;
+        }
+        return Err(error);
     }
     Ok(Preparation::Load {
         concrete,
         created: true,
         restore_settings: Some(restore),
         dropped_settings: dropped,
+        converted_fields: converted,
     })
 }
 
@@ -142,6 +172,7 @@ pub async fn prepare_data_stream(
         created,
         restore_settings: None,
         dropped_settings: Vec::new(),
+        converted_fields: Vec::new(),
     };
     if target.data_stream_exists(name).await? {
         let what = "the data stream exists";
@@ -170,6 +201,21 @@ pub async fn prepare_data_stream(
 
 /// Settings dropped at most per index before giving up.
 const MAX_DROPPED: usize = 16;
+
+/// Field types converted at most per index before giving up.
+const MAX_CONVERSIONS: usize = 8;
+
+/// The field type a creation error says the target does not know.
+fn unknown_field_type_of(error: &ClusterError) -> Option<String> {
+    match error {
+        ClusterError::Http {
+            status: 400,
+            reason,
+            ..
+        } => unknown_field_type(reason),
+        _ => None,
+    }
+}
 
 /// The setting a creation error says the target does not know.
 pub fn refused_setting(error: &ClusterError) -> Option<String> {

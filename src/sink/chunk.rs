@@ -37,19 +37,41 @@ const FILE_BUFFER: usize = 256 << 10;
 
 type Sink = HashingWriter<BufWriter<File>>;
 
-/// zstd, one frame per write: the compression context and the output
-/// buffer are reused from page to page.
-struct FrameEncoder {
+/// Compresses pages into zstd frames, one per call, reusing the context
+/// and the output buffer from page to page.
+pub struct PageCompressor {
     context: zstd::bulk::Compressor<'static>,
     frame: Vec<u8>,
+}
+
+impl PageCompressor {
+    pub fn new(level: i32) -> std::io::Result<PageCompressor> {
+        Ok(PageCompressor {
+            context: zstd::bulk::Compressor::new(level)?,
+            frame: Vec::new(),
+        })
+    }
+
+    /// One complete frame holding `page`; valid until the next call.
+    pub fn compress(&mut self, page: &[u8]) -> std::io::Result<&[u8]> {
+        self.frame.clear();
+        self.frame
+            .reserve_exact(zstd::zstd_safe::compress_bound(page.len()));
+        self.context.compress_to_buffer(page, &mut self.frame)?;
+        Ok(&self.frame)
+    }
+}
+
+/// zstd into a chunk file: a frame per write.
+struct FrameEncoder {
+    compressor: PageCompressor,
     sink: Sink,
 }
 
 impl FrameEncoder {
     fn new(sink: Sink, level: i32) -> std::io::Result<FrameEncoder> {
         Ok(FrameEncoder {
-            context: zstd::bulk::Compressor::new(level)?,
-            frame: Vec::new(),
+            compressor: PageCompressor::new(level)?,
             sink,
         })
     }
@@ -58,11 +80,8 @@ impl FrameEncoder {
         if buf.is_empty() {
             return Ok(());
         }
-        self.frame.clear();
-        self.frame
-            .reserve_exact(zstd::zstd_safe::compress_bound(buf.len()));
-        self.context.compress_to_buffer(buf, &mut self.frame)?;
-        self.sink.write_all(&self.frame).await
+        let frame = self.compressor.compress(buf)?;
+        self.sink.write_all(frame).await
     }
 }
 
