@@ -31,6 +31,9 @@ pub struct Config {
     pub docs: u64,
     /// Runs of each esark and raw row (the median is reported).
     pub repeat: usize,
+    /// Runs of each dump row (raw scroll, esark): a dump takes about a
+    /// second, and some runs meet a burst of server CPU.
+    pub dump_repeat: usize,
     /// Seed of the data set.
     pub seed: u64,
     /// Scratch directory (dumps, bulk bodies, logs); wiped per run.
@@ -49,7 +52,7 @@ pub struct Config {
 const USAGE: &str = "\
 compare: esark's end-to-end benchmark. Run it with ./benches/run.sh [--quick].
 
-  compare run --docs N --repeat R --seed S --work DIR --results FILE \\
+  compare run --docs N --repeat R [--dump-repeat D] --seed S --work DIR --results FILE \\
               --esark BIN --esark-seed BIN --osmem BIN --elasticdump NPM_PREFIX [--quick]
   compare raw-scroll --source URL [--workers 2] [--page-size 5000]
   compare raw-bulk --target URL --dir DIR [--connections 2]
@@ -102,6 +105,10 @@ fn parse_run(args: &[String]) -> Result<Config, String> {
     let config = Config {
         docs: number("--docs")?,
         repeat: number("--repeat")?.max(1) as usize,
+        dump_repeat: match value("--dump-repeat") {
+            Ok(_) => number("--dump-repeat")?.max(1) as usize,
+            Err(_) => number("--repeat")?.max(1) as usize,
+        },
         seed: number("--seed")?,
         work: value("--work")?.into(),
         results: value("--results")?.into(),

@@ -78,13 +78,15 @@ pub fn write(b: &Bench, versions: &[(String, String)]) -> Result<(), String> {
     let _ = writeln!(
         s,
         "\n## Data set\n\n`esark-seed --docs {} --seed {}`: {} documents (by `_count`) in {} indices ({}), seeded in {:.1} s. \
-         Each row ran {} time(s) (`ESARK_BENCH_REPEAT`; elasticdump once); the table shows medians.\n",
+         The raw scroll and esark dump rows ran {} time(s) each, alternating (`ESARK_BENCH_DUMP_REPEAT`), the \
+         raw bulk and esark restore rows {} time(s) (`ESARK_BENCH_REPEAT`), elasticdump once; the table shows medians.\n",
         b.cfg.docs,
         b.cfg.seed,
         b.expected,
         b.indices.len(),
         b.indices.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", "),
         b.seed_secs,
+        b.cfg.dump_repeat,
         b.cfg.repeat
     );
     let _ = writeln!(s, "## Results\n\n{}", table(rows));

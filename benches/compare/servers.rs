@@ -67,6 +67,19 @@ impl Server {
         Ok(server)
     }
 
+    /// CPU seconds (user + system) the server has used so far, from
+    /// `/proc/<pid>/stat`; `None` where that cannot be read.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // Fields after the command name (which may hold spaces) in ")".
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        (hz > 0.0).then(|| ticks / hz)
+    }
+
     /// A fresh, empty osmem-server on 127.0.0.1.
     pub fn osmem(bin: &Path, name: &str, log: &Path) -> Result<Server, String> {
         let mut cmd = Command::new(bin);
