@@ -86,34 +86,27 @@ impl ClusterInfo {
     /// Whether composable index templates and component templates exist
     /// (Elasticsearch 7.8+, every OpenSearch).
     pub fn has_composable_templates(&self) -> bool {
-        match self.flavor {
-            Flavor::Opensearch => true,
-            Flavor::Elasticsearch => {
-                let minor = self
-                    .version
-                    .split('.')
-                    .nth(1)
-                    .and_then(|m| m.parse::<u32>().ok())
-                    .unwrap_or(0);
-                self.major > 7 || (self.major == 7 && minor >= 8)
-            }
-        }
+        self.is_opensearch_or_elasticsearch_at_least(7, 8)
     }
 
-    /// Whether data streams exist (Elasticsearch 7.9+, every OpenSearch
-    /// but 1.0's predecessors; a server without them answers the listing
-    /// with an error that [`crate::cluster::extras::is_not_offered`] knows).
+    /// Whether data streams exist (Elasticsearch 7.9+, every OpenSearch; a
+    /// server without them answers the listing with an error that
+    /// [`crate::cluster::extras::is_not_offered`] knows).
     pub fn has_data_streams(&self) -> bool {
+        self.is_opensearch_or_elasticsearch_at_least(7, 9)
+    }
+
+    fn is_opensearch_or_elasticsearch_at_least(&self, major: u32, minor: u32) -> bool {
         match self.flavor {
             Flavor::Opensearch => true,
             Flavor::Elasticsearch => {
-                let minor = self
+                let own_minor = self
                     .version
                     .split('.')
                     .nth(1)
                     .and_then(|m| m.parse::<u32>().ok())
                     .unwrap_or(0);
-                self.major > 7 || (self.major == 7 && minor >= 9)
+                self.major > major || (self.major == major && own_minor >= minor)
             }
         }
     }
@@ -153,7 +146,9 @@ mod tests {
         let es77 = parse(r#"{"version":{"number":"7.7.1","build_flavor":"default"}}"#).unwrap();
         assert!(!es77.has_composable_templates());
         let es78 = parse(r#"{"version":{"number":"7.8.0"}}"#).unwrap();
-        assert!(es78.has_composable_templates());
+        assert!(es78.has_composable_templates() && !es78.has_data_streams());
+        let es79 = parse(r#"{"version":{"number":"7.9.3"}}"#).unwrap();
+        assert!(es79.has_data_streams());
         let es5 = parse(r#"{"version":{"number":"5.6.0"}}"#).unwrap();
         assert!(!es5.is_supported());
     }
