@@ -4,7 +4,9 @@
 use std::fmt;
 use std::str::FromStr;
 
+use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufRead, BufReader};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -83,6 +85,31 @@ impl fmt::Display for Compression {
             Compression::Gzip => "gzip",
             Compression::None => "none",
         })
+    }
+}
+
+/// Read buffer after a decoder.
+const DECODED_BUFFER: usize = 256 * 1024;
+
+/// `raw` decompressed as `compression` says. Concatenated members (gzip)
+/// and frames (zstd; format 3 writes one per page) are read as one stream,
+/// as `gzip -d` and `zstd -d` read them.
+pub fn decoding_reader<R>(raw: R, compression: Compression) -> Box<dyn AsyncBufRead + Unpin + Send>
+where
+    R: AsyncBufRead + Unpin + Send + 'static,
+{
+    match compression {
+        Compression::Zstd => {
+            let mut decoder = ZstdDecoder::new(raw);
+            decoder.multiple_members(true);
+            Box::new(BufReader::with_capacity(DECODED_BUFFER, decoder))
+        }
+        Compression::Gzip => {
+            let mut decoder = GzipDecoder::new(raw);
+            decoder.multiple_members(true);
+            Box::new(BufReader::with_capacity(DECODED_BUFFER, decoder))
+        }
+        Compression::None => Box::new(raw),
     }
 }
 

@@ -271,12 +271,12 @@ pub async fn resolve_credentials(
     match provider.provide_credentials().await {
         Ok(credentials) => Ok(credentials),
         Err(e @ CredentialsError::CredentialsNotLoaded(_)) => {
-            let detail = innermost(&e);
+            let detail = super::root_cause(&e);
             Err(not_found((!detail.is_empty()).then_some(detail)))
         }
         Err(e) => Err(AwsError::Profile {
             profile: profile.name.clone(),
-            reason: explain(&innermost(&e), &profile.name),
+            reason: explain(&super::root_cause(&e), &profile.name),
         }),
     }
 }
@@ -305,22 +305,6 @@ pub async fn resolve_region(env: &AwsEnv) -> Result<Option<String>, AwsError> {
 /// The profile name [`AwsError::NoRegion`] mentions.
 pub fn profile_name(env: &AwsEnv) -> String {
     env.profile_name().to_string()
-}
-
-/// The innermost message of an error chain: `aws-config` wraps the
-/// informative part in several layers of "an error occurred while loading
-/// credentials".
-fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut current = error;
-    let mut text = current.to_string();
-    while let Some(next) = current.source() {
-        current = next;
-        let t = current.to_string();
-        if !t.is_empty() {
-            text = t;
-        }
-    }
-    text
 }
 
 /// Turns `aws-config`'s messages about unsupported profile kinds into

@@ -4,10 +4,9 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 
-use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 
-use crate::archive::compression::Compression;
+use crate::archive::compression::{decoding_reader, Compression};
 
 /// Read buffer in front of each chunk file and each decoder.
 const READ_BUFFER: usize = 256 * 1024;
@@ -132,20 +131,7 @@ async fn open(file: ChunkFile) -> Result<OpenFile, ChunkError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let reader: Box<dyn AsyncBufRead + Unpin + Send> = match Compression::from_file_name(&name) {
-        Compression::Zstd => {
-            // Format 3 writes a frame per page; earlier ones a single frame.
-            let mut decoder = ZstdDecoder::new(raw);
-            decoder.multiple_members(true);
-            Box::new(BufReader::with_capacity(READ_BUFFER, decoder))
-        }
-        Compression::Gzip => {
-            let mut decoder = GzipDecoder::new(raw);
-            decoder.multiple_members(true);
-            Box::new(BufReader::with_capacity(READ_BUFFER, decoder))
-        }
-        Compression::None => Box::new(raw),
-    };
+    let reader = decoding_reader(raw, Compression::from_file_name(&name));
     Ok(OpenFile {
         reader,
         path: file.path,

@@ -8,12 +8,12 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use super::{bulk, elasticdump, kourou, ForeignError, ForeignFile, LineFormat};
+use crate::archive::compression::{decoding_reader, Compression};
 
-/// Read buffer in front of each file and each decoder.
+/// Read buffer in front of each file.
 const READ_BUFFER: usize = 256 * 1024;
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
@@ -30,17 +30,14 @@ async fn open_decoded(path: &Path) -> Result<Box<dyn AsyncBufRead + Unpin + Send
         .fill_buf()
         .await
         .map_err(|e| ForeignError::io(path, e))?;
-    Ok(if head.starts_with(GZIP_MAGIC) {
-        let mut decoder = GzipDecoder::new(raw);
-        decoder.multiple_members(true);
-        Box::new(BufReader::with_capacity(READ_BUFFER, decoder))
+    let compression = if head.starts_with(GZIP_MAGIC) {
+        Compression::Gzip
     } else if head.starts_with(ZSTD_MAGIC) {
-        let mut decoder = ZstdDecoder::new(raw);
-        decoder.multiple_members(true);
-        Box::new(BufReader::with_capacity(READ_BUFFER, decoder))
+        Compression::Zstd
     } else {
-        Box::new(raw)
-    })
+        Compression::None
+    };
+    Ok(decoding_reader(raw, compression))
 }
 
 /// The whole (decompressed) content of a small file: metadata files.
