@@ -27,7 +27,6 @@ use crate::cluster::extras::{ExtraKind, Offered};
 use crate::cluster::{Cluster, ClusterConfig, ClusterError};
 use crate::pipeline::{dump_data, DataJob, PipelineError};
 use crate::progress::Progress;
-use crate::retry::{is_retryable, RetryPolicy};
 use crate::source::ReaderKind;
 
 /// Default of `--readers`: slices read at the same time over all indices.
@@ -432,10 +431,9 @@ async fn dump_extras(
     if cluster_settings {
         kinds.push(ExtraKind::ClusterSettings);
     }
-    let retry = RetryPolicy::default();
     let mut files = Vec::new();
     for kind in kinds {
-        match retry.run(|| cluster.read_extra(kind), is_retryable).await? {
+        match cluster.read_extra(kind).await? {
             Offered::Yes(items) => {
                 let (path, file_kind) = extra_file(kind);
                 files.push(archive.write_json(path, file_kind, &items).await?);
@@ -508,8 +506,8 @@ async fn dump_index(
         .await
         .map_err(|e| e.to_string())?;
     if let Some(query) = config.query.as_deref() {
-        expected = RetryPolicy::default()
-            .run(|| cluster.count(name, Some(query)), is_retryable)
+        expected = cluster
+            .count(name, Some(query))
             .await
             .map_err(|e| e.to_string())?;
     }
@@ -628,24 +626,16 @@ impl IndexMetadata {
     }
 }
 
-/// Reads an index's metadata and its `_count`, retrying transient failures.
+/// Reads an index's metadata and its `_count` (each request retried by
+/// the cluster's policy).
 pub async fn read_index_metadata(
     cluster: &Cluster,
     name: &str,
 ) -> Result<(IndexMetadata, u64), ClusterError> {
-    let retry = RetryPolicy::default();
-    let mut settings = retry
-        .run(|| cluster.index_settings(name), is_retryable)
-        .await?;
-    let mappings = retry
-        .run(|| cluster.index_mappings(name), is_retryable)
-        .await?;
-    let aliases = retry
-        .run(|| cluster.index_aliases(name), is_retryable)
-        .await?;
-    let expected = retry
-        .run(|| cluster.count(name, None), is_retryable)
-        .await?;
+    let mut settings = cluster.index_settings(name).await?;
+    let mappings = cluster.index_mappings(name).await?;
+    let aliases = cluster.index_aliases(name).await?;
+    let expected = cluster.count(name, None).await?;
     strip_generated(&mut settings);
     Ok((
         IndexMetadata {
@@ -681,11 +671,10 @@ pub async fn select_indices(
     cluster: &Cluster,
     selector: &IndexSelector,
 ) -> Result<(Vec<Selected>, Vec<SkippedIndex>), ClusterError> {
-    let retry = RetryPolicy::default();
-    let listed = retry.run(|| cluster.list_indices(), is_retryable).await?;
+    let listed = cluster.list_indices().await?;
     let streams: Vec<DataStream> = if cluster.info().has_data_streams() {
-        retry
-            .run(|| cluster.list_data_streams(), is_retryable)
+        cluster
+            .list_data_streams()
             .await?
             .into_iter()
             .filter(|d| selector.selects(&d.name))
@@ -730,18 +719,11 @@ pub async fn read_metadata(
     let Some(stream) = &selected.data_stream else {
         return read_index_metadata(cluster, &selected.name).await;
     };
-    let retry = RetryPolicy::default();
     let settings = match stream.backing.last() {
-        Some(write_index) => {
-            retry
-                .run(|| cluster.index_settings(write_index), is_retryable)
-                .await?
-        }
+        Some(write_index) => cluster.index_settings(write_index).await?,
         None => Value::Object(Map::new()),
     };
-    let expected = retry
-        .run(|| cluster.count(&selected.name, None), is_retryable)
-        .await?;
+    let expected = cluster.count(&selected.name, None).await?;
     Ok((
         IndexMetadata {
             settings,
@@ -766,26 +748,20 @@ pub async fn read_templates(
     cluster: &Cluster,
     progress: &Progress,
 ) -> Result<TemplateSet, ClusterError> {
-    let retry = RetryPolicy::default();
     let mut set = TemplateSet {
-        legacy: retry
-            .run(|| cluster.legacy_templates(), is_retryable)
-            .await?,
+        legacy: cluster.legacy_templates().await?,
         ..TemplateSet::default()
     };
     if cluster.info().has_composable_templates() {
         let not_offered = |e: &ClusterError| matches!(e.status(), Some(400 | 404 | 405));
-        match retry.run(|| cluster.index_templates(), is_retryable).await {
+        match cluster.index_templates().await {
             Ok(m) => set.index = Some(m),
             Err(e) if not_offered(&e) => progress.println(&format!(
                 "warning: composable index templates skipped: the cluster does not offer them ({e})"
             )),
             Err(e) => return Err(e),
         }
-        match retry
-            .run(|| cluster.component_templates(), is_retryable)
-            .await
-        {
+        match cluster.component_templates().await {
             Ok(m) => set.component = Some(m),
             Err(e) if not_offered(&e) => progress.println(&format!(
                 "warning: component templates skipped: the cluster does not offer them ({e})"

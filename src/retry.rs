@@ -10,7 +10,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::cluster::model::bulk::BulkResponse;
-use crate::cluster::ClusterError;
 
 /// What to do with an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,17 +110,10 @@ pub fn classify_bulk(status: u16, body: &[u8], sent: usize) -> BulkVerdict {
 pub fn classify_status(status: u16) -> RetryAction {
     match status {
         200..=299 => RetryAction::Success,
+        // 501 (not implemented) and 505 (HTTP version) will not change.
+        501 | 505 => RetryAction::DontRetry,
         429 | 500..=599 => RetryAction::Retry,
         _ => RetryAction::DontRetry,
-    }
-}
-
-/// Whether a failed idempotent request (a GET, opening a scroll) is worth
-/// another try: overload, server errors and broken connections are.
-pub fn is_retryable(error: &ClusterError) -> bool {
-    match error.status() {
-        Some(status) => classify_status(status) == RetryAction::Retry,
-        None => matches!(error, ClusterError::Transport { .. }),
     }
 }
 
@@ -162,27 +154,71 @@ impl RetryPolicy {
 
     /// Runs `op` until it succeeds, fails with an error `retryable` rejects,
     /// or attempts run out (then the last error is returned).
-    pub async fn run<T, E, F, Fut>(&self, mut op: F, retryable: impl Fn(&E) -> bool) -> Result<T, E>
+    pub async fn run<T, E, F, Fut>(&self, op: F, retryable: impl Fn(&E) -> bool) -> Result<T, E>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
         E: std::fmt::Display,
     {
+        let (outcome, _) = self
+            .drive(op, |outcome: &Result<T, E>| match outcome {
+                Err(e) if retryable(e) => Verdict::Retry {
+                    after: None,
+                    why: e.to_string(),
+                },
+                _ => Verdict::Done,
+            })
+            .await;
+        outcome
+    }
+
+    /// The one retry mechanism: runs `op` until `judge` accepts its outcome
+    /// or attempts run out, sleeping between attempts for a jittered
+    /// backoff, or for as long as the server asked (`Retry-After`) when
+    /// that is longer (capped at `max_delay`). Returns the last outcome and
+    /// the number of attempts made.
+    pub async fn drive<T, F, Fut>(&self, mut op: F, judge: impl Fn(&T) -> Verdict) -> (T, u32)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = T>,
+    {
         let mut rng = fastrand::Rng::new();
         let mut attempt = 1;
         loop {
-            match op().await {
-                Ok(v) => return Ok(v),
-                Err(e) if attempt < self.max_attempts && retryable(&e) => {
-                    let delay = self.delay(attempt, &mut rng);
-                    tracing::warn!("attempt {attempt} failed ({e}); retrying in {delay:?}");
+            let outcome = op().await;
+            match judge(&outcome) {
+                Verdict::Retry { after, why } if attempt < self.max_attempts => {
+                    let mut delay = self.delay(attempt, &mut rng);
+                    if let Some(asked) = after {
+                        delay = delay.max(asked.min(self.max_delay));
+                    }
+                    tracing::warn!("attempt {attempt} failed ({why}); retrying in {delay:?}");
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
-                Err(e) => return Err(e),
+                _ => return (outcome, attempt),
             }
         }
     }
+}
+
+/// A judgement on one attempt's outcome, for [`RetryPolicy::drive`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Done,
+    /// Worth another attempt: after at least `after` if the server said so
+    /// (`Retry-After`); `why` is for the log.
+    Retry {
+        after: Option<Duration>,
+        why: String,
+    },
+}
+
+/// The delay a `Retry-After` header asks for, in its seconds form (the
+/// HTTP-date form is not sent by Elasticsearch, OpenSearch or the usual
+/// proxies in front of them, and is ignored).
+pub fn retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 #[cfg(test)]
@@ -198,6 +234,43 @@ mod tests {
         assert_eq!(classify_status(400), RetryAction::DontRetry);
         assert_eq!(classify_status(401), RetryAction::DontRetry);
         assert_eq!(classify_status(404), RetryAction::DontRetry);
+        assert_eq!(classify_status(501), RetryAction::DontRetry);
+        assert_eq!(classify_status(502), RetryAction::Retry);
+    }
+
+    #[test]
+    fn retry_after_in_seconds() {
+        assert_eq!(retry_after(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_honoured_within_the_cap() {
+        let p = RetryPolicy {
+            initial: Duration::from_millis(10),
+            max_delay: Duration::from_secs(5),
+            max_attempts: 3,
+        };
+        let start = tokio::time::Instant::now();
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let (outcome, attempts) = p
+            .drive(
+                || async { calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 },
+                |n: &u32| {
+                    if *n < 3 {
+                        Verdict::Retry {
+                            after: Some(Duration::from_secs(if *n == 1 { 2 } else { 60 })),
+                            why: "busy".into(),
+                        }
+                    } else {
+                        Verdict::Done
+                    }
+                },
+            )
+            .await;
+        assert_eq!((outcome, attempts), (3, 3));
+        // 2 s as asked, then 60 s asked but capped at 5 s.
+        assert_eq!(start.elapsed(), Duration::from_secs(7));
     }
 
     #[test]

@@ -71,16 +71,21 @@ pub enum Offered<T> {
 /// blocked), rather than a failure of an endpoint that exists.
 pub fn is_not_offered(error: &ClusterError) -> bool {
     match error {
-        ClusterError::Http { status, reason, .. } => {
+        ClusterError::Http { status, types, .. } => {
             matches!(status, 404 | 405 | 410 | 501)
                 || (*status == 400
-                    && (reason.contains("no handler found")
-                        || reason.contains("unsupported")
-                        || reason.contains("not supported")))
+                    && (types.is("unsupported_operation_exception") || is_not_offered_text(error)))
         }
         ClusterError::Forbidden { .. } => true,
         _ => false,
     }
+}
+
+/// Whether an error is the plain-string "no handler found for uri" a
+/// server answers for an endpoint it does not have (no type to go by).
+fn is_not_offered_text(error: &ClusterError) -> bool {
+    matches!(error, ClusterError::Http { reason, types, .. }
+        if types.primary().is_none() && reason.starts_with("no handler found"))
 }
 
 impl Cluster {
@@ -105,7 +110,7 @@ impl Cluster {
             Err(e)
                 if kind == ExtraKind::IngestPipelines
                     && e.status() == Some(404)
-                    && !e.to_string().contains("no handler") =>
+                    && !is_not_offered_text(&e) =>
             {
                 return Ok(Offered::Yes(Map::new()))
             }
@@ -309,23 +314,22 @@ mod tests {
 
     #[test]
     fn missing_endpoints_are_not_failures() {
-        let err = |status: u16, reason: &str| ClusterError::Http {
-            url: "u".into(),
-            method: "GET".into(),
-            path: "/_ilm/policy".into(),
-            status,
-            reason: reason.into(),
+        let err = |status: u16, body: &str| {
+            ClusterError::from_answer("GET", "/_ilm/policy", status, body)
         };
         assert!(is_not_offered(&err(
             400,
-            "no handler found for uri [/_ilm/policy] and method [GET]"
+            r#"{"error":"no handler found for uri [/_ilm/policy] and method [GET]"}"#
         )));
         assert!(is_not_offered(&err(404, "x")));
         assert!(is_not_offered(&err(
             400,
-            "unsupported_operation_exception: data streams are not supported by osmem"
+            r#"{"error":{"type":"unsupported_operation_exception","reason":"data streams are not supported by osmem"},"status":400}"#
         )));
         assert!(!is_not_offered(&err(500, "boom")));
-        assert!(!is_not_offered(&err(400, "parse_exception: bad")));
+        assert!(!is_not_offered(&err(
+            400,
+            r#"{"error":{"type":"parse_exception","reason":"no handler found is not the type"},"status":400}"#
+        )));
     }
 }

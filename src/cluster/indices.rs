@@ -107,22 +107,55 @@ impl Cluster {
         }
     }
 
-    /// `PUT /{index}` with settings and mappings.
+    /// `PUT /{index}` with settings and mappings. A retry whose earlier
+    /// attempt may have been acted on (its answer lost) and that is then
+    /// told the index exists created it: that is success, not a conflict.
     pub async fn create_index(&self, index: &str, body: &Value) -> Result<(), ClusterError> {
-        self.call(
-            Method::Put,
-            &encode_segment(index),
-            Some(bytes::Bytes::from(body.to_string())),
-        )
-        .await
-        .map(|_| ())
+        let path = encode_segment(index);
+        let answer = self
+            .send(
+                Method::Put,
+                &path,
+                Some(bytes::Bytes::from(body.to_string())),
+            )
+            .await?;
+        self.settled(Method::Put, &path, answer, |e| {
+            e.is_type("resource_already_exists_exception")
+        })
     }
 
-    /// `DELETE /{index}`.
+    /// `DELETE /{index}`. A retry told the index is gone after an earlier
+    /// attempt may have deleted it is success.
     pub async fn delete_index(&self, index: &str) -> Result<(), ClusterError> {
-        self.call(Method::Delete, &encode_segment(index), None)
-            .await
-            .map(|_| ())
+        let path = encode_segment(index);
+        let answer = self.send(Method::Delete, &path, None).await?;
+        self.settled(Method::Delete, &path, answer, |e| {
+            e.is_type("index_not_found_exception")
+        })
+    }
+
+    /// The outcome of a request that changes something: a 2xx, or an
+    /// error that `own_doing` recognises as the effect of an earlier
+    /// attempt of the same request (only when there was one that may have
+    /// been acted on).
+    pub(crate) fn settled(
+        &self,
+        method: Method,
+        path: &str,
+        answer: super::Answer,
+        own_doing: impl Fn(&ClusterError) -> bool,
+    ) -> Result<(), ClusterError> {
+        if (200..300).contains(&answer.status) {
+            return Ok(());
+        }
+        let error = self.status_error(method, path, answer.status, &answer.body);
+        if answer.resent && own_doing(&error) {
+            tracing::info!(
+                "{error}: taken as the effect of an earlier attempt whose answer was lost"
+            );
+            return Ok(());
+        }
+        Err(error)
     }
 
     /// `PUT /{index}/_settings`.

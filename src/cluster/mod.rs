@@ -38,6 +38,8 @@ use aws_credentials::{AwsEnv, AwsError};
 use model::info::{ClusterInfo, Flavor, RootResponse};
 use sigv4::{AwsService, SigV4Signer};
 
+use crate::retry::{classify_status, RetryAction, RetryPolicy, Verdict};
+
 /// Errors from talking to a cluster. Messages never contain credentials.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -65,6 +67,9 @@ pub enum ClusterError {
         path: String,
         status: u16,
         reason: String,
+        /// The server's error `type` and root-cause types, to branch on
+        /// (never on the reason's wording).
+        types: model::error::ErrorTypes,
     },
     #[error("{method} {path} on {url}: unexpected response: {reason}")]
     BadResponse {
@@ -96,17 +101,34 @@ impl ClusterError {
         }
     }
 
+    /// An HTTP error as the cluster at `u` would make it from an answer
+    /// (`status`, `body`) to `method path`: for tests fed with literal
+    /// server answers.
+    #[cfg(test)]
+    pub(crate) fn from_answer(method: &str, path: &str, status: u16, body: &str) -> ClusterError {
+        ClusterError::Http {
+            url: "u".into(),
+            method: method.into(),
+            path: path.into(),
+            status,
+            reason: model::error::reason(body.as_bytes()),
+            types: model::error::ErrorTypes::of(body.as_bytes()),
+        }
+    }
+
+    /// Whether the server's error (its `type` or a root cause) is of the
+    /// Elasticsearch exception type `kind`.
+    pub fn is_type(&self, kind: &str) -> bool {
+        match self {
+            ClusterError::Http { types, .. } => types.is(kind),
+            _ => false,
+        }
+    }
+
     /// Whether the server said the scroll or point-in-time context is gone
     /// (expired, or lost with a node).
     pub fn is_context_missing(&self) -> bool {
-        match self {
-            ClusterError::Http { status, reason, .. } => {
-                *status == 404
-                    && (reason.contains("search_context_missing_exception")
-                        || reason.contains("No search context found"))
-            }
-            _ => false,
-        }
+        self.status() == Some(404) && self.is_type("search_context_missing_exception")
     }
 
     /// Whether the request may not have reached the server's logic at all
@@ -227,12 +249,42 @@ pub fn encode_segment(name: &str) -> String {
     utf8_percent_encode(name, SEGMENT).to_string()
 }
 
+/// What the server answered to a request sent through the retry policy.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Bytes,
+    /// Whether an earlier attempt of this request may have been acted on
+    /// (its answer was lost, or was a server error other than 429): a
+    /// create answered "already exists" is then most likely esark's own.
+    pub resent: bool,
+}
+
+/// One attempt's outcome, with what the server asked of a retry.
+struct Attempt {
+    status: u16,
+    body: Bytes,
+    retry_after: Option<Duration>,
+}
+
 /// A connected cluster: transport plus what `GET /` said about it.
+///
+/// Every request goes through one [`RetryPolicy`]: [`Cluster::request`],
+/// [`Cluster::call`] and the endpoints built on them retry 429, 5xx and
+/// broken connections with backoff, honouring `Retry-After`. Requests
+/// whose repetition is not safe as such (a scroll page, a bulk) use
+/// [`Cluster::request_once`] / [`Cluster::call_once`], and their callers
+/// decide ([`crate::source::slice`], [`crate::sink::bulk`]).
 #[derive(Clone)]
 pub struct Cluster {
     transport: Transport,
     url: Url,
     info: ClusterInfo,
+    policy: RetryPolicy,
+    /// False until `GET /` answered: a refused connection on the very
+    /// first request is a wrong URL, said at once; later it is a node
+    /// restarting, retried.
+    connected: bool,
     /// Signs every request under [`Auth::AwsSigV4`]; shared by the clones
     /// so that they share one credential cache.
     signer: Option<Arc<SigV4Signer>>,
@@ -294,10 +346,19 @@ impl Cluster {
             transport,
             url,
             info: ClusterInfo::default(),
+            policy: RetryPolicy::default(),
+            connected: false,
             signer,
         };
         cluster.info = cluster.read_info().await?;
+        cluster.connected = true;
         Ok(cluster)
+    }
+
+    /// Uses `policy` for every retried request of this handle.
+    pub fn with_policy(mut self, policy: RetryPolicy) -> Cluster {
+        self.policy = policy;
+        self
     }
 
     async fn read_info(&self) -> Result<ClusterInfo, ClusterError> {
@@ -333,14 +394,93 @@ impl Cluster {
         self.info.flavor
     }
 
-    /// Sends a request and returns status and body, without judging the
-    /// status. Transport failures become [`ClusterError`]s.
+    /// Sends a request through the retry policy and returns status and
+    /// body of the last answer, without judging a status that is not worth
+    /// a retry. Transport failures become [`ClusterError`]s.
     pub async fn request(
         &self,
         method: Method,
         path: &str,
         body: Option<Bytes>,
     ) -> Result<(u16, Bytes), ClusterError> {
+        self.send(method, path, body)
+            .await
+            .map(|a| (a.status, a.body))
+    }
+
+    /// Sends a request through the retry policy: 429, 5xx (but 501/505)
+    /// and broken connections are retried with capped, jittered backoff,
+    /// at least as long as a `Retry-After` asks. The last answer is
+    /// returned, whatever its status.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<Answer, ClusterError> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        // Set once an attempt fails in a way the server may have acted on.
+        let acted = AtomicBool::new(false);
+        let (outcome, _) = self
+            .policy
+            .drive(
+                || self.attempt(method, path, body.clone()),
+                |outcome: &Result<Attempt, ClusterError>| {
+                    let verdict = self.judge(outcome);
+                    if verdict != Verdict::Done && may_have_acted(outcome) {
+                        acted.store(true, Ordering::Relaxed);
+                    }
+                    verdict
+                },
+            )
+            .await;
+        let attempt = outcome?;
+        Ok(Answer {
+            status: attempt.status,
+            body: attempt.body,
+            resent: acted.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Whether an attempt's outcome is worth another one.
+    fn judge(&self, outcome: &Result<Attempt, ClusterError>) -> Verdict {
+        match outcome {
+            Ok(a) if classify_status(a.status) == RetryAction::Retry => Verdict::Retry {
+                after: a.retry_after,
+                why: format!("HTTP {}: {}", a.status, model::error::reason(&a.body)),
+            },
+            Ok(_) => Verdict::Done,
+            Err(e @ ClusterError::Unreachable { .. }) if self.connected => Verdict::Retry {
+                after: None,
+                why: e.to_string(),
+            },
+            Err(e @ ClusterError::Transport { .. }) => Verdict::Retry {
+                after: None,
+                why: e.to_string(),
+            },
+            Err(_) => Verdict::Done,
+        }
+    }
+
+    /// Sends a request once and returns status and body, without judging
+    /// the status: for requests whose caller decides about retries.
+    pub async fn request_once(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<(u16, Bytes), ClusterError> {
+        self.attempt(method, path, body)
+            .await
+            .map(|a| (a.status, a.body))
+    }
+
+    async fn attempt(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<Attempt, ClusterError> {
         let headers = match &self.signer {
             Some(signer) => self.sign(signer, method, path, body.as_deref()).await?,
             None => HeaderMap::new(),
@@ -351,11 +491,20 @@ impl Cluster {
             .await
             .map_err(|e| self.transport_error(method, path, &e))?;
         let status = response.status_code().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::retry::retry_after);
         let body = response
             .bytes()
             .await
             .map_err(|e| self.transport_error(method, path, &e))?;
-        Ok((status, body))
+        Ok(Attempt {
+            status,
+            body,
+            retry_after,
+        })
     }
 
     /// The SigV4 headers for a request, over the URL the transport will
@@ -383,8 +532,9 @@ impl Cluster {
             })
     }
 
-    /// Sends a request and returns the body of a 2xx answer; any other status
-    /// becomes an error carrying the server's reason.
+    /// Sends a request through the retry policy and returns the body of a
+    /// 2xx answer; any other status becomes an error carrying the server's
+    /// reason.
     pub async fn call(
         &self,
         method: Method,
@@ -392,6 +542,28 @@ impl Cluster {
         body: Option<Bytes>,
     ) -> Result<Bytes, ClusterError> {
         let (status, bytes) = self.request(method, path, body).await?;
+        self.judged(method, path, status, bytes)
+    }
+
+    /// Like [`Cluster::call`], in one attempt: for requests that are not
+    /// safely repeatable as such (a scroll page), whose caller decides.
+    pub async fn call_once(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<Bytes, ClusterError> {
+        let (status, bytes) = self.request_once(method, path, body).await?;
+        self.judged(method, path, status, bytes)
+    }
+
+    fn judged(
+        &self,
+        method: Method,
+        path: &str,
+        status: u16,
+        bytes: Bytes,
+    ) -> Result<Bytes, ClusterError> {
         if (200..300).contains(&status) {
             Ok(bytes)
         } else {
@@ -443,6 +615,7 @@ impl Cluster {
                 path: display_path(path),
                 status,
                 reason,
+                types: model::error::ErrorTypes::of(body),
             },
         }
     }
@@ -472,6 +645,17 @@ impl Cluster {
                 },
             }
         }
+    }
+}
+
+/// Whether a failed attempt may have been acted on by the server: its
+/// answer was lost on the way, or it was a server error. A 429 and a
+/// refused connection were not.
+fn may_have_acted(outcome: &Result<Attempt, ClusterError>) -> bool {
+    match outcome {
+        Ok(a) => a.status != 429,
+        Err(ClusterError::Unreachable { .. }) => false,
+        Err(_) => true,
     }
 }
 

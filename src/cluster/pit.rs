@@ -45,7 +45,10 @@ impl Cluster {
                 encode_segment(index)
             ),
         };
-        let answer: Value = self.call_json(Method::Post, &path, None).await?;
+        // One attempt: the slice reader retries the opening in place.
+        let bytes = self.call_once(Method::Post, &path, None).await?;
+        let answer: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| self.bad_response(Method::Post, &path, e.to_string()))?;
         answer
             .get("id")
             .or_else(|| answer.get("pit_id"))
@@ -82,7 +85,8 @@ impl Cluster {
             text.push_str(after);
             text.push('}');
         }
-        self.call(Method::Post, "_search", Some(Bytes::from(text)))
+        // One attempt: the slice reader retries pages in place.
+        self.call_once(Method::Post, "_search", Some(Bytes::from(text)))
             .await
     }
 

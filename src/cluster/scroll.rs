@@ -50,7 +50,9 @@ impl Cluster {
             body["slice"] = json!({ "id": s.id, "max": s.max });
         }
         let body = with_query(body, query);
-        self.call(Method::Post, &path, Some(Bytes::from(body)))
+        // One attempt: the slice reader decides (a lost answer leaves an
+        // open context behind, which expires by itself).
+        self.call_once(Method::Post, &path, Some(Bytes::from(body)))
             .await
     }
 
@@ -61,7 +63,9 @@ impl Cluster {
         keep_alive: &str,
     ) -> Result<Bytes, ClusterError> {
         let body = json!({ "scroll": keep_alive, "scroll_id": scroll_id });
-        self.call(
+        // One attempt: a scroll page asked for twice may skip one; the
+        // slice reader decides.
+        self.call_once(
             Method::Post,
             "_search/scroll",
             Some(Bytes::from(body.to_string())),

@@ -103,20 +103,29 @@ impl Cluster {
         if create {
             path.push_str("?create=true");
         }
-        let (status, answer) = self
-            .request(
+        let answer = self
+            .send(
                 Method::Put,
                 &path,
                 Some(bytes::Bytes::from(body.to_string())),
             )
             .await?;
-        if (200..300).contains(&status) {
+        if (200..300).contains(&answer.status) {
             return Ok(PutOutcome::Written);
         }
-        let reason = super::model::error::reason(&answer);
-        if create && status == 400 && reason.contains("already exists") {
-            return Ok(PutOutcome::Exists);
+        let error = self.status_error(Method::Put, &path, answer.status, &answer.body);
+        // Elasticsearch says `illegal_argument_exception` ("... already
+        // exists") for a template put with create=true; OpenSearch may say
+        // `resource_already_exists_exception`.
+        let exists = answer.status == 400
+            && (error.is_type("resource_already_exists_exception")
+                || (error.is_type("illegal_argument_exception")
+                    && matches!(&error, ClusterError::Http { reason, .. } if reason.contains("already exists"))));
+        match (create && exists, answer.resent) {
+            // An earlier attempt, whose answer was lost, wrote it.
+            (true, true) => Ok(PutOutcome::Written),
+            (true, false) => Ok(PutOutcome::Exists),
+            _ => Err(error),
         }
-        Err(self.status_error(Method::Put, &path, status, &answer))
     }
 }

@@ -219,7 +219,7 @@ async fn restore_extras(
                         unsupported = Some(why.clone());
                         (Status::Skipped, Some(why))
                     }
-                    Err(e) if keep_existing && e.to_string().contains("already exists") => (
+                    Err(e) if keep_existing && e.is_type("resource_already_exists_exception") => (
                         Status::Skipped,
                         Some("exists on the target; kept".to_string()),
                     ),

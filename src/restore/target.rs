@@ -222,11 +222,16 @@ pub fn refused_setting(error: &ClusterError) -> Option<String> {
     let ClusterError::Http {
         status: 400,
         reason,
+        types,
         ..
     } = error
     else {
         return None;
     };
+    if !types.is("illegal_argument_exception") && !types.is("settings_exception") {
+        return None;
+    }
+    // Only the reason names the setting.
     let start = reason.find("unknown setting [")? + "unknown setting [".len();
     let end = reason[start..].find(']')? + start;
     Some(reason[start..end].to_string())
@@ -348,13 +353,12 @@ mod tests {
 
     #[test]
     fn refused_settings_are_named_and_removed() {
-        let e = ClusterError::Http {
-            url: "u".into(),
-            method: "PUT".into(),
-            path: "/i".into(),
-            status: 400,
-            reason: "illegal_argument_exception: unknown setting [index.replication.type] please check that any required plugins are installed".into(),
-        };
+        let e = ClusterError::from_answer(
+            "PUT",
+            "/i",
+            400,
+            r#"{"error":{"root_cause":[{"type":"illegal_argument_exception","reason":"unknown setting [index.replication.type] please check that any required plugins are installed, or check the breaking changes documentation for removed settings"}],"type":"illegal_argument_exception","reason":"unknown setting [index.replication.type] please check that any required plugins are installed, or check the breaking changes documentation for removed settings"},"status":400}"#,
+        );
         assert_eq!(
             refused_setting(&e).as_deref(),
             Some("index.replication.type")

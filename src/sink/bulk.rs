@@ -283,7 +283,7 @@ impl RequestTask {
                 .await;
             let verdict = match self
                 .cluster
-                .request(Method::Post, "_bulk", Some(request.body().clone()))
+                .request_once(Method::Post, "_bulk", Some(request.body().clone()))
                 .await
             {
                 Ok((status, body)) => classify_bulk(status, &body, request.docs()),

@@ -3,14 +3,18 @@
 //! The decision of what to do with a failed page is made by
 //! [`recovery`] (pure), the doing by [`SliceReader::pump`]:
 //! - asking again is safe for point-in-time pages (repeatable), for opening
-//!   a scroll, and for a scroll page refused with 429 (not executed):
-//!   retried in place with backoff;
+//!   a scroll, and for a scroll page refused with 429 or 503 (the server
+//!   refused to run it: overloaded, or no shard available, so no shard's
+//!   cursor moved): retried in place with backoff;
 //! - a scroll page lost after the server may have acted (connection error,
-//!   5xx), or an expired context, cannot be asked for again: the slice is
-//!   restarted from its start and the consumer is told
-//!   ([`SliceEvent::Restart`]) to discard what it had of this slice, so no
-//!   page is skipped and none is written twice;
-//! - a cluster that refuses point-in-time sorting falls back to scroll.
+//!   500, 502, 504), or an expired context, cannot be asked for again: the
+//!   slice is restarted from its start, after a backoff, and the consumer
+//!   is told ([`SliceEvent::Restart`]) to discard everything it holds of
+//!   this slice — pages of this run and chunks kept from an earlier,
+//!   interrupted run alike — so no page is skipped and none is written
+//!   twice;
+//! - a cluster that refuses point-in-time sorting falls back to scroll,
+//!   which is a restart too.
 
 use std::sync::Arc;
 
@@ -31,8 +35,9 @@ pub const MAX_RESTARTS: u32 = 5;
 #[derive(Debug)]
 pub enum SliceEvent {
     Page(Page),
-    /// Everything received from this slice so far must be discarded: the
-    /// slice is read again from its start.
+    /// Everything the consumer holds of this slice must be discarded
+    /// (including what it kept from an earlier run it resumes): the slice
+    /// is read again from its start.
     Restart,
 }
 
@@ -71,7 +76,8 @@ pub fn recovery(error: &ReadError, pit: bool, open: bool, pages: u64) -> Recover
         ReadError::Cluster(e) if e.is_context_missing() => Recovery::Restart,
         ReadError::Cluster(e) => match e.status() {
             Some(400) if pit && pages == 0 => Recovery::FallBackToScroll,
-            Some(429) => Recovery::RetryInPlace,
+            // Refused, not run: no cursor moved.
+            Some(429 | 503) => Recovery::RetryInPlace,
             Some(status) if classify_status(status) == RetryAction::Retry => {
                 if pit || !open {
                     Recovery::RetryInPlace
@@ -118,6 +124,9 @@ pub struct SliceReader {
     inner: Inner,
     policy: RetryPolicy,
     query: Option<Arc<str>>,
+    /// Started from a resume point: the consumer holds chunks of this
+    /// slice from an earlier run.
+    resumed: bool,
 }
 
 impl SliceReader {
@@ -139,6 +148,7 @@ impl SliceReader {
                     && cluster.has_pit()
             }
         };
+        let resumed = pit && resume.is_some();
         let inner = if pit {
             Inner::Pit(PitReader::new(
                 cluster.clone(),
@@ -158,6 +168,7 @@ impl SliceReader {
             inner,
             policy: RetryPolicy::default(),
             query: None,
+            resumed,
         }
     }
 
@@ -216,7 +227,9 @@ impl SliceReader {
         let mut rng = fastrand::Rng::new();
         let mut attempt = 1;
         let mut restarts = 0;
-        let mut sent = false;
+        // Whether the consumer holds anything of this slice: pages sent in
+        // this run, or chunks kept from the earlier run it resumes.
+        let mut held = self.resumed;
         let result = loop {
             if *cancel.borrow() {
                 break Err(ReadError::Interrupted);
@@ -228,7 +241,7 @@ impl SliceReader {
             let error = match page {
                 Ok(Some(page)) => {
                     attempt = 1;
-                    sent = true;
+                    held = true;
                     if tx.send(SliceEvent::Page(page)).await.is_err() {
                         break Ok(());
                     }
@@ -281,12 +294,23 @@ impl SliceReader {
                             .with_query(self.query.clone()),
                         )
                     };
-                    restarts += u32::from(!fall_back || sent);
+                    restarts += u32::from(!fall_back);
                     attempt = 1;
-                    if sent && tx.send(SliceEvent::Restart).await.is_err() {
+                    // Also when this run sent nothing yet: the consumer may
+                    // hold chunks of this slice from an earlier run.
+                    if held && tx.send(SliceEvent::Restart).await.is_err() {
                         break Ok(());
                     }
-                    sent = false;
+                    held = false;
+                    if !fall_back {
+                        // What made the slice fail may take a moment to
+                        // pass (a node restarting): do not hammer it.
+                        let delay = self.policy.delay(restarts, &mut rng);
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = cancel.changed() => break Err(ReadError::Interrupted),
+                        }
+                    }
                 }
                 Recovery::Restart => {
                     break Err(ReadError::TooManyRestarts {
@@ -355,14 +379,22 @@ mod tests {
     use super::*;
     use crate::cluster::ClusterError;
 
-    fn http(status: u16, reason: &str) -> ReadError {
-        ReadError::Cluster(ClusterError::Http {
-            url: "u".into(),
-            method: "POST".into(),
-            path: "/_search/scroll".into(),
+    /// An error answer of `status` whose error is of type `kind`, caused
+    /// by `root` (literal Elasticsearch shapes).
+    fn http_caused(status: u16, kind: &str, root: &str) -> ReadError {
+        let body = format!(
+            r#"{{"error":{{"root_cause":[{{"type":"{root}","reason":"r"}}],"type":"{kind}","reason":"x"}},"status":{status}}}"#
+        );
+        ReadError::Cluster(ClusterError::from_answer(
+            "POST",
+            "/_search/scroll",
             status,
-            reason: reason.into(),
-        })
+            &body,
+        ))
+    }
+
+    fn http(status: u16, kind: &str) -> ReadError {
+        http_caused(status, kind, kind)
     }
 
     fn reset() -> ReadError {
@@ -377,14 +409,28 @@ mod tests {
     #[test]
     fn scroll_pages_lost_after_the_server_may_have_acted_restart_the_slice() {
         assert_eq!(recovery(&reset(), false, true, 3), Recovery::Restart);
-        assert_eq!(recovery(&http(503, "x"), false, true, 3), Recovery::Restart);
+        for status in [500, 502, 504] {
+            assert_eq!(
+                recovery(&http(status, "x"), false, true, 3),
+                Recovery::Restart
+            );
+        }
+        // Refused, not run: ask again.
+        assert_eq!(
+            recovery(&http(503, "unavailable_shards_exception"), false, true, 3),
+            Recovery::RetryInPlace
+        );
         // Nothing opened yet, or a 429 (not executed): ask again.
         assert_eq!(recovery(&reset(), false, false, 0), Recovery::RetryInPlace);
         assert_eq!(
             recovery(&http(429, "x"), false, true, 3),
             Recovery::RetryInPlace
         );
-        let missing = http(404, "search_phase_execution_exception: all shards failed (caused by search_context_missing_exception: No search context found for id [1])");
+        let missing = http_caused(
+            404,
+            "search_phase_execution_exception",
+            "search_context_missing_exception",
+        );
         assert_eq!(recovery(&missing, false, true, 3), Recovery::Restart);
         assert_eq!(recovery(&http(400, "bad"), false, true, 3), Recovery::Fail);
     }
@@ -404,7 +450,7 @@ mod tests {
         };
         assert_eq!(recovery(&shards, true, true, 3), Recovery::RetryInPlace);
         assert_eq!(recovery(&shards, false, true, 3), Recovery::Restart);
-        let missing = http(404, "x (caused by search_context_missing_exception: gone)");
+        let missing = http(404, "search_context_missing_exception");
         assert_eq!(recovery(&missing, true, true, 3), Recovery::Restart);
         assert_eq!(
             recovery(&http(400, "no _shard_doc"), true, true, 0),

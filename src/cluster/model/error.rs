@@ -19,6 +19,53 @@ struct AwsMessage {
     message: String,
 }
 
+/// The Elasticsearch exception types an error body names: its `type` and
+/// those of its root causes (`resource_already_exists_exception`,
+/// `search_context_missing_exception`, ...). Empty for bodies without
+/// them (a proxy's page, a plain-string error).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorTypes(Vec<String>);
+
+impl ErrorTypes {
+    pub fn of(body: &[u8]) -> ErrorTypes {
+        let mut types = Vec::new();
+        if let Ok(ErrorBody {
+            error: Value::Object(map),
+        }) = serde_json::from_slice::<ErrorBody>(body)
+        {
+            let mut push = |v: Option<&Value>| {
+                if let Some(t) = v.and_then(Value::as_str) {
+                    if !types.iter().any(|x| x == t) {
+                        types.push(t.to_string());
+                    }
+                }
+            };
+            push(map.get("type"));
+            if let Some(Value::Array(causes)) = map.get("root_cause") {
+                for cause in causes {
+                    push(cause.get("type"));
+                }
+            }
+            let mut caused_by = map.get("caused_by");
+            while let Some(cause) = caused_by {
+                push(cause.get("type"));
+                caused_by = cause.get("caused_by");
+            }
+        }
+        ErrorTypes(types)
+    }
+
+    /// Whether `kind` is the error's type or one of its causes' types.
+    pub fn is(&self, kind: &str) -> bool {
+        self.0.iter().any(|t| t == kind)
+    }
+
+    /// The error's own type, if it has one.
+    pub fn primary(&self) -> Option<&str> {
+        self.0.first().map(String::as_str)
+    }
+}
+
 /// A one-line reason from an error body: `type: reason`, the first root
 /// cause when the top-level reason is empty, or the start of the raw text.
 pub fn reason(body: &[u8]) -> String {
@@ -76,6 +123,29 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::reason;
+
+    #[test]
+    fn error_types_and_causes() {
+        let body = br#"{"error":{"root_cause":[{"type":"search_context_missing_exception","reason":"No search context found for id [1]"}],"type":"search_phase_execution_exception","reason":"all shards failed","caused_by":{"type":"illegal_state_exception","caused_by":{"type":"io_exception"}}},"status":404}"#;
+        let types = super::ErrorTypes::of(body);
+        assert_eq!(types.primary(), Some("search_phase_execution_exception"));
+        for t in [
+            "search_context_missing_exception",
+            "illegal_state_exception",
+            "io_exception",
+        ] {
+            assert!(types.is(t), "{t}");
+        }
+        assert!(!types.is("all shards failed"));
+        assert_eq!(
+            super::ErrorTypes::of(br#"{"error":"no handler found"}"#),
+            super::ErrorTypes::default()
+        );
+        assert_eq!(
+            super::ErrorTypes::of(b"<html>"),
+            super::ErrorTypes::default()
+        );
+    }
 
     #[test]
     fn aws_refusal() {
