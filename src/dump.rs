@@ -16,7 +16,7 @@ use crate::archive::checkpoint::{
 };
 use crate::archive::compression::Compression;
 use crate::archive::manifest::{
-    DumpOptions, FileEntry, FileKind, IndexEntry, Manifest, SkippedIndex, SourceCluster,
+    DumpOptions, FileEntry, FileKind, IndexEntry, Manifest, RawQuery, SkippedIndex, SourceCluster,
 };
 use crate::archive::metadata::strip_generated;
 use crate::archive::naming::folder_name;
@@ -116,6 +116,104 @@ pub struct DumpConfig {
     pub query: Option<Arc<str>>,
     /// Also dump persistent cluster settings.
     pub include_cluster_settings: bool,
+    /// The options that shape an archive's files which the command line
+    /// named explicitly: a resumed dump refuses those that contradict the
+    /// ones it recorded.
+    pub asked: AskedOptions,
+}
+
+/// Options given explicitly on the command line, among those a dump
+/// records (`None`: not given, the recorded or default value applies).
+#[derive(Debug, Clone, Default)]
+pub struct AskedOptions {
+    pub compression: Option<Compression>,
+    pub level: Option<i32>,
+    pub slices: Option<String>,
+    pub page_size: Option<usize>,
+    pub file_size: Option<u64>,
+    pub match_: Option<String>,
+    pub exclude: Option<String>,
+    pub query: Option<Arc<str>>,
+    pub reader: Option<ReaderKind>,
+}
+
+impl AskedOptions {
+    /// Each given option that differs from what the interrupted dump
+    /// recorded, as `--flag X (recorded: Y)`.
+    pub fn contradictions(&self, recorded: &DumpOptions, reader: ReaderKind) -> Vec<String> {
+        fn differs<T: PartialEq + std::fmt::Display>(
+            out: &mut Vec<String>,
+            flag: &str,
+            asked: Option<T>,
+            recorded: Option<T>,
+        ) {
+            if let Some(asked) = asked {
+                if Some(&asked) != recorded.as_ref() {
+                    let was = recorded.map_or("none".to_string(), |r| r.to_string());
+                    out.push(format!("--{flag} {asked} (recorded: {was})"));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        differs(
+            &mut out,
+            "compression",
+            self.compression,
+            Some(recorded.compression),
+        );
+        differs(&mut out, "level", self.level, Some(recorded.level));
+        differs(
+            &mut out,
+            "slices",
+            self.slices.clone(),
+            Some(recorded.slices.clone()),
+        );
+        differs(
+            &mut out,
+            "page-size",
+            self.page_size,
+            Some(recorded.page_size),
+        );
+        differs(
+            &mut out,
+            "file-size",
+            self.file_size,
+            Some(recorded.file_size),
+        );
+        differs(
+            &mut out,
+            "match",
+            self.match_.clone(),
+            recorded.match_.clone(),
+        );
+        differs(
+            &mut out,
+            "exclude",
+            self.exclude.clone(),
+            recorded.exclude.clone(),
+        );
+        let name = |r: ReaderKind| {
+            clap::ValueEnum::to_possible_value(&r)
+                .map_or_else(|| format!("{r:?}"), |v| v.get_name().to_string())
+        };
+        differs(
+            &mut out,
+            "reader",
+            self.reader.map(name),
+            Some(name(reader)),
+        );
+        if let Some(asked) = &self.query {
+            let same = match (RawQuery::new(asked), &recorded.query) {
+                (Ok(a), Some(r)) => &a == r,
+                _ => false,
+            };
+            if !same {
+                let was = recorded.query.as_ref().map_or("none", |q| q.get());
+                out.push(format!("--query {asked} (recorded: {was})"));
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +228,10 @@ pub enum DumpError {
     Interrupted(PathBuf),
     #[error("cannot resume: {0}")]
     NothingToResume(String),
+    #[error("cannot resume with other options than the interrupted dump recorded: {}; leave them out to continue with the recorded ones, or start a new dump with --overwrite", .0.join(", "))]
+    ResumeContradicts(Vec<String>),
+    #[error("invalid --query: {0}")]
+    BadQuery(String),
     #[error("{0}")]
     Pipe(String),
     /// The reader of `--output -` went away (`| head`): not an error.
@@ -157,8 +259,8 @@ pub struct DumpReport {
 
 impl DumpConfig {
     /// The options recorded in the manifest (and the checkpoint).
-    pub fn options(&self) -> DumpOptions {
-        DumpOptions {
+    pub fn options(&self) -> Result<DumpOptions, DumpError> {
+        Ok(DumpOptions {
             compression: self.compression,
             level: self.level,
             slices: self.slices.to_string(),
@@ -177,14 +279,20 @@ impl DumpConfig {
             query: self
                 .query
                 .as_deref()
-                .and_then(|q| serde_json::from_str(q).ok()),
-        }
+                .map(RawQuery::new)
+                .transpose()
+                .map_err(|e| DumpError::BadQuery(e.to_string()))?,
+        })
     }
 
     /// This config with the options an interrupted dump ran with: they
     /// shaped the files already on disk, so a resumed run must keep them.
     fn resumed_with(&self, checkpoint: &Checkpoint) -> Result<DumpConfig, DumpError> {
         let o = &checkpoint.options;
+        let contradictions = self.asked.contradictions(o, checkpoint.reader);
+        if !contradictions.is_empty() {
+            return Err(DumpError::ResumeContradicts(contradictions));
+        }
         let regex = |r: &Option<String>| -> Result<Option<Regex>, DumpError> {
             r.as_deref()
                 .map(|r| Regex::new(r).map_err(|e| DumpError::BadCheckpoint(e.to_string())))
@@ -208,7 +316,7 @@ impl DumpConfig {
             page_size: o.page_size,
             file_size: o.file_size,
             reader: checkpoint.reader,
-            query: o.query.as_ref().map(|q| Arc::from(q.to_string())),
+            query: o.query.as_ref().map(|q| Arc::from(q.get())),
             ..self.clone()
         })
     }
@@ -248,7 +356,7 @@ pub async fn run(
         let checkpoint = Checkpoint::new(
             now_rfc3339(),
             source.clone(),
-            config.options(),
+            config.options()?,
             config.reader,
         );
         (archive, checkpoint, config.clone())
@@ -343,7 +451,7 @@ pub async fn run(
         created_at: checkpoint.created_at.clone(),
         completed_at: now_rfc3339(),
         source,
-        options: config.options(),
+        options: config.options()?,
         cluster_files,
         indices,
         skipped,

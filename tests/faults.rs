@@ -1517,3 +1517,98 @@ fn dump_of_a_large_scrolled_index_survives_a_steady_rate_of_503() {
         f.sent_to(&[&f.main]).len() as u64
     );
 }
+
+/// Regression: `dump --resume` silently ignored a new `--match` or
+/// `--page-size`. Options that contradict the recorded ones are refused
+/// (usage error naming each); given again with their recorded values,
+/// they are accepted, and a partial dump (`--query`) resumes as partial.
+#[test]
+fn dump_resume_refuses_options_that_contradict_the_recorded_ones() {
+    let test = "faults-resume-options";
+    let f = Fixture::seed(test, MAIN_DOCS);
+    let tmp = tempfile::tempdir().unwrap();
+    let proxy = FaultProxy::start(f.cluster.base_url(), slow_pages(250));
+    let url = proxied_url(&proxy, &f.cluster);
+    let out = tmp.path().join("killed");
+    let query = r#"{"range":{"n":{"lt":1200}}}"#;
+    let mut args = dump_args(&url, &out, &f, "pit");
+    args.extend(["--query".to_string(), query.to_string()]);
+    let mut run = Spawned::start(args, None);
+    run.wait_until(
+        "two finished chunks of the big index",
+        Duration::from_secs(45),
+        || finished_chunks(&out, &f.main) >= 2,
+    );
+    run.kill9();
+    run.wait(Duration::from_secs(10));
+    proxy.set_rules(vec![]);
+
+    for (extra, flag) in [
+        (
+            vec!["--page-size", "200"],
+            "--page-size 200 (recorded: 100)",
+        ),
+        (vec!["--match", "^nothing$"], "--match ^nothing$"),
+        (
+            vec!["--compression", "zstd"],
+            "--compression zstd (recorded: none)",
+        ),
+        (
+            vec!["--reader", "scroll"],
+            "--reader scroll (recorded: pit)",
+        ),
+        (vec!["--query", r#"{"match_all":{}}"#], "--query"),
+    ] {
+        let refused = Esark::new()
+            .arg("dump")
+            .args(["--source", &url])
+            .arg("--output")
+            .arg(&out)
+            .arg("--resume")
+            .args(&extra)
+            .run();
+        assert_eq!(refused.code, Some(2), "{extra:?}\n{refused}");
+        assert!(refused.stderr.contains(flag), "{extra:?}\n{refused}");
+        assert!(
+            no_manifest(&out),
+            "{extra:?}: a refused resume wrote a manifest"
+        );
+    }
+    // The recorded values, given again (white space aside), are accepted.
+    let resumed = Esark::new()
+        .arg("dump")
+        .args(["--source", &url])
+        .arg("--output")
+        .arg(&out)
+        .arg("--resume")
+        .args([
+            "--page-size",
+            "100",
+            "--compression",
+            "none",
+            "--reader",
+            "pit",
+        ])
+        .args(["--query", r#"{ "range" : { "n" : { "lt" : 1200 } } }"#])
+        .run();
+    assert_ok(&resumed, &proxy);
+    let archive = Archive::open(&out);
+    let expected: Sent = f
+        .sent_to(&f.open_indices())
+        .into_iter()
+        .filter(|((index, _), (_, source))| {
+            let n = serde_json::from_str::<serde_json::Value>(source).unwrap()["n"].as_f64();
+            index == &f.main && n.is_some_and(|n| n < 1200.0)
+        })
+        .collect();
+    assert!(expected.len() > 1200, "{}", expected.len());
+    assert_eq!(
+        archive.docs(&f.main).len(),
+        expected.len(),
+        "the resumed dump kept to --query"
+    );
+    assert_eq!(
+        archive.manifest["options"]["query"],
+        serde_json::json!({"range":{"n":{"lt":1200}}})
+    );
+}

@@ -53,7 +53,33 @@ pub struct DumpOptions {
     /// The query a partial dump was made with (`--query`); absent for a
     /// whole dump. Optional, so archives without it read the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub query: Option<serde_json::Value>,
+    pub query: Option<RawQuery>,
+}
+
+/// A query kept as the exact JSON text it was given in: never parsed into
+/// numbers that could round, and never dropped because a parse failed. On
+/// disk it is the same JSON object as before (no format change).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawQuery(Box<serde_json::value::RawValue>);
+
+impl RawQuery {
+    /// The query's JSON text; fails only on text that is not JSON.
+    pub fn new(text: &str) -> Result<RawQuery, serde_json::Error> {
+        serde_json::value::RawValue::from_string(text.to_string()).map(RawQuery)
+    }
+
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+}
+
+/// The same query, whatever the white space.
+impl PartialEq for RawQuery {
+    fn eq(&self, other: &RawQuery) -> bool {
+        let parse = |q: &RawQuery| serde_json::from_str::<serde_json::Value>(q.get()).ok();
+        self.get() == other.get() || parse(self).is_some_and(|a| Some(a) == parse(other))
+    }
 }
 
 /// One dumped index.

@@ -12,7 +12,7 @@ use super::select::SelectArgs;
 use super::{parse_size, print_stdout, CliError, ConnectionArgs, SourceArgs};
 use crate::archive::compression::Compression;
 use crate::archive::ArchiveError;
-use crate::dump::{DumpConfig, DumpError, DumpReport, SliceCount};
+use crate::dump::{AskedOptions, DumpConfig, DumpError, DumpReport, SliceCount};
 use crate::progress::Progress;
 use crate::source::ReaderKind;
 
@@ -25,6 +25,9 @@ use crate::source::ReaderKind;
 /// several times (response body, archive lines, compression). Larger pages
 /// only pay off against a server far away.
 pub const DEFAULT_PAGE_SIZE: usize = 1000;
+
+/// Default size at which a chunk file is closed and the next one begun.
+pub const DEFAULT_FILE_SIZE: u64 = 1 << 30;
 
 #[derive(Debug, Args)]
 pub struct DumpArgs {
@@ -39,15 +42,16 @@ pub struct DumpArgs {
     /// Without --match: every index whose name does not start with `.`.
     #[command(flatten)]
     pub select: SelectArgs,
-    /// Chunk compression.
-    #[arg(long, default_value = "zstd", value_name = "zstd|gzip|none")]
-    pub compression: Compression,
+    /// Chunk compression [default: zstd].
+    #[arg(long, value_name = "zstd|gzip|none")]
+    pub compression: Option<Compression>,
     /// Compression level (zstd 1-19, default 1; gzip 1-9, default 6).
     #[arg(long, value_name = "N")]
     pub level: Option<i32>,
-    /// Slices per index (parallel readers), never more than its shards.
-    #[arg(long, default_value = "auto", value_name = "N|auto")]
-    pub slices: String,
+    /// Slices per index (parallel readers), never more than its shards
+    /// [default: auto].
+    #[arg(long, value_name = "N|auto")]
+    pub slices: Option<String>,
     /// Indices dumped at the same time.
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub parallel: usize,
@@ -55,23 +59,25 @@ pub struct DumpArgs {
     /// cluster with many nodes or cores.
     #[arg(long, default_value_t = crate::dump::DEFAULT_READERS, value_name = "N")]
     pub readers: usize,
-    /// Documents per scroll page.
-    #[arg(long, default_value_t = DEFAULT_PAGE_SIZE, value_name = "N")]
-    pub page_size: usize,
-    /// Start a new chunk file once one reaches this size.
-    #[arg(long, default_value = "1GiB", value_name = "SIZE", value_parser = parse_size)]
-    pub file_size: u64,
+    /// Documents per scroll page [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub page_size: Option<usize>,
+    /// Start a new chunk file once one reaches this size [default: 1GiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub file_size: Option<u64>,
     /// Replace the archive in a non-empty output folder.
     #[arg(long, conflicts_with = "resume")]
     pub overwrite: bool,
-    /// Continue the interrupted dump in the output folder (its recorded
-    /// options are used; finished chunks are kept).
+    /// Continue the interrupted dump in the output folder with the options
+    /// it recorded (finished chunks are kept); an option given again must
+    /// have its recorded value.
     #[arg(long)]
     pub resume: bool,
     /// How documents are read: point in time + search_after where the
-    /// cluster has it (repeatable pages, resumable), else scroll.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub reader: ReaderKind,
+    /// cluster has it (repeatable pages, resumable), else scroll
+    /// [default: auto].
+    #[arg(long, value_enum)]
+    pub reader: Option<ReaderKind>,
     /// Dump only the documents matching a query: JSON (a search body with
     /// "query", as elasticdump's --searchBody, or a bare query), or @FILE.
     #[arg(long, value_name = "JSON|@FILE")]
@@ -89,32 +95,46 @@ pub struct DumpArgs {
 
 impl DumpArgs {
     pub fn resolve(&self) -> Result<DumpConfig, CliError> {
-        let slices = parse_slices(&self.slices)?;
-        let level = self.level.unwrap_or(self.compression.default_level());
-        if !self.compression.level_range().contains(&level) {
+        let compression = self.compression.unwrap_or(Compression::Zstd);
+        let slices = parse_slices(self.slices.as_deref().unwrap_or("auto"))?;
+        let level = self.level.unwrap_or(compression.default_level());
+        if !compression.level_range().contains(&level) {
             return Err(CliError::usage(anyhow::anyhow!(
                 "invalid --level {level} for {}: {:?}",
-                self.compression,
-                self.compression.level_range()
+                compression,
+                compression.level_range()
             )));
         }
-        check_page_size(self.page_size)?;
+        let page_size = self.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
+        check_page_size(page_size)?;
+        let query = self.query.as_deref().map(parse_query).transpose()?;
         Ok(DumpConfig {
             source: self.source.resolve(&self.connection)?,
             output: self.output.clone(),
             selector: self.select.resolve(false)?,
-            compression: self.compression,
+            compression,
             level,
             slices,
             parallel: self.parallel.max(1),
             readers: self.readers.max(1),
-            page_size: self.page_size,
-            file_size: self.file_size,
+            page_size,
+            file_size: self.file_size.unwrap_or(DEFAULT_FILE_SIZE),
             overwrite: self.overwrite,
             resume: self.resume,
-            reader: self.reader,
-            query: self.query.as_deref().map(parse_query).transpose()?,
+            reader: self.reader.unwrap_or(ReaderKind::Auto),
+            query: query.clone(),
             include_cluster_settings: self.include_cluster_settings,
+            asked: AskedOptions {
+                compression: self.compression,
+                level: self.level,
+                slices: self.slices.clone(),
+                page_size: self.page_size,
+                file_size: self.file_size,
+                match_: self.select.match_.clone(),
+                exclude: self.select.exclude.clone(),
+                query,
+                reader: self.reader,
+            },
         })
     }
 }
@@ -202,6 +222,7 @@ pub async fn run(args: DumpArgs) -> Result<ExitCode, CliError> {
         Err(DumpError::Archive(
             e @ (ArchiveError::NotEmpty(_) | ArchiveError::NotADirectory(_)),
         )) => Err(CliError::usage(e)),
+        Err(e @ DumpError::ResumeContradicts(_)) => Err(CliError::usage(e)),
         Err(e) => Err(CliError::failure(e)),
     }
 }
