@@ -365,6 +365,7 @@ pub async fn run(
     let checkpointer = Arc::new(checkpointer(archive.root(), checkpoint.clone()));
     // Written at once: even a run killed before its first chunk can resume.
     checkpointer.update(|_| {})?;
+    checkpointer.flush().await?;
 
     let (selected, skipped) = select_indices(&cluster, &config.selector).await?;
     for closed in &skipped {
@@ -426,6 +427,8 @@ pub async fn run(
         .buffer_unordered(config.parallel.max(1))
         .collect()
         .await;
+    // Whatever happened, what is recorded is on disk before the run ends.
+    checkpointer.flush().await?;
 
     if *cancel.borrow() {
         return Err(DumpError::Interrupted(config.output.clone()));
@@ -457,7 +460,7 @@ pub async fn run(
         skipped,
     };
     archive.write_manifest(&manifest).await?;
-    checkpointer.remove()?;
+    checkpointer.remove().await?;
     Ok(DumpReport {
         output: config.output.clone(),
         manifest,

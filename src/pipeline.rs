@@ -9,8 +9,11 @@
 //! the number of indices and shards.
 //!
 //! After every finished chunk the writer records in the checkpoint what is
-//! safely on disk and, for a point-in-time slice, where reading continues;
-//! a slice restart (a lost scroll page) discards the slice's chunks.
+//! safely on disk and, for a point-in-time slice, where reading continues
+//! (in memory: the checkpoint's own task writes it, see
+//! [`crate::archive::state_file::StateWriter`]); a slice restart (a lost
+//! scroll page, a resumed point in time that is gone) discards the slice's
+//! chunks, those kept from an earlier run included.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -240,12 +243,16 @@ async fn write_slice(
     while let Some(event) = rx.recv().await {
         let page = match event {
             SliceEvent::Restart => {
+                // Forgotten on disk before the files go: a crash in
+                // between leaves a checkpoint without them, never one that
+                // lists files that are gone.
+                hook.record(SliceCheckpoint::default())?;
+                hook.checkpointer.flush().await?;
                 writer.discard().await?;
                 progress.dec(docs);
                 docs = 0;
                 last = None;
                 skipped_before = 0;
-                hook.record(SliceCheckpoint::default())?;
                 continue;
             }
             SliceEvent::Page(page) => page,

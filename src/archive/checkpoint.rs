@@ -13,7 +13,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::manifest::{DumpOptions, FileEntry, IndexEntry, SkippedIndex, SourceCluster};
-use super::state_file::StateFile;
+use super::state_file::StateWriter;
 use super::ArchiveError;
 use crate::source::pit::PitPosition;
 use crate::source::ReaderKind;
@@ -97,10 +97,11 @@ impl Checkpoint {
     }
 }
 
-/// The checkpoint of a running dump, shared by its writer tasks.
-pub type Checkpointer = StateFile<Checkpoint>;
+/// The checkpoint of a running dump, shared by its writer tasks: updated
+/// in memory after every finished chunk, written by its own task.
+pub type Checkpointer = StateWriter<Checkpoint>;
 
 /// The checkpoint file of the dump in `root`.
 pub fn checkpointer(root: &Path, checkpoint: Checkpoint) -> Checkpointer {
-    StateFile::new(&root.join(CHECKPOINT_FILE), checkpoint)
+    StateWriter::new(&root.join(CHECKPOINT_FILE), checkpoint)
 }

@@ -94,3 +94,213 @@ mod tests {
         assert!(!path.exists());
     }
 }
+
+/// A state file kept by an owner task, for states updated on the hot path
+/// (a dump's checkpoint, after every finished chunk).
+///
+/// [`StateWriter::update`] changes the state in memory and returns at
+/// once; the owner task writes the newest state — one write for all the
+/// updates that came while the previous write ran — through the same
+/// temporary file, fsync and rename as [`StateFile`], on tokio's blocking
+/// pool, so that no runtime thread waits for a disk. [`StateWriter::flush`]
+/// waits until every update made so far is on disk. A failed write fails
+/// every later update and flush: a run never goes on believing it can be
+/// resumed when it cannot.
+pub struct StateWriter<T> {
+    shared: std::sync::Arc<Shared<T>>,
+    /// Written: the version of the state on disk, or why writing failed.
+    written: tokio::sync::watch::Receiver<Written>,
+    /// The owner task; aborted by [`StateWriter::remove`] and on drop.
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Shared<T> {
+    path: PathBuf,
+    /// The state and its version (one more per update).
+    state: Mutex<(T, u64)>,
+    /// Wakes the owner task; a wake-up sent while it writes is kept.
+    wake: tokio::sync::Notify,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Written {
+    Upto(u64),
+    Failed(String),
+}
+
+impl<T: Serialize + Clone + Send + 'static> StateWriter<T> {
+    /// Holds `state` for `path` and starts the owner task (call within a
+    /// tokio runtime). Nothing is written until the first update.
+    pub fn new(path: &Path, state: T) -> StateWriter<T> {
+        let shared = std::sync::Arc::new(Shared {
+            path: path.into(),
+            state: Mutex::new((state, 0)),
+            wake: tokio::sync::Notify::new(),
+        });
+        let (tx, written) = tokio::sync::watch::channel(Written::Upto(0));
+        let task = tokio::spawn(Self::own(shared.clone(), tx));
+        StateWriter {
+            shared,
+            written,
+            task,
+        }
+    }
+
+    /// The owner task: writes the newest version after each wake-up.
+    async fn own(shared: std::sync::Arc<Shared<T>>, tx: tokio::sync::watch::Sender<Written>) {
+        let mut on_disk = 0;
+        loop {
+            shared.wake.notified().await;
+            let (bytes, version) = {
+                let guard = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+                (serde_json::to_vec_pretty(&guard.0), guard.1)
+            };
+            if version == on_disk {
+                continue;
+            }
+            let path = shared.path.clone();
+            let outcome = match bytes {
+                Ok(bytes) => tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e))),
+                Err(e) => Err(std::io::Error::other(e)),
+            };
+            match outcome {
+                Ok(()) => {
+                    on_disk = version;
+                    let _ = tx.send(Written::Upto(version));
+                }
+                Err(e) => {
+                    let _ = tx.send(Written::Failed(e.to_string()));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn failed(&self) -> Option<ArchiveError> {
+        match &*self.written.borrow() {
+            Written::Failed(why) => Some(ArchiveError::io(
+                &self.shared.path,
+                std::io::Error::other(why.clone()),
+            )),
+            Written::Upto(_) => None,
+        }
+    }
+
+    /// Applies `change` in memory and has the owner task write it; fails
+    /// if an earlier write failed.
+    pub fn update(&self, change: impl FnOnce(&mut T)) -> Result<(), ArchiveError> {
+        if let Some(e) = self.failed() {
+            return Err(e);
+        }
+        {
+            let mut guard = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            change(&mut guard.0);
+            guard.1 += 1;
+        }
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// Waits until every update made so far is on disk.
+    pub async fn flush(&self) -> Result<(), ArchiveError> {
+        let target = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1;
+        let mut written = self.written.clone();
+        let outcome = written
+            .wait_for(|w| match w {
+                Written::Upto(v) => *v >= target,
+                Written::Failed(_) => true,
+            })
+            .await
+            .map(|w| w.clone());
+        match outcome {
+            Ok(Written::Upto(_)) => Ok(()),
+            Ok(Written::Failed(why)) => Err(ArchiveError::io(
+                &self.shared.path,
+                std::io::Error::other(why),
+            )),
+            Err(_) => Err(ArchiveError::io(
+                &self.shared.path,
+                std::io::Error::other("the state file's writer stopped"),
+            )),
+        }
+    }
+
+    /// A copy of the current state (with updates not yet on disk).
+    pub fn snapshot(&self) -> T {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
+    }
+
+    /// Stops writing and removes the file: the work it tracked is
+    /// complete. Waits for a write under way, so that none lands after.
+    pub async fn remove(&self) -> Result<(), ArchiveError> {
+        self.flush().await?;
+        self.task.abort();
+        match std::fs::remove_file(&self.shared.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ArchiveError::io(&self.shared.path, e)),
+        }
+    }
+}
+
+impl<T> Drop for StateWriter<T> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Replaces `path` with `bytes`: a temporary file, fsync, rename.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = partial_path(path);
+    write_synced(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod writer_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn updates_are_written_by_the_owner_and_flush_waits_for_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.json");
+        let file = StateWriter::new(&path, Vec::<u32>::new());
+        for i in 0..100 {
+            file.update(|v| v.push(i)).unwrap();
+        }
+        file.flush().await.unwrap();
+        let on_disk: Vec<u32> = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(on_disk, (0..100).collect::<Vec<_>>());
+        assert_eq!(file.snapshot().len(), 100);
+        assert!(!partial_path(&path).exists());
+        file.remove().await.unwrap();
+        assert!(!path.exists());
+        // Nothing written after the removal.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!path.exists());
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_fails_later_updates_and_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gone").join("checkpoint.json");
+        let file = StateWriter::new(&path, 0u32);
+        file.update(|v| *v += 1).unwrap();
+        let err = file.flush().await.unwrap_err();
+        assert!(err.to_string().contains("checkpoint.json"), "{err}");
+        assert!(file.update(|v| *v += 1).is_err());
+        assert!(file.flush().await.is_err());
+    }
+}
