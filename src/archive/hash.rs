@@ -67,6 +67,61 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for HashingWriter<W> {
     }
 }
 
+/// What a [`HashingReader`] has seen so far, shared with whoever checks it.
+#[derive(Clone, Default)]
+pub struct ReadDigest(std::sync::Arc<std::sync::Mutex<(Sha256, u64)>>);
+
+impl ReadDigest {
+    /// Bytes read so far and the hex sha256 of them.
+    pub fn get(&self) -> (u64, String) {
+        let guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        (guard.1, hex::encode(guard.0.clone().finalize()))
+    }
+}
+
+/// Wraps a reader; every byte read is fed to sha256 and counted, so that
+/// the pass that reads a file's lines proves its checksum too, without a
+/// read of its own.
+pub struct HashingReader<R> {
+    inner: R,
+    seen: ReadDigest,
+}
+
+impl<R> HashingReader<R> {
+    /// The reader, and the handle to ask what it has read.
+    pub fn new(inner: R) -> (HashingReader<R>, ReadDigest) {
+        let seen = ReadDigest::default();
+        (
+            HashingReader {
+                inner,
+                seen: seen.clone(),
+            },
+            seen,
+        )
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for HashingReader<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = poll {
+            let new = &buf.filled()[before..];
+            if !new.is_empty() {
+                let mut guard = this.seen.0.lock().unwrap_or_else(|p| p.into_inner());
+                guard.0.update(new);
+                guard.1 += new.len() as u64;
+            }
+        }
+        poll
+    }
+}
+
 /// Size and hex sha256 of a file, read in 256 KiB blocks.
 pub async fn file_digest(path: &Path) -> io::Result<(u64, String)> {
     let mut file = tokio::fs::File::open(path).await?;
@@ -108,5 +163,11 @@ mod tests {
         );
         let (n, d) = reader_digest(&mut &b"hello world"[..]).await.unwrap();
         assert_eq!((n, d.as_str()), (11, digest.as_str()));
+        let (mut reader, seen) = HashingReader::new(&b"hello world"[..]);
+        let mut out = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut out)
+            .await
+            .unwrap();
+        assert_eq!(seen.get(), (11, digest));
     }
 }

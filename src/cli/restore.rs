@@ -223,10 +223,15 @@ pub async fn run_restore(args: RestoreArgs) -> Result<ExitCode, CliError> {
             .clone()
             .unwrap_or_else(|| default_state_path(&args.input)),
     );
-    if !args.no_validate && !args.load.no_data {
-        plan::validate_data(&mut plan, args.force)
-            .await
-            .map_err(CliError::failure)?;
+    // One pass over the selected data before the first write: lines and
+    // checksums together, or checksums alone under --no-validate.
+    if !args.load.no_data {
+        if args.no_validate {
+            plan::check_data_digests(&mut plan, args.force).await
+        } else {
+            plan::validate_data(&mut plan, args.force).await
+        }
+        .map_err(CliError::failure)?;
     }
     if let (Some(kind), false) = (foreign, args.load.quiet || args.load.json) {
         eprintln!("{}: importing {kind}", args.input.display());

@@ -17,8 +17,8 @@ use crate::dump::{
     read_metadata, read_templates, IndexMetadata, IndexSelector, SliceCount, TemplateSet,
 };
 use crate::progress::Progress;
-use crate::source::archive::ChunkFile;
 use crate::source::archive::ChunkLines;
+use crate::source::archive::{ChunkDigest, ChunkFile};
 use crate::source::foreign::{ForeignFile, ForeignLines};
 use crate::source::{LineReader, ReaderKind};
 
@@ -99,10 +99,15 @@ pub struct RestorePlan {
     pub extras: Vec<(ExtraKind, Map<String, Value>)>,
 }
 
-/// Checks every file of the archive, then reads the plan for the selected
-/// indices. Without `force`, any damaged file stops everything before a
-/// single write; with it, damaged indices and template files are left out
-/// and listed in [`RestorePlan::damaged`].
+/// Reads the plan for the selected indices, checking the files it needs
+/// first: the cluster files and the selected indices' metadata files by
+/// size and sha256 here, their data files as they are read (each
+/// [`ChunkFile`] carries its digest: [`validate_data`] proves it before
+/// the first write, [`check_data_digests`] where lines are not validated).
+/// Files of indices that are not selected are not read at all. Without
+/// `force`, any damaged file stops everything before a single write; with
+/// it, damaged indices and template files are left out and listed in
+/// [`RestorePlan::damaged`].
 pub async fn from_archive(
     archive: &Archive,
     selector: &IndexSelector,
@@ -111,7 +116,18 @@ pub async fn from_archive(
 ) -> Result<RestorePlan, RestoreError> {
     let reader = archive.reader();
     let manifest = archive.manifest();
-    let (_, problems) = crate::inspect::check_all(archive).await;
+    let selected = || {
+        manifest
+            .indices
+            .iter()
+            .filter(|i| selector.selects(&i.name))
+    };
+    let needed = manifest.cluster_files.iter().chain(
+        selected()
+            .flat_map(|i| i.files.iter())
+            .filter(|f| f.kind != FileKind::Data),
+    );
+    let problems = archive.check_files(needed).await;
     if !force {
         if let Some((path, problem)) = problems.first() {
             return Err(RestoreError::Damaged {
@@ -142,11 +158,7 @@ pub async fn from_archive(
             }
         }
     }
-    for index in manifest
-        .indices
-        .iter()
-        .filter(|i| selector.selects(&i.name))
-    {
+    for index in selected() {
         if let Some((path, problem)) = index
             .files
             .iter()
@@ -171,6 +183,10 @@ pub async fn from_archive(
                 FileKind::Data => chunks.push(ChunkFile {
                     path,
                     docs: file.docs.unwrap_or(0),
+                    digest: Some(ChunkDigest {
+                        bytes: file.bytes,
+                        sha256: file.sha256.clone(),
+                    }),
                 }),
                 _ => {}
             }
@@ -235,6 +251,47 @@ pub async fn validate_data(plan: &mut RestorePlan, force: bool) -> Result<(), Re
     for (i, why) in bad.iter().rev() {
         let index = plan.indices.remove(*i);
         plan.damaged.push((index.name, why.clone()));
+    }
+    Ok(())
+}
+
+/// Checks the size and sha256 of every data file of the plan, without
+/// decompressing: what a restore that does not validate lines still proves
+/// before the first write. Damaged files stop it, or with `force` move
+/// their index to [`RestorePlan::damaged`].
+pub async fn check_data_digests(plan: &mut RestorePlan, force: bool) -> Result<(), RestoreError> {
+    let mut bad = Vec::new();
+    for (i, index) in plan.indices.iter().enumerate() {
+        let DataOrigin::Chunks(files) = &index.data else {
+            continue;
+        };
+        for file in files {
+            let Some(expected) = &file.digest else {
+                continue;
+            };
+            let problem = match crate::archive::hash::file_digest(&file.path).await {
+                Ok((bytes, sha256)) if bytes == expected.bytes && sha256 == expected.sha256 => {
+                    continue
+                }
+                Ok((bytes, _)) if bytes != expected.bytes => {
+                    format!("{bytes} bytes, the manifest says {}", expected.bytes)
+                }
+                Ok(_) => "its sha256 differs from the manifest's".to_string(),
+                Err(e) => e.to_string(),
+            };
+            bad.push((i, format!("{}: damaged: {problem}", file.path.display())));
+            break;
+        }
+    }
+    if let (Some((_, first)), false) = (bad.first(), force) {
+        return Err(RestoreError::Invalid {
+            problem: first.clone(),
+            more: bad.len() - 1,
+        });
+    }
+    for (i, why) in bad.into_iter().rev() {
+        let index = plan.indices.remove(i);
+        plan.damaged.push((index.name, why));
     }
     Ok(())
 }

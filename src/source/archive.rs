@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 
 use crate::archive::compression::{decoding_reader, Compression};
+use crate::archive::hash::{HashingReader, ReadDigest};
 
 /// Read buffer in front of each chunk file and each decoder.
 const READ_BUFFER: usize = 256 * 1024;
@@ -18,6 +19,8 @@ pub enum ChunkError {
         path: PathBuf,
         error: std::io::Error,
     },
+    #[error("{}: damaged: {reason}", path.display())]
+    Damaged { path: PathBuf, reason: String },
     #[error("{}: line {line}: {reason}", path.display())]
     Malformed {
         path: PathBuf,
@@ -32,6 +35,15 @@ pub struct ChunkFile {
     pub path: PathBuf,
     /// Documents the manifest says it holds.
     pub docs: u64,
+    /// Size and sha256 the manifest says it has, checked as it is read.
+    pub digest: Option<ChunkDigest>,
+}
+
+/// A data file's size and hex sha256, as the manifest records them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkDigest {
+    pub bytes: u64,
+    pub sha256: String,
 }
 
 struct OpenFile {
@@ -40,6 +52,10 @@ struct OpenFile {
     line: u64,
     docs: u64,
     expected: u64,
+    /// What was read of the file itself (before decompression), and what
+    /// it must come to.
+    seen: ReadDigest,
+    digest: Option<ChunkDigest>,
 }
 
 /// The lines of a list of chunk files, in order.
@@ -78,6 +94,19 @@ impl ChunkLines {
                     error,
                 })?;
             if n == 0 {
+                if let Some(expected) = &file.digest {
+                    let (bytes, sha256) = file.seen.get();
+                    if bytes != expected.bytes || sha256 != expected.sha256 {
+                        return Err(ChunkError::Damaged {
+                            path: file.path.clone(),
+                            reason: if bytes != expected.bytes {
+                                format!("{bytes} bytes, the manifest says {}", expected.bytes)
+                            } else {
+                                "its sha256 differs from the manifest's: the file was changed or damaged".into()
+                            },
+                        });
+                    }
+                }
                 if file.docs != file.expected {
                     return Err(ChunkError::Malformed {
                         path: file.path.clone(),
@@ -125,7 +154,8 @@ async fn open(file: ChunkFile) -> Result<OpenFile, ChunkError> {
             path: file.path.clone(),
             error,
         })?;
-    let raw = BufReader::with_capacity(READ_BUFFER, handle);
+    let (hashed, seen) = HashingReader::new(handle);
+    let raw = BufReader::with_capacity(READ_BUFFER, hashed);
     let name = file
         .path
         .file_name()
@@ -138,6 +168,8 @@ async fn open(file: ChunkFile) -> Result<OpenFile, ChunkError> {
         line: 0,
         docs: 0,
         expected: file.docs,
+        seen,
+        digest: file.digest,
     })
 }
 
@@ -165,10 +197,12 @@ mod tests {
             ChunkFile {
                 path: a.clone(),
                 docs: 2,
+                digest: None,
             },
             ChunkFile {
                 path: b.clone(),
                 docs: 1,
+                digest: None,
             },
         ]);
         let mut buf = Vec::new();
@@ -178,11 +212,16 @@ mod tests {
         }
         assert_eq!(got, ["1", "2", "3"]);
 
-        let mut wrong = ChunkLines::new(vec![ChunkFile { path: a, docs: 3 }]);
+        let mut wrong = ChunkLines::new(vec![ChunkFile {
+            path: a,
+            docs: 3,
+            digest: None,
+        }]);
         while let Ok(true) = wrong.next_line(&mut buf).await {}
         let mut wrong = ChunkLines::new(vec![ChunkFile {
             path: b.clone(),
             docs: 3,
+            digest: None,
         }]);
         let err = loop {
             match wrong.next_line(&mut buf).await {
@@ -206,6 +245,7 @@ mod tests {
         let mut lines = ChunkLines::new(vec![ChunkFile {
             path: a,
             docs: 1000,
+            digest: None,
         }]);
         let mut buf = Vec::new();
         let err = loop {
@@ -216,5 +256,46 @@ mod tests {
             }
         };
         assert!(err.to_string().contains("a.jsonl.zst"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod digest_tests {
+    use super::*;
+
+    async fn read_all(file: ChunkFile) -> Result<u64, ChunkError> {
+        let mut lines = ChunkLines::new(vec![file]);
+        let mut buf = Vec::new();
+        let mut n = 0;
+        while lines.next_line(&mut buf).await? {
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// A file whose lines are fine but whose bytes are not the ones the
+    /// manifest recorded is refused once read to its end.
+    #[tokio::test]
+    async fn the_checksum_is_checked_while_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data-s000-00000.jsonl");
+        let text =
+            b"{\"_id\":\"1\",\"_source\":{\"n\":1}}\n{\"_id\":\"2\",\"_source\":{\"n\":2}}\n";
+        tokio::fs::write(&path, text).await.unwrap();
+        let (bytes, sha256) = crate::archive::hash::file_digest(&path).await.unwrap();
+        let file = |digest| ChunkFile {
+            path: path.clone(),
+            docs: 2,
+            digest,
+        };
+        let right = ChunkDigest { bytes, sha256 };
+        assert_eq!(read_all(file(Some(right.clone()))).await.unwrap(), 2);
+        // Same size, one digit changed: still two good lines.
+        let changed = String::from_utf8_lossy(text).replace("\"n\":2", "\"n\":3");
+        tokio::fs::write(&path, changed).await.unwrap();
+        let err = read_all(file(Some(right.clone()))).await.unwrap_err();
+        assert!(matches!(err, ChunkError::Damaged { .. }), "{err}");
+        assert!(err.to_string().contains("sha256"), "{err}");
+        assert_eq!(read_all(file(None)).await.unwrap(), 2);
     }
 }

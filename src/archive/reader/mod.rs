@@ -46,7 +46,28 @@ impl Archive {
     pub fn reader(&self) -> &Reader {
         &self.reader
     }
+
+    /// Checks `files` (size and sha256 against the manifest), a few at a
+    /// time; returns the failures, sorted by path.
+    pub async fn check_files<'a>(
+        &self,
+        files: impl IntoIterator<Item = &'a FileEntry>,
+    ) -> Vec<(String, FileCheck)> {
+        use futures::stream::{self, StreamExt};
+        let reader = self.reader();
+        let mut problems: Vec<(String, FileCheck)> = stream::iter(files)
+            .map(|f| async move { (f.path.clone(), reader.check_file(f).await) })
+            .buffer_unordered(CHECK_CONCURRENCY)
+            .filter(|(_, c)| std::future::ready(*c != FileCheck::Ok))
+            .collect()
+            .await;
+        problems.sort_by(|a, b| a.0.cmp(&b.0));
+        problems
+    }
 }
+
+/// Files checked at the same time: hashing is CPU-bound, reading is I/O.
+const CHECK_CONCURRENCY: usize = 4;
 
 /// Files of an opened archive.
 #[derive(Debug)]
