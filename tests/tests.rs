@@ -25,6 +25,8 @@ mod copy;
 mod faults;
 // TLS certificate failures and a full disk.
 mod hostile;
+// Connection options: bearer tokens, client certificates (mutual TLS), mixed credentials.
+mod connect;
 // The archive format: older versions, metadata kinds, partial dumps.
 mod formats;
 // `esark restore` of other tools' dumps: multielasticdump, elasticdump, Kourou, bulk NDJSON.
