@@ -224,15 +224,18 @@ pub fn all_index_names(cluster: &TestCluster) -> Vec<String> {
         .unwrap_or_else(|| panic!("_cat/indices: {list}"))
         .iter()
         .map(|i| i["index"].as_str().unwrap().to_string())
-        // On the shared target: only what the test created, without the
-        // system indices the cluster may create meanwhile.
-        .filter(|n| {
-            cluster.is_new("index", n)
-                && !(cluster.is_shared() && n.starts_with('.') && !n.contains("esark-test"))
-        })
+        .filter(|n| created_by_test(cluster, "index", n))
         .collect();
     names.sort();
     names
+}
+
+/// On a private osmem, everything; on the shared target, what appeared
+/// since the test started ([`TestCluster::is_new`]), less the system
+/// indices and templates (`.`-names) the cluster may create meanwhile.
+fn created_by_test(cluster: &TestCluster, kind: &str, name: &str) -> bool {
+    cluster.is_new(kind, name)
+        && !(cluster.is_shared() && name.starts_with('.') && !name.contains("esark-test"))
 }
 
 /// Every template of the cluster as `kind:name` (`legacy`, `index`,
@@ -242,7 +245,7 @@ pub fn all_template_names(cluster: &TestCluster) -> Vec<String> {
     let mut out = Vec::new();
     let legacy = cluster.get("/_template");
     for name in legacy.as_object().map(|o| o.keys()).into_iter().flatten() {
-        if cluster.is_new("legacy", name) {
+        if created_by_test(cluster, "legacy", name) {
             out.push(format!("legacy:{name}"));
         }
     }
@@ -258,7 +261,7 @@ pub fn all_template_names(cluster: &TestCluster) -> Vec<String> {
             } else {
                 kind
             };
-            if cluster.is_new(snapshot_kind, name) {
+            if created_by_test(cluster, snapshot_kind, name) {
                 out.push(format!("{kind}:{name}"));
             }
         }
