@@ -13,7 +13,7 @@ use crate::util::check::{assert_no_secret, assert_one_error_line};
 use crate::util::esark::{Esark, Output};
 use crate::util::fixture::Fixture;
 use crate::util::proxy::AuthProxy;
-use crate::util::restore_support::{docs_of, target_args, target_cluster};
+use crate::util::restore_support::{all_index_names, docs_of, target_args, target_cluster};
 use crate::util::server::TestCluster;
 use crate::util::skip::skip;
 use crate::util::tls::{TestCa, TlsFront};
@@ -308,28 +308,64 @@ fn a_client_certificate_without_its_key_or_with_bad_files_is_refused() {
     assert_usage_error(&run, "--target-client-key");
 }
 
+/// `copy` with each side behind its own mutual TLS front, each demanding a
+/// certificate of its own CA: each side presents its own client certificate
+/// (`--source-client-…`, `--target-client-…`); one `--ca-cert` bundle
+/// trusts both servers.
 #[test]
-fn copy_from_a_mutual_tls_source() {
-    let ca = TestCa::new("esark test client CA");
-    let Some((cluster, index, front)) = mutual_front("connect-mtls-copy", &ca) else {
+fn copy_between_two_mutual_tls_clusters() {
+    let source_ca = TestCa::new("source client CA");
+    let Some((cluster, index, source_front)) = mutual_front("connect-mtls-copy", &source_ca) else {
         return;
     };
     let Some(target) = target_cluster("connect-mtls-copy") else {
         return;
     };
+    if target.is_shared() {
+        skip(
+            "connect-mtls-copy",
+            "the target's TLS front needs a private osmem",
+        );
+        return;
+    }
+    let target_ca = TestCa::new("target client CA");
+    let target_front = TlsFront::start_mutual(target.base_url(), &["127.0.0.1"], &target_ca);
     let tmp = tempfile::tempdir().unwrap();
-    let (cert, key) = ca.issue_client(tmp.path(), "esark-client");
-    let run = Esark::new()
-        .args(["copy", "--source", &front.url])
-        .args(target_args(&target))
-        .args(["--match", &Fixture::exactly(&index), "--quiet"])
-        .args(["--ca-cert", front.cert_pem.to_str().unwrap()])
-        .arg("--source-client-cert")
-        .arg(&cert)
-        .arg("--source-client-key")
-        .arg(&key)
-        .run();
-    run.assert_success();
+    let source_dir = tmp.path().join("source");
+    let target_dir = tmp.path().join("target");
+    std::fs::create_dir(&source_dir).unwrap();
+    std::fs::create_dir(&target_dir).unwrap();
+    let (source_cert, source_key) = source_ca.issue_client(&source_dir, "esark-source");
+    let (target_cert, target_key) = target_ca.issue_client(&target_dir, "esark-target");
+    let bundle = tmp.path().join("servers.pem");
+    let pem = |front: &TlsFront| std::fs::read_to_string(&front.cert_pem).unwrap();
+    std::fs::write(&bundle, pem(&source_front) + &pem(&target_front)).unwrap();
+    let copy = |target_cert: &std::path::Path, target_key: &std::path::Path| {
+        Esark::new()
+            .args(["copy", "--source", &source_front.url])
+            .args(["--target", &target_front.url])
+            .args(["--match", &Fixture::exactly(&index), "--quiet"])
+            .arg("--ca-cert")
+            .arg(&bundle)
+            .arg("--source-client-cert")
+            .arg(&source_cert)
+            .arg("--source-client-key")
+            .arg(&source_key)
+            .arg("--target-client-cert")
+            .arg(target_cert)
+            .arg("--target-client-key")
+            .arg(target_key)
+            .run()
+    };
+
+    // The source's certificate offered to the target: refused there.
+    let run = copy(&source_cert, &source_key);
+    let line = assert_one_error_line(&run);
+    assert!(line.contains(&target_front.url), "names the target: {line}");
+    assert!(!all_index_names(&target).contains(&index), "nothing copied");
+
+    // Each side its own certificate: copied.
+    copy(&target_cert, &target_key).assert_success();
     assert_eq!(docs_of(&target, &index).len(), 3);
     assert_eq!(docs_of(&target, &index), docs_of(&cluster, &index));
 }
