@@ -13,7 +13,7 @@ use crate::util::check::{assert_no_secret, assert_one_error_line};
 use crate::util::esark::{Esark, Output};
 use crate::util::fixture::Fixture;
 use crate::util::proxy::AuthProxy;
-use crate::util::restore_support::{all_index_names, docs_of, target_args, target_cluster};
+use crate::util::restore_support::{all_index_names, docs_of, target_cluster};
 use crate::util::server::TestCluster;
 use crate::util::skip::skip;
 use crate::util::tls::{TestCa, TlsFront};
