@@ -365,9 +365,19 @@ mod tests {
 
         calls.store(0, Ordering::SeqCst);
         let r: Result<u32, String> = p
-            .run(|| async { Err::<u32, _>("always".to_string()) }, |_| true)
+            .run(
+                || async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    Err::<u32, _>("always".to_string())
+                },
+                |_| true,
+            )
             .await;
         assert_eq!(r, Err("always".into()));
+        // Retryable every time: exactly `max_attempts` calls, then the last error.
+        assert_eq!(calls.load(Ordering::SeqCst), p.max_attempts);
+
+        calls.store(0, Ordering::SeqCst);
 
         let r: Result<u32, String> = p
             .run(

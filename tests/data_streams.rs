@@ -16,6 +16,7 @@ use crate::util::esark::Esark;
 use crate::util::proxy::AuthProxy;
 use crate::util::restore_support::{docs_of, json_report, report_index, target_cluster};
 use crate::util::server::TestCluster;
+use crate::util::skip::skip;
 
 const STREAM: &str = "logs-app";
 const DOCS: usize = 600;
@@ -25,7 +26,10 @@ const DOCS: usize = 600;
 fn source(test: &str) -> Option<(TestCluster, AuthProxy)> {
     let cluster = TestCluster::start(test);
     if cluster.is_shared() {
-        eprintln!("skipped {test}: data streams are emulated in front of a private osmem");
+        skip(
+            test,
+            "data streams are emulated in front of a private osmem",
+        );
         return None;
     }
     cluster.put_index_template(

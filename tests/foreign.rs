@@ -5,8 +5,9 @@
 //! file: `_source` exactly as the file holds it, big integers included.
 //!
 //! Fixtures are copied to a temporary folder first: a restore writes its
-//! state file next to its input. Every test needs a fresh target and is
-//! skipped when `ESARK_TEST_URL` is set (see `target_cluster`).
+//! state file next to its input. Every test needs a target of its own: a
+//! private osmem or `ESARK_TEST_TARGET_URL`, and is skipped (visibly) when
+//! `ESARK_TEST_URL` is set without it (see `target_cluster`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

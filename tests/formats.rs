@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::util::esark::Esark;
 use crate::util::restore_support::{copy_dir, docs_of, restore_cmd, target_cluster, verify_cmd};
 use crate::util::server::TestCluster;
+use crate::util::skip::skip;
 
 fn fixture(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -366,7 +367,7 @@ fn an_elasticsearch_archive_restores_into_opensearch_with_field_types_converted(
         return;
     };
     if target.get("/")["version"]["distribution"] != "opensearch" {
-        eprintln!("skipped: the target must be OpenSearch");
+        skip("format-es8", "the target must be OpenSearch");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -4,6 +4,7 @@
 
 use crate::util::esark::Esark;
 use crate::util::server::TestCluster;
+use crate::util::skip::skip;
 use crate::util::tls::TlsFront;
 
 fn dump_through(url: &str, out: &std::path::Path, extra: &[&str]) -> crate::util::esark::Output {
@@ -26,7 +27,7 @@ fn one_error_line(stderr: &str) -> &str {
 fn tls_certificate_problems_are_clear_errors_and_the_right_ca_works() {
     let cluster = TestCluster::start("tls");
     if cluster.is_shared() {
-        eprintln!("skipped: the TLS front needs a private osmem");
+        skip("tls", "the TLS front needs a private osmem");
         return;
     }
     cluster.create_index(&cluster.name("i"), &serde_json::json!({}));
@@ -97,7 +98,7 @@ fn a_full_disk_fails_the_dump_without_a_manifest() {
         .map(|s| s.success())
         .unwrap_or(false);
     if !mounted {
-        eprintln!("skipped: cannot mount a small tmpfs here (needs root)");
+        skip("full-disk", "cannot mount a small tmpfs here (needs root)");
         return;
     }
     struct Unmount(std::path::PathBuf);

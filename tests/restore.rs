@@ -2,8 +2,9 @@
 //! archive into a second, fresh cluster, and check the target with plain
 //! HTTP reads (never only with `esark verify`).
 //!
-//! Every test here needs two distinct clusters and is skipped (with a note)
-//! when `ESARK_TEST_URL` is set; see `util::restore_support::target_cluster`.
+//! Every test here needs two distinct clusters (with `ESARK_TEST_URL`, the
+//! target is `ESARK_TEST_TARGET_URL`) and is skipped visibly without them;
+//! see `util::restore_support::target_cluster`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

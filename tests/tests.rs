@@ -3,8 +3,12 @@
 //!
 //! Every test talks to a real server: a private in-memory `osmem-server`
 //! started on `127.0.0.1:0` (install it with `./scripts/install-osmem.sh`),
-//! or the shared cluster named by `ESARK_TEST_URL`. Tests name everything
-//! they create with a per-test prefix so they can share one cluster.
+//! or the shared cluster named by `ESARK_TEST_URL` (with a second one,
+//! `ESARK_TEST_TARGET_URL`, as the target of restores and copies). Tests
+//! name everything they create with a per-test prefix so they can share one
+//! cluster. A test whose precondition is missing says so
+//! (`util::skip`: `SKIPPED <test>: <reason>`, counted by `scripts/test.sh`)
+//! rather than passing without testing.
 
 // Shared helpers: test cluster, auth proxy, esark runner, archive reader.
 mod util;
@@ -25,6 +29,8 @@ mod copy;
 mod faults;
 // TLS certificate failures and a full disk.
 mod hostile;
+// Connection options: bearer tokens, client certificates (mutual TLS), mixed credentials.
+mod connect;
 // The archive format: older versions, metadata kinds, partial dumps.
 mod formats;
 // `esark restore` of other tools' dumps: multielasticdump, elasticdump, Kourou, bulk NDJSON.

@@ -64,6 +64,7 @@ async fn seed(args: &Args) -> Result<u64, ClusterError> {
         url,
         auth,
         ca_cert: None,
+        client_cert: None,
         insecure: false,
         timeout: std::time::Duration::from_secs(300),
     })

@@ -12,6 +12,7 @@
 //! from [`aws_credentials`].
 
 pub mod aws_credentials;
+pub mod client_cert;
 pub mod data_streams;
 pub mod extras;
 pub mod indices;
@@ -26,15 +27,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use elasticsearch::auth::Credentials;
+use elasticsearch::auth::{ClientCertificate, Credentials};
 use elasticsearch::cert::{Certificate, CertificateValidation};
-use elasticsearch::http::headers::HeaderMap;
+use elasticsearch::http::headers::{HeaderMap, AUTHORIZATION};
 use elasticsearch::http::transport::{SingleNodeConnectionPool, Transport, TransportBuilder};
 use elasticsearch::http::Method;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use url::Url;
 
 use aws_credentials::{AwsEnv, AwsError};
+use client_cert::ClientCert;
 use model::info::{ClusterInfo, Flavor, RootResponse};
 use sigv4::{AwsService, SigV4Signer};
 
@@ -152,6 +154,10 @@ pub enum Auth {
     },
     /// `id:key` or the base64 encoded form.
     ApiKey(String),
+    /// A token sent as `Authorization: Bearer <token>` (an Elasticsearch
+    /// access token, a service account token, or an OIDC/JWT token in
+    /// front of a proxy).
+    Bearer(String),
     /// AWS Signature Version 4 (Amazon OpenSearch Service, OpenSearch
     /// Serverless), with credentials from the environment or the shared
     /// profile files, read when connecting. `region: None` takes the
@@ -168,6 +174,7 @@ impl fmt::Debug for Auth {
             Auth::None => f.write_str("None"),
             Auth::Basic { user, .. } => write!(f, "Basic({user}, ***)"),
             Auth::ApiKey(_) => f.write_str("ApiKey(***)"),
+            Auth::Bearer(_) => f.write_str("Bearer(***)"),
             Auth::AwsSigV4 { region, service } => {
                 write!(f, "AwsSigV4({service}, region {region:?})")
             }
@@ -183,6 +190,9 @@ pub struct ClusterConfig {
     pub auth: Auth,
     /// PEM bytes of a CA certificate to trust, and the path it came from.
     pub ca_cert: Option<(String, Vec<u8>)>,
+    /// A client certificate and key for mutual TLS; independent of `auth`
+    /// (a cluster may ask for both).
+    pub client_cert: Option<ClientCert>,
     pub insecure: bool,
     /// Per request timeout.
     pub timeout: Duration,
@@ -308,17 +318,16 @@ impl Cluster {
         let mut builder = TransportBuilder::new(pool)
             .timeout(config.timeout)
             .enable_meta_header(false);
-        match &config.auth {
-            Auth::None => {}
+        let credentials = match &config.auth {
+            Auth::None => None,
             Auth::Basic { user, password } => {
-                builder = builder.auth(Credentials::Basic(user.clone(), password.clone()))
+                Some(Credentials::Basic(user.clone(), password.clone()))
             }
-            Auth::ApiKey(key) => {
-                builder = builder.auth(match key.split_once(':') {
-                    Some((id, k)) => Credentials::ApiKey(id.to_string(), k.to_string()),
-                    None => Credentials::EncodedApiKey(key.clone()),
-                })
-            }
+            Auth::ApiKey(key) => Some(match key.split_once(':') {
+                Some((id, k)) => Credentials::ApiKey(id.to_string(), k.to_string()),
+                None => Credentials::EncodedApiKey(key.clone()),
+            }),
+            Auth::Bearer(token) => Some(Credentials::Bearer(token.clone())),
             Auth::AwsSigV4 { region, service } => {
                 let loaded = SigV4Signer::load(region.as_deref(), *service, AwsEnv::from_process())
                     .await
@@ -327,6 +336,30 @@ impl Cluster {
                         error,
                     })?;
                 signer = Some(Arc::new(loaded));
+                None
+            }
+        };
+        match (&config.client_cert, credentials) {
+            (None, Some(credentials)) => builder = builder.auth(credentials),
+            (None, None) => {}
+            // The transport holds one `Credentials`: the certificate takes
+            // it, and any other credentials go in a default header.
+            (Some(cert), credentials) => {
+                builder = builder.auth(Credentials::Certificate(ClientCertificate::Pem(
+                    cert.pem.clone(),
+                )));
+                if let Some(credentials) = credentials {
+                    let value =
+                        client_cert::authorization_header(&credentials).ok_or_else(|| {
+                            ClusterError::InvalidUrl {
+                                url: url.to_string(),
+                                reason:
+                                    "the credentials hold characters not allowed in an HTTP header"
+                                        .into(),
+                            }
+                        })?;
+                    builder = builder.header(AUTHORIZATION, value);
+                }
             }
         }
         if config.insecure {

@@ -436,6 +436,7 @@ mod tests {
             url,
             auth,
             ca_cert: None,
+            client_cert: None,
             insecure: false,
             timeout: Duration::from_secs(10),
         })

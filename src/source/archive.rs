@@ -212,12 +212,28 @@ mod tests {
         }
         assert_eq!(got, ["1", "2", "3"]);
 
+        // A compressed file with fewer documents than the manifest says: both
+        // of its lines, then an error naming it (never a clean end).
         let mut wrong = ChunkLines::new(vec![ChunkFile {
             path: a,
             docs: 3,
             digest: None,
         }]);
-        while let Ok(true) = wrong.next_line(&mut buf).await {}
+        let mut read = 0;
+        let err = loop {
+            match wrong.next_line(&mut buf).await {
+                Ok(true) => read += 1,
+                Ok(false) => panic!("a file short of the manifest's count was accepted"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(read, 2);
+        assert!(err.to_string().contains("a.jsonl.zst"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("holds 2 documents, the manifest says 3"),
+            "{err}"
+        );
         let mut wrong = ChunkLines::new(vec![ChunkFile {
             path: b.clone(),
             docs: 3,

@@ -1,11 +1,13 @@
 //! Helpers shared by the integration tests.
 //!
-//! - [`server`]: a [`server::TestCluster`] (private osmem or `ESARK_TEST_URL`)
-//!   with a small blocking JSON client that names, creates and cleans up
-//!   per-test indices and templates.
+//! - [`server`]: a [`server::TestCluster`] (private osmem, `ESARK_TEST_URL`,
+//!   or `ESARK_TEST_TARGET_URL` as the target) with a small blocking JSON
+//!   client that names, creates and cleans up per-test indices and templates.
 //! - [`osmem`]: the private osmem-server child process behind a test cluster.
-//! - [`proxy`]: an HTTP proxy that demands Basic authentication, for the
-//!   credential tests (osmem itself has none).
+//! - [`proxy`]: an HTTP proxy that demands Basic authentication or a bearer
+//!   token, for the credential tests (osmem itself has none).
+//! - [`tls`]: a TLS front for osmem, optionally demanding a client
+//!   certificate of a test CA ([`tls::TestCa`]).
 //! - [`data_streams`]: Elasticsearch's data stream API, emulated in front of
 //!   osmem by [`proxy::AuthProxy::start_data_streams`].
 //! - [`sigv4`]: an AWS SigV4 verifier, written from the specification, that
@@ -14,6 +16,8 @@
 //! - [`archive`]: reads an archive folder back (manifest, metadata, data lines).
 //! - [`check`]: assertions on archives and on failed runs.
 //! - [`fixture`]: the standard seeded data set (indices, aliases, templates).
+//! - [`skip`]: visible skips (`SKIPPED <test>: <reason>`), counted by
+//!   `scripts/test.sh`.
 //! - [`faults`]: an HTTP proxy that injects seeded, bounded faults (429/503,
 //!   rejected bulk items, resets, slow or lost answers, expired contexts).
 
@@ -31,4 +35,5 @@ pub mod proxy;
 pub mod restore_support;
 pub mod server;
 pub mod sigv4;
+pub mod skip;
 pub mod tls;

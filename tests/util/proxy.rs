@@ -5,8 +5,12 @@
 //! a request whose AWS SigV4 signature [`SigV4Verifier`] does not accept
 //! gets `403` and `{"message": reason}`, as AWS answers.
 //!
+//! Started with [`AuthProxy::start_bearer`], it accepts
+//! `Authorization: Bearer <token>` for one token instead.
+//!
 //! A request without `Authorization: Basic base64(user:password)` for the
-//! configured user, or with a wrong one, gets what Elasticsearch answers:
+//! configured user (or the configured bearer token), or with a wrong one,
+//! gets what Elasticsearch answers:
 //! `401`, `WWW-Authenticate: Basic realm="security"` and a
 //! `security_exception` body. Any other request is forwarded to the upstream
 //! cluster (with the upstream's own credentials, if it has any) and its
@@ -48,12 +52,15 @@ struct Stats {
     forwarded: AtomicUsize,
     /// Requests with the right credentials, forwarded or not.
     authorized: AtomicUsize,
+    /// Requests with an `Authorization: Bearer …` header, right or wrong.
+    bearer: AtomicUsize,
 }
 
 struct Shared {
     upstream: String,
     upstream_credentials: Option<(String, String)>,
-    /// `Basic base64(user:password)`: the only accepted Authorization value.
+    /// `Basic base64(user:password)` or `Bearer <token>`: the only accepted
+    /// Authorization value.
     expected: String,
     /// When set, requests are checked for an AWS SigV4 signature instead.
     sigv4: Option<Arc<SigV4Verifier>>,
@@ -82,6 +89,12 @@ impl AuthProxy {
     pub fn start(cluster: &TestCluster, user: &str, password: &str) -> AuthProxy {
         let expected = format!("Basic {}", base64(format!("{user}:{password}").as_bytes()));
         AuthProxy::spawn(cluster, expected, None, None)
+    }
+
+    /// Starts a proxy on `127.0.0.1:0` in front of `cluster` that accepts
+    /// only `Authorization: Bearer <token>`.
+    pub fn start_bearer(cluster: &TestCluster, token: &str) -> AuthProxy {
+        AuthProxy::spawn(cluster, format!("Bearer {token}"), None, None)
     }
 
     /// Starts a proxy on `127.0.0.1:0` in front of `cluster` that accepts
@@ -173,6 +186,16 @@ impl AuthProxy {
     /// How many requests got a 401.
     pub fn rejected(&self) -> usize {
         self.shared.stats.rejected.load(Ordering::SeqCst)
+    }
+
+    /// How many requests came with the right credentials.
+    pub fn authorized(&self) -> usize {
+        self.shared.stats.authorized.load(Ordering::SeqCst)
+    }
+
+    /// How many requests carried `Authorization: Bearer …` (right or wrong).
+    pub fn bearer_requests(&self) -> usize {
+        self.shared.stats.bearer.load(Ordering::SeqCst)
     }
 
     /// How many requests were forwarded upstream.
@@ -366,14 +389,24 @@ fn handle(req: Request, shared: &Shared) -> Vec<u8> {
         .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
         .map(|(_, v)| v.as_str());
     let path = req.target.split('?').next().unwrap_or("/").to_string();
+    if auth.is_some_and(|a| a.starts_with("Bearer ")) {
+        shared.stats.bearer.fetch_add(1, Ordering::SeqCst);
+    }
     let revoked = auth == Some(shared.expected.as_str())
         && shared.stats.authorized.fetch_add(1, Ordering::SeqCst)
             >= shared.limit.load(Ordering::SeqCst);
     if auth != Some(shared.expected.as_str()) || revoked {
         shared.stats.rejected.fetch_add(1, Ordering::SeqCst);
-        let reason = match auth.and_then(basic_user) {
-            Some(user) => format!("unable to authenticate user [{user}] for REST request [{path}]"),
-            None => format!("missing authentication credentials for REST request [{path}]"),
+        let reason = match (auth, auth.and_then(basic_user)) {
+            (_, Some(user)) => {
+                format!("unable to authenticate user [{user}] for REST request [{path}]")
+            }
+            (Some(a), None) if a.starts_with("Bearer ") => {
+                format!(
+                    "unable to authenticate with provided credentials for REST request [{path}]"
+                )
+            }
+            _ => format!("missing authentication credentials for REST request [{path}]"),
         };
         let body = serde_json::json!({
             "error": {

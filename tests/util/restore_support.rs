@@ -1,8 +1,8 @@
 //! Helpers for the `restore`, `verify` and `copy` tests.
 //!
-//! - [`target_cluster`]: a second, empty cluster to restore into (these
-//!   tests need two distinct clusters, so they are skipped, with a note on
-//!   stderr, when `ESARK_TEST_URL` makes every cluster the same one).
+//! - [`target_cluster`]: a second cluster to restore into: a private osmem,
+//!   or `ESARK_TEST_TARGET_URL`; skipped visibly when `ESARK_TEST_URL` is
+//!   set without it (every cluster would be the same one).
 //! - [`dump_archive`], [`restore_cmd`], [`verify_cmd`], [`copy_cmd`]: the
 //!   esark invocations, ready for more flags.
 //! - [`Spawned`]: an esark run in the background (for watching the target
@@ -26,21 +26,27 @@ use serde_json::Value;
 
 use super::esark::{capture, text, Esark, Output};
 use super::server::{enc, TestCluster};
+use super::skip::skip;
 
-/// A fresh cluster to restore into, or `None` (after saying why on stderr)
-/// when `ESARK_TEST_URL` is set: the source and the target would then be
-/// the same cluster, and a restore under the same names would collide with
-/// the source indices and aliases.
+/// A cluster to restore into: a fresh private osmem, or the shared
+/// `ESARK_TEST_TARGET_URL` when it is set ([`TestCluster::start_shared_target`]).
+/// `None`, after a visible [`skip`], when `ESARK_TEST_URL` is set without
+/// `ESARK_TEST_TARGET_URL`: source and target would be one cluster, and a
+/// restore under the same names would collide with the source indices.
 pub fn target_cluster(test_name: &str) -> Option<TestCluster> {
-    let target = TestCluster::start(&format!("{test_name}-target"));
-    if target.is_shared() {
-        eprintln!(
-            "skipped {test_name}: needs two distinct clusters, but ESARK_TEST_URL \
-             makes every test cluster the same one"
+    let name = format!("{test_name}-target");
+    if let Some(target) = TestCluster::start_shared_target(&name) {
+        return Some(target);
+    }
+    if std::env::var("ESARK_TEST_URL").is_ok_and(|u| !u.trim().is_empty()) {
+        skip(
+            test_name,
+            "needs a second cluster as the target: ESARK_TEST_URL is set but \
+             ESARK_TEST_TARGET_URL is not",
         );
         return None;
     }
-    Some(target)
+    Some(TestCluster::start(&name))
 }
 
 /// The arguments pointing esark's `--target` at `cluster`.
@@ -209,7 +215,8 @@ pub fn get_source(
     )
 }
 
-/// Every index of the cluster, hidden and dot ones included, sorted.
+/// Every index of the cluster, hidden and dot ones included, sorted; on
+/// the shared target, those the running test created ([`TestCluster::is_new`]).
 pub fn all_index_names(cluster: &TestCluster) -> Vec<String> {
     let list = cluster.get("/_cat/indices?format=json&expand_wildcards=all");
     let mut names: Vec<String> = list
@@ -217,18 +224,30 @@ pub fn all_index_names(cluster: &TestCluster) -> Vec<String> {
         .unwrap_or_else(|| panic!("_cat/indices: {list}"))
         .iter()
         .map(|i| i["index"].as_str().unwrap().to_string())
+        .filter(|n| created_by_test(cluster, "index", n))
         .collect();
     names.sort();
     names
 }
 
+/// On a private osmem, everything; on the shared target, what appeared
+/// since the test started ([`TestCluster::is_new`]), less the system
+/// indices and templates (`.`-names) the cluster may create meanwhile.
+fn created_by_test(cluster: &TestCluster, kind: &str, name: &str) -> bool {
+    cluster.is_new(kind, name)
+        && !(cluster.is_shared() && name.starts_with('.') && !name.contains("esark-test"))
+}
+
 /// Every template of the cluster as `kind:name` (`legacy`, `index`,
-/// `component`), sorted.
+/// `component`), sorted; on the shared target, those the running test
+/// created.
 pub fn all_template_names(cluster: &TestCluster) -> Vec<String> {
     let mut out = Vec::new();
     let legacy = cluster.get("/_template");
     for name in legacy.as_object().map(|o| o.keys()).into_iter().flatten() {
-        out.push(format!("legacy:{name}"));
+        if created_by_test(cluster, "legacy", name) {
+            out.push(format!("legacy:{name}"));
+        }
     }
     for (kind, path, field) in [
         ("index", "/_index_template", "index_templates"),
@@ -236,7 +255,15 @@ pub fn all_template_names(cluster: &TestCluster) -> Vec<String> {
     ] {
         let v = cluster.get(path);
         for t in v[field].as_array().into_iter().flatten() {
-            out.push(format!("{kind}:{}", t["name"].as_str().unwrap_or("?")));
+            let name = t["name"].as_str().unwrap_or("?");
+            let snapshot_kind = if kind == "index" {
+                "index_template"
+            } else {
+                kind
+            };
+            if created_by_test(cluster, snapshot_kind, name) {
+                out.push(format!("{kind}:{name}"));
+            }
         }
     }
     out.sort();

@@ -12,13 +12,17 @@
 //! - `ESARK_OSMEM_BIN`: the osmem binary (default `.venv/bin/osmem-server`,
 //!   installed by `./scripts/install-osmem.sh`).
 //! - `ESARK_TEST_URL`: a real cluster to use instead of osmem.
+//! - `ESARK_TEST_TARGET_URL`: a second real cluster, the target of the
+//!   restore, copy and verify tests ([`TestCluster::start_shared_target`]);
+//!   it should be dedicated to the tests, as they list all its indices.
 //! - `ESARK_TEST_CA_CERT`: CA certificate for an https `ESARK_TEST_URL`
 //!   (passed to esark as `--ca-cert`; without it esark gets `--insecure`).
 
 use std::collections::hash_map::RandomState;
+use std::collections::BTreeSet;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -83,30 +87,115 @@ pub struct TestCluster {
     osmem: Option<Osmem>,
     /// Mutex because the tracking methods take `&self`.
     created: Mutex<Created>,
+    /// Set on the shared target cluster ([`TestCluster::start_shared_target`]).
+    target_scope: Option<TargetScope>,
+}
+
+/// What the shared target held before the test, and the lock that keeps
+/// the other target tests out until this one is cleaned up.
+struct TargetScope {
+    before: BTreeSet<String>,
+    _guard: TargetLease,
+}
+
+/// The right to use the shared target, one test at a time; released on
+/// drop. (Not a `MutexGuard`, which may not move to another thread.)
+struct TargetLease;
+
+static TARGET_BUSY: Mutex<bool> = Mutex::new(false);
+static TARGET_FREED: Condvar = Condvar::new();
+
+impl TargetLease {
+    fn acquire() -> TargetLease {
+        // A test that panicked elsewhere poisons nothing that matters here.
+        let mut busy = TARGET_BUSY.lock().unwrap_or_else(|e| e.into_inner());
+        while *busy {
+            busy = TARGET_FREED.wait(busy).unwrap_or_else(|e| e.into_inner());
+        }
+        *busy = true;
+        TargetLease
+    }
+}
+
+impl Drop for TargetLease {
+    fn drop(&mut self) {
+        *TARGET_BUSY.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        TARGET_FREED.notify_one();
+    }
+}
+
+/// `esark-test-<test_name, lowercase, non-alphanumerics as ->-<random>`.
+fn prefix_for(test_name: &str) -> String {
+    let slug: String = test_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("esark-test-{}-{}", slug, random_hex(6))
+}
+
+/// A non-empty URL from the environment variable `var`.
+fn env_url(var: &str) -> Option<String> {
+    std::env::var(var)
+        .ok()
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+}
+
+/// `v[list][*][field]` (or `v[*][field]` without `list`) as strings.
+fn field_list(v: &Value, list: Option<&str>, field: &str) -> Vec<String> {
+    let items = match list {
+        Some(list) => &v[list],
+        None => v,
+    };
+    items
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i[field].as_str().map(str::to_string))
+        .collect()
 }
 
 impl TestCluster {
     /// A cluster for the test `test_name`, whose resources are named
     /// `esark-test-<test_name>-<random>` (see [`TestCluster::prefix`]).
     pub fn start(test_name: &str) -> TestCluster {
-        let slug: String = test_name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '-'
-                }
-            })
-            .collect();
-        let prefix = format!("esark-test-{}-{}", slug, random_hex(6));
-        let (url, osmem) = match std::env::var("ESARK_TEST_URL") {
-            Ok(url) if !url.trim().is_empty() => (url.trim().to_string(), None),
-            _ => {
+        let prefix = prefix_for(test_name);
+        let (url, osmem) = match env_url("ESARK_TEST_URL") {
+            Some(url) => (url, None),
+            None => {
                 let osmem = Osmem::start();
                 (osmem.url.clone(), Some(osmem))
             }
         };
+        TestCluster::at(url, osmem, prefix)
+    }
+
+    /// The shared target cluster `ESARK_TEST_TARGET_URL`, for a test that
+    /// restores or copies into a second cluster; `None` when it is not set.
+    ///
+    /// Tests that write into it run one at a time (within this process):
+    /// they restore under fixed names and list every index of the cluster.
+    /// What exists when one starts is remembered; [`TestCluster::is_new`]
+    /// tells what appeared since, and that is deleted on drop.
+    pub fn start_shared_target(test_name: &str) -> Option<TestCluster> {
+        let url = env_url("ESARK_TEST_TARGET_URL")?;
+        let guard = TargetLease::acquire();
+        let mut cluster = TestCluster::at(url, None, prefix_for(test_name));
+        let before = cluster.snapshot();
+        cluster.target_scope = Some(TargetScope {
+            before,
+            _guard: guard,
+        });
+        Some(cluster)
+    }
+
+    fn at(url: String, osmem: Option<Osmem>, prefix: String) -> TestCluster {
         let parsed = url::Url::parse(&url).unwrap_or_else(|e| panic!("bad test URL {url:?}: {e}"));
         let credentials = if parsed.username().is_empty() && parsed.password().is_none() {
             None
@@ -139,6 +228,48 @@ impl TestCluster {
             prefix,
             osmem,
             created: Mutex::new(Created::default()),
+            target_scope: None,
+        }
+    }
+
+    /// Every index (`index:NAME`), data stream (`data_stream:NAME`) and
+    /// template (`legacy:`, `index_template:`, `component:`) on the cluster.
+    fn snapshot(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut names = |path: &str, kind: &str, list: fn(&Value) -> Vec<String>| {
+            if let (200, v) = self.request(Method::GET, path, "", None) {
+                out.extend(list(&v).into_iter().map(|n| format!("{kind}:{n}")));
+            }
+        };
+        names(
+            "/_cat/indices?format=json&expand_wildcards=all&h=index",
+            "index",
+            |v| field_list(v, None, "index"),
+        );
+        names("/_data_stream", "data_stream", |v| {
+            field_list(v, Some("data_streams"), "name")
+        });
+        names("/_template", "legacy", |v| {
+            v.as_object()
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default()
+        });
+        names("/_index_template", "index_template", |v| {
+            field_list(v, Some("index_templates"), "name")
+        });
+        names("/_component_template", "component", |v| {
+            field_list(v, Some("component_templates"), "name")
+        });
+        out
+    }
+
+    /// Whether `kind:name` (as in [`TestCluster::snapshot`]) was created by
+    /// the running test: always on a private osmem; on the shared target,
+    /// when it was not there as the test started.
+    pub fn is_new(&self, kind: &str, name: &str) -> bool {
+        match &self.target_scope {
+            Some(scope) => !scope.before.contains(&format!("{kind}:{name}")),
+            None => true,
         }
     }
 
@@ -427,6 +558,39 @@ impl Drop for TestCluster {
         if self.osmem.is_some() {
             // The private server dies with everything in it.
             return;
+        }
+        if let Some(scope) = &self.target_scope {
+            // Everything the test left on the shared target: data streams
+            // before their backing indices, index templates before the
+            // component templates they use.
+            let now = self.snapshot();
+            let order = [
+                "data_stream",
+                "index",
+                "index_template",
+                "component",
+                "legacy",
+            ];
+            for kind in order {
+                for entry in now.difference(&scope.before) {
+                    let Some(name) = entry.strip_prefix(&format!("{kind}:")) else {
+                        continue;
+                    };
+                    // What the cluster creates for itself meanwhile (`.tasks`,
+                    // `.ds-ilm-history-…`) is not the test's to delete.
+                    if name.starts_with('.') && !name.contains("esark-test") {
+                        continue;
+                    }
+                    let path = match kind {
+                        "data_stream" => format!("/_data_stream/{}", enc(name)),
+                        "index" => format!("/{}", enc(name)),
+                        "index_template" => format!("/_index_template/{}", enc(name)),
+                        "component" => format!("/_component_template/{}", enc(name)),
+                        _ => format!("/_template/{}", enc(name)),
+                    };
+                    let _ = self.client_delete(&path);
+                }
+            }
         }
         let created = std::mem::take(&mut *self.created.lock().unwrap());
         // Best effort, and never a panic inside a panic: index templates

@@ -1,13 +1,19 @@
 //! A TLS front for a test server: terminates TLS with a freshly generated
 //! self-signed certificate for the names given, and pipes the plain bytes
 //! to the upstream (an osmem). Stops on Drop.
+//!
+//! [`TlsFront::start_mutual`] also demands a client certificate signed by a
+//! [`TestCa`] (rustls' `WebPkiClientVerifier`), as a cluster with
+//! `xpack.security.http.ssl.client_authentication: required` does; the
+//! handshake fails without one, or with one of another CA.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
 pub struct TlsFront {
@@ -22,6 +28,16 @@ impl TlsFront {
     /// `names`: the subject alternative names of the certificate (DNS names
     /// or IP addresses as text).
     pub fn start(upstream: &str, names: &[&str]) -> TlsFront {
+        TlsFront::spawn(upstream, names, None)
+    }
+
+    /// Like [`TlsFront::start`], and demands a client certificate signed
+    /// by `client_ca`.
+    pub fn start_mutual(upstream: &str, names: &[&str], client_ca: &TestCa) -> TlsFront {
+        TlsFront::spawn(upstream, names, Some(client_ca))
+    }
+
+    fn spawn(upstream: &str, names: &[&str], client_ca: Option<&TestCa>) -> TlsFront {
         let upstream: SocketAddr = upstream
             .trim_start_matches("http://")
             .trim_end_matches('/')
@@ -37,12 +53,24 @@ impl TlsFront {
         let chain = vec![CertificateDer::from(cert.cert.der().to_vec())];
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
         let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-        let config = ServerConfig::builder_with_provider(provider)
+        let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
             .unwrap();
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let mut roots = RootCertStore::empty();
+                roots
+                    .add(CertificateDer::from(ca.cert.der().to_vec()))
+                    .unwrap();
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                        .build()
+                        .unwrap();
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let config = builder.with_single_cert(chain, key).unwrap();
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -85,5 +113,45 @@ impl Drop for TlsFront {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
+    }
+}
+
+/// A certificate authority for client certificates.
+pub struct TestCa {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).unwrap();
+        TestCa { cert, key }
+    }
+
+    /// Issues a client certificate for `name` and writes it and its key
+    /// (PKCS#8) as `<name>.pem` and `<name>.key` in `dir`.
+    pub fn issue_client(&self, dir: &std::path::Path, name: &str) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        let cert_path = dir.join(format!("{name}.pem"));
+        let key_path = dir.join(format!("{name}.key"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
     }
 }
