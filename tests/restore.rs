@@ -861,6 +861,46 @@ fn restore_force_restores_intact_indices_and_reports_the_damaged_one() {
     }
 }
 
+/// Regression: the up-front checksum pass covered every file of the
+/// archive, so a damaged index outside `--match` blocked the restore of
+/// healthy ones. Now only what is restored is checked, and the selected
+/// data's checksums are still proven before the first write, with and
+/// without line validation.
+#[test]
+fn restore_checks_only_the_selected_indices_and_still_refuses_their_damage() {
+    let Some((f, target, _tmp, archive)) = damaged_case("restore-selected-damage") else {
+        return;
+    };
+    let chunk = first_chunk(&archive, &f.main);
+    let path = archive.join(&chunk);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+
+    // Selected, with and without line validation: refused before writing.
+    for extra in [&[][..], &["--no-validate"][..]] {
+        let run = restore_cmd(&archive, &target)
+            .args(["--match", &Fixture::exactly(&f.main)])
+            .args(extra)
+            .run();
+        let line = assert_one_error_line(&run);
+        assert!(line.contains(&chunk), "{extra:?}: {line}\n{run}");
+        assert_target_empty(&target, &format!("a damaged selected chunk {extra:?}"));
+    }
+
+    // The damaged index is not selected: the other one restores whole.
+    let run = restore_cmd(&archive, &target)
+        .args(["--match", &Fixture::exactly(&f.other)])
+        .run();
+    assert!(run.success(), "{run}");
+    assert_same_stored(
+        &sent_docs(&f, &f.other),
+        &docs_of(&target, &f.other),
+        &f.other,
+    );
+}
+
 // ---- 9. metadata-only and inferred mappings ------------------------------------
 
 #[test]
