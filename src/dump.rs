@@ -133,9 +133,10 @@ pub enum DumpError {
     NothingToResume(String),
     #[error("{0}")]
     Pipe(String),
-    /// The reader of `--output -` went away (`| head`): not an error.
-    #[error("stdout was closed")]
-    PipeClosed,
+    /// The reader of `--output -` went away (`| head`): the stream is
+    /// incomplete, and saying so is the point of a pipe's exit code.
+    #[error("standard output was closed after {written} documents: the reader of the pipe went away before the dump finished")]
+    PipeClosed { written: u64 },
     #[error("cannot resume: unreadable checkpoint: {0}")]
     BadCheckpoint(String),
 }
@@ -796,7 +797,7 @@ pub async fn read_templates(
     Ok(set)
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 

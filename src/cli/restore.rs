@@ -199,8 +199,13 @@ pub async fn run_restore(args: RestoreArgs) -> Result<ExitCode, CliError> {
                 "--input - reads one index from standard input: name it with --index"
             ))
         })?;
+        // The header is checked before the target is even contacted: an
+        // empty or foreign stream (a dump that failed) touches nothing.
+        let input = crate::stream::StreamReader::open(tokio::io::stdin())
+            .await
+            .map_err(CliError::failure)?;
         // Nothing to resume from a pipe.
-        let plan = plan::from_stdin(index, &renamer);
+        let plan = plan::from_stdin(index, &renamer, crate::stream::StreamInput::new(input));
         let target = Arc::new(
             Cluster::connect(&config.target)
                 .await

@@ -463,7 +463,7 @@ async fn restore_index(
                 }
                 // Sent twice after a source slice restarted: written once.
                 report.written = written.saturating_sub(resent);
-                if matches!(index.data, plan::DataOrigin::Stdin) {
+                if matches!(index.data, plan::DataOrigin::Stdin(_)) {
                     // Nothing said beforehand how many would come.
                     report.archive_docs = read;
                 }
