@@ -30,7 +30,10 @@
 //! touches the target, and at the end that the trailer is there, counts
 //! the documents read, and is the last line. Documents read before a
 //! missing or wrong trailer have been written by then (a pipe is read
-//! once): the restore fails and says how many.
+//! once): the restore fails and says how many. A stream saved to a file
+//! (`> FILE`) restores with `--input FILE`
+//! ([`crate::source::foreign::esark_stream`]), checked whole before the
+//! target is touched.
 //!
 //! Bytes written to a pipe cannot be taken back, so the source is read with
 //! repeatable pages: a point in time where the cluster has one. A slice
@@ -93,15 +96,17 @@ struct TrailerLine {
 pub enum StreamError {
     #[error("standard input is empty: no esark stream header (did the dump fail?); nothing was restored")]
     Empty,
-    #[error("standard input does not start with an esark stream header ({0}): `restore --input -` reads what `esark dump --output -` writes (restore a file with --input FILE); nothing was restored")]
+    #[error("standard input does not start with an esark stream header ({0}): `restore --input -` reads what `esark dump --output -` writes (restore a file of documents with --input FILE); nothing was restored")]
     NoHeader(String),
-    #[error("standard input is an esark stream of version {0}; this esark reads version {STREAM_VERSION}: upgrade esark; nothing was restored")]
+    #[error("an esark stream of version {0}; this esark reads version {STREAM_VERSION}: upgrade esark; nothing was restored")]
     UnsupportedVersion(u64),
-    #[error("reading standard input: {0}")]
+    #[error("reading the stream: {0}")]
     Io(#[from] std::io::Error),
-    #[error("the stream ended without its trailer after {docs} documents: the dump did not finish; the {docs} documents read were written, the index is incomplete")]
+    #[error(
+        "the stream ended without its trailer after {docs} documents: the dump did not finish"
+    )]
     Truncated { docs: u64 },
-    #[error("the stream's trailer counts {trailer} documents but {read} documents were read: the stream is damaged; the index is incomplete")]
+    #[error("the stream's trailer counts {trailer} documents but {read} documents were read: the stream is damaged")]
     CountMismatch { trailer: u64, read: u64 },
     #[error("line {line}: a malformed stream trailer: {reason}")]
     BadTrailer { line: u64, reason: String },
@@ -134,15 +139,22 @@ pub fn trailer_line(docs: u64) -> Vec<u8> {
     line
 }
 
-/// Whether a line (trimmed) is a header or trailer rather than a document:
-/// its first key is `esark_stream…`.
-fn is_marker(line: &[u8]) -> bool {
+/// Whether a line is a header or trailer rather than a document: its first
+/// key is `esark_stream…`.
+pub(crate) fn is_marker(line: &[u8]) -> bool {
     let rest = line.trim_ascii_start();
     let Some(rest) = rest.strip_prefix(b"{") else {
         return false;
     };
     rest.trim_ascii_start()
         .starts_with(format!("\"{HEADER_KEY}").as_bytes())
+}
+
+/// Whether a line is a stream header, of any version: how a stream saved
+/// to a file is recognised.
+pub fn is_header(line: &[u8]) -> bool {
+    is_marker(line)
+        && serde_json::from_slice::<HeaderLine<serde::de::IgnoredAny>>(line.trim_ascii()).is_ok()
 }
 
 /// Parses a first line: the header of a version this esark reads.
@@ -262,7 +274,7 @@ impl StreamReader {
     }
 
     fn read_trailer(&mut self, line: &[u8]) -> Result<(), StreamError> {
-        if serde_json::from_slice::<HeaderLine<serde::de::IgnoredAny>>(line).is_ok() {
+        if is_header(line) {
             return Err(StreamError::SecondHeader { line: self.line });
         }
         let trailer: TrailerLine =
@@ -463,6 +475,7 @@ mod tests {
         assert_eq!(parse_header(h.trim_ascii()).unwrap(), header());
         assert_eq!(trailer_line(7), b"{\"esark_stream_end\":{\"docs\":7}}\n");
         assert!(is_marker(&h) && is_marker(&trailer_line(0)));
+        assert!(is_header(&h) && !is_header(&trailer_line(0)));
         assert!(!is_marker(DOC.as_bytes()));
         assert!(crate::archive::line::parse_line(h.trim_ascii()).is_err());
         assert!(crate::archive::line::parse_line(trailer_line(1).trim_ascii()).is_err());

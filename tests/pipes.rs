@@ -353,3 +353,41 @@ fn a_dump_whose_reader_goes_away_fails() {
         "one error line saying the output was closed\n{err}"
     );
 }
+
+/// A stream saved to a file (`dump --output - > FILE`) restores with
+/// `--input FILE` like a dump of another tool: its header names the
+/// index, and the whole file is checked before anything is written, so a
+/// truncated file touches nothing.
+#[test]
+fn a_saved_stream_restores_from_a_file_and_a_truncated_one_is_refused() {
+    let (source, index, sent) = source_with("pipes-saved", 40);
+    let Some(target) = target_cluster("pipes-saved") else {
+        return;
+    };
+    let lines = dump_stream(&source, &index);
+    let tmp = tempfile::tempdir().unwrap();
+    let saved = tmp.path().join("saved.jsonl");
+    std::fs::write(&saved, joined(&lines)).unwrap();
+    let restored = target.name("saved");
+    let out = Esark::new()
+        .args(["restore", "--input"])
+        .arg(&saved)
+        .args(["--rename", &format!("^{index}$={restored}"), "--quiet"])
+        .args(target_args(&target))
+        .run();
+    out.assert_success();
+    assert_same_stored(&sent, &docs_of(&target, &restored), "from a saved stream");
+
+    let cut = tmp.path().join("cut.jsonl");
+    std::fs::write(&cut, joined(&lines[..11])).unwrap();
+    let name = target.name("kept");
+    let kept = existing_index(&target, &name);
+    let out = Esark::new()
+        .args(["restore", "--input"])
+        .arg(&cut)
+        .args(["--index", &name, "--mode", "replace", "--quiet"])
+        .args(target_args(&target))
+        .run();
+    assert_failed_with(&out, &["trailer", "10 documents"]);
+    assert_same_stored(&kept, &docs_of(&target, &name), "after a truncated file");
+}
