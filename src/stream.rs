@@ -404,8 +404,10 @@ pub async fn dump_to<W: AsyncWrite + Unpin>(
         }
     }
     // No trailer after a failure: the reader of the stream sees it is
-    // incomplete.
+    // incomplete. What was read is still passed on, so that it shows how
+    // far the dump got.
     if let Some(e) = failure {
+        let _ = out.flush().await;
         return Err(e);
     }
     out.write_all(&trailer_line(written))

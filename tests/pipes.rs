@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::util::esark::{capture, text, Esark, Output};
+use crate::util::faults::{Fault, FaultProxy, Route, Rule, When};
 use crate::util::restore_support::{
     assert_same_stored, docs_of, seed_index, target_args, target_cluster, Stored,
 };
@@ -390,4 +391,53 @@ fn a_saved_stream_restores_from_a_file_and_a_truncated_one_is_refused() {
         .run();
     assert_failed_with(&out, &["trailer", "10 documents"]);
     assert_same_stored(&kept, &docs_of(&target, &name), "after a truncated file");
+}
+
+/// A dump that fails in the middle (a lost scroll page: the slice would
+/// have to be read again, which a pipe cannot take back) writes the header
+/// and what it read, no trailer, and exits non-zero; a restore of that
+/// stream fails naming the documents read.
+#[test]
+fn a_dump_failing_mid_stream_writes_no_trailer() {
+    let (source, index, _) = source_with("pipes-mid-stream", 500);
+    let Some(target) = target_cluster("pipes-mid-stream") else {
+        return;
+    };
+    let proxy = FaultProxy::start(
+        source.base_url(),
+        vec![Rule::new(
+            "context-missing",
+            Route::next_pages(),
+            When::Nth(3),
+            Fault::ContextMissing,
+        )],
+    );
+    let out = Esark::new()
+        .args(["dump", "--source", &proxy.url(), "--output", "-"])
+        .args(["--match", &format!("^{index}$")])
+        .args(["--reader", "scroll", "--slices", "1", "--page-size", "50"])
+        .run();
+    proxy.assert_fired("context-missing", 1);
+    assert_failed_with(&out, &["cannot take back"]);
+    let lines: Vec<String> = out.stdout.lines().map(str::to_string).collect();
+    assert!(
+        lines
+            .first()
+            .is_some_and(|l| l.starts_with("{\"esark_stream\":")),
+        "the header and what was read are passed on\n{out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.starts_with("{\"esark_stream_end\"")),
+        "no trailer\n{out}"
+    );
+    let read = lines.len() - 1;
+    let restored = restore_stdin(
+        &target,
+        &target.name("partial"),
+        &["--quiet"],
+        out.stdout.as_bytes(),
+    );
+    assert_failed_with(&restored, &["trailer", &format!("after {read} documents")]);
 }

@@ -9,15 +9,17 @@
 //! signal arrives in the middle of the load.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::util::archive::Archive;
-use crate::util::esark::{Esark, Output};
+use crate::util::esark::{capture, text, Esark, Output};
 use crate::util::faults::{Fault, FaultProxy, Route, Rule, When};
 use crate::util::restore_support::{
-    assert_same_stored, docs_of, seed_index, target_cluster, Spawned, Stored,
+    assert_same_stored, docs_of, seed_index, target_cluster, try_count, Spawned, Stored,
 };
 use crate::util::server::TestCluster;
 
@@ -229,4 +231,72 @@ fn copy_stopped_by_sigterm_puts_settings_back() {
     let stopped = run.wait(Duration::from_secs(60));
     assert_stopped(&stopped, "interrupted");
     assert_settings_back(&target, &index);
+}
+
+/// `restore --input -` waiting on a silent pipe (a slow dump) stops on
+/// SIGTERM at once, with the load settings of the index it created put
+/// back, instead of waiting for the next line.
+#[test]
+fn restore_from_a_silent_pipe_stops_on_sigterm() {
+    let test = "signals-pipe";
+    let Some(target) = target_cluster(test) else {
+        return;
+    };
+    let name = target.name("piped");
+    let header = r#"{"esark_stream":{"version":1,"index":"x","source":{"url":"http://a:9200/","cluster_name":"c","cluster_uuid":"u","flavor":"opensearch","version":"2.19.0"},"tool_version":"0","created_at":"2026-11-30T00:00:00.000Z"}}"#;
+    let bin = env!("CARGO_BIN_EXE_esark");
+    let mut child = Command::new(bin)
+        .args(["restore", "--input", "-", "--index", &name, "--target"])
+        .arg(target.url())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = capture(child.stderr.take().unwrap());
+    let _stdout = capture(child.stdout.take().unwrap());
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{header}").unwrap();
+    writeln!(stdin, r#"{{"_id":"1","_source":{{"n":1}}}}"#).unwrap();
+    stdin.flush().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while try_count(&target, &name).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "no index created\n{}",
+            text(&stderr)
+        );
+        assert!(child.try_wait().unwrap().is_none(), "{}", text(&stderr));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let stopped = Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if stopped.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "restore still waits on its silent pipe after SIGTERM\n{}",
+                text(&stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(stdin);
+    std::thread::sleep(Duration::from_millis(50));
+    let err = text(&stderr);
+    assert!(code.is_some() && code != Some(0), "{code:?}\n{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    let settings = target.settings(&name);
+    assert_ne!(settings["index"]["refresh_interval"], "-1", "{settings}");
+    assert_ne!(settings["index"]["number_of_replicas"], "0", "{settings}");
 }

@@ -225,7 +225,7 @@ impl Feeder<'_> {
     async fn feed_stdin(
         &mut self,
         input: &StreamInput,
-        cancel: watch::Receiver<bool>,
+        mut cancel: watch::Receiver<bool>,
     ) -> Result<(), LoadError> {
         let Some(mut input) = input.take() else {
             return Err(LoadError::Stream(StreamError::AlreadyRead));
@@ -234,13 +234,16 @@ impl Feeder<'_> {
         let mut pending = Pending::new();
         let mut buf = Vec::with_capacity(64 * 1024);
         let result = loop {
-            match input.next_doc(&mut buf).await {
+            // A pipe may stay silent (a slow dump): the signal does not
+            // wait for its next line.
+            let next = tokio::select! {
+                next = input.next_doc(&mut buf) => next,
+                () = cancelled(&mut cancel) => break Err(LoadError::Interrupted),
+            };
+            match next {
                 Ok(true) => {}
                 Ok(false) => break Ok(()),
                 Err(e) => break Err(LoadError::from(e)),
-            }
-            if *cancel.borrow() {
-                break Err(LoadError::Interrupted);
             }
             if let Err(reason) = self.push(&buf, &stats, &mut pending).await {
                 break Err(LoadError::Malformed {
@@ -351,5 +354,12 @@ impl Feeder<'_> {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+/// Completes once `cancel` turns `true`; never if it cannot any more.
+async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+    if cancel.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
