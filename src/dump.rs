@@ -135,7 +135,7 @@ pub enum DumpError {
     Pipe(String),
     /// The reader of `--output -` went away (`| head`): the stream is
     /// incomplete, and saying so is the point of a pipe's exit code.
-    #[error("standard output was closed after {written} documents: the reader of the pipe went away before the dump finished")]
+    #[error("standard output was closed before the dump finished ({written} documents written): the reader of the pipe went away")]
     PipeClosed { written: u64 },
     #[error("cannot resume: unreadable checkpoint: {0}")]
     BadCheckpoint(String),

@@ -393,7 +393,10 @@ pub async fn dump_to<W: AsyncWrite + Unpin>(
         match r.await {
             Ok(Ok(())) => {}
             Ok(Err(ReadError::Interrupted)) => {
-                failure.get_or_insert(DumpError::Interrupted(config.output.clone()));
+                // Nothing to resume: a pipe keeps no checkpoint.
+                failure.get_or_insert(DumpError::Pipe(format!(
+                    "interrupted: the stream of index {index:?} is incomplete (no trailer, {written} documents written); run the pipe again"
+                )));
             }
             Ok(Err(e)) => {
                 failure.get_or_insert(DumpError::Pipe(e.to_string()));

@@ -300,3 +300,39 @@ fn restore_from_a_silent_pipe_stops_on_sigterm() {
     assert_ne!(settings["index"]["refresh_interval"], "-1", "{settings}");
     assert_ne!(settings["index"]["number_of_replicas"], "0", "{settings}");
 }
+
+/// `dump --output -` stopped by SIGTERM exits non-zero without a trailer,
+/// and does not suggest `--resume` (a pipe keeps no checkpoint).
+#[test]
+fn pipe_dump_stopped_by_sigterm_writes_no_trailer() {
+    let test = "signals-pipe-dump";
+    let (source, index, _) = source(test);
+    let proxy = FaultProxy::start(source.base_url(), slow(Route::pages(), 250));
+    let args: Vec<String> = vec![
+        "dump".into(),
+        "--source".into(),
+        proxied_url(&proxy, &source),
+        "--output".into(),
+        "-".into(),
+        "--match".into(),
+        format!("^{index}$"),
+        "--page-size".into(),
+        "100".into(),
+    ];
+    let mut run = Spawned::start(&args, None);
+    run.wait_until("3 page requests", Duration::from_secs(45), || {
+        proxy.requests_matching(&Route::pages()) >= 3
+    });
+    run.sigterm();
+    let stopped = run.wait(Duration::from_secs(60));
+    assert_stopped(&stopped, "run the pipe again");
+    assert!(!stopped.stderr.contains("--resume"), "{stopped}");
+    assert!(
+        stopped.stdout.starts_with("{\"esark_stream\":"),
+        "the header\n{stopped}"
+    );
+    assert!(
+        !stopped.stdout.contains("esark_stream_end"),
+        "no trailer\n{stopped}"
+    );
+}
