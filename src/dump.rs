@@ -234,9 +234,10 @@ pub enum DumpError {
     BadQuery(String),
     #[error("{0}")]
     Pipe(String),
-    /// The reader of `--output -` went away (`| head`): not an error.
-    #[error("stdout was closed")]
-    PipeClosed,
+    /// The reader of `--output -` went away (`| head`): the stream is
+    /// incomplete, and saying so is the point of a pipe's exit code.
+    #[error("standard output was closed before the dump finished ({written} documents written): the reader of the pipe went away")]
+    PipeClosed { written: u64 },
     #[error("cannot resume: unreadable checkpoint: {0}")]
     BadCheckpoint(String),
 }
@@ -883,7 +884,7 @@ pub async fn read_templates(
     Ok(set)
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 

@@ -26,7 +26,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(esark::cli::run(cli)) {
+    let result = runtime.block_on(esark::cli::run(cli));
+    // A read of standard input (`restore --input -` stopped while its pipe
+    // is silent) blocks a runtime thread until the next line: do not wait
+    // for it to exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", e.line());

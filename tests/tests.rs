@@ -39,3 +39,7 @@ mod foreign;
 mod sigv4;
 // Data streams (emulated in front of osmem): dump by name, restore with `create`, modes, verify, copy.
 mod data_streams;
+// Pipes: `dump --output -` / `restore --input -`, the stream's header and trailer, a reader gone.
+mod pipes;
+// SIGTERM stops dump, restore and copy like Ctrl-C: settings put back, --resume works.
+mod signals;

@@ -185,19 +185,62 @@ pub(crate) fn check_page_size(page_size: usize) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Turns `true` on the first Ctrl-C; a second one exits at once.
+/// Turns `true` on the first Ctrl-C (SIGINT) or SIGTERM, the signal of
+/// `kill`, `timeout`, systemd and Kubernetes: the run stops gracefully
+/// (settings put back, progress kept for `--resume`). A second signal
+/// exits at once.
 pub(crate) fn interrupt_signal() -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
     let (cancel_tx, cancel_rx) = watch::channel(false);
+    // Installed now, not when the task first runs: a signal that arrives
+    // in between must not kill the process.
+    let mut signals = StopSignals::install();
     let handle = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
+        if let Some(name) = signals.next().await {
             let _ = cancel_tx.send(true);
-            eprintln!("interrupted: stopping (press Ctrl-C again to stop at once)");
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
+            eprintln!(
+                "interrupted by {name}: stopping (send it again, or press Ctrl-C, to stop at once)"
+            );
+            if let Some(again) = signals.next().await {
+                std::process::exit(if again == "SIGTERM" { 143 } else { 130 });
             }
         }
     });
     (cancel_rx, handle)
+}
+
+/// The signals that stop a run.
+struct StopSignals {
+    #[cfg(unix)]
+    unix: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignals {
+    fn install() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            StopSignals {
+                unix: signal(SignalKind::interrupt())
+                    .and_then(|int| Ok((int, signal(SignalKind::terminate())?)))
+                    .ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        StopSignals {}
+    }
+
+    /// The name of the next signal; `None` if none can be received.
+    async fn next(&mut self) -> Option<&'static str> {
+        #[cfg(unix)]
+        if let Some((int, term)) = &mut self.unix {
+            return tokio::select! {
+                Some(()) = int.recv() => Some("Ctrl-C"),
+                Some(()) = term.recv() => Some("SIGTERM"),
+                else => None,
+            };
+        }
+        tokio::signal::ctrl_c().await.ok().map(|()| "Ctrl-C")
+    }
 }
 
 pub async fn run(args: DumpArgs) -> Result<ExitCode, CliError> {
@@ -234,7 +277,7 @@ async fn run_pipe(config: &DumpConfig) -> Result<ExitCode, CliError> {
     let result = crate::stream::dump_to(config, &mut stdout, cancel_rx).await;
     interrupt.abort();
     match result {
-        Ok(_) | Err(DumpError::PipeClosed) => Ok(ExitCode::SUCCESS),
+        Ok(_) => Ok(ExitCode::SUCCESS),
         Err(e @ DumpError::Pipe(_)) if e.to_string().contains("writes exactly one") => {
             Err(CliError::usage(e))
         }

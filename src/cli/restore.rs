@@ -199,8 +199,13 @@ pub async fn run_restore(args: RestoreArgs) -> Result<ExitCode, CliError> {
                 "--input - reads one index from standard input: name it with --index"
             ))
         })?;
+        // The header is checked before the target is even contacted: an
+        // empty or foreign stream (a dump that failed) touches nothing.
+        let input = crate::stream::StreamReader::open(tokio::io::stdin())
+            .await
+            .map_err(CliError::failure)?;
         // Nothing to resume from a pipe.
-        let plan = plan::from_stdin(index, &renamer);
+        let plan = plan::from_stdin(index, &renamer, crate::stream::StreamInput::new(input));
         let target = Arc::new(
             Cluster::connect(&config.target)
                 .await
@@ -337,6 +342,10 @@ async fn execute(
     target: Arc<Cluster>,
 ) -> Result<ExitCode, CliError> {
     let progress = Progress::new(args.quiet || args.json, args.quiet);
+    let piped = plan
+        .indices
+        .iter()
+        .any(|i| matches!(i.data, plan::DataOrigin::Stdin(_)));
     let (cancel, interrupt) = interrupt_signal();
     let result = crate::restore::run(config, plan, target, &progress, cancel).await;
     interrupt.abort();
@@ -352,7 +361,9 @@ async fn execute(
     match report.exit_code() {
         0 => Ok(ExitCode::SUCCESS),
         code => {
-            if report.interrupted && config.state.is_some() {
+            if report.interrupted && piped {
+                eprintln!("error: interrupted: the restore from standard input is incomplete; run the pipe again with --mode replace");
+            } else if report.interrupted && config.state.is_some() {
                 eprintln!("error: interrupted: the restore is incomplete; continue it with `esark restore --resume` and the same options");
             } else if report.interrupted {
                 eprintln!("error: interrupted: the copy is incomplete; run it again with --mode merge to finish it");

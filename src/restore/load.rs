@@ -24,6 +24,7 @@ use crate::source::archive::{ChunkError, ChunkFile, ChunkLines};
 use crate::source::foreign::{ForeignError, ForeignFile, ForeignLines};
 use crate::source::slice::spawn_slices_matching;
 use crate::source::{ReadError, ReaderKind, SliceEvent};
+use crate::stream::{StreamError, StreamInput};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -39,6 +40,9 @@ pub enum LoadError {
     },
     #[error(transparent)]
     Read(#[from] ReadError),
+    /// The stream of `restore --input -` is incomplete or damaged.
+    #[error(transparent)]
+    Stream(#[from] StreamError),
     #[error("interrupted")]
     Interrupted,
 }
@@ -92,7 +96,7 @@ pub async fn load(
     let result = match origin {
         DataOrigin::Chunks(files) => feeder.feed_chunks(files, done, ack, cancel).await,
         DataOrigin::Foreign(files) => feeder.feed_foreign(files, cancel).await,
-        DataOrigin::Stdin => feeder.feed_stdin(cancel).await,
+        DataOrigin::Stdin(input) => feeder.feed_stdin(input, cancel).await,
         DataOrigin::Cluster {
             cluster,
             slices,
@@ -215,43 +219,36 @@ impl Feeder<'_> {
         result
     }
 
-    /// Reads foreign files in order, converting each document to an
-    /// archive line; counts go straight to the index's.
-    /// Reads lines from standard input until it closes.
-    async fn feed_stdin(&mut self, cancel: watch::Receiver<bool>) -> Result<(), LoadError> {
-        use tokio::io::AsyncBufReadExt;
+    /// Reads the documents of the stream on standard input until its
+    /// trailer; a stream that ends without it, or counts differently, is an
+    /// error once what was read is sent.
+    async fn feed_stdin(
+        &mut self,
+        input: &StreamInput,
+        mut cancel: watch::Receiver<bool>,
+    ) -> Result<(), LoadError> {
+        let Some(mut input) = input.take() else {
+            return Err(LoadError::Stream(StreamError::AlreadyRead));
+        };
         let stats = self.target.stats.clone();
         let mut pending = Pending::new();
-        let mut input = tokio::io::BufReader::with_capacity(1 << 20, tokio::io::stdin());
         let mut buf = Vec::with_capacity(64 * 1024);
-        let mut line = 0;
-        let stdin = PathBuf::from("standard input");
         let result = loop {
-            buf.clear();
-            match input.read_until(b'\n', &mut buf).await {
-                Ok(0) => break Ok(()),
-                Ok(_) => {}
-                Err(error) => {
-                    break Err(LoadError::Chunk(ChunkError::Io {
-                        path: stdin.clone(),
-                        error,
-                    }))
-                }
-            }
-            line += 1;
-            while matches!(buf.last(), Some(b'\n' | b'\r')) {
-                buf.pop();
-            }
-            if buf.is_empty() {
-                continue;
-            }
-            if *cancel.borrow() {
-                break Err(LoadError::Interrupted);
+            // A pipe may stay silent (a slow dump): the signal does not
+            // wait for its next line.
+            let next = tokio::select! {
+                next = input.next_doc(&mut buf) => next,
+                () = cancelled(&mut cancel) => break Err(LoadError::Interrupted),
+            };
+            match next {
+                Ok(true) => {}
+                Ok(false) => break Ok(()),
+                Err(e) => break Err(LoadError::from(e)),
             }
             if let Err(reason) = self.push(&buf, &stats, &mut pending).await {
                 break Err(LoadError::Malformed {
-                    path: stdin.clone(),
-                    line,
+                    path: PathBuf::from("standard input"),
+                    line: input.line(),
                     reason,
                 });
             }
@@ -261,6 +258,8 @@ impl Feeder<'_> {
         result
     }
 
+    /// Reads foreign files in order, converting each document to an
+    /// archive line; counts go straight to the index's.
     async fn feed_foreign(
         &mut self,
         files: &[ForeignFile],
@@ -355,5 +354,12 @@ impl Feeder<'_> {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+/// Completes once `cancel` turns `true`; never if it cannot any more.
+async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+    if cancel.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }

@@ -463,13 +463,21 @@ async fn restore_index(
                 }
                 // Sent twice after a source slice restarted: written once.
                 report.written = written.saturating_sub(resent);
-                if matches!(index.data, plan::DataOrigin::Stdin) {
+                if matches!(index.data, plan::DataOrigin::Stdin(_)) {
                     // Nothing said beforehand how many would come.
                     report.archive_docs = read;
                 }
             }
-            Err(LoadError::Interrupted) => problems.push("interrupted".into()),
-            Err(e) => problems.push(e.to_string()),
+            Err(e) => {
+                if matches!(index.data, plan::DataOrigin::Stdin(_)) {
+                    // What was read of an incomplete stream was sent.
+                    report.archive_docs = written + rejected + failed;
+                }
+                problems.push(match e {
+                    LoadError::Interrupted => "interrupted".into(),
+                    e => e.to_string(),
+                });
+            }
         }
         if failed > 0 {
             problems.push(format!(

@@ -59,9 +59,9 @@ pub enum DataOrigin {
     Chunks(Vec<ChunkFile>),
     /// Files of a dump written by another tool ([`crate::source::foreign`]).
     Foreign(Vec<ForeignFile>),
-    /// Archive lines (or elasticdump hits) on standard input
-    /// (`restore --input -`): read once, so not validated beforehand.
-    Stdin,
+    /// An esark stream on standard input (`restore --input -`), its
+    /// header already checked: read once, so not validated beforehand.
+    Stdin(crate::stream::StreamInput),
     Cluster {
         cluster: Arc<Cluster>,
         slices: u32,
@@ -222,7 +222,7 @@ pub async fn validate_data(plan: &mut RestorePlan, force: bool) -> Result<(), Re
             DataOrigin::Foreign(files) => {
                 checks.extend(files.iter().map(|f| (i, DataCheck::Foreign(f.clone()))));
             }
-            DataOrigin::Cluster { .. } | DataOrigin::Stdin => {}
+            DataOrigin::Cluster { .. } | DataOrigin::Stdin(_) => {}
         }
     }
     let failures: Vec<(usize, String)> = stream::iter(checks)
@@ -324,9 +324,13 @@ async fn check_lines(mut lines: impl LineReader) -> Option<String> {
 }
 
 /// The plan of `restore --input -`: one index, named by `--index`, whose
-/// documents come from standard input; the target infers its mappings (or
-/// the index exists and `--mode merge` writes into it).
-pub fn from_stdin(index: &str, renamer: &Renamer) -> RestorePlan {
+/// documents come from the stream on standard input; the target infers its
+/// mappings (or the index exists and `--mode merge` writes into it).
+pub fn from_stdin(
+    index: &str,
+    renamer: &Renamer,
+    input: crate::stream::StreamInput,
+) -> RestorePlan {
     RestorePlan {
         indices: vec![IndexPlan {
             name: index.to_string(),
@@ -337,7 +341,7 @@ pub fn from_stdin(index: &str, renamer: &Renamer) -> RestorePlan {
                 mappings: Value::Object(Map::new()),
                 aliases: Value::Object(Map::new()),
             },
-            data: DataOrigin::Stdin,
+            data: DataOrigin::Stdin(input),
             data_stream: false,
         }],
         ..RestorePlan::default()

@@ -215,7 +215,7 @@ async fn digest_side(
     only: Option<&[usize]>,
 ) -> Result<(IndexDigest, Option<Located>), VerifyError> {
     match origin {
-        DataOrigin::Stdin => Err(VerifyError::Read(
+        DataOrigin::Stdin(_) => Err(VerifyError::Read(
             "standard input can be read only once: verify needs an archive or a dump file".into(),
         )),
         DataOrigin::Foreign(files) => digest_lines(ForeignLines::new(files.clone()), only).await,

@@ -455,6 +455,16 @@ impl Spawned {
         self.child.kill().unwrap();
     }
 
+    /// One SIGTERM, as `kill`, `timeout` or a service manager sends.
+    pub fn sigterm(&mut self) {
+        assert!(self.is_running(), "esark already ended: {}", self.command);
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill -TERM");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
     /// One SIGINT, as a Ctrl-C.
     pub fn sigint(&mut self) {
         assert!(self.is_running(), "esark already ended: {}", self.command);

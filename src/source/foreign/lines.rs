@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
 
-use super::{bulk, elasticdump, kourou, ForeignError, ForeignFile, LineFormat};
+use super::{bulk, elasticdump, esark_stream, kourou, ForeignError, ForeignFile, LineFormat};
 use crate::archive::compression::{decoding_reader, Compression};
 
 /// Read buffer in front of each file.
@@ -21,7 +21,9 @@ const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 
 /// Opens `path` for reading, through a decoder when its first bytes are a
 /// gzip or zstd header.
-async fn open_decoded(path: &Path) -> Result<Box<dyn AsyncBufRead + Unpin + Send>, ForeignError> {
+pub(crate) async fn open_decoded(
+    path: &Path,
+) -> Result<Box<dyn AsyncBufRead + Unpin + Send>, ForeignError> {
     let file = tokio::fs::File::open(path)
         .await
         .map_err(|e| ForeignError::io(path, e))?;
@@ -149,6 +151,12 @@ impl ForeignLines {
                     }
                     kourou::parse_header(&self.raw).map_err(|r| lines.malformed(r))?;
                 }
+                if file.format == LineFormat::Stream {
+                    // The header (checked whole when planning).
+                    if !lines.next(&mut self.raw).await? {
+                        return Err(lines.malformed("empty file: no esark stream header"));
+                    }
+                }
                 self.open = Some((lines, file));
             }
             let (lines, file) = self.open.as_mut().expect("opened above");
@@ -166,6 +174,9 @@ impl ForeignLines {
                 LineFormat::Kourou => {
                     kourou::convert_doc(&self.raw, out).map_err(|r| lines.malformed(r))?;
                     true
+                }
+                LineFormat::Stream => {
+                    esark_stream::convert_line(&self.raw, out).map_err(|r| lines.malformed(r))?
                 }
                 LineFormat::Bulk => {
                     bulk::check_action(&self.raw).map_err(|r| lines.malformed(r))?;

@@ -9,6 +9,7 @@
 //! | elasticdump `--type=data` file (one hit per line) | [`elasticdump`] | each hit's `_index`, or `--index` |
 //! | Kourou `index:export` folder (`<index>/<collection>/documents.jsonl`) | [`kourou`] | `<index>.<collection>` |
 //! | bulk NDJSON file (action line + source line) | [`bulk`] | each action's `_index`, or `--index` |
+//! | esark stream saved to a file (`esark dump --output - > FILE`) | [`esark_stream`] | the header's index, or `--index` |
 //!
 //! Files may be gzip or zstd compressed (recognised by content). A
 //! document's `_source` is never parsed into a value: it is borrowed as a
@@ -18,6 +19,7 @@
 
 pub mod bulk;
 pub mod elasticdump;
+pub mod esark_stream;
 pub mod kourou;
 pub mod lines;
 
@@ -49,8 +51,8 @@ pub enum ForeignError {
     BadFile { path: PathBuf, reason: String },
     #[error(
         "{}: neither an esark archive (no manifest.json) nor a dump esark can import \
-         (a multielasticdump folder, an elasticdump data file, a Kourou export \
-         or a bulk NDJSON file)",
+         (a multielasticdump folder, an elasticdump data file, a Kourou export, \
+         a bulk NDJSON file or a saved esark stream)",
         .0.display()
     )]
     Unrecognized(PathBuf),
@@ -84,6 +86,8 @@ pub enum ForeignKind {
     Kourou,
     /// One `_bulk` NDJSON file.
     Bulk,
+    /// The output of `esark dump --output -`, saved to a file.
+    EsarkStream,
 }
 
 impl std::fmt::Display for ForeignKind {
@@ -93,6 +97,7 @@ impl std::fmt::Display for ForeignKind {
             ForeignKind::ElasticdumpFile => "an elasticdump data file",
             ForeignKind::Kourou => "a Kourou export",
             ForeignKind::Bulk => "a bulk NDJSON file",
+            ForeignKind::EsarkStream => "a saved esark stream (dump --output -)",
         })
     }
 }
@@ -106,6 +111,8 @@ pub enum LineFormat {
     Kourou,
     /// Bulk action and source lines.
     Bulk,
+    /// An esark stream: a header line, archive lines, a trailer line.
+    Stream,
 }
 
 /// One foreign file holding documents of an index.
@@ -222,7 +229,9 @@ pub async fn detect(path: &Path) -> Option<ForeignKind> {
 
 /// What a file is, by its first non-blank line.
 pub fn classify_line(line: &[u8]) -> Option<ForeignKind> {
-    if kourou::parse_header(line).is_ok() {
+    if crate::stream::is_header(line) {
+        Some(ForeignKind::EsarkStream)
+    } else if kourou::parse_header(line).is_ok() {
         Some(ForeignKind::Kourou)
     } else if bulk::is_action(line) {
         Some(ForeignKind::Bulk)
@@ -263,6 +272,7 @@ pub async fn plan(
         ForeignKind::ElasticdumpFile => elasticdump::read_file(input, index_override).await?,
         ForeignKind::Kourou => kourou::read(input).await?,
         ForeignKind::Bulk => bulk::read_file(input, index_override).await?,
+        ForeignKind::EsarkStream => esark_stream::read_file(input).await?,
     };
     if let Some(name) = index_override {
         if found.len() > 1 {
@@ -352,6 +362,15 @@ mod tests {
                 Some(ForeignKind::Bulk),
             ),
             (r#"{"create":{"_id":"1"}}"#, Some(ForeignKind::Bulk)),
+            (
+                r#"{"esark_stream":{"version":1,"index":"i"}}"#,
+                Some(ForeignKind::EsarkStream),
+            ),
+            (
+                r#"{"esark_stream":{"version":2}}"#,
+                Some(ForeignKind::EsarkStream),
+            ),
+            (r#"{"esark_stream_end":{"docs":1}}"#, None),
             (r#"{"delete":{"_id":"1"}}"#, Some(ForeignKind::Bulk)),
             (
                 r#"{"type":"collection","index":"i","collection":"c"}"#,
