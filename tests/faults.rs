@@ -1086,6 +1086,23 @@ fn interruptible_setup(
     (f, proxy, tmp, archived(&archive), pages)
 }
 
+/// Starts `esark <args>` (a dump into `out` through `proxy`, its pages
+/// slowed down), kills it with SIGKILL once two chunks of the big index
+/// are finished, and checks it left no manifest.
+fn dump_killed_after_two_chunks(proxy: &FaultProxy, args: Vec<String>, out: &Path, f: &Fixture) {
+    proxy.set_rules(slow_pages(250));
+    let mut run = Spawned::start(args, None);
+    run.wait_until(
+        "two finished chunks of the big index",
+        Duration::from_secs(45),
+        || finished_chunks(out, &f.main) >= 2,
+    );
+    run.kill9();
+    let killed = run.wait(Duration::from_secs(10));
+    assert_eq!(killed.code, None, "killed by a signal\n{killed}");
+    assert!(no_manifest(out), "a killed dump has no manifest");
+}
+
 /// A dump killed with SIGKILL once two chunks of the big index are written
 /// continues with `--resume` into an archive equal to an uninterrupted
 /// dump, without reading everything again (with PIT, without reading the
@@ -1095,17 +1112,7 @@ fn killed_dump_resumes(test: &str, reader: &str) {
     let clean_dir = tmp.path().join("clean");
     let url = proxied_url(&proxy, &f.cluster);
     let out = tmp.path().join("killed");
-    proxy.set_rules(slow_pages(250));
-    let mut run = Spawned::start(dump_args(&url, &out, &f, reader), None);
-    run.wait_until(
-        "two finished chunks of the big index",
-        Duration::from_secs(45),
-        || finished_chunks(&out, &f.main) >= 2,
-    );
-    run.kill9();
-    let killed = run.wait(Duration::from_secs(10));
-    assert_eq!(killed.code, None, "killed by a signal\n{killed}");
-    assert!(no_manifest(&out), "a killed dump has no manifest");
+    dump_killed_after_two_chunks(&proxy, dump_args(&url, &out, &f, reader), &out, &f);
     let pages_before = proxy.requests_matching(&Route::pages());
 
     proxy.set_rules(vec![]);
@@ -1264,16 +1271,7 @@ fn resumed_dump_without_its_point_in_time(test: &str, refuse_pit: bool) {
     let clean_dir = tmp.path().join("clean");
     let url = proxied_url(&proxy, &f.cluster);
     let out = tmp.path().join("killed");
-    proxy.set_rules(slow_pages(250));
-    let mut run = Spawned::start(dump_args(&url, &out, &f, "pit"), None);
-    run.wait_until(
-        "two finished chunks of the big index",
-        Duration::from_secs(45),
-        || finished_chunks(&out, &f.main) >= 2,
-    );
-    run.kill9();
-    run.wait(Duration::from_secs(10));
-    assert!(no_manifest(&out), "a killed dump has no manifest");
+    dump_killed_after_two_chunks(&proxy, dump_args(&url, &out, &f, "pit"), &out, &f);
     if refuse_pit {
         proxy.set_rules(vec![Rule::new(
             "pit-page-400",
@@ -1527,20 +1525,13 @@ fn dump_resume_refuses_options_that_contradict_the_recorded_ones() {
     let test = "faults-resume-options";
     let f = Fixture::seed(test, MAIN_DOCS);
     let tmp = tempfile::tempdir().unwrap();
-    let proxy = FaultProxy::start(f.cluster.base_url(), slow_pages(250));
+    let proxy = FaultProxy::start(f.cluster.base_url(), vec![]);
     let url = proxied_url(&proxy, &f.cluster);
     let out = tmp.path().join("killed");
     let query = r#"{"range":{"n":{"lt":1200}}}"#;
     let mut args = dump_args(&url, &out, &f, "pit");
     args.extend(["--query".to_string(), query.to_string()]);
-    let mut run = Spawned::start(args, None);
-    run.wait_until(
-        "two finished chunks of the big index",
-        Duration::from_secs(45),
-        || finished_chunks(&out, &f.main) >= 2,
-    );
-    run.kill9();
-    run.wait(Duration::from_secs(10));
+    dump_killed_after_two_chunks(&proxy, args, &out, &f);
     proxy.set_rules(vec![]);
 
     for (extra, flag) in [
