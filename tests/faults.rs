@@ -1195,7 +1195,7 @@ fn restore_killed_with_sigkill_resumes() {
         return;
     };
     // 64 KiB chunks of about 260 documents: 6 bulks of 50 each.
-    let (_f, archive, _tmp) = restore_fixture(test, MAIN_DOCS, SMALL_DUMP);
+    let (_f, archive, tmp) = restore_fixture(test, MAIN_DOCS, SMALL_DUMP);
     let total_docs = Archive::open(&archive).all_docs().len();
     let proxy = FaultProxy::start(
         target.base_url(),
@@ -1221,7 +1221,9 @@ fn restore_killed_with_sigkill_resumes() {
         "--concurrency".into(),
         "1".into(),
     ];
-    let state = archive.join("restore.state.json");
+    // The state lives outside the archive; name it to watch it.
+    let state = tmp.path().join("restore.state.json");
+    args.extend(["--state".into(), state.to_string_lossy().into_owned()]);
     let mut run = Spawned::start(&args, None);
     // 17 bulks answered: at least two chunks acknowledged.
     run.wait_until(

@@ -33,3 +33,5 @@ mod foreign;
 mod sigv4;
 // Data streams (emulated in front of osmem): dump by name, restore with `create`, modes, verify, copy.
 mod data_streams;
+// `restore --resume` and rejects, exactly once: option checks, re-runs, read-only archives, resent creates, durable rejects.
+mod restore_resume;
