@@ -12,6 +12,13 @@
 //! answered 429/5xx are retried alone, other item failures are permanent
 //! rejects and go to the rejects file. Nothing is dropped silently: every
 //! document ends up written, rejected or failed, and counted.
+//!
+//! A `create` answered 409 (`version_conflict_engine_exception`) for a
+//! document esark may have delivered already (an earlier attempt whose
+//! answer was lost, or a chunk an interrupted run began: see
+//! [`BulkBuilder::set_resend`]) is that earlier write, found in place: it
+//! counts as written. A 409 on a first delivery is a genuine conflict and a
+//! reject.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,6 +49,9 @@ pub enum BulkOp {
 pub struct BulkRequest {
     body: Bytes,
     spans: Vec<Range<usize>>,
+    /// The documents may be on the target already (sent by an interrupted
+    /// run): a `create` conflict is then not a reject.
+    resend: bool,
 }
 
 impl BulkRequest {
@@ -74,6 +84,7 @@ impl BulkRequest {
         BulkRequest {
             body: Bytes::from(body),
             spans,
+            resend: self.resend,
         }
     }
 }
@@ -86,6 +97,7 @@ pub struct BulkBuilder {
     max_docs: usize,
     body: Vec<u8>,
     spans: Vec<Range<usize>>,
+    resend: bool,
 }
 
 impl BulkBuilder {
@@ -101,7 +113,14 @@ impl BulkBuilder {
             max_docs: max_docs.max(1),
             body: Vec::new(),
             spans: Vec::new(),
+            resend: false,
         }
+    }
+
+    /// Marks the requests taken from now on as resends (`true`) of
+    /// documents an earlier run may have delivered, or not.
+    pub fn set_resend(&mut self, resend: bool) {
+        self.resend = resend;
     }
 
     /// Adds one archive line (without its newline). Returns a request when
@@ -143,6 +162,7 @@ impl BulkBuilder {
         Some(BulkRequest {
             body: Bytes::from(std::mem::take(&mut self.body)),
             spans: std::mem::take(&mut self.spans),
+            resend: self.resend,
         })
     }
 }
@@ -277,26 +297,45 @@ impl RequestTask {
     async fn run(self, mut request: BulkRequest) {
         let mut rng = fastrand::Rng::new();
         let mut attempt = 1;
+        // Whether the documents of `request` may be on the target already.
+        let mut sent_before = request.resend;
         loop {
             self.limits
                 .acquire(request.docs() as u64, request.bytes() as u64)
                 .await;
-            let verdict = match self
+            let (mut verdict, applied) = match self
                 .cluster
                 .request(Method::Post, "_bulk", Some(request.body().clone()))
                 .await
             {
-                Ok((status, body)) => classify_bulk(status, &body, request.docs()),
-                Err(e) => BulkVerdict {
-                    action: if e.is_transport() {
-                        RetryAction::Retry
-                    } else {
-                        RetryAction::DontRetry
+                // A whole request answered 429 was not applied.
+                Ok((status, body)) => (classify_bulk(status, &body, request.docs()), status != 429),
+                Err(e) => (
+                    BulkVerdict {
+                        action: if e.is_transport() {
+                            RetryAction::Retry
+                        } else {
+                            RetryAction::DontRetry
+                        },
+                        rejected: Vec::new(),
+                        reason: e.to_string(),
                     },
-                    rejected: Vec::new(),
-                    reason: e.to_string(),
-                },
+                    true,
+                ),
             };
+            let found = if sent_before {
+                let before = verdict.rejected.len();
+                verdict
+                    .rejected
+                    .retain(|f| !is_create_conflict(f.status, &f.reason));
+                before - verdict.rejected.len()
+            } else {
+                0
+            };
+            sent_before |= applied;
+            self.stats
+                .written
+                .fetch_add(found as u64, Ordering::Relaxed);
             for failure in &verdict.rejected {
                 self.reject(&request, failure.position, failure.status, &failure.reason);
             }
@@ -305,12 +344,12 @@ impl RequestTask {
                 .fetch_add(verdict.rejected.len() as u64, Ordering::Relaxed);
             let retry: Vec<usize> = match verdict.action {
                 RetryAction::Success => {
-                    let ok = request.docs() - verdict.rejected.len();
+                    let ok = request.docs() - verdict.rejected.len() - found;
                     self.stats.written.fetch_add(ok as u64, Ordering::Relaxed);
                     return;
                 }
                 RetryAction::RetryPartial(positions) => {
-                    let ok = request.docs() - verdict.rejected.len() - positions.len();
+                    let ok = request.docs() - verdict.rejected.len() - found - positions.len();
                     self.stats.written.fetch_add(ok as u64, Ordering::Relaxed);
                     positions
                 }
@@ -353,14 +392,19 @@ impl RequestTask {
             .fetch_add(positions.len() as u64, Ordering::Relaxed);
     }
 
+    /// Records a document in the rejects file. A failed write is kept by
+    /// the writer and fails the run (and the chunk is not acknowledged).
     fn reject(&self, request: &BulkRequest, position: usize, status: u16, reason: &str) {
-        if let Err(e) = self
+        let _ = self
             .rejects
-            .write(&self.index, request.pair(position), status, reason)
-        {
-            tracing::error!("cannot record a rejected document: {e}");
-        }
+            .write(&self.index, request.pair(position), status, reason);
     }
+}
+
+/// A `create` of an id that exists: Elasticsearch answers 409
+/// `version_conflict_engine_exception` ("document already exists").
+fn is_create_conflict(status: u16, reason: &str) -> bool {
+    status == 409 && reason.starts_with("version_conflict_engine_exception")
 }
 
 #[cfg(test)]
