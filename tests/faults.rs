@@ -1232,7 +1232,9 @@ fn restore_killed_with_sigkill_resumes() {
         || state.exists() && proxy.requests_matching(&Route::bulk()) >= 18,
     );
     run.kill9();
-    let killed = run.wait(Duration::from_secs(10));
+    // `wait` counts from the start: a loaded machine takes a while to get
+    // to 18 bulks.
+    let killed = run.wait(Duration::from_secs(120));
     assert_eq!(killed.code, None, "killed by a signal\n{killed}");
     let lines_before = proxy.body_lines(&Route::bulk());
 

@@ -55,6 +55,10 @@ pub enum RestoreError {
     BadFile { path: String, reason: String },
     #[error("cannot resume: {0}")]
     Resume(String),
+    #[error(
+        "no folder for the restore state: set ESARK_STATE_DIR (or HOME), or give --state FILE"
+    )]
+    NoStateDir,
     #[error("{}: an interrupted restore of this input into this cluster is unfinished; nothing was done: continue it with `esark restore --resume` and the same options, or start over with --discard-state", path.display())]
     Unfinished { path: PathBuf },
     #[error("cannot resume with other options than the interrupted restore ({}): {options}; nothing was done: resume with the recorded values, or start over with --discard-state", path.display())]
@@ -197,7 +201,6 @@ pub async fn run(
                 &target,
                 &indexer,
                 state.as_ref(),
-                &rejects,
                 progress,
                 cancel.clone(),
             )
@@ -310,7 +313,6 @@ async fn restore_index(
     target: &Arc<Cluster>,
     indexer: &BulkIndexer,
     state: Option<&Arc<state::StateFile>>,
-    rejects: &Arc<RejectsWriter>,
     progress: &Progress,
     cancel: watch::Receiver<bool>,
 ) -> IndexReport {
@@ -463,7 +465,7 @@ async fn restore_index(
         });
         let ack: Option<load::ChunkAck> = state.map(|state| {
             let state = state.clone();
-            let rejects = rejects.clone();
+            let rejects = indexer.rejects().clone();
             let name = index.name.clone();
             Arc::new(move |path: &std::path::Path, written: u64, rejected: u64| {
                 // The rejects of a chunk are on disk before the chunk is

@@ -229,11 +229,7 @@ pub fn default_dir() -> Result<PathBuf, RestoreError> {
     var("ESARK_STATE_DIR")
         .or_else(|| var("XDG_STATE_HOME").map(|d| d.join("esark")))
         .or_else(|| var("HOME").map(|d| d.join(".local/state/esark")))
-        .ok_or_else(|| {
-            RestoreError::Resume(
-                "no folder for the restore state: set ESARK_STATE_DIR or give --state FILE".into(),
-            )
-        })
+        .ok_or(RestoreError::NoStateDir)
 }
 
 /// The default state file of restoring `input` (whose identity is

@@ -253,6 +253,11 @@ impl BulkIndexer {
         }
     }
 
+    /// Where this indexer records rejected documents.
+    pub fn rejects(&self) -> &Arc<RejectsWriter> {
+        &self.rejects
+    }
+
     /// Waits for a free slot, then sends `request` (with its retries) in a
     /// task of `pending`.
     pub async fn submit(
@@ -568,6 +573,88 @@ mod tests {
             text.contains("gave up after 3 attempts: HTTP 503"),
             "{text}"
         );
+    }
+
+    fn three_creates(resend: bool) -> BulkRequest {
+        let mut b = BulkBuilder::new("ds", BulkOp::Create, 1 << 20, 3);
+        b.set_resend(resend);
+        b.push_line(br#"{"_id":"1","_source":{"a":1}}"#).unwrap();
+        b.push_line(br#"{"_id":"2","_source":{"a":2}}"#).unwrap();
+        b.push_line(br#"{"_id":"3","_source":{"a":3}}"#)
+            .unwrap()
+            .unwrap()
+    }
+
+    /// `(written, rejected, failed)` and the rejects file after sending
+    /// `request` to a server answering `script`.
+    async fn send(script: Vec<(u16, String)>, request: BulkRequest) -> ((u64, u64, u64), String) {
+        let (url, _) = scripted_server(script).await;
+        let dir = tempfile::tempdir().unwrap();
+        let rejects = Arc::new(RejectsWriter::new(&dir.path().join("r.jsonl")));
+        let indexer = indexer_for(&url, &rejects).await;
+        let stats = Arc::new(IndexStats::default());
+        let mut pending = Pending::new();
+        indexer
+            .submit(&Arc::from("ds"), request, &stats, &mut pending)
+            .await;
+        pending.wait().await;
+        rejects.flush().unwrap();
+        let text = std::fs::read_to_string(rejects.path()).unwrap_or_default();
+        (stats.snapshot(), text)
+    }
+
+    /// A data stream `create` answered 409 after an attempt that may have
+    /// been applied (lost answer, 5xx), or for a chunk an interrupted run
+    /// began, is that earlier write; after a 429 (not applied) or on a first
+    /// delivery, it is a genuine conflict.
+    #[tokio::test]
+    async fn a_create_conflict_is_written_only_when_esark_may_have_sent_it_before() {
+        let conflict = r#"{"create":{"status":409,"error":{"type":"version_conflict_engine_exception","reason":"document already exists"}}}"#;
+        let created = r#"{"create":{"status":201}}"#;
+        let answer = |items: [&str; 3]| {
+            (
+                200,
+                format!(r#"{{"errors":true,"items":[{}]}}"#, items.join(",")),
+            )
+        };
+        let busy = |status| {
+            (
+                status,
+                r#"{"error":{"type":"x","reason":"busy"}}"#.to_string(),
+            )
+        };
+
+        let (stats, rejects) = send(
+            vec![busy(503), answer([created, conflict, conflict])],
+            three_creates(false),
+        )
+        .await;
+        assert_eq!(stats, (3, 0, 0));
+        assert_eq!(rejects, "");
+
+        let (stats, rejects) = send(
+            vec![busy(429), answer([created, conflict, conflict])],
+            three_creates(false),
+        )
+        .await;
+        assert_eq!(stats, (1, 2, 0));
+        assert_eq!(rejects.lines().count(), 2);
+        assert!(rejects.contains("\"status\":409"), "{rejects}");
+
+        let (stats, _) = send(
+            vec![answer([conflict, created, conflict])],
+            three_creates(true),
+        )
+        .await;
+        assert_eq!(stats, (3, 0, 0));
+
+        let (stats, rejects) = send(
+            vec![answer([conflict, created, created])],
+            three_creates(false),
+        )
+        .await;
+        assert_eq!(stats, (2, 1, 0));
+        assert!(rejects.contains("\"id\":\"1\""), "{rejects}");
     }
 
     #[test]
