@@ -743,3 +743,40 @@ fn a_rejects_file_that_cannot_be_written_fails_the_run() {
     assert_eq!(run.code, Some(1), "{run}");
     assert_eq!(run.stderr_lines().len(), 1, "{run}");
 }
+
+/// Regression: a state file that could not be rewritten after a chunk was
+/// only logged ("cannot record restore progress"); the run went on and
+/// exited 0 with a state that a later `--resume` would trust. It now fails
+/// the run with one line.
+#[test]
+fn a_state_file_that_cannot_be_written_fails_the_run() {
+    let Some(s) = setup("resume-state-unwritable") else {
+        return;
+    };
+    let proxy = slow_bulks(s.target.base_url(), 150);
+    let state = s.tmp.path().join("state.json");
+    let mut args = s.args(&proxy.url());
+    args.extend([
+        "--state".into(),
+        state.to_string_lossy().into_owned(),
+        "--quiet".into(),
+    ]);
+    let mut run = Spawned::start(&args, None);
+    run.wait_until("a chunk acknowledged", Duration::from_secs(60), || {
+        acked_chunks(Some(state.clone())) >= 1
+    });
+    // Each new version of the state is written to `FILE.partial` first,
+    // then renamed: a folder there makes every later write fail.
+    let partial = s.tmp.path().join("state.json.partial");
+    run.wait_until("the folder in place", Duration::from_secs(10), || {
+        std::fs::create_dir(&partial).is_ok()
+    });
+    let failed = run.wait(Duration::from_secs(120));
+    assert_eq!(failed.code, Some(1), "{failed}");
+    let lines = failed.stderr_lines();
+    assert_eq!(lines.len(), 1, "{failed}");
+    assert!(
+        lines[0].starts_with("error:") && lines[0].contains("cannot record restore progress"),
+        "{failed}"
+    );
+}

@@ -194,6 +194,13 @@ impl Feeder<'_> {
                 result = Err(LoadError::Interrupted);
                 break;
             }
+            // Progress that cannot be recorded stops the load early.
+            if let Some(e) =
+                std::iter::from_fn(|| waiters.try_join_next()).find_map(|r| r.ok().flatten())
+            {
+                result = Err(LoadError::Record(e));
+                break;
+            }
             if let Some(start) = &hooks.start {
                 if let Err(e) = start(&file.path) {
                     result = Err(LoadError::Record(e));
