@@ -18,12 +18,12 @@ use crate::util::restore_support::{docs_of, json_report, report_index, target_cl
 use crate::util::server::TestCluster;
 use crate::util::skip::skip;
 
-const STREAM: &str = "logs-app";
-const DOCS: usize = 600;
+pub(crate) const STREAM: &str = "logs-app";
+pub(crate) const DOCS: usize = 600;
 
 /// A source with the data stream `logs-app` (600 documents, big integers,
 /// unicode) and a plain index `plain` (3 documents).
-fn source(test: &str) -> Option<(TestCluster, AuthProxy)> {
+pub(crate) fn source(test: &str) -> Option<(TestCluster, AuthProxy)> {
     let cluster = TestCluster::start(test);
     if cluster.is_shared() {
         skip(

@@ -1202,7 +1202,7 @@ fn restore_killed_with_sigkill_resumes() {
         return;
     };
     // 64 KiB chunks of about 260 documents: 6 bulks of 50 each.
-    let (_f, archive, _tmp) = restore_fixture(test, MAIN_DOCS, SMALL_DUMP);
+    let (_f, archive, tmp) = restore_fixture(test, MAIN_DOCS, SMALL_DUMP);
     let total_docs = Archive::open(&archive).all_docs().len();
     let proxy = FaultProxy::start(
         target.base_url(),
@@ -1228,7 +1228,9 @@ fn restore_killed_with_sigkill_resumes() {
         "--concurrency".into(),
         "1".into(),
     ];
-    let state = archive.join("restore.state.json");
+    // The state lives outside the archive; name it to watch it.
+    let state = tmp.path().join("restore.state.json");
+    args.extend(["--state".into(), state.to_string_lossy().into_owned()]);
     let mut run = Spawned::start(&args, None);
     // 17 bulks answered: at least two chunks acknowledged.
     run.wait_until(
@@ -1237,7 +1239,9 @@ fn restore_killed_with_sigkill_resumes() {
         || state.exists() && proxy.requests_matching(&Route::bulk()) >= 18,
     );
     run.kill9();
-    let killed = run.wait(Duration::from_secs(10));
+    // `wait` counts from the start: a loaded machine takes a while to get
+    // to 18 bulks.
+    let killed = run.wait(Duration::from_secs(120));
     assert_eq!(killed.code, None, "killed by a signal\n{killed}");
     let lines_before = proxy.body_lines(&Route::bulk());
 

@@ -43,3 +43,5 @@ mod data_streams;
 mod pipes;
 // SIGTERM stops dump, restore and copy like Ctrl-C: settings put back, --resume works.
 mod signals;
+// `restore --resume` and rejects, exactly once: option checks, re-runs, read-only archives, resent creates, durable rejects.
+mod restore_resume;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use serde_json::json;
 
 use super::dump::{check_page_size, interrupt_signal, parse_slices, DEFAULT_PAGE_SIZE};
@@ -18,7 +18,7 @@ use crate::restore::load::BulkSize;
 use crate::restore::plan::{self, RestorePlan};
 use crate::restore::report::{RestoreReport, Status};
 use crate::restore::target::Mode;
-use crate::restore::RestoreConfig;
+use crate::restore::{RestoreConfig, RestoreError};
 use crate::source::foreign::{self, ForeignError};
 use crate::source::ReaderKind;
 
@@ -102,8 +102,40 @@ impl LoadArgs {
                 "--concurrency, --bulk-docs and --bulk-bytes must be positive"
             )));
         }
+        let target = self.target.resolve(connection)?;
+        let on = |b: bool| if b { "on" } else { "off" }.to_string();
+        let recorded = [
+            ("--target", target.url.to_string()),
+            (
+                "--mode",
+                self.mode
+                    .to_possible_value()
+                    .map(|v| v.get_name().to_string())
+                    .unwrap_or_default(),
+            ),
+            ("--atomic", on(self.atomic)),
+            (
+                "--rename",
+                self.rename
+                    .rename
+                    .clone()
+                    .unwrap_or_else(|| "(none)".into()),
+            ),
+            ("--prefix", or_none(&self.rename.prefix)),
+            ("--suffix", or_none(&self.rename.suffix)),
+            ("--no-mappings", on(self.no_mappings)),
+            ("--no-data", on(self.no_data)),
+            ("--no-templates", on(self.no_templates)),
+            (
+                "--include-cluster-settings",
+                on(self.include_cluster_settings),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
         Ok(RestoreConfig {
-            target: self.target.resolve(connection)?,
+            target,
             mode: self.mode,
             atomic: self.atomic,
             mappings: !self.no_mappings,
@@ -119,8 +151,19 @@ impl LoadArgs {
             rejects: self.rejects.clone(),
             state: None,
             resume: false,
+            discard_state: false,
+            input: String::new(),
+            recorded,
             cluster_settings: self.include_cluster_settings,
         })
+    }
+}
+
+fn or_none(value: &str) -> String {
+    if value.is_empty() {
+        "(none)".into()
+    } else {
+        value.into()
     }
 }
 
@@ -147,16 +190,22 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub force: bool,
     /// Continue an interrupted restore: indices and chunks it finished are
-    /// skipped, the rest is sent again (idempotent by id).
+    /// skipped, the rest is sent again (idempotent by id). The options that
+    /// decide where and what is written must be the ones it was started with.
     #[arg(long)]
     pub resume: bool,
+    /// Start over although an interrupted restore of this input into this
+    /// cluster is recorded (its state is replaced; what it wrote stays).
+    #[arg(long, conflicts_with = "resume")]
+    pub discard_state: bool,
     /// Skip reading every data line before the first write (the checksums
     /// are still checked): faster on huge archives, but a broken line then
     /// stops the restore halfway.
     #[arg(long)]
     pub no_validate: bool,
-    /// Where the restore records its progress [default: INPUT/restore.state.json,
-    /// or FILE.restore.state.json next to an imported file].
+    /// Where the restore records its progress [default: a file named after
+    /// the input and the target in $ESARK_STATE_DIR, else
+    /// $XDG_STATE_HOME/esark, else ~/.local/state/esark].
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
 }
@@ -223,10 +272,21 @@ pub async fn run_restore(args: RestoreArgs) -> Result<ExitCode, CliError> {
     .await?;
     let mut plan = plan;
     config.resume = args.resume;
-    config.state = Some(
-        args.state
-            .clone()
-            .unwrap_or_else(|| default_state_path(&args.input)),
+    config.discard_state = args.discard_state;
+    config.input = args.input.display().to_string();
+    let selection = [
+        ("--match", args.select.match_.clone()),
+        ("--exclude", args.select.exclude.clone()),
+        ("--index", args.index.clone()),
+    ];
+    for (flag, value) in selection {
+        config
+            .recorded
+            .insert(flag.into(), value.unwrap_or_else(|| "(none)".into()));
+    }
+    config.recorded.insert(
+        "--force".into(),
+        if args.force { "on" } else { "off" }.into(),
     );
     // One pass over the selected data before the first write: lines and
     // checksums together, or checksums alone under --no-validate.
@@ -246,20 +306,36 @@ pub async fn run_restore(args: RestoreArgs) -> Result<ExitCode, CliError> {
             .await
             .map_err(CliError::failure)?,
     );
+    config.state = Some(match &args.state {
+        Some(path) => path.clone(),
+        None => default_state_path(&args.input, &target).map_err(CliError::failure)?,
+    });
     execute(&args.load, &config, plan, target).await
 }
 
-/// `INPUT/restore.state.json`, or `FILE.restore.state.json` next to an
-/// input file (an imported elasticdump or bulk file).
-fn default_state_path(input: &std::path::Path) -> PathBuf {
-    match input.file_name() {
-        Some(name) if input.is_file() => input.with_file_name(format!(
-            "{}.{}",
-            name.to_string_lossy(),
-            crate::restore::state::STATE_FILE
-        )),
-        _ => input.join(crate::restore::state::STATE_FILE),
-    }
+/// The state file in the user's state folder, named after the input (its
+/// path and its manifest, so a new archive at the same path is another
+/// restore) and the target cluster (URL and uuid). Never in the archive:
+/// it may be read-only, and reading a backup must not change it.
+fn default_state_path(input: &std::path::Path, target: &Cluster) -> Result<PathBuf, RestoreError> {
+    let dir = crate::restore::state::default_dir()?;
+    create_private_dir(&dir).map_err(|e| crate::archive::ArchiveError::io(&dir, e))?;
+    let identity = std::fs::read(input.join("manifest.json")).unwrap_or_default();
+    Ok(crate::restore::state::default_path(
+        &dir,
+        input,
+        &identity,
+        target.url().as_str(),
+        &target.info().cluster_uuid,
+    ))
+}
+
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 /// Reads what `--input` names: an esark archive (any format version) or a
@@ -350,7 +426,10 @@ async fn execute(
     let result = crate::restore::run(config, plan, target, &progress, cancel).await;
     interrupt.abort();
     progress.finish();
-    let report = result.map_err(CliError::failure)?;
+    let report = result.map_err(|e| match e {
+        RestoreError::Unfinished { .. } | RestoreError::OptionsDiffer { .. } => CliError::usage(e),
+        e => CliError::failure(e),
+    })?;
     if args.json {
         print_stdout(&format!("{}\n", report_json(&report)))?;
     } else if !args.quiet {

@@ -45,6 +45,8 @@ pub enum LoadError {
     Stream(#[from] StreamError),
     #[error("interrupted")]
     Interrupted,
+    #[error("{0}")]
+    Record(String),
 }
 
 /// Limits of one bulk request.
@@ -55,8 +57,24 @@ pub struct BulkSize {
 }
 
 /// Called when every document of a chunk is written or rejected, with the
-/// chunk's path and its written and rejected counts.
-pub type ChunkAck = Arc<dyn Fn(&Path, u64, u64) + Send + Sync>;
+/// chunk's path and its written and rejected counts. `Err` (the progress
+/// could not be recorded) fails the load.
+pub type ChunkAck = Arc<dyn Fn(&Path, u64, u64) -> Result<(), String> + Send + Sync>;
+
+/// Called before the first document of a chunk is sent. `Err` stops the load.
+pub type ChunkStart = Arc<dyn Fn(&Path) -> Result<(), String> + Send + Sync>;
+
+/// How chunks are tracked for `restore --resume` (archives only).
+#[derive(Default)]
+pub struct ChunkHooks {
+    /// Chunks an earlier run acknowledged: skipped.
+    pub done: HashSet<PathBuf>,
+    /// Chunks an earlier run began: their documents may be on the target
+    /// already, so their requests are marked as resends.
+    pub begun: HashSet<PathBuf>,
+    pub start: Option<ChunkStart>,
+    pub ack: Option<ChunkAck>,
+}
 
 /// What a load read.
 #[derive(Debug, Clone, Copy)]
@@ -75,16 +93,15 @@ pub struct LoadTarget<'a> {
     pub progress: &'a IndexProgress,
 }
 
-/// Feeds every document of `origin` (minus the chunks in `done`) to the
-/// indexer. Returns what was read once every request has ended (written,
-/// rejected or failed: see `target.stats`).
+/// Feeds every document of `origin` (minus the chunks in `chunks.done`) to
+/// the indexer. Returns what was read once every request has ended
+/// (written, rejected or failed: see `target.stats`).
 pub async fn load(
     origin: &DataOrigin,
     source_index: &str,
     builder: BulkBuilder,
     target: LoadTarget<'_>,
-    done: &HashSet<PathBuf>,
-    ack: Option<ChunkAck>,
+    chunks: ChunkHooks,
     cancel: watch::Receiver<bool>,
 ) -> Result<Loaded, LoadError> {
     let mut feeder = Feeder {
@@ -94,7 +111,7 @@ pub async fn load(
         resent: 0,
     };
     let result = match origin {
-        DataOrigin::Chunks(files) => feeder.feed_chunks(files, done, ack, cancel).await,
+        DataOrigin::Chunks(files) => feeder.feed_chunks(files, chunks, cancel).await,
         DataOrigin::Foreign(files) => feeder.feed_foreign(files, cancel).await,
         DataOrigin::Stdin(input) => feeder.feed_stdin(input, cancel).await,
         DataOrigin::Cluster {
@@ -170,14 +187,31 @@ impl Feeder<'_> {
     async fn feed_chunks(
         &mut self,
         files: &[ChunkFile],
-        done: &HashSet<PathBuf>,
-        ack: Option<ChunkAck>,
+        hooks: ChunkHooks,
         cancel: watch::Receiver<bool>,
     ) -> Result<(), LoadError> {
         let mut waiters = JoinSet::new();
         let mut buf = Vec::with_capacity(64 * 1024);
         let mut result = Ok(());
-        for file in files.iter().filter(|f| !done.contains(&f.path)) {
+        for file in files.iter().filter(|f| !hooks.done.contains(&f.path)) {
+            if *cancel.borrow() {
+                result = Err(LoadError::Interrupted);
+                break;
+            }
+            // Progress that cannot be recorded stops the load early.
+            if let Some(e) =
+                std::iter::from_fn(|| waiters.try_join_next()).find_map(|r| r.ok().flatten())
+            {
+                result = Err(LoadError::Record(e));
+                break;
+            }
+            if let Some(start) = &hooks.start {
+                if let Err(e) = start(&file.path) {
+                    result = Err(LoadError::Record(e));
+                    break;
+                }
+            }
+            self.builder.set_resend(hooks.begun.contains(&file.path));
             let stats = Arc::new(IndexStats::default());
             let mut pending = Pending::new();
             let mut lines = ChunkLines::new(vec![file.clone()]);
@@ -200,14 +234,15 @@ impl Feeder<'_> {
             let complete = read.is_ok();
             self.flush(&stats, &mut pending).await;
             let total = self.target.stats.clone();
-            let ack = ack.clone().filter(|_| complete);
+            let ack = hooks.ack.clone().filter(|_| complete);
             let path = file.path.clone();
             waiters.spawn(async move {
                 pending.wait().await;
                 let (written, rejected, failed) = stats.snapshot();
                 total.add(written, rejected, failed);
-                if let (Some(ack), 0) = (ack, failed) {
-                    ack(&path, written, rejected);
+                match (ack, failed) {
+                    (Some(ack), 0) => ack(&path, written, rejected).err(),
+                    _ => None,
                 }
             });
             if let Err(e) = read {
@@ -215,7 +250,13 @@ impl Feeder<'_> {
                 break;
             }
         }
-        while waiters.join_next().await.is_some() {}
+        while let Some(acked) = waiters.join_next().await {
+            if let Ok(Some(e)) = acked {
+                if !matches!(result, Err(LoadError::Record(_))) {
+                    result = Err(LoadError::Record(e));
+                }
+            }
+        }
         result
     }
 

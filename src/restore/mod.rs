@@ -13,7 +13,7 @@ pub mod report;
 pub mod state;
 pub mod target;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -55,6 +55,14 @@ pub enum RestoreError {
     BadFile { path: String, reason: String },
     #[error("cannot resume: {0}")]
     Resume(String),
+    #[error(
+        "no folder for the restore state: set ESARK_STATE_DIR (or HOME), or give --state FILE"
+    )]
+    NoStateDir,
+    #[error("{}: an interrupted restore of this input into this cluster is unfinished; nothing was done: continue it with `esark restore --resume` and the same options, or start over with --discard-state", path.display())]
+    Unfinished { path: PathBuf },
+    #[error("cannot resume with other options than the interrupted restore ({}): {options}; nothing was done: resume with the recorded values, or start over with --discard-state", path.display())]
+    OptionsDiffer { path: PathBuf, options: String },
     #[error("{problem}; nothing was restored (--force restores what is intact){}", if *.more > 0 { format!("; {} more bad files", .more) } else { String::new() })]
     Invalid { problem: String, more: usize },
 }
@@ -77,6 +85,14 @@ pub struct RestoreConfig {
     pub state: Option<PathBuf>,
     /// Continue the restore recorded in `state`.
     pub resume: bool,
+    /// Start over even if `state` records an unfinished restore.
+    pub discard_state: bool,
+    /// What is restored (the `--input`), recorded in the state.
+    pub input: String,
+    /// The options that decide where and what is written (`--mode` ->
+    /// `fail`, `--prefix` -> `(none)`, ...): recorded in the state, and a
+    /// resumed run must give the same.
+    pub recorded: BTreeMap<String, String>,
     /// Put back persistent cluster settings, when the archive has them.
     pub cluster_settings: bool,
 }
@@ -91,19 +107,31 @@ pub async fn run(
     cancel: watch::Receiver<bool>,
 ) -> Result<RestoreReport, RestoreError> {
     let started = Instant::now();
+    // Before anything is written: a recorded, unfinished restore is
+    // continued (same options) or deliberately discarded, never replaced.
     let state = match &config.state {
         Some(path) if config.resume => Some(Arc::new(state::StateFile::resume(
             path,
             &target.info().cluster_uuid,
+            &config.recorded,
         )?)),
         Some(path) => Some(Arc::new(state::StateFile::create(
             path,
-            target.url().as_str(),
-            &target.info().cluster_uuid,
+            state::NewState {
+                input: &config.input,
+                url: target.url().as_str(),
+                uuid: &target.info().cluster_uuid,
+                options: &config.recorded,
+            },
+            config.discard_state,
         )?)),
         None => None,
     };
-    let rejects = Arc::new(RejectsWriter::new(&config.rejects));
+    let rejects = Arc::new(if state.is_some() && config.resume {
+        RejectsWriter::resume(&config.rejects)?
+    } else {
+        RejectsWriter::new(&config.rejects)
+    });
     let indexer = BulkIndexer::new(
         target.clone(),
         config.concurrency,
@@ -379,6 +407,7 @@ async fn restore_index(
                     target: index.target.clone(),
                     concrete: concrete.clone(),
                     restore_settings: restore_settings.clone(),
+                    started: Default::default(),
                     chunks: Default::default(),
                     done: None,
                 },
@@ -408,6 +437,10 @@ async fn restore_index(
             .as_ref()
             .map(|e| e.chunks.keys().cloned().collect())
             .unwrap_or_default();
+        let begun: HashSet<PathBuf> = earlier
+            .as_ref()
+            .map(|e| e.started.iter().cloned().collect())
+            .unwrap_or_default();
         let (before_written, before_rejected) = earlier
             .as_ref()
             .map(|e| {
@@ -417,18 +450,36 @@ async fn restore_index(
             })
             .unwrap_or((0, 0));
         bar.inc(before_written + before_rejected);
-        let ack: Option<load::ChunkAck> = state.map(|state| {
+        let start: Option<load::ChunkStart> = state.map(|state| {
             let state = state.clone();
             let name = index.name.clone();
+            Arc::new(move |path: &std::path::Path| {
+                state
+                    .update(|s| {
+                        if let Some(i) = s.indices.get_mut(&name) {
+                            i.started.insert(path.to_path_buf());
+                        }
+                    })
+                    .map_err(|e| format!("cannot record restore progress: {e}"))
+            }) as load::ChunkStart
+        });
+        let ack: Option<load::ChunkAck> = state.map(|state| {
+            let state = state.clone();
+            let rejects = indexer.rejects().clone();
+            let name = index.name.clone();
             Arc::new(move |path: &std::path::Path, written: u64, rejected: u64| {
-                let recorded = state.update(|s| {
-                    if let Some(i) = s.indices.get_mut(&name) {
-                        i.chunks.insert(path.to_path_buf(), (written, rejected));
-                    }
-                });
-                if let Err(e) = recorded {
-                    tracing::error!("cannot record restore progress: {e}");
+                // The rejects of a chunk are on disk before the chunk is
+                // recorded as done: a resumed run does not send it again.
+                if rejected > 0 {
+                    rejects.sync().map_err(|e| e.to_string())?;
                 }
+                state
+                    .update(|s| {
+                        if let Some(i) = s.indices.get_mut(&name) {
+                            i.chunks.insert(path.to_path_buf(), (written, rejected));
+                        }
+                    })
+                    .map_err(|e| format!("cannot record restore progress: {e}"))
             }) as load::ChunkAck
         });
         let loaded = load::load(
@@ -441,8 +492,12 @@ async fn restore_index(
                 stats: stats.clone(),
                 progress: &bar,
             },
-            &done,
-            ack,
+            load::ChunkHooks {
+                done,
+                begun,
+                start,
+                ack,
+            },
             cancel.clone(),
         )
         .await;
@@ -522,7 +577,8 @@ async fn restore_index(
                     i.done = Some(finished);
                 }
             }) {
-                tracing::error!("cannot record restore progress: {e}");
+                report.status = Status::Failed;
+                report.reason = Some(format!("cannot record restore progress: {e}"));
             }
         }
     } else {

@@ -12,6 +12,13 @@
 //! answered 429/5xx are retried alone, other item failures are permanent
 //! rejects and go to the rejects file. Nothing is dropped silently: every
 //! document ends up written, rejected or failed, and counted.
+//!
+//! A `create` answered 409 (`version_conflict_engine_exception`) for a
+//! document esark may have delivered already (an earlier attempt whose
+//! answer was lost, or a chunk an interrupted run began: see
+//! [`BulkBuilder::set_resend`]) is that earlier write, found in place: it
+//! counts as written. A 409 on a first delivery is a genuine conflict and a
+//! reject.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,6 +49,9 @@ pub enum BulkOp {
 pub struct BulkRequest {
     body: Bytes,
     spans: Vec<Range<usize>>,
+    /// The documents may be on the target already (sent by an interrupted
+    /// run): a `create` conflict is then not a reject.
+    resend: bool,
 }
 
 impl BulkRequest {
@@ -74,6 +84,7 @@ impl BulkRequest {
         BulkRequest {
             body: Bytes::from(body),
             spans,
+            resend: self.resend,
         }
     }
 }
@@ -86,6 +97,7 @@ pub struct BulkBuilder {
     max_docs: usize,
     body: Vec<u8>,
     spans: Vec<Range<usize>>,
+    resend: bool,
 }
 
 impl BulkBuilder {
@@ -101,7 +113,14 @@ impl BulkBuilder {
             max_docs: max_docs.max(1),
             body: Vec::new(),
             spans: Vec::new(),
+            resend: false,
         }
+    }
+
+    /// Marks the requests taken from now on as resends (`true`) of
+    /// documents an earlier run may have delivered, or not.
+    pub fn set_resend(&mut self, resend: bool) {
+        self.resend = resend;
     }
 
     /// Adds one archive line (without its newline). Returns a request when
@@ -143,6 +162,7 @@ impl BulkBuilder {
         Some(BulkRequest {
             body: Bytes::from(std::mem::take(&mut self.body)),
             spans: std::mem::take(&mut self.spans),
+            resend: self.resend,
         })
     }
 }
@@ -233,6 +253,11 @@ impl BulkIndexer {
         }
     }
 
+    /// Where this indexer records rejected documents.
+    pub fn rejects(&self) -> &Arc<RejectsWriter> {
+        &self.rejects
+    }
+
     /// Waits for a free slot, then sends `request` (with its retries) in a
     /// task of `pending`.
     pub async fn submit(
@@ -277,26 +302,45 @@ impl RequestTask {
     async fn run(self, mut request: BulkRequest) {
         let mut rng = fastrand::Rng::new();
         let mut attempt = 1;
+        // Whether the documents of `request` may be on the target already.
+        let mut sent_before = request.resend;
         loop {
             self.limits
                 .acquire(request.docs() as u64, request.bytes() as u64)
                 .await;
-            let verdict = match self
+            let (mut verdict, applied) = match self
                 .cluster
                 .request_once(Method::Post, "_bulk", Some(request.body().clone()))
                 .await
             {
-                Ok((status, body)) => classify_bulk(status, &body, request.docs()),
-                Err(e) => BulkVerdict {
-                    action: if e.is_transport() {
-                        RetryAction::Retry
-                    } else {
-                        RetryAction::DontRetry
+                // A whole request answered 429 was not applied.
+                Ok((status, body)) => (classify_bulk(status, &body, request.docs()), status != 429),
+                Err(e) => (
+                    BulkVerdict {
+                        action: if e.is_transport() {
+                            RetryAction::Retry
+                        } else {
+                            RetryAction::DontRetry
+                        },
+                        rejected: Vec::new(),
+                        reason: e.to_string(),
                     },
-                    rejected: Vec::new(),
-                    reason: e.to_string(),
-                },
+                    true,
+                ),
             };
+            let found = if sent_before {
+                let before = verdict.rejected.len();
+                verdict
+                    .rejected
+                    .retain(|f| !is_create_conflict(f.status, &f.reason));
+                before - verdict.rejected.len()
+            } else {
+                0
+            };
+            sent_before |= applied;
+            self.stats
+                .written
+                .fetch_add(found as u64, Ordering::Relaxed);
             for failure in &verdict.rejected {
                 self.reject(&request, failure.position, failure.status, &failure.reason);
             }
@@ -305,12 +349,12 @@ impl RequestTask {
                 .fetch_add(verdict.rejected.len() as u64, Ordering::Relaxed);
             let retry: Vec<usize> = match verdict.action {
                 RetryAction::Success => {
-                    let ok = request.docs() - verdict.rejected.len();
+                    let ok = request.docs() - verdict.rejected.len() - found;
                     self.stats.written.fetch_add(ok as u64, Ordering::Relaxed);
                     return;
                 }
                 RetryAction::RetryPartial(positions) => {
-                    let ok = request.docs() - verdict.rejected.len() - positions.len();
+                    let ok = request.docs() - verdict.rejected.len() - found - positions.len();
                     self.stats.written.fetch_add(ok as u64, Ordering::Relaxed);
                     positions
                 }
@@ -353,14 +397,19 @@ impl RequestTask {
             .fetch_add(positions.len() as u64, Ordering::Relaxed);
     }
 
+    /// Records a document in the rejects file. A failed write is kept by
+    /// the writer and fails the run (and the chunk is not acknowledged).
     fn reject(&self, request: &BulkRequest, position: usize, status: u16, reason: &str) {
-        if let Err(e) = self
+        let _ = self
             .rejects
-            .write(&self.index, request.pair(position), status, reason)
-        {
-            tracing::error!("cannot record a rejected document: {e}");
-        }
+            .write(&self.index, request.pair(position), status, reason);
     }
+}
+
+/// A `create` of an id that exists: Elasticsearch answers 409
+/// `version_conflict_engine_exception` ("document already exists").
+fn is_create_conflict(status: u16, reason: &str) -> bool {
+    status == 409 && reason.starts_with("version_conflict_engine_exception")
 }
 
 #[cfg(test)]
@@ -525,6 +574,88 @@ mod tests {
             text.contains("gave up after 3 attempts: HTTP 503"),
             "{text}"
         );
+    }
+
+    fn three_creates(resend: bool) -> BulkRequest {
+        let mut b = BulkBuilder::new("ds", BulkOp::Create, 1 << 20, 3);
+        b.set_resend(resend);
+        b.push_line(br#"{"_id":"1","_source":{"a":1}}"#).unwrap();
+        b.push_line(br#"{"_id":"2","_source":{"a":2}}"#).unwrap();
+        b.push_line(br#"{"_id":"3","_source":{"a":3}}"#)
+            .unwrap()
+            .unwrap()
+    }
+
+    /// `(written, rejected, failed)` and the rejects file after sending
+    /// `request` to a server answering `script`.
+    async fn send(script: Vec<(u16, String)>, request: BulkRequest) -> ((u64, u64, u64), String) {
+        let (url, _) = scripted_server(script).await;
+        let dir = tempfile::tempdir().unwrap();
+        let rejects = Arc::new(RejectsWriter::new(&dir.path().join("r.jsonl")));
+        let indexer = indexer_for(&url, &rejects).await;
+        let stats = Arc::new(IndexStats::default());
+        let mut pending = Pending::new();
+        indexer
+            .submit(&Arc::from("ds"), request, &stats, &mut pending)
+            .await;
+        pending.wait().await;
+        rejects.flush().unwrap();
+        let text = std::fs::read_to_string(rejects.path()).unwrap_or_default();
+        (stats.snapshot(), text)
+    }
+
+    /// A data stream `create` answered 409 after an attempt that may have
+    /// been applied (lost answer, 5xx), or for a chunk an interrupted run
+    /// began, is that earlier write; after a 429 (not applied) or on a first
+    /// delivery, it is a genuine conflict.
+    #[tokio::test]
+    async fn a_create_conflict_is_written_only_when_esark_may_have_sent_it_before() {
+        let conflict = r#"{"create":{"status":409,"error":{"type":"version_conflict_engine_exception","reason":"document already exists"}}}"#;
+        let created = r#"{"create":{"status":201}}"#;
+        let answer = |items: [&str; 3]| {
+            (
+                200,
+                format!(r#"{{"errors":true,"items":[{}]}}"#, items.join(",")),
+            )
+        };
+        let busy = |status| {
+            (
+                status,
+                r#"{"error":{"type":"x","reason":"busy"}}"#.to_string(),
+            )
+        };
+
+        let (stats, rejects) = send(
+            vec![busy(503), answer([created, conflict, conflict])],
+            three_creates(false),
+        )
+        .await;
+        assert_eq!(stats, (3, 0, 0));
+        assert_eq!(rejects, "");
+
+        let (stats, rejects) = send(
+            vec![busy(429), answer([created, conflict, conflict])],
+            three_creates(false),
+        )
+        .await;
+        assert_eq!(stats, (1, 2, 0));
+        assert_eq!(rejects.lines().count(), 2);
+        assert!(rejects.contains("\"status\":409"), "{rejects}");
+
+        let (stats, _) = send(
+            vec![answer([conflict, created, conflict])],
+            three_creates(true),
+        )
+        .await;
+        assert_eq!(stats, (3, 0, 0));
+
+        let (stats, rejects) = send(
+            vec![answer([conflict, created, created])],
+            three_creates(false),
+        )
+        .await;
+        assert_eq!(stats, (2, 1, 0));
+        assert!(rejects.contains("\"id\":\"1\""), "{rejects}");
     }
 
     #[test]

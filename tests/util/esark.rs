@@ -4,6 +4,8 @@
 //! the output so far instead of blocking CI. The child's environment is
 //! cleaned of `ESARK_*` variables so the developer's shell cannot change a
 //! test's outcome; a test adds the ones it means with [`Esark::env`].
+//! `ESARK_STATE_DIR` points at [`test_state_dir`] unless a test sets it, so
+//! restore states never go to the real home.
 //! Failure messages show the command line with URL passwords masked.
 //!
 //! [`dump_cmd`] / [`dump`] point `esark dump` at a [`TestCluster`];
@@ -92,6 +94,7 @@ impl Esark {
             }
         }
         cmd.env("NO_COLOR", "1");
+        cmd.env("ESARK_STATE_DIR", test_state_dir());
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
@@ -138,6 +141,12 @@ impl Default for Esark {
     fn default() -> Self {
         Esark::new()
     }
+}
+
+/// The restore state folder of runs that do not choose one: private to
+/// this test process, under the system's temporary folder.
+pub fn test_state_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("esark-test-state-{}", std::process::id()))
 }
 
 /// `esark <args>` with the default timeout.

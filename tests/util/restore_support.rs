@@ -364,6 +364,15 @@ impl Spawned {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
+        Spawned::start_with_env(args, cwd, &[])
+    }
+
+    /// [`Spawned::start`] with environment variables added.
+    pub fn start_with_env<I, S>(args: I, cwd: Option<&Path>, envs: &[(&str, &str)]) -> Spawned
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
         let bin = env!("CARGO_BIN_EXE_esark");
         let args: Vec<OsString> = args
             .into_iter()
@@ -397,6 +406,10 @@ impl Spawned {
             }
         }
         cmd.env("NO_COLOR", "1");
+        cmd.env("ESARK_STATE_DIR", super::esark::test_state_dir());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"));
