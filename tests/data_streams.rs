@@ -277,3 +277,46 @@ fn a_restore_without_the_data_stream_template_fails_with_the_servers_reason() {
     assert_eq!(target_proxy.data_streams().creates(), 0);
     assert_eq!(report_index(&report, "plain")["status"], "restored");
 }
+
+/// Regression: a copy into a data stream whose source slice was restarted
+/// (its scroll context lost) sent the slice's documents again with
+/// `create`; the target answered 409 for those it already held, and they
+/// were counted as rejected (exit 3) although every document was there.
+#[test]
+fn copy_into_a_data_stream_after_a_restarted_source_slice_rejects_nothing() {
+    use crate::util::faults::{Fault, FaultProxy, Route, Rule, When};
+    let test = "ds-copy-restart";
+    let Some((source, source_proxy)) = source(test) else {
+        return;
+    };
+    let Some(target) = target_cluster(test) else {
+        return;
+    };
+    let target_proxy = AuthProxy::start_data_streams(&target);
+    let faults = FaultProxy::start(
+        source_proxy.url().trim_end_matches('/'),
+        vec![Rule::new(
+            "context-missing",
+            Route::scroll_next(),
+            When::Nth(3),
+            Fault::ContextMissing,
+        )],
+    );
+    let copy = Esark::new()
+        .args(["copy", "--source", &faults.url()])
+        .args(["--target", &target_proxy.url(), "--match", "^logs-"])
+        .args(["--reader", "scroll", "--slices", "1", "--page-size", "100"])
+        .args(["--bulk-docs", "50", "--json", "--quiet"])
+        .run();
+    faults.assert_fired("context-missing", 1);
+    assert_eq!(copy.code, Some(0), "{copy}");
+    let report = json_report(&copy);
+    let entry = report_index(&report, STREAM);
+    assert_eq!(entry["rejected"], 0, "{report}");
+    assert_eq!(entry["written"], DOCS, "{report}");
+    assert!(
+        target_proxy.data_streams().creates() > DOCS,
+        "the restarted slice sent documents again"
+    );
+    assert_eq!(docs_of(&target, STREAM), docs_of(&source, STREAM));
+}

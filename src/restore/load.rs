@@ -352,6 +352,13 @@ impl Feeder<'_> {
             match event {
                 SliceEvent::Restart => {
                     self.resent += std::mem::take(&mut per_slice[slice as usize]);
+                    // From now on a document may be one the restarted slice
+                    // delivered already: a data stream `create` answered 409
+                    // is that delivery, not a reject. (Which documents were
+                    // delivered is not known, so this holds for the rest of
+                    // the index: a genuine conflict on a first delivery after
+                    // a restart counts as written too.)
+                    self.builder.set_resend(true);
                 }
                 SliceEvent::Page(page) => {
                     per_slice[slice as usize] += page.docs;
