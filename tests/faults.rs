@@ -1333,8 +1333,10 @@ fn metadata_routes() -> Vec<(&'static str, Route)> {
     ]
 }
 
-/// A seeded 5 % of every request answered 503 or 429, plus one 503 and one
-/// lost answer on the first request of every metadata kind.
+/// A seeded 5 % of every request answered 503 or 429, 1 % reset before
+/// they are forwarded and 5 % whose answer is lost after the server acted,
+/// plus one 503 and one lost answer on the first requests of every
+/// metadata kind.
 fn faults_on_every_request_kind(seed: u64) -> Vec<Rule> {
     let mut rules = Vec::new();
     for (name, route) in metadata_routes() {
@@ -1383,6 +1385,16 @@ fn faults_on_every_request_kind(seed: u64) -> Vec<Rule> {
         },
         Fault::ResetBeforeForward,
     ));
+    rules.push(Rule::new(
+        "any-lost",
+        Route::any(),
+        When::Random {
+            p: 0.05,
+            seed: seed + 3,
+            max: 1_000,
+        },
+        Fault::LoseResponse,
+    ));
     rules
 }
 
@@ -1406,6 +1418,7 @@ fn restore_survives_faults_on_every_request_kind() {
         "templates-503",
         "templates-lost",
         "any-503",
+        "any-lost",
     ] {
         proxy.assert_fired(name, 1);
     }
@@ -1452,7 +1465,12 @@ fn copy_survives_faults_on_every_request_kind() {
     for name in ["any-503", "settings-503"] {
         source_proxy.assert_fired(name, 1);
     }
-    for name in ["create-index-503", "create-index-lost", "any-503"] {
+    for name in [
+        "create-index-503",
+        "create-index-lost",
+        "any-503",
+        "any-lost",
+    ] {
         target_proxy.assert_fired(name, 1);
     }
     assert_report_complete(&run, test);
