@@ -210,6 +210,10 @@ fn mutual_tls_needs_a_client_certificate_of_the_right_ca() {
             .is_match(&line),
         "the line does not say TLS refused the connection: {line}"
     );
+    assert!(
+        line.contains("--source-client-cert"),
+        "the line does not say how to give a certificate: {line}"
+    );
     assert!(!tmp.path().join("none").join("manifest.json").exists());
 
     // A certificate of another CA: refused the same way, key never shown.

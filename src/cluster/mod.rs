@@ -51,7 +51,7 @@ pub enum ClusterError {
     CaCert { path: String, reason: String },
     #[error("cannot connect to {url}: {reason}")]
     Unreachable { url: String, reason: String },
-    #[error("authentication failed for {url} (HTTP 401): check the user and password or API key")]
+    #[error("authentication failed for {url} (HTTP 401): check the user and password, API key or bearer token")]
     Unauthorized { url: String },
     #[error("access denied by {url} (HTTP 403) for {method} {path}: {reason}")]
     Forbidden {
@@ -659,7 +659,14 @@ impl Cluster {
         path: &str,
         error: &elasticsearch::Error,
     ) -> ClusterError {
-        let reason = root_cause(error);
+        let mut reason = root_cause(error);
+        // rustls names the TLS alert only in its message: no type to go by.
+        if reason.contains("CertificateRequired") {
+            reason.push_str(
+                " (the server asks for a client certificate: --source-client-cert and \
+                 --source-client-key, or --target-client-cert and --target-client-key)",
+            );
+        }
         let connect = error_chain_is_connect(error);
         if connect {
             ClusterError::Unreachable {
