@@ -20,12 +20,16 @@
 //! | one index to or from a pipe (`--output -`) | [`stream`] |
 //! | progress bars and the closing summary | [`progress`] |
 //! | retry decisions and backoff mechanics | [`retry`] |
+//! | AWS credentials and SigV4 signing (foundation, no cluster knowledge) | [`aws`] |
+//! | error-chain helpers shared by every layer | [`errors`] |
 //! | the sample data set (quick start, benchmarks) | [`sample`] |
 
 pub mod archive;
+pub mod aws;
 pub mod cli;
 pub mod cluster;
 pub mod dump;
+pub mod errors;
 pub mod inspect;
 pub mod pipeline;
 pub mod progress;

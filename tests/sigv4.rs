@@ -104,7 +104,7 @@ fn sigv4_esark_signatures_pass_the_independent_verifier() {
     // esark's signing glue and the test verifier, written apart, agree on
     // the hard cases: a `%` index name (the path encoded twice), an
     // unsorted query, a session token, a port.
-    use esark::cluster::sigv4::{request_url, signing_headers, PayloadHeader, Signable};
+    use esark::aws::sigv4::{request_url, signing_headers, PayloadHeader, Signable};
     let credentials =
         aws_credential_types::Credentials::new(KEY_ID, SECRET, Some(TOKEN.into()), None, "test");
     let base = url::Url::parse("http://127.0.0.1:9200/").unwrap();

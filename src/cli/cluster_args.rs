@@ -15,8 +15,8 @@ use std::time::Duration;
 use clap::Args;
 
 use super::CliError;
+use crate::aws::sigv4::AwsService;
 use crate::cluster::client_cert::ClientCert;
-use crate::cluster::sigv4::AwsService;
 use crate::cluster::{Auth, ClusterConfig};
 
 /// How to reach and authenticate to the source cluster.

@@ -8,10 +8,9 @@
 //!
 //! One file per group of endpoints: [`indices`] (listing, metadata, count),
 //! [`templates`], [`scroll`]; wire types live in [`model`]. With
-//! [`Auth::AwsSigV4`] every request is signed by [`sigv4`] with credentials
-//! from [`aws_credentials`].
+//! [`Auth::AwsSigV4`] every request is signed by [`crate::aws::sigv4`]
+//! with credentials from [`crate::aws::credentials`].
 
-pub mod aws_credentials;
 pub mod client_cert;
 pub mod data_streams;
 pub mod extras;
@@ -19,7 +18,6 @@ pub mod indices;
 pub mod model;
 pub mod pit;
 pub mod scroll;
-pub mod sigv4;
 pub mod templates;
 
 use std::fmt;
@@ -35,10 +33,11 @@ use elasticsearch::http::Method;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use url::Url;
 
-use aws_credentials::{AwsEnv, AwsError};
+use crate::aws::sigv4::{self, AwsService, SigV4Signer};
+use crate::aws::{AwsEnv, AwsError};
+pub(crate) use crate::errors::root_cause;
 use client_cert::ClientCert;
 use model::info::{ClusterInfo, Flavor, RootResponse};
-use sigv4::{AwsService, SigV4Signer};
 
 use crate::retry::{classify_status, RetryAction, RetryPolicy, Verdict};
 
@@ -709,23 +708,6 @@ fn display_path(path: &str) -> String {
 
 fn method_name(method: Method) -> String {
     format!("{method:?}").to_uppercase()
-}
-
-/// The innermost cause of an error, which is the informative part
-/// ("Connection refused (os error 111)") of reqwest's nested errors, and of
-/// `aws-config`'s ("an error occurred while loading credentials" around
-/// the reason).
-pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut current: &(dyn std::error::Error + 'static) = error;
-    let mut text = current.to_string();
-    while let Some(next) = current.source() {
-        current = next;
-        let t = current.to_string();
-        if !t.is_empty() {
-            text = t;
-        }
-    }
-    text
 }
 
 fn error_chain_is_connect(error: &(dyn std::error::Error + 'static)) -> bool {

@@ -1,22 +1,8 @@
-//! Where the AWS credentials and region for SigV4 signing
-//! ([`super::sigv4`]) come from: the first two links of the standard AWS
-//! credential chain, read as the AWS CLI and SDKs read them.
-//!
-//! 1. The environment: `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`
-//!    (and `AWS_SESSION_TOKEN` for temporary credentials).
-//! 2. The shared profile files: profile `AWS_PROFILE` (else `default`) of
-//!    `AWS_SHARED_CREDENTIALS_FILE` (else `~/.aws/credentials`) and
-//!    `AWS_CONFIG_FILE` (else `~/.aws/config`): static keys, chains of
-//!    `source_profile`s, `credential_process`.
-//!
-//! The region: the `--…-aws-region` flag, then `AWS_REGION`,
-//! `AWS_DEFAULT_REGION`, the profile's `region`.
+//! The credential chain: the environment, then the shared profile files.
 //!
 //! The profile files are parsed by `aws-config` (profile syntax, `[profile
 //! x]` sections of the config file, precedence of the credentials file),
-//! fed the files' contents as read here: every variable comes from an
-//! [`AwsEnv`], a snapshot that tests build from a map instead of the
-//! process environment.
+//! fed the files' contents as read here.
 //!
 //! Not supported: the links that fetch credentials over the network
 //! (EC2 instance metadata, ECS container credentials, web identity, SSO,
@@ -24,17 +10,8 @@
 //! hyper + rustls (aws-lc) stack next to the one `reqwest` already brings;
 //! `aws-config` gets [`NoNetwork`] instead, so such a profile fails with a
 //! clear error and no request leaves the machine.
-//!
-//! [`CredentialCache`] keeps the credentials between requests and reads
-//! the chain again before they expire (or every few minutes when they
-//! carry no expiry), so a dump that runs for hours keeps valid
-//! credentials when the profile files are rewritten by a helper.
 
-use std::collections::BTreeMap;
-use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::RwLock;
-use std::time::{Duration, SystemTime};
+use std::path::PathBuf;
 
 use aws_config::meta::region::ProvideRegion;
 use aws_config::profile::{ProfileFileCredentialsProvider, ProfileFileRegionProvider};
@@ -51,95 +28,8 @@ use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 
-/// Why no credentials or region could be had. Messages never contain a
-/// secret: they name variables, profiles and files.
-#[derive(Debug, thiserror::Error)]
-pub enum AwsError {
-    #[error("no AWS credentials found (tried: {tried})")]
-    NoCredentials { tried: String },
-    #[error("no AWS region: give --source-aws-region / --target-aws-region, or set AWS_REGION, or a region in profile {profile:?}")]
-    NoRegion { profile: String },
-    #[error("AWS profile {profile:?}: {reason}")]
-    Profile { profile: String, reason: String },
-    #[error("cannot read {}: {reason}", path.display())]
-    File { path: PathBuf, reason: String },
-    #[error("cannot sign the request: {reason}")]
-    Signing { reason: String },
-}
-
-/// The variables the chain reads, taken once (from the process, or from a
-/// map in tests). `Debug` shows their names only.
-#[derive(Clone, Default)]
-pub struct AwsEnv {
-    vars: BTreeMap<String, String>,
-}
-
-/// Every variable [`AwsEnv::from_process`] keeps.
-const VARS: &[&str] = &[
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_PROFILE",
-    "AWS_SHARED_CREDENTIALS_FILE",
-    "AWS_CONFIG_FILE",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "HOME",
-];
-
-impl AwsEnv {
-    pub fn from_process() -> AwsEnv {
-        AwsEnv::from_pairs(
-            VARS.iter()
-                .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v))),
-        )
-    }
-
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(
-        pairs: impl IntoIterator<Item = (K, V)>,
-    ) -> AwsEnv {
-        AwsEnv {
-            vars: pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        }
-    }
-
-    /// A variable's value; blank counts as unset, as in the AWS SDKs.
-    fn get(&self, key: &str) -> Option<&str> {
-        self.vars
-            .get(key)
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn profile_name(&self) -> &str {
-        self.get("AWS_PROFILE").unwrap_or("default")
-    }
-
-    /// `AWS_CONFIG_FILE` / `AWS_SHARED_CREDENTIALS_FILE`, else the file in
-    /// `~/.aws/`; a leading `~/` is the home folder.
-    fn profile_path(&self, kind: EnvConfigFileKind) -> Option<PathBuf> {
-        let (var, default) = match kind {
-            EnvConfigFileKind::Config => ("AWS_CONFIG_FILE", "~/.aws/config"),
-            EnvConfigFileKind::Credentials => ("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
-        };
-        let raw = self.get(var).unwrap_or(default);
-        match raw.strip_prefix("~/") {
-            Some(rest) => self.get("HOME").map(|home| Path::new(home).join(rest)),
-            None => Some(PathBuf::from(raw)),
-        }
-    }
-}
-
-impl fmt::Debug for AwsEnv {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AwsEnv")
-            .field("vars", &self.vars.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
+use super::{AwsEnv, AwsError};
+use crate::errors::root_cause;
 
 /// The profile files as read now: path and contents (`None`: no such file).
 struct ProfileFiles {
@@ -271,12 +161,12 @@ pub async fn resolve_credentials(
     match provider.provide_credentials().await {
         Ok(credentials) => Ok(credentials),
         Err(e @ CredentialsError::CredentialsNotLoaded(_)) => {
-            let detail = super::root_cause(&e);
+            let detail = root_cause(&e);
             Err(not_found((!detail.is_empty()).then_some(detail)))
         }
         Err(e) => Err(AwsError::Profile {
             profile: profile.name.clone(),
-            reason: explain(&super::root_cause(&e), &profile.name),
+            reason: explain(&root_cause(&e), &profile.name),
         }),
     }
 }
@@ -322,185 +212,11 @@ fn explain(reason: &str, profile: &str) -> String {
     }
 }
 
-/// Credentials kept between requests, read again from the chain before
-/// they expire.
-///
-/// Many requests sign at once: the common path takes the read lock only;
-/// one task at a time (the `refresh` mutex) reads the chain again, and the
-/// others wait for its result instead of reading it too.
-pub struct CredentialCache {
-    env: AwsEnv,
-    region: String,
-    current: RwLock<Option<Fetched>>,
-    refresh: tokio::sync::Mutex<()>,
-}
-
-#[derive(Clone)]
-struct Fetched {
-    credentials: Credentials,
-    /// When they were read.
-    at: SystemTime,
-    /// After a failed re-read: the old credentials are used without trying
-    /// again until then.
-    hold_until: Option<SystemTime>,
-}
-
-/// Credentials are read again this long before they expire.
-const EXPIRY_MARGIN: Duration = Duration::from_secs(5 * 60);
-/// Credentials without an expiry (static keys) are read again this often,
-/// in case a helper rewrote the profile files.
-const REREAD_AFTER: Duration = Duration::from_secs(5 * 60);
-/// After a failed re-read, how long the old credentials are used before
-/// trying again.
-const RETRY_AFTER: Duration = Duration::from_secs(30);
-
-impl Fetched {
-    fn is_fresh(&self, now: SystemTime) -> bool {
-        if self.hold_until.is_some_and(|until| now < until) {
-            return true;
-        }
-        match self.credentials.expiry() {
-            Some(expiry) => now + EXPIRY_MARGIN < expiry,
-            // A clock that went back counts as fresh.
-            None => now
-                .duration_since(self.at)
-                .map_or(true, |age| age < REREAD_AFTER),
-        }
-    }
-
-    fn is_valid(&self, now: SystemTime) -> bool {
-        self.credentials.expiry().is_none_or(|expiry| now < expiry)
-    }
-}
-
-impl fmt::Debug for CredentialCache {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CredentialCache")
-            .field("env", &self.env)
-            .finish_non_exhaustive()
-    }
-}
-
-impl CredentialCache {
-    /// Reads the chain once, so that missing credentials are an error
-    /// before the first request.
-    pub async fn load(env: AwsEnv, region: &str) -> Result<CredentialCache, AwsError> {
-        let credentials = resolve_credentials(&env, Some(region)).await?;
-        Ok(CredentialCache {
-            env,
-            region: region.to_string(),
-            current: RwLock::new(Some(Fetched {
-                credentials,
-                at: SystemTime::now(),
-                hold_until: None,
-            })),
-            refresh: tokio::sync::Mutex::new(()),
-        })
-    }
-
-    fn cached(&self) -> Option<Fetched> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn store(&self, fetched: Fetched) {
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(fetched);
-    }
-
-    /// Credentials valid for a while yet.
-    pub async fn get(&self) -> Result<Credentials, AwsError> {
-        if let Some(f) = self.cached().filter(|f| f.is_fresh(SystemTime::now())) {
-            return Ok(f.credentials);
-        }
-        let _one_at_a_time = self.refresh.lock().await;
-        let now = SystemTime::now();
-        let old = self.cached();
-        if let Some(f) = old.as_ref().filter(|f| f.is_fresh(now)) {
-            return Ok(f.credentials.clone());
-        }
-        match resolve_credentials(&self.env, Some(&self.region)).await {
-            Ok(credentials) => {
-                self.store(Fetched {
-                    credentials: credentials.clone(),
-                    at: now,
-                    hold_until: None,
-                });
-                Ok(credentials)
-            }
-            // A failed re-read (a file being rewritten, a helper that failed
-            // once) keeps credentials that have not expired yet.
-            Err(e) => match old.filter(|f| f.is_valid(now)) {
-                Some(mut f) => {
-                    tracing::warn!(
-                        "reading AWS credentials again failed ({e}); using the previous ones"
-                    );
-                    f.hold_until = Some(now + RETRY_AFTER);
-                    self.store(f.clone());
-                    Ok(f.credentials)
-                }
-                None => Err(e),
-            },
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A home folder with the given credentials and config files.
-    fn home(credentials: Option<&str>, config: Option<&str>) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join(".aws")).unwrap();
-        if let Some(text) = credentials {
-            std::fs::write(dir.path().join(".aws/credentials"), text).unwrap();
-        }
-        if let Some(text) = config {
-            std::fs::write(dir.path().join(".aws/config"), text).unwrap();
-        }
-        dir
-    }
-
-    fn env_of(home: &Path, vars: &[(&str, &str)]) -> AwsEnv {
-        let mut pairs = vec![("HOME".to_string(), home.display().to_string())];
-        pairs.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        AwsEnv::from_pairs(pairs)
-    }
-
-    const CREDENTIALS: &str = "\
-[default]
-aws_access_key_id = AKIDDEFAULT
-aws_secret_access_key = default-secret
-
-[work]
-aws_access_key_id = AKIDWORK
-aws_secret_access_key = work-secret
-aws_session_token = work-token
-
-[half]
-aws_access_key_id = AKIDHALF
-";
-
-    const CONFIG: &str = "\
-[default]
-region = eu-west-3
-
-[profile work]
-region = ap-southeast-2
-
-[profile sso]
-sso_start_url = https://example.awsapps.com/start
-sso_region = us-east-1
-sso_account_id = 123456789012
-sso_role_name = reader
-
-[profile role]
-role_arn = arn:aws:iam::123456789012:role/reader
-source_profile = default
-";
-
+    use crate::aws::test_support::*;
+    use std::time::{Duration, SystemTime};
     #[tokio::test]
     async fn environment_comes_before_the_profile() {
         let home = home(Some(CREDENTIALS), Some(CONFIG));
@@ -671,70 +387,5 @@ source_profile = default
             c.expiry(),
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(4_070_908_800))
         );
-    }
-
-    #[test]
-    fn debug_shows_no_values() {
-        let env = AwsEnv::from_pairs([("AWS_SECRET_ACCESS_KEY", "s3cr3t")]);
-        let text = format!("{env:?}");
-        assert!(text.contains("AWS_SECRET_ACCESS_KEY"), "{text}");
-        assert!(!text.contains("s3cr3t"), "{text}");
-    }
-
-    #[test]
-    fn freshness() {
-        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let minutes = |m: u64| Duration::from_secs(m * 60);
-        let fetched = |expiry: Option<SystemTime>| Fetched {
-            credentials: Credentials::new("AKID", "secret", None, expiry, "test"),
-            at: t0,
-            hold_until: None,
-        };
-        // Static keys: read again after a few minutes.
-        let f = fetched(None);
-        assert!(f.is_fresh(t0 + minutes(4)));
-        assert!(!f.is_fresh(t0 + minutes(6)));
-        assert!(f.is_fresh(t0 - minutes(1)), "clock went back");
-        // Temporary credentials: read again before they expire, whatever their age.
-        let f = fetched(Some(t0 + minutes(60)));
-        assert!(f.is_fresh(t0 + minutes(54)));
-        assert!(!f.is_fresh(t0 + minutes(56)));
-        assert!(f.is_valid(t0 + minutes(59)));
-        assert!(!f.is_valid(t0 + minutes(60)));
-        // After a failed re-read, the old ones are used for a while.
-        let mut f = fetched(Some(t0 + minutes(60)));
-        f.hold_until = Some(t0 + minutes(57));
-        assert!(f.is_fresh(t0 + minutes(56)));
-        assert!(!f.is_fresh(t0 + minutes(58)));
-    }
-
-    #[tokio::test]
-    async fn cache_reads_rewritten_files_again_and_keeps_valid_ones_on_failure() {
-        let home = home(
-            Some("[default]\naws_access_key_id = AKIDOLD\naws_secret_access_key = old\n"),
-            None,
-        );
-        let env = env_of(home.path(), &[]);
-        let cache = CredentialCache::load(env, "us-east-1").await.unwrap();
-        assert_eq!(cache.get().await.unwrap().access_key_id(), "AKIDOLD");
-        std::fs::write(
-            home.path().join(".aws/credentials"),
-            "[default]\naws_access_key_id = AKIDNEW\naws_secret_access_key = new\n",
-        )
-        .unwrap();
-        // Still fresh: not read again.
-        assert_eq!(cache.get().await.unwrap().access_key_id(), "AKIDOLD");
-        // Pretend they were read long ago.
-        let mut f = cache.cached().unwrap();
-        f.at -= REREAD_AFTER * 2;
-        cache.store(f);
-        assert_eq!(cache.get().await.unwrap().access_key_id(), "AKIDNEW");
-        // The file is gone (a helper rewriting it): the previous keys stay.
-        std::fs::remove_file(home.path().join(".aws/credentials")).unwrap();
-        let mut f = cache.cached().unwrap();
-        f.at -= REREAD_AFTER * 2;
-        cache.store(f);
-        assert_eq!(cache.get().await.unwrap().access_key_id(), "AKIDNEW");
-        assert!(cache.cached().unwrap().hold_until.is_some());
     }
 }
