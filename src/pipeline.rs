@@ -32,12 +32,7 @@ use crate::sink::ChunkWriter;
 use crate::source::pit::PitPosition;
 use crate::source::{ReadError, ReaderKind, SliceEvent, SliceReader};
 
-/// Pages buffered between a slice's reader and its writer. One lets the
-/// reader fetch the next page while the writer compresses the previous one.
-/// More buys nothing: compressing a page (~2.5 ms at zstd 1) takes a
-/// fraction of fetching one, so the channel is almost always empty, and a
-/// second slot only added ~1.8 MB per slice to the peak memory.
-pub const CHANNEL_PAGES: usize = 1;
+pub use crate::source::slice::CHANNEL_PAGES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
