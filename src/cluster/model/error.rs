@@ -24,7 +24,7 @@ struct AwsMessage {
 /// `search_context_missing_exception`, ...). Empty for bodies without
 /// them (a proxy's page, a plain-string error).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ErrorTypes(Vec<String>);
+pub struct ErrorTypes(Box<[String]>);
 
 impl ErrorTypes {
     pub fn of(body: &[u8]) -> ErrorTypes {
@@ -52,7 +52,7 @@ impl ErrorTypes {
                 caused_by = cause.get("caused_by");
             }
         }
-        ErrorTypes(types)
+        ErrorTypes(types.into_boxed_slice())
     }
 
     /// Whether `kind` is the error's type or one of its causes' types.
