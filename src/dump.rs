@@ -622,6 +622,8 @@ async fn dump_index(
             .await
             .map_err(|e| e.to_string())?;
     }
+    // Read before `meta` is taken apart below.
+    let page_size = meta.page_size(config.page_size);
     // A resumed index keeps the slice count its chunk names were made with.
     let slices = match &earlier {
         Some(e) if e.slice_count > 0 => e.slice_count,
@@ -673,7 +675,7 @@ async fn dump_index(
         index: name.to_string(),
         folder: folder.clone(),
         slices,
-        page_size: config.page_size,
+        page_size,
         compression: config.compression,
         level: config.level,
         file_size: config.file_size,
@@ -728,6 +730,20 @@ pub struct IndexMetadata {
 }
 
 impl IndexMetadata {
+    /// `page_size`, or the index's `max_result_window` when smaller: a
+    /// scroll or search page larger than it is refused ("Batch size is too
+    /// large").
+    pub fn page_size(&self, page_size: usize) -> usize {
+        let window = self
+            .settings
+            .pointer("/index/max_result_window")
+            .and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or(v.as_u64()));
+        match window {
+            Some(w) if w > 0 => page_size.min(usize::try_from(w).unwrap_or(usize::MAX)),
+            _ => page_size,
+        }
+    }
+
     /// Primary shards, from the settings.
     pub fn shards(&self) -> u32 {
         self.settings

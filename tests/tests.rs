@@ -39,3 +39,6 @@ mod foreign;
 mod sigv4;
 // Data streams (emulated in front of osmem): dump by name, restore with `create`, modes, verify, copy.
 mod data_streams;
+// Issue 11 (dump, verify, bad input, messages): --overwrite keeps the last good archive,
+// failed indices in the manifest, per-index verify, empty selections, line caps, URL checks.
+mod safety;

@@ -88,6 +88,8 @@ pub enum ArchiveError {
     },
     #[error("{path}: the manifest names a file outside the archive")]
     UnsafePath { path: String },
+    #[error("{}: a link to {}, outside the archive: refused", path.display(), target.display())]
+    OutsideArchive { path: PathBuf, target: PathBuf },
 }
 
 impl ArchiveError {

@@ -102,6 +102,11 @@ impl LoadArgs {
                 "--concurrency, --bulk-docs and --bulk-bytes must be positive"
             )));
         }
+        if self.rate == Some(0) || self.rate_bytes == Some(0) {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "--rate and --rate-bytes must be positive (leave them out for no limit)"
+            )));
+        }
         Ok(RestoreConfig {
             target: self.target.resolve(connection)?,
             mode: self.mode,
@@ -159,6 +164,8 @@ pub struct RestoreArgs {
     /// or FILE.restore.state.json next to an imported file].
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
+    #[command(flatten)]
+    pub lines: super::LineLimitArgs,
 }
 
 #[derive(Debug, Args)]
@@ -217,6 +224,7 @@ pub async fn run_restore(args: RestoreArgs) -> Result<ExitCode, CliError> {
     )
     .await?;
     let mut plan = plan;
+    args.lines.apply(&mut plan)?;
     config.resume = args.resume;
     config.state = Some(
         args.state

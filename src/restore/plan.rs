@@ -187,6 +187,7 @@ pub async fn from_archive(
                         bytes: file.bytes,
                         sha256: file.sha256.clone(),
                     }),
+                    max_line: crate::source::archive::DEFAULT_MAX_LINE,
                 }),
                 _ => {}
             }
