@@ -288,17 +288,31 @@ pub(crate) async fn input_plan(
         }
     }
     // The input is checked whole before the target is even contacted.
-    let plan = match kind {
-        Some(kind) => foreign::plan(input, kind, index, selector, renamer)
-            .await
-            .map_err(CliError::failure)?,
+    let (plan, names) = match kind {
+        Some(kind) => (
+            foreign::plan(input, kind, index, selector, renamer)
+                .await
+                .map_err(CliError::failure)?,
+            None,
+        ),
         None => {
             let archive = reader::open(input).await.map_err(CliError::failure)?;
-            plan::from_archive(&archive, selector, renamer, force)
-                .await
-                .map_err(CliError::failure)?
+            let m = archive.manifest();
+            let names = m.indices.iter().map(|i| i.name.clone());
+            let names: Vec<String> = names
+                .chain(m.failed.iter().map(|f| f.name.clone()))
+                .collect();
+            (
+                plan::from_archive(&archive, selector, renamer, force)
+                    .await
+                    .map_err(CliError::failure)?,
+                Some(names),
+            )
         }
     };
+    if plan.indices.is_empty() && plan.damaged.is_empty() {
+        super::select::refuse_empty(selector, names.as_deref(), input)?;
+    }
     Ok((plan, kind))
 }
 

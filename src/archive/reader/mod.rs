@@ -1,11 +1,12 @@
 //! Reading an archive: the manifest's version field first, then the parser
-//! for that version ([`v1`], [`v2`], [`v3`]), whose result is adapted to the current
+//! for that version ([`v1`] to [`v4`]), whose result is adapted to the current
 //! model; then [`Reader`] checks files against it. Every version shares the
 //! on-disk layout drawn in [`v1`].
 
 pub mod v1;
 pub mod v2;
 pub mod v3;
+pub mod v4;
 
 use std::path::{Path, PathBuf};
 
@@ -97,9 +98,10 @@ impl Reader {
         }
         // An index listed twice would be restored twice.
         let mut names = std::collections::HashSet::new();
-        for index in &manifest.indices {
-            if !names.insert(index.name.as_str()) {
-                return Err(format!("index {:?} is listed twice", index.name));
+        let listed = manifest.indices.iter().map(|i| &i.name);
+        for name in listed.chain(manifest.failed.iter().map(|f| &f.name)) {
+            if !names.insert(name.as_str()) {
+                return Err(format!("index {name:?} is listed twice"));
             }
         }
         for index in &manifest.indices {
@@ -216,6 +218,7 @@ pub async fn open(root: &Path) -> Result<Archive, ArchiveError> {
         Version::V1 => v1::parse(&bytes).map(v1::to_v2),
         Version::V2 => v2::parse(&bytes),
         Version::V3 => v3::parse(&bytes),
+        Version::V4 => v4::parse(&bytes),
     }
     .map_err(&bad)?;
     let reader = Reader::new(root, manifest).map_err(bad)?;
