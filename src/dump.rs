@@ -223,6 +223,8 @@ pub enum DumpError {
     Cluster(#[from] ClusterError),
     #[error(transparent)]
     Archive(#[from] ArchiveError),
+    #[error("dump incomplete, no manifest written: {}; continue it with `esark dump --resume` and the same --source and --output", describe_failures(.0))]
+    IndicesFailed(Vec<(String, String)>),
     #[error("{} of {total} indices could not be dumped: {}; the archive in {} holds the others and lists these as failed{}", .failed.len(), describe_failures(.failed), .output.display(), if *.resumable { " (`esark dump --resume` with the same --output retries them)" } else { "" })]
     Incomplete {
         output: PathBuf,
@@ -380,12 +382,6 @@ pub async fn run(
     // Selected before anything is written: selecting nothing is an error,
     // not an empty archive.
     let (selected, skipped) = select_indices(&cluster, &config.selector).await?;
-    for closed in &skipped {
-        progress.println(&format!(
-            "warning: index {:?} is closed; skipped",
-            closed.name
-        ));
-    }
     if selected.is_empty() {
         return Err(nothing_selected(&cluster, &config.selector, &skipped).await);
     }
@@ -395,6 +391,12 @@ pub async fn run(
     } else {
         ArchiveWriter::create(&config.output, config.overwrite).await?
     };
+    for closed in &skipped {
+        progress.println(&format!(
+            "warning: index {:?} is closed; skipped",
+            closed.name
+        ));
+    }
     let written = write_archive(
         &cluster, &archive, config, checkpoint, source, selected, skipped, progress, cancel,
     )
@@ -462,7 +464,7 @@ async fn write_archive(
         .extend(dump_extras(cluster, archive, config.include_cluster_settings, progress).await?);
 
     let readers = Arc::new(tokio::sync::Semaphore::new(config.readers.max(1)));
-    let results: Vec<(String, Result<IndexEntry, String>)> = stream::iter(selected)
+    let results: Vec<(String, Result<IndexEntry, IndexFailure>)> = stream::iter(selected)
         .map(|selected| {
             let name = selected.name.clone();
             let readers = readers.clone();
@@ -507,11 +509,22 @@ async fn write_archive(
     }
     let mut indices = Vec::new();
     let mut failed = Vec::new();
+    let mut run_failures = Vec::new();
     for (name, result) in results {
         match result {
             Ok(entry) => indices.push(entry),
-            Err(reason) => failed.push(FailedIndex { name, reason }),
+            Err(IndexFailure {
+                reason,
+                run_level: true,
+            }) => run_failures.push((name, reason)),
+            Err(IndexFailure { reason, .. }) => failed.push(FailedIndex { name, reason }),
         }
+    }
+    // Lost credentials, the network, a full disk: not a fact about an
+    // index to record, but a run to continue with --resume.
+    if !run_failures.is_empty() {
+        run_failures.sort();
+        return Err(DumpError::IndicesFailed(run_failures));
     }
     indices.sort_by(|a, b| a.name.cmp(&b.name));
     failed.sort_by(|a, b| a.name.cmp(&b.name));
@@ -743,23 +756,18 @@ async fn dump_index(
     earlier: Option<IndexCheckpoint>,
     readers: Arc<tokio::sync::Semaphore>,
     cancel: watch::Receiver<bool>,
-) -> Result<IndexEntry, String> {
+) -> Result<IndexEntry, IndexFailure> {
     let name = selected.name.as_str();
     let data_stream = selected.data_stream.is_some();
-    let (meta, mut expected) = read_metadata(cluster, selected)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (meta, mut expected) = read_metadata(cluster, selected).await?;
     if let Some(query) = config.query.as_deref() {
-        expected = cluster
-            .count(name, Some(query))
-            .await
-            .map_err(|e| e.to_string())?;
+        expected = cluster.count(name, Some(query)).await?;
     }
     // Said before any file is written: no page of it could be archived.
     if !data_stream && expected > 0 && source_disabled(&meta.mappings) {
-        return Err(format!(
+        return Err(IndexFailure::of_index(format!(
             "_source is disabled in its mapping: its {expected} documents cannot be read back; leave the index out with --exclude"
-        ));
+        )));
     }
     // Read before `meta` is taken apart below.
     let page_size = meta.page_size(config.page_size);
@@ -806,7 +814,7 @@ async fn dump_index(
         })?;
         Ok::<_, ArchiveError>(files)
     };
-    let mut files = write_meta.await.map_err(|e| e.to_string())?;
+    let mut files = write_meta.await?;
 
     progress.expect(expected);
     let bar = progress.index(name, expected);
@@ -834,8 +842,7 @@ async fn dump_index(
     .await
     {
         Ok(r) => r,
-        Err(PipelineError::Interrupted) => return Err("interrupted".into()),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
     bar.finish();
     if docs != expected {
@@ -854,9 +861,66 @@ async fn dump_index(
         data_stream,
     };
     checkpointer
-        .update(|cp| cp.indices.entry(name.to_string()).or_default().done = Some(entry.clone()))
-        .map_err(|e| e.to_string())?;
+        .update(|cp| cp.indices.entry(name.to_string()).or_default().done = Some(entry.clone()))?;
     Ok(entry)
+}
+
+/// Why an index was not dumped, and whether the cause is the run's rather
+/// than the index's: lost credentials, an unreachable cluster or a full
+/// disk would fail every index alike, so the run stops (resumable)
+/// instead of listing them as failed.
+#[derive(Debug)]
+struct IndexFailure {
+    reason: String,
+    run_level: bool,
+}
+
+impl IndexFailure {
+    fn of_index(reason: String) -> IndexFailure {
+        IndexFailure {
+            reason,
+            run_level: false,
+        }
+    }
+}
+
+impl From<ClusterError> for IndexFailure {
+    fn from(e: ClusterError) -> IndexFailure {
+        let run_level = matches!(
+            e,
+            ClusterError::Unauthorized { .. }
+                | ClusterError::Unreachable { .. }
+                | ClusterError::Transport { .. }
+                | ClusterError::AwsSigning { .. }
+        );
+        IndexFailure {
+            reason: e.to_string(),
+            run_level,
+        }
+    }
+}
+
+impl From<ArchiveError> for IndexFailure {
+    fn from(e: ArchiveError) -> IndexFailure {
+        IndexFailure {
+            reason: e.to_string(),
+            run_level: true,
+        }
+    }
+}
+
+impl From<PipelineError> for IndexFailure {
+    fn from(e: PipelineError) -> IndexFailure {
+        match e {
+            PipelineError::Read(crate::source::ReadError::Cluster(e)) => e.into(),
+            PipelineError::Archive(e) => e.into(),
+            PipelineError::Interrupted => IndexFailure {
+                reason: "interrupted".into(),
+                run_level: true,
+            },
+            other => IndexFailure::of_index(other.to_string()),
+        }
+    }
 }
 
 /// Whether mappings turn `_source` off (`{"_source": {"enabled": false}}`,

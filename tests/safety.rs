@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::util::check::{assert_no_secret, assert_one_error_line, no_manifest};
+use crate::util::check::{assert_no_secret, no_manifest};
 use crate::util::esark::{dump, inspect, Esark, Output};
 use crate::util::faults::{Fault, FaultProxy, Route, Rule, When};
 use crate::util::restore_support::{restore_cmd, seed_index, target_cluster, verify_cmd};
