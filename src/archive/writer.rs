@@ -376,3 +376,92 @@ async fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An archive folder with a manifest, an index folder and a file of
+    /// the user's.
+    fn archive(dir: &Path, marker: &str) {
+        std::fs::create_dir_all(dir.join("indices/a")).unwrap();
+        std::fs::write(dir.join(MANIFEST_FILE), marker).unwrap();
+        std::fs::write(dir.join("indices/a/settings.json"), marker).unwrap();
+    }
+
+    fn manifest_of(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join(MANIFEST_FILE)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn overwrite_writes_beside_and_swaps_when_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        archive(&out, "old");
+        std::fs::write(out.join("notes.txt"), "mine").unwrap();
+        std::fs::write(out.join("restore.state.json"), "{}").unwrap();
+        assert!(matches!(
+            ArchiveWriter::create(&out, false).await,
+            Err(ArchiveError::NotEmpty(_))
+        ));
+        let writer = ArchiveWriter::create(&out, true).await.unwrap();
+        assert_eq!(writer.root(), tmp.path().join(".out.esark-new"));
+        archive(writer.root(), "new");
+        // Until the swap, the old archive is whole.
+        assert_eq!(manifest_of(&out), "old");
+        writer.replace().await.unwrap();
+        assert_eq!(manifest_of(&out), "new");
+        assert_eq!(
+            std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+            "mine"
+        );
+        assert!(!out.join("restore.state.json").exists());
+        assert!(!tmp.path().join(".out.esark-new").exists());
+        assert!(!tmp.path().join(".out.esark-old").exists());
+
+        // A failed run discards its folder; the archive is untouched.
+        let writer = ArchiveWriter::create(&out, true).await.unwrap();
+        archive(writer.root(), "newer");
+        writer.discard().await.unwrap();
+        assert_eq!(manifest_of(&out), "new");
+        assert!(!tmp.path().join(".out.esark-new").exists());
+    }
+
+    /// A crash between the two renames leaves the old archive under its
+    /// temporary name: the next run puts it back.
+    #[tokio::test]
+    async fn a_crash_between_the_renames_puts_the_old_archive_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let (staging, old) = siblings(&out).await.unwrap();
+        archive(&old, "old");
+        std::fs::write(old.join("notes.txt"), "mine").unwrap();
+        archive(&staging, "new");
+        recover(&out).await.unwrap();
+        assert_eq!(manifest_of(&out), "old");
+        assert_eq!(
+            std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+            "mine"
+        );
+        assert!(!staging.exists() && !old.exists());
+    }
+
+    /// A crash after the new archive is in place finishes the swap: the
+    /// user's files move over, the old archive goes.
+    #[tokio::test]
+    async fn a_crash_after_the_swap_is_finished() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let (staging, old) = siblings(&out).await.unwrap();
+        archive(&old, "old");
+        std::fs::write(old.join("notes.txt"), "mine").unwrap();
+        archive(&out, "new");
+        recover(&out).await.unwrap();
+        assert_eq!(manifest_of(&out), "new");
+        assert_eq!(
+            std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+            "mine"
+        );
+        assert!(!staging.exists() && !old.exists());
+    }
+}

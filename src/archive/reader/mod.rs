@@ -89,19 +89,19 @@ pub enum FileCheck {
 
 impl Reader {
     fn new(root: &Path, manifest: Manifest) -> Result<Reader, String> {
-        let mut paths = std::collections::HashSet::new();
-        for file in manifest.files() {
-            safe_relative(&file.path).map_err(|e| e.to_string())?;
-            if !paths.insert(file.path.as_str()) {
-                return Err(format!("file {:?} is listed twice", file.path));
-            }
-        }
         // An index listed twice would be restored twice.
         let mut names = std::collections::HashSet::new();
         let listed = manifest.indices.iter().map(|i| &i.name);
         for name in listed.chain(manifest.failed.iter().map(|f| &f.name)) {
             if !names.insert(name.as_str()) {
                 return Err(format!("index {name:?} is listed twice"));
+            }
+        }
+        let mut paths = std::collections::HashSet::new();
+        for file in manifest.files() {
+            safe_relative(&file.path).map_err(|e| e.to_string())?;
+            if !paths.insert(file.path.as_str()) {
+                return Err(format!("file {:?} is listed twice", file.path));
             }
         }
         for index in &manifest.indices {
