@@ -242,6 +242,9 @@ pub enum DumpError {
     NothingSelected(String),
     #[error("interrupted")]
     Stopped,
+    /// [`DumpError::IndicesFailed`] of a run whose folder was discarded.
+    #[error("{}", describe_failures(.0))]
+    Failed(Vec<(String, String)>),
     #[error("interrupted: the dump in {} is incomplete (no manifest); continue it with `esark dump --resume` and the same --source and --output", .0.display())]
     Interrupted(PathBuf),
     #[error("cannot resume: {0}")]
@@ -428,6 +431,7 @@ pub async fn run(
             // Nothing is left to resume: say only that it stopped.
             let error = match error {
                 DumpError::Interrupted(_) => DumpError::Stopped,
+                DumpError::IndicesFailed(failures) => DumpError::Failed(failures),
                 other => other,
             };
             Err(DumpError::NotReplaced {

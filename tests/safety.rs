@@ -400,6 +400,64 @@ fn an_index_deleted_during_the_dump_is_listed_as_failed() {
     assert_eq!(failures.len(), 1, "{m}");
     assert_eq!(failures[0].0, victim);
     assert!(failures[0].1.contains("404"), "{m}");
+
+    // Back again: `--resume` retries the failed index, keeps the other.
+    seed_index(&cluster, &victim, &json!({}), &docs(7));
+    let resumed = Esark::new()
+        .arg("dump")
+        .args(cluster.source_args())
+        .arg("--output")
+        .arg(&out)
+        .arg("--resume")
+        .run();
+    resumed.assert_success();
+    let m = manifest(&out);
+    assert!(failed(&m).is_empty(), "{m}");
+    let archive = crate::util::archive::Archive::open(&out);
+    assert_eq!(archive.docs(&good).len(), 20);
+    assert_eq!(archive.docs(&victim).len(), 7);
+    assert_eq!(inspect(&out).code, Some(0));
+}
+
+/// A run that fails as a whole (here the credentials stop working: every
+/// page answered 401) under `--overwrite` leaves the old archive and no
+/// folder of its own.
+#[test]
+fn an_overwrite_that_fails_as_a_whole_leaves_nothing_of_its_own() {
+    let cluster = TestCluster::start("safety-overwrite-401");
+    let good = cluster.name("good");
+    seed_index(&cluster, &good, &json!({}), &docs(10));
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("nightly");
+    let only = format!("^{}$", regex::escape(&good));
+    dump(&cluster, &out, &["--match", &only]).assert_success();
+    let before = std::fs::read(out.join("manifest.json")).unwrap();
+    let proxy = FaultProxy::start(
+        cluster.base_url(),
+        vec![Rule::new(
+            "pages-401",
+            Route::pages(),
+            When::Every {
+                every: 1,
+                max: 1000,
+            },
+            Fault::Status(401),
+        )],
+    );
+    let run = Esark::new()
+        .args(["dump", "--source", &proxied(&proxy, &cluster), "--insecure"])
+        .args(["--match", &only, "--overwrite", "--output"])
+        .arg(&out)
+        .run();
+    let line = error_line(&run);
+    assert!(line.contains("untouched"), "{run}");
+    assert!(
+        !line.contains("--resume"),
+        "nothing is left to resume: {run}"
+    );
+    assert_eq!(std::fs::read(out.join("manifest.json")).unwrap(), before);
+    assert_eq!(inspect(&out).code, Some(0));
+    assert!(!tmp.path().join(".nightly.esark-new").exists());
 }
 
 // ---- item 3: verify per index ---------------------------------------------------------
