@@ -84,11 +84,17 @@ impl ArchiveWriter {
                     if !overwrite {
                         return Err(ArchiveError::NotEmpty(root.into()));
                     }
-                    let (staging, _) = siblings(root).await?;
+                    // Through a symbolic link, the folder it points to
+                    // is replaced, not the link.
+                    let real = tokio::fs::canonicalize(root)
+                        .await
+                        .map_err(|e| ArchiveError::io(root, e))?;
+                    let (staging, _) = siblings(&real).await?;
+                    remove_all(&staging).await?;
                     create_private_dir(&staging).await?;
                     return Ok(ArchiveWriter {
                         root: staging,
-                        replaces: Some(root.into()),
+                        replaces: Some(real),
                     });
                 }
             }
@@ -308,6 +314,8 @@ async fn siblings(output: &Path) -> Result<(PathBuf, PathBuf), ArchiveError> {
 /// Finishes or undoes a replacement a crash interrupted (see the module
 /// documentation), and removes a staging folder a failed run left.
 pub async fn recover(output: &Path) -> Result<(), ArchiveError> {
+    let real = tokio::fs::canonicalize(output).await;
+    let output = real.as_deref().unwrap_or(output);
     let (staging, old) = match siblings(output).await {
         Ok(s) => s,
         // No folder and no name: nothing was ever replaced there.
@@ -405,7 +413,8 @@ mod tests {
             Err(ArchiveError::NotEmpty(_))
         ));
         let writer = ArchiveWriter::create(&out, true).await.unwrap();
-        assert_eq!(writer.root(), tmp.path().join(".out.esark-new"));
+        let real = tokio::fs::canonicalize(tmp.path()).await.unwrap();
+        assert_eq!(writer.root(), real.join(".out.esark-new"));
         archive(writer.root(), "new");
         // Until the swap, the old archive is whole.
         assert_eq!(manifest_of(&out), "old");
