@@ -309,6 +309,32 @@ mod tests {
         assert!(e.contains("index \"a\" is listed twice"), "{e}");
     }
 
+    /// Format 4 lists failed indices; a version 3 manifest that has them
+    /// is not one esark wrote.
+    #[tokio::test]
+    async fn failed_indices_are_read_from_version_4_only() {
+        let mut m: serde_json::Value =
+            serde_json::from_slice(&manifest_with(serde_json::json!(["a"]))).unwrap();
+        m["failed"] = serde_json::json!([{"name": "b", "reason": "deleted during the dump"}]);
+        let e = open_manifest(&serde_json::to_vec(&m).unwrap())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("format version 4"), "{e}");
+        m["format_version"] = serde_json::json!(4);
+        let archive = open_manifest(&serde_json::to_vec(&m).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(archive.manifest().failed[0].name, "b");
+        // A failed index may not also be listed as dumped.
+        m["failed"][0]["name"] = serde_json::json!("a");
+        let e = open_manifest(&serde_json::to_vec(&m).unwrap())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listed twice"), "{e}");
+    }
+
     /// Regression: `[]` said "expected struct Header with 2 elements".
     #[tokio::test]
     async fn a_manifest_that_is_not_an_object_says_what_a_manifest_is() {
