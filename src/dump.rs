@@ -16,7 +16,8 @@ use crate::archive::checkpoint::{
 };
 use crate::archive::compression::Compression;
 use crate::archive::manifest::{
-    DumpOptions, FileEntry, FileKind, IndexEntry, Manifest, RawQuery, SkippedIndex, SourceCluster,
+    DumpOptions, FailedIndex, FileEntry, FileKind, IndexEntry, Manifest, RawQuery, SkippedIndex,
+    SourceCluster,
 };
 use crate::archive::metadata::strip_generated;
 use crate::archive::naming::folder_name;
@@ -222,8 +223,28 @@ pub enum DumpError {
     Cluster(#[from] ClusterError),
     #[error(transparent)]
     Archive(#[from] ArchiveError),
-    #[error("dump incomplete, no manifest written: {}", describe_failures(.0))]
+    #[error("dump incomplete, no manifest written: {}; continue it with `esark dump --resume` and the same --source and --output", describe_failures(.0))]
     IndicesFailed(Vec<(String, String)>),
+    #[error("{} of {total} indices could not be dumped: {}; the archive in {} holds the others and lists these as failed{}", .failed.len(), describe_failures(.failed), .output.display(), if *.resumable { " (`esark dump --resume` with the same --output retries them)" } else { "" })]
+    Incomplete {
+        output: PathBuf,
+        failed: Vec<(String, String)>,
+        total: usize,
+        /// Written in place (not beside an archive it was to replace).
+        resumable: bool,
+    },
+    #[error("{error}; nothing was replaced: the previous archive in {} is untouched", .output.display())]
+    NotReplaced {
+        output: PathBuf,
+        error: Box<DumpError>,
+    },
+    #[error("nothing to dump: {0}")]
+    NothingSelected(String),
+    #[error("interrupted")]
+    Stopped,
+    /// [`DumpError::IndicesFailed`] of a run whose folder was discarded.
+    #[error("{}", describe_failures(.0))]
+    Failed(Vec<(String, String)>),
     #[error("interrupted: the dump in {} is incomplete (no manifest); continue it with `esark dump --resume` and the same --source and --output", .0.display())]
     Interrupted(PathBuf),
     #[error("cannot resume: {0}")]
@@ -347,51 +368,108 @@ pub async fn run(
         flavor: info.flavor,
         version: info.version.clone(),
     };
-    let (archive, checkpoint, config) = if config.resume {
+    let (checkpoint, config) = if config.resume {
         let checkpoint = open_checkpoint(&config.output, &source).await?;
-        let archive = ArchiveWriter::open_existing(&config.output).await?;
         let resumed = config.resumed_with(&checkpoint)?;
-        (archive, checkpoint, resumed)
+        (checkpoint, resumed)
     } else {
-        let archive = ArchiveWriter::create(&config.output, config.overwrite).await?;
         let checkpoint = Checkpoint::new(
             now_rfc3339(),
             source.clone(),
             config.options()?,
             config.reader,
         );
-        (archive, checkpoint, config.clone())
+        (checkpoint, config.clone())
     };
     let config = &config;
-    let checkpointer = Arc::new(checkpointer(archive.root(), checkpoint.clone()));
-    // Written at once: even a run killed before its first chunk can resume.
-    checkpointer.update(|_| {})?;
-    checkpointer.flush().await?;
 
+    // Selected before anything is written: selecting nothing is an error,
+    // not an empty archive.
     let (selected, skipped) = select_indices(&cluster, &config.selector).await?;
+    if selected.is_empty() {
+        return Err(nothing_selected(&cluster, &config.selector, &skipped).await);
+    }
+
+    let archive = if config.resume {
+        ArchiveWriter::open_existing(&config.output).await?
+    } else {
+        ArchiveWriter::create(&config.output, config.overwrite).await?
+    };
     for closed in &skipped {
         progress.println(&format!(
             "warning: index {:?} is closed; skipped",
             closed.name
         ));
     }
-    if selected.is_empty() {
-        progress.println("warning: no open index matched; the archive holds cluster metadata only");
+    let written = write_archive(
+        &cluster, &archive, config, checkpoint, source, selected, skipped, progress, cancel,
+    )
+    .await;
+    if archive.replaces().is_none() {
+        return written.map(|manifest| DumpReport {
+            output: config.output.clone(),
+            manifest,
+            elapsed: started.elapsed(),
+        });
     }
+    // `--overwrite` of an archive: the new one replaces it only when whole.
+    match written {
+        Ok(manifest) => {
+            archive.replace().await?;
+            Ok(DumpReport {
+                output: config.output.clone(),
+                manifest,
+                elapsed: started.elapsed(),
+            })
+        }
+        Err(error) => {
+            // A partial archive (failed indices) is kept beside the old
+            // one for a look (its error names it); anything else is of no
+            // use. The next run removes it.
+            if !matches!(error, DumpError::Incomplete { .. }) {
+                archive.discard().await?;
+            }
+            // Nothing is left to resume: say only that it stopped.
+            let error = match error {
+                DumpError::Interrupted(_) => DumpError::Stopped,
+                DumpError::IndicesFailed(failures) => DumpError::Failed(failures),
+                other => other,
+            };
+            Err(DumpError::NotReplaced {
+                output: config.output.clone(),
+                error: Box::new(error),
+            })
+        }
+    }
+}
 
-    let mut cluster_files = dump_templates(&cluster, &archive, progress).await?;
-    cluster_files.extend(
-        dump_extras(
-            &cluster,
-            &archive,
-            config.include_cluster_settings,
-            progress,
-        )
-        .await?,
-    );
+/// Writes the archive of `selected` into `archive`, manifest last, and
+/// returns the manifest. Indices that failed are listed in it as failed,
+/// and the run then ends in [`DumpError::Incomplete`].
+#[allow(clippy::too_many_arguments)]
+async fn write_archive(
+    cluster: &Arc<Cluster>,
+    archive: &ArchiveWriter,
+    config: &DumpConfig,
+    checkpoint: Checkpoint,
+    source: SourceCluster,
+    selected: Vec<Selected>,
+    skipped: Vec<SkippedIndex>,
+    progress: &Progress,
+    cancel: watch::Receiver<bool>,
+) -> Result<Manifest, DumpError> {
+    let checkpointer = Arc::new(checkpointer(archive.root(), checkpoint.clone()));
+    // Written at once: even a run killed before its first chunk can resume.
+    checkpointer.update(|_| {})?;
+    checkpointer.flush().await?;
+    let total = selected.len();
+
+    let mut cluster_files = dump_templates(cluster, archive, progress).await?;
+    cluster_files
+        .extend(dump_extras(cluster, archive, config.include_cluster_settings, progress).await?);
 
     let readers = Arc::new(tokio::sync::Semaphore::new(config.readers.max(1)));
-    let results: Vec<(String, Result<IndexEntry, String>)> = stream::iter(selected)
+    let results: Vec<(String, Result<IndexEntry, IndexFailure>)> = stream::iter(selected)
         .map(|selected| {
             let name = selected.name.clone();
             let readers = readers.clone();
@@ -435,18 +513,26 @@ pub async fn run(
         return Err(DumpError::Interrupted(config.output.clone()));
     }
     let mut indices = Vec::new();
-    let mut failures = Vec::new();
+    let mut failed = Vec::new();
+    let mut run_failures = Vec::new();
     for (name, result) in results {
         match result {
             Ok(entry) => indices.push(entry),
-            Err(why) => failures.push((name, why)),
+            Err(IndexFailure {
+                reason,
+                run_level: true,
+            }) => run_failures.push((name, reason)),
+            Err(IndexFailure { reason, .. }) => failed.push(FailedIndex { name, reason }),
         }
     }
-    if !failures.is_empty() {
-        failures.sort();
-        return Err(DumpError::IndicesFailed(failures));
+    // Lost credentials, the network, a full disk: not a fact about an
+    // index to record, but a run to continue with --resume.
+    if !run_failures.is_empty() {
+        run_failures.sort();
+        return Err(DumpError::IndicesFailed(run_failures));
     }
     indices.sort_by(|a, b| a.name.cmp(&b.name));
+    failed.sort_by(|a, b| a.name.cmp(&b.name));
 
     let manifest = Manifest {
         format: FORMAT_NAME.into(),
@@ -459,14 +545,63 @@ pub async fn run(
         cluster_files,
         indices,
         skipped,
+        failed: failed.clone(),
     };
     archive.write_manifest(&manifest).await?;
+    if !failed.is_empty() {
+        // The checkpoint stays: `--resume` retries the failed indices.
+        return Err(DumpError::Incomplete {
+            output: archive.root().to_path_buf(),
+            failed: failed.into_iter().map(|f| (f.name, f.reason)).collect(),
+            total,
+            resumable: archive.replaces().is_none(),
+        });
+    }
     checkpointer.remove().await?;
-    Ok(DumpReport {
-        output: config.output.clone(),
-        manifest,
-        elapsed: started.elapsed(),
-    })
+    Ok(manifest)
+}
+
+/// The error of a selection that picked nothing, saying what was matched
+/// against, and what a `--match` naming an alias should name instead.
+async fn nothing_selected(
+    cluster: &Cluster,
+    selector: &IndexSelector,
+    skipped: &[SkippedIndex],
+) -> DumpError {
+    let listed = cluster.list_indices().await.map(|l| l.len()).unwrap_or(0);
+    let mut line = match &selector.include {
+        Some(re) => format!(
+            "--match '{}' selects none of the {listed} indices",
+            re.as_str()
+        ),
+        None => format!(
+            "none of the {listed} indices is selected by default (names not starting with '.')"
+        ),
+    };
+    line.push_str(&format!(" of {}", cluster.url()));
+    if let Some(exclude) = &selector.exclude {
+        line.push_str(&format!(
+            " once --exclude '{}' is applied",
+            exclude.as_str()
+        ));
+    }
+    if !skipped.is_empty() {
+        let names: Vec<&str> = skipped.iter().map(|s| s.name.as_str()).collect();
+        line.push_str(&format!(
+            "; it matches only closed indices ({}): open them to dump them",
+            names.join(", ")
+        ));
+    }
+    if let Some(re) = &selector.include {
+        let aliases = cluster.aliases().await.unwrap_or_default();
+        for (alias, indices) in aliases.iter().filter(|(a, _)| re.is_match(a)).take(3) {
+            line.push_str(&format!(
+                "; {alias} is an alias of {}: match those",
+                indices.join(", ")
+            ));
+        }
+    }
+    DumpError::NothingSelected(line)
 }
 
 /// The checkpoint of an interrupted dump in `root`, checked against the
@@ -475,7 +610,9 @@ async fn open_checkpoint(
     root: &std::path::Path,
     source: &SourceCluster,
 ) -> Result<Checkpoint, DumpError> {
-    if root.join(crate::archive::MANIFEST_FILE).exists() {
+    // A manifest that lists failed indices leaves them to a resumed run.
+    let manifest = root.join(crate::archive::MANIFEST_FILE);
+    if manifest.exists() && !lists_failures(&manifest) {
         return Err(DumpError::NothingToResume(format!(
             "{}: the dump is complete (it has a manifest)",
             root.display()
@@ -501,6 +638,19 @@ async fn open_checkpoint(
         )));
     }
     Ok(checkpoint)
+}
+
+/// Whether the manifest at `path` lists indices the dump failed on.
+fn lists_failures(path: &std::path::Path) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Failed {
+        #[serde(default)]
+        failed: Vec<serde::de::IgnoredAny>,
+    }
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Failed>(&b).ok())
+        .is_some_and(|m| !m.failed.is_empty())
 }
 
 /// The file and manifest kind of each kind of cluster metadata.
@@ -611,18 +761,21 @@ async fn dump_index(
     earlier: Option<IndexCheckpoint>,
     readers: Arc<tokio::sync::Semaphore>,
     cancel: watch::Receiver<bool>,
-) -> Result<IndexEntry, String> {
+) -> Result<IndexEntry, IndexFailure> {
     let name = selected.name.as_str();
     let data_stream = selected.data_stream.is_some();
-    let (meta, mut expected) = read_metadata(cluster, selected)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (meta, mut expected) = read_metadata(cluster, selected).await?;
     if let Some(query) = config.query.as_deref() {
-        expected = cluster
-            .count(name, Some(query))
-            .await
-            .map_err(|e| e.to_string())?;
+        expected = cluster.count(name, Some(query)).await?;
     }
+    // Said before any file is written: no page of it could be archived.
+    if !data_stream && expected > 0 && source_disabled(&meta.mappings) {
+        return Err(IndexFailure::of_index(format!(
+            "_source is disabled in its mapping: its {expected} documents cannot be read back; leave the index out with --exclude"
+        )));
+    }
+    // Read before `meta` is taken apart below.
+    let page_size = meta.page_size(config.page_size);
     // A resumed index keeps the slice count its chunk names were made with.
     let slices = match &earlier {
         Some(e) if e.slice_count > 0 => e.slice_count,
@@ -666,7 +819,7 @@ async fn dump_index(
         })?;
         Ok::<_, ArchiveError>(files)
     };
-    let mut files = write_meta.await.map_err(|e| e.to_string())?;
+    let mut files = write_meta.await?;
 
     progress.expect(expected);
     let bar = progress.index(name, expected);
@@ -674,7 +827,7 @@ async fn dump_index(
         index: name.to_string(),
         folder: folder.clone(),
         slices,
-        page_size: config.page_size,
+        page_size,
         compression: config.compression,
         level: config.level,
         file_size: config.file_size,
@@ -694,8 +847,7 @@ async fn dump_index(
     .await
     {
         Ok(r) => r,
-        Err(PipelineError::Interrupted) => return Err("interrupted".into()),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
     bar.finish();
     if docs != expected {
@@ -714,9 +866,76 @@ async fn dump_index(
         data_stream,
     };
     checkpointer
-        .update(|cp| cp.indices.entry(name.to_string()).or_default().done = Some(entry.clone()))
-        .map_err(|e| e.to_string())?;
+        .update(|cp| cp.indices.entry(name.to_string()).or_default().done = Some(entry.clone()))?;
     Ok(entry)
+}
+
+/// Why an index was not dumped, and whether the cause is the run's rather
+/// than the index's: lost credentials, an unreachable cluster or a full
+/// disk would fail every index alike, so the run stops (resumable)
+/// instead of listing them as failed.
+#[derive(Debug)]
+struct IndexFailure {
+    reason: String,
+    run_level: bool,
+}
+
+impl IndexFailure {
+    fn of_index(reason: String) -> IndexFailure {
+        IndexFailure {
+            reason,
+            run_level: false,
+        }
+    }
+}
+
+impl From<ClusterError> for IndexFailure {
+    fn from(e: ClusterError) -> IndexFailure {
+        let run_level = matches!(
+            e,
+            ClusterError::Unauthorized { .. }
+                | ClusterError::Unreachable { .. }
+                | ClusterError::Transport { .. }
+                | ClusterError::AwsSigning { .. }
+        );
+        IndexFailure {
+            reason: e.to_string(),
+            run_level,
+        }
+    }
+}
+
+impl From<ArchiveError> for IndexFailure {
+    fn from(e: ArchiveError) -> IndexFailure {
+        IndexFailure {
+            reason: e.to_string(),
+            run_level: true,
+        }
+    }
+}
+
+impl From<PipelineError> for IndexFailure {
+    fn from(e: PipelineError) -> IndexFailure {
+        match e {
+            PipelineError::Read(crate::source::ReadError::Cluster(e)) => e.into(),
+            PipelineError::Archive(e) => e.into(),
+            PipelineError::Interrupted => IndexFailure {
+                reason: "interrupted".into(),
+                run_level: true,
+            },
+            other => IndexFailure::of_index(other.to_string()),
+        }
+    }
+}
+
+/// Whether mappings turn `_source` off (`{"_source": {"enabled": false}}`,
+/// or under a type name in Elasticsearch 6).
+fn source_disabled(mappings: &Value) -> bool {
+    let off = |m: &Value| m.pointer("/_source/enabled") == Some(&Value::Bool(false));
+    off(mappings)
+        || mappings
+            .as_object()
+            .is_some_and(|types| types.values().any(off))
 }
 
 /// An index's metadata as archived: settings (server-generated keys
@@ -729,6 +948,20 @@ pub struct IndexMetadata {
 }
 
 impl IndexMetadata {
+    /// `page_size`, or the index's `max_result_window` when smaller: a
+    /// scroll or search page larger than it is refused ("Batch size is too
+    /// large").
+    pub fn page_size(&self, page_size: usize) -> usize {
+        let window = self
+            .settings
+            .pointer("/index/max_result_window")
+            .and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or(v.as_u64()));
+        match window {
+            Some(w) if w > 0 => page_size.min(usize::try_from(w).unwrap_or(usize::MAX)),
+            _ => page_size,
+        }
+    }
+
     /// Primary shards, from the settings.
     pub fn shards(&self) -> u32 {
         self.settings
@@ -911,6 +1144,31 @@ mod tests {
         assert!(s.selects("%kuzzle"));
         assert!(!s.selects(".security-7"));
         assert!(!s.selects("logs"));
+    }
+
+    #[test]
+    fn disabled_source_is_seen_typed_or_not() {
+        use serde_json::json;
+        assert!(source_disabled(&json!({"_source": {"enabled": false}})));
+        assert!(source_disabled(
+            &json!({"_doc": {"_source": {"enabled": false}}})
+        ));
+        assert!(!source_disabled(&json!({"_source": {"enabled": true}})));
+        assert!(!source_disabled(&json!({"properties": {}})));
+    }
+
+    #[test]
+    fn page_size_is_clamped_to_max_result_window() {
+        use serde_json::json;
+        let meta = |settings: Value| IndexMetadata {
+            settings,
+            mappings: json!({}),
+            aliases: json!({}),
+        };
+        let small = meta(json!({"index": {"max_result_window": "100"}}));
+        assert_eq!(small.page_size(1000), 100);
+        assert_eq!(small.page_size(50), 50);
+        assert_eq!(meta(json!({})).page_size(1000), 1000);
     }
 
     #[test]

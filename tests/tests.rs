@@ -45,3 +45,6 @@ mod pipes;
 mod signals;
 // `restore --resume` and rejects, exactly once: option checks, re-runs, read-only archives, resent creates, durable rejects.
 mod restore_resume;
+// Issue 11 (dump, verify, bad input, messages): --overwrite keeps the last good archive,
+// failed indices in the manifest, per-index verify, empty selections, line caps, URL checks.
+mod safety;

@@ -25,6 +25,18 @@ pub struct Manifest {
     /// Indices that matched but were not dumped (closed ones), with why.
     #[serde(default)]
     pub skipped: Vec<SkippedIndex>,
+    /// Indices that matched but could not be dumped (format 4): deleted
+    /// during the dump, `_source` disabled, an error reading them. None of
+    /// their files is listed; a restore reports them as not restorable.
+    #[serde(default)]
+    pub failed: Vec<FailedIndex>,
+}
+
+/// An index the dump failed on, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FailedIndex {
+    pub name: String,
+    pub reason: String,
 }
 
 /// The cluster a dump came from. Never holds credentials.

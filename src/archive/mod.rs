@@ -9,7 +9,7 @@
 //! the versions this build reads, [`CURRENT_VERSION`] is the one
 //! [`writer::ArchiveWriter`] writes, and [`reader::open`] reads the version
 //! field first and dispatches to the reader for that version
-//! ([`reader::v1`], [`reader::v2`], [`reader::v3`]), adapting older versions to the current
+//! ([`reader::v1`] to [`reader::v4`]), adapting older versions to the current
 //! model. A change to the format adds a version, a reader for it, and an
 //! adapter from the older ones.
 
@@ -45,10 +45,13 @@ pub enum Version {
     V2 = 2,
     /// zstd chunks hold one frame per page (any number of frames).
     V3 = 3,
+    /// The manifest lists the indices that could not be dumped
+    /// (`failed`), beside the dumped ones.
+    V4 = 4,
 }
 
 /// The version every new archive is written in.
-pub const CURRENT_VERSION: Version = Version::V3;
+pub const CURRENT_VERSION: Version = Version::V4;
 
 impl TryFrom<u32> for Version {
     type Error = ArchiveError;
@@ -57,6 +60,7 @@ impl TryFrom<u32> for Version {
             1 => Ok(Version::V1),
             2 => Ok(Version::V2),
             3 => Ok(Version::V3),
+            4 => Ok(Version::V4),
             other => Err(ArchiveError::UnsupportedVersion(other)),
         }
     }
@@ -88,6 +92,8 @@ pub enum ArchiveError {
     },
     #[error("{path}: the manifest names a file outside the archive")]
     UnsafePath { path: String },
+    #[error("{}: a link to {}, outside the archive: refused", path.display(), target.display())]
+    OutsideArchive { path: PathBuf, target: PathBuf },
 }
 
 impl ArchiveError {

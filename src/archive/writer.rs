@@ -5,6 +5,25 @@
 //! either complete (manifest present) or visibly incomplete. Files are
 //! created readable by the owner only (`0600`, folders `0700`): backups hold
 //! user data.
+//!
+//! # Replacing an archive (`--overwrite`)
+//!
+//! The old archive stays whole until the new one is: the new archive is
+//! written in a sibling folder `.NAME.esark-new`, and only once its
+//! manifest is written does [`ArchiveWriter::replace`] swap them:
+//!
+//! 1. `NAME` is renamed `.NAME.esark-old`;
+//! 2. `.NAME.esark-new` is renamed `NAME`;
+//! 3. whatever `.NAME.esark-old` holds that esark does not own (files a
+//!    user put beside the archive) is moved into `NAME`;
+//! 4. `.NAME.esark-old` is removed.
+//!
+//! Each step is one `rename` in one folder, so a crash leaves complete
+//! archives only. The next `create` of `NAME` finishes or undoes what a
+//! crash interrupted ([`recover`]): `NAME` missing but `.NAME.esark-old`
+//! there (a crash between 1 and 2) puts the old archive back; both there (a
+//! crash after 2) finishes 3 and 4; a `.NAME.esark-new` left by a crash or
+//! a failed run is removed. A failed run never reaches step 1.
 
 use std::path::{Path, PathBuf};
 
@@ -18,22 +37,38 @@ use super::{ArchiveError, MANIFEST_FILE};
 /// Suffix of a file being written; never listed in a manifest.
 pub const PARTIAL_SUFFIX: &str = ".partial";
 
-/// Top-level entries esark owns in an archive folder; `--overwrite` removes
-/// these and nothing else.
-const OWNED_ENTRIES: &[&str] = &["indices", "cluster"];
+/// Top-level entries esark owns in an archive folder; `--overwrite`
+/// replaces these and nothing else.
+const OWNED_ENTRIES: &[&str] = &[
+    "indices",
+    "cluster",
+    MANIFEST_FILE,
+    "manifest.json.partial",
+    super::checkpoint::CHECKPOINT_FILE,
+    "checkpoint.json.partial",
+    // A restore's progress through the old archive means nothing for the
+    // new one.
+    "restore.state.json",
+    "restore.state.json.partial",
+];
 
 /// The archive folder being written.
 #[derive(Debug, Clone)]
 pub struct ArchiveWriter {
+    /// Where files are written: the output folder, or the staging folder
+    /// beside it when replacing an archive.
     root: PathBuf,
+    /// The output folder whose archive this one replaces once complete.
+    replaces: Option<PathBuf>,
 }
 
 impl ArchiveWriter {
     /// Prepares `root` for a new archive. A folder that exists and is not
-    /// empty is refused unless `overwrite`, which first removes the manifest
-    /// (so the old archive is never mistaken for the new one) and then the
-    /// folders esark owns.
+    /// empty is refused unless `overwrite`: the new archive is then written
+    /// beside it, and [`ArchiveWriter::replace`] swaps it in once complete
+    /// (see the module documentation).
     pub async fn create(root: &Path, overwrite: bool) -> Result<ArchiveWriter, ArchiveError> {
+        recover(root).await?;
         match tokio::fs::metadata(root).await {
             Ok(meta) if !meta.is_dir() => return Err(ArchiveError::NotADirectory(root.into())),
             Ok(_) => {
@@ -49,7 +84,18 @@ impl ArchiveWriter {
                     if !overwrite {
                         return Err(ArchiveError::NotEmpty(root.into()));
                     }
-                    clear_owned(root).await?;
+                    // Through a symbolic link, the folder it points to
+                    // is replaced, not the link.
+                    let real = tokio::fs::canonicalize(root)
+                        .await
+                        .map_err(|e| ArchiveError::io(root, e))?;
+                    let (staging, _) = siblings(&real).await?;
+                    remove_all(&staging).await?;
+                    create_private_dir(&staging).await?;
+                    return Ok(ArchiveWriter {
+                        root: staging,
+                        replaces: Some(real),
+                    });
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -57,16 +103,52 @@ impl ArchiveWriter {
             }
             Err(e) => return Err(ArchiveError::io(root, e)),
         }
-        Ok(ArchiveWriter { root: root.into() })
+        Ok(ArchiveWriter {
+            root: root.into(),
+            replaces: None,
+        })
     }
 
     /// Opens the folder of an interrupted dump, as it is.
     pub async fn open_existing(root: &Path) -> Result<ArchiveWriter, ArchiveError> {
         match tokio::fs::metadata(root).await {
-            Ok(meta) if meta.is_dir() => Ok(ArchiveWriter { root: root.into() }),
+            Ok(meta) if meta.is_dir() => Ok(ArchiveWriter {
+                root: root.into(),
+                replaces: None,
+            }),
             Ok(_) => Err(ArchiveError::NotADirectory(root.into())),
             Err(e) => Err(ArchiveError::io(root, e)),
         }
+    }
+
+    /// The output folder this archive is to replace, when it is written
+    /// beside it (`--overwrite` of a non-empty folder).
+    pub fn replaces(&self) -> Option<&Path> {
+        self.replaces.as_deref()
+    }
+
+    /// Swaps the complete archive written beside the output folder in, and
+    /// removes the old one, keeping what esark does not own. Returns the
+    /// output folder.
+    pub async fn replace(self) -> Result<PathBuf, ArchiveError> {
+        let Some(output) = self.replaces else {
+            return Ok(self.root);
+        };
+        let (staging, old) = siblings(&output).await?;
+        remove_all(&old).await?;
+        rename(&output, &old).await?;
+        rename(&staging, &output).await?;
+        finish_swap(&old, &output).await?;
+        Ok(output)
+    }
+
+    /// Removes the folder of an archive that will not replace anything (a
+    /// failed or interrupted `--overwrite` run); the old one is untouched.
+    pub async fn discard(&self) -> Result<(), ArchiveError> {
+        if self.replaces.is_some() {
+            remove_all(&self.root).await?;
+        }
+        Ok(())
     }
 
     /// Removes from `folder` every data chunk and partial file whose path
@@ -204,28 +286,92 @@ async fn create_private_dir(path: &Path) -> Result<(), ArchiveError> {
         .map_err(|e| ArchiveError::io(path, e))
 }
 
-async fn clear_owned(root: &Path) -> Result<(), ArchiveError> {
-    for name in [
-        MANIFEST_FILE.to_string(),
-        format!("{MANIFEST_FILE}{PARTIAL_SUFFIX}"),
-    ] {
-        let p = root.join(name);
-        match tokio::fs::remove_file(&p).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(ArchiveError::io(p, e)),
+/// The staging folder of a new archive for `output`, and the name the old
+/// archive takes during the swap: `.NAME.esark-new` and `.NAME.esark-old`
+/// beside it (same file system, so renames are atomic).
+async fn siblings(output: &Path) -> Result<(PathBuf, PathBuf), ArchiveError> {
+    // `.` or `..` have no name of their own: use the real path.
+    let output = match output.file_name() {
+        Some(_) => output.to_path_buf(),
+        None => tokio::fs::canonicalize(output)
+            .await
+            .map_err(|e| ArchiveError::io(output, e))?,
+    };
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| ArchiveError::NotADirectory(output.clone()))?;
+    let parent = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    Ok((
+        parent.join(format!(".{name}.esark-new")),
+        parent.join(format!(".{name}.esark-old")),
+    ))
+}
+
+/// Finishes or undoes a replacement a crash interrupted (see the module
+/// documentation), and removes a staging folder a failed run left.
+pub async fn recover(output: &Path) -> Result<(), ArchiveError> {
+    let real = tokio::fs::canonicalize(output).await;
+    let output = real.as_deref().unwrap_or(output);
+    let (staging, old) = match siblings(output).await {
+        Ok(s) => s,
+        // No folder and no name: nothing was ever replaced there.
+        Err(_) => return Ok(()),
+    };
+    if exists(&old).await {
+        if exists(output).await {
+            finish_swap(&old, output).await?;
+        } else {
+            rename(&old, output).await?;
         }
     }
-    sync_dir(root).await?;
-    for name in OWNED_ENTRIES {
-        let p = root.join(name);
-        match tokio::fs::remove_dir_all(&p).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(ArchiveError::io(p, e)),
+    remove_all(&staging).await
+}
+
+/// Steps 3 and 4 of a replacement: moves what esark does not own from the
+/// old archive's folder into the new one, then removes the old one.
+async fn finish_swap(old: &Path, output: &Path) -> Result<(), ArchiveError> {
+    let mut entries = tokio::fs::read_dir(old)
+        .await
+        .map_err(|e| ArchiveError::io(old, e))?;
+    while let Some(entry) = entries
+        .next_entry()
+        .await
+        .map_err(|e| ArchiveError::io(old, e))?
+    {
+        let name = entry.file_name();
+        let owned = OWNED_ENTRIES.iter().any(|o| name.as_os_str() == *o);
+        let to = output.join(&name);
+        if !owned && !exists(&to).await {
+            rename(&entry.path(), &to).await?;
         }
+    }
+    remove_all(old).await?;
+    if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_dir(parent).await?;
     }
     Ok(())
+}
+
+async fn exists(path: &Path) -> bool {
+    tokio::fs::symlink_metadata(path).await.is_ok()
+}
+
+async fn rename(from: &Path, to: &Path) -> Result<(), ArchiveError> {
+    tokio::fs::rename(from, to)
+        .await
+        .map_err(|e| ArchiveError::io(from, e))
+}
+
+async fn remove_all(path: &Path) -> Result<(), ArchiveError> {
+    match tokio::fs::remove_dir_all(path).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ArchiveError::io(path, e)),
+    }
 }
 
 async fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
@@ -237,4 +383,94 @@ async fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
         d.sync_all().await.map_err(|e| ArchiveError::io(dir, e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An archive folder with a manifest, an index folder and a file of
+    /// the user's.
+    fn archive(dir: &Path, marker: &str) {
+        std::fs::create_dir_all(dir.join("indices/a")).unwrap();
+        std::fs::write(dir.join(MANIFEST_FILE), marker).unwrap();
+        std::fs::write(dir.join("indices/a/settings.json"), marker).unwrap();
+    }
+
+    fn manifest_of(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join(MANIFEST_FILE)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn overwrite_writes_beside_and_swaps_when_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        archive(&out, "old");
+        std::fs::write(out.join("notes.txt"), "mine").unwrap();
+        std::fs::write(out.join("restore.state.json"), "{}").unwrap();
+        assert!(matches!(
+            ArchiveWriter::create(&out, false).await,
+            Err(ArchiveError::NotEmpty(_))
+        ));
+        let writer = ArchiveWriter::create(&out, true).await.unwrap();
+        let real = tokio::fs::canonicalize(tmp.path()).await.unwrap();
+        assert_eq!(writer.root(), real.join(".out.esark-new"));
+        archive(writer.root(), "new");
+        // Until the swap, the old archive is whole.
+        assert_eq!(manifest_of(&out), "old");
+        writer.replace().await.unwrap();
+        assert_eq!(manifest_of(&out), "new");
+        assert_eq!(
+            std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+            "mine"
+        );
+        assert!(!out.join("restore.state.json").exists());
+        assert!(!tmp.path().join(".out.esark-new").exists());
+        assert!(!tmp.path().join(".out.esark-old").exists());
+
+        // A failed run discards its folder; the archive is untouched.
+        let writer = ArchiveWriter::create(&out, true).await.unwrap();
+        archive(writer.root(), "newer");
+        writer.discard().await.unwrap();
+        assert_eq!(manifest_of(&out), "new");
+        assert!(!tmp.path().join(".out.esark-new").exists());
+    }
+
+    /// A crash between the two renames leaves the old archive under its
+    /// temporary name: the next run puts it back.
+    #[tokio::test]
+    async fn a_crash_between_the_renames_puts_the_old_archive_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let (staging, old) = siblings(&out).await.unwrap();
+        archive(&old, "old");
+        std::fs::write(old.join("notes.txt"), "mine").unwrap();
+        archive(&staging, "new");
+        recover(&out).await.unwrap();
+        assert_eq!(manifest_of(&out), "old");
+        assert_eq!(
+            std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+            "mine"
+        );
+        assert!(!staging.exists() && !old.exists());
+    }
+
+    /// A crash after the new archive is in place finishes the swap: the
+    /// user's files move over, the old archive goes.
+    #[tokio::test]
+    async fn a_crash_after_the_swap_is_finished() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let (staging, old) = siblings(&out).await.unwrap();
+        archive(&old, "old");
+        std::fs::write(old.join("notes.txt"), "mine").unwrap();
+        archive(&out, "new");
+        recover(&out).await.unwrap();
+        assert_eq!(manifest_of(&out), "new");
+        assert_eq!(
+            std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+            "mine"
+        );
+        assert!(!staging.exists() && !old.exists());
+    }
 }

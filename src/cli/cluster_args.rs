@@ -23,7 +23,8 @@ use crate::cluster::{Auth, ClusterConfig};
 #[derive(Debug, Clone, Args)]
 pub struct SourceArgs {
     /// Source cluster URL; user and password may be given in it
-    /// (http://user:pass@host:9200).
+    /// (http://user:pass@host:9200, special characters percent-encoded).
+    /// Without a scheme (localhost:9200) it is http://.
     #[arg(long, value_name = "URL")]
     pub source: String,
     /// User for basic authentication (password from ESARK_SOURCE_PASSWORD or --source-password-file).
@@ -77,7 +78,9 @@ pub struct SourceArgs {
 /// How to reach and authenticate to the target cluster.
 #[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
-    /// Target cluster URL; user and password may be given in it.
+    /// Target cluster URL; user and password may be given in it
+    /// (special characters percent-encoded). Without a scheme
+    /// (localhost:9200) it is http://.
     #[arg(long, value_name = "URL")]
     pub target: String,
     /// User for basic authentication (password from ESARK_TARGET_PASSWORD or --target-password-file).
@@ -137,8 +140,8 @@ pub struct ConnectionArgs {
     /// Do not verify TLS certificates.
     #[arg(long)]
     pub insecure: bool,
-    /// Timeout of one request, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    /// Timeout of one request, in seconds (at least 1).
+    #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
 }
 
@@ -150,6 +153,7 @@ impl SourceArgs {
                 user: self.source_user.as_deref(),
                 password_file: self.source_password_file.as_deref(),
                 password_env: "ESARK_SOURCE_PASSWORD",
+                side: "source",
                 api_key: self.source_api_key.as_deref(),
                 bearer: self.source_bearer_token.as_deref(),
                 bearer_flag: "--source-bearer-token (ESARK_SOURCE_BEARER_TOKEN)",
@@ -174,6 +178,7 @@ impl TargetArgs {
                 user: self.target_user.as_deref(),
                 password_file: self.target_password_file.as_deref(),
                 password_env: "ESARK_TARGET_PASSWORD",
+                side: "target",
                 api_key: self.target_api_key.as_deref(),
                 bearer: self.target_bearer_token.as_deref(),
                 bearer_flag: "--target-bearer-token (ESARK_TARGET_BEARER_TOKEN)",
@@ -203,6 +208,8 @@ struct Side<'a> {
     user: Option<&'a str>,
     password_file: Option<&'a Path>,
     password_env: &'a str,
+    /// `source` or `target`, for messages naming flags.
+    side: &'static str,
     api_key: Option<&'a str>,
     bearer: Option<&'a str>,
     /// How the bearer token was given, for messages.
@@ -230,6 +237,23 @@ fn resolve(side: Side<'_>, conn: &ConnectionArgs) -> Result<ClusterConfig, CliEr
     } else {
         None
     };
+    // An API key replaces basic credentials: given both, which one was
+    // meant is a guess, so neither is sent.
+    if api_key.is_some() {
+        let basic = if !matches!(url_auth, Auth::None) {
+            Some("credentials in the URL")
+        } else if side.user.is_some() || side.password_file.is_some() {
+            Some("a user or password")
+        } else {
+            None
+        };
+        if let Some(basic) = basic {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "--{}-api-key cannot be combined with {basic}: give one kind of credentials per cluster",
+                side.side
+            )));
+        }
+    }
     if let Some(aws) = &side.aws {
         if let Some(other) = other.or(bearer.map(|_| "a bearer token")) {
             return Err(CliError::usage(anyhow::anyhow!(
@@ -292,7 +316,14 @@ fn resolve(side: Side<'_>, conn: &ConnectionArgs) -> Result<ClusterConfig, CliEr
             },
             (_, _, Some(user)) => Auth::Basic {
                 user: user.to_string(),
-                password: file_password.or(env_password).unwrap_or_default(),
+                // Said before connecting: a 401 would not tell why.
+                password: file_password.or(env_password).ok_or_else(|| {
+                    CliError::usage(anyhow::anyhow!(
+                        "--{0}-user {user:?} has no password: give it with --{0}-password-file or {1}, or in the URL",
+                        side.side,
+                        side.password_env
+                    ))
+                })?,
             },
             _ => Auth::None,
         },

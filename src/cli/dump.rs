@@ -105,6 +105,13 @@ impl DumpArgs {
                 compression.level_range()
             )));
         }
+        for (flag, value) in [("parallel", self.parallel), ("readers", self.readers)] {
+            if value == 0 {
+                return Err(CliError::usage(anyhow::anyhow!(
+                    "invalid --{flag} 0: at least 1"
+                )));
+            }
+        }
         let page_size = self.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
         check_page_size(page_size)?;
         let query = self.query.as_deref().map(parse_query).transpose()?;

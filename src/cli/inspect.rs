@@ -1,5 +1,6 @@
 //! `esark inspect`: the manifest as a table (or JSON) and a checksum of
-//! every file. Exit 0 only when every file is intact.
+//! every file. Exit 0 only when every file is intact and no index failed
+//! during the dump.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,8 +36,20 @@ pub async fn run(args: InspectArgs) -> Result<ExitCode, CliError> {
     } else {
         print_stdout(&table(&report))?;
     }
-    if report.is_intact() {
+    let failed = &report.manifest.failed;
+    if report.is_intact() && failed.is_empty() {
         Ok(ExitCode::SUCCESS)
+    } else if report.is_intact() {
+        Err(CliError::failure(anyhow::anyhow!(
+            "{}: every file is intact, but the dump failed on {} of its indices: {}",
+            args.dir.display(),
+            failed.len(),
+            failed
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
     } else {
         let (path, problem) = &report.problems[0];
         Err(CliError::failure(anyhow::anyhow!(
@@ -122,6 +135,12 @@ fn table(report: &InspectReport) -> String {
         out.push_str(&format!(
             "skipped   {:?}: {}\n",
             skipped.name, skipped.reason
+        ));
+    }
+    for failed in &m.failed {
+        out.push_str(&format!(
+            "FAILED    {:?}: not in the archive, the dump failed on it: {}\n",
+            failed.name, failed.reason
         ));
     }
     out.push_str(&format!(

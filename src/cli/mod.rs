@@ -14,7 +14,7 @@ mod verify;
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 pub use cluster_args::{ConnectionArgs, SourceArgs, TargetArgs};
 
@@ -90,6 +90,41 @@ pub(crate) fn print_stdout(text: &str) -> Result<(), CliError> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(CliError::failure(anyhow::anyhow!("writing to stdout: {e}"))),
+    }
+}
+
+/// `--max-line-size` of restore and verify.
+#[derive(Debug, Clone, Args)]
+pub struct LineLimitArgs {
+    /// Longest archive line (one document) read; a longer one is refused,
+    /// naming its file and line, before it is read into memory
+    /// [default: 100MiB, the servers' http.max_content_length].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_line_size: Option<u64>,
+}
+
+impl LineLimitArgs {
+    /// Sets the limit on every archive chunk of `plan`.
+    pub(crate) fn apply(
+        &self,
+        plan: &mut crate::restore::plan::RestorePlan,
+    ) -> Result<(), CliError> {
+        let max = self
+            .max_line_size
+            .unwrap_or(crate::source::archive::DEFAULT_MAX_LINE);
+        if max == 0 {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "invalid --max-line-size 0: a size such as 100MiB"
+            )));
+        }
+        for index in &mut plan.indices {
+            if let crate::restore::plan::DataOrigin::Chunks(files) = &mut index.data {
+                for file in files {
+                    file.max_line = max;
+                }
+            }
+        }
+        Ok(())
     }
 }
 

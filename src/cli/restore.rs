@@ -102,6 +102,11 @@ impl LoadArgs {
                 "--concurrency, --bulk-docs and --bulk-bytes must be positive"
             )));
         }
+        if self.rate == Some(0) || self.rate_bytes == Some(0) {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "--rate and --rate-bytes must be positive (leave them out for no limit)"
+            )));
+        }
         let target = self.target.resolve(connection)?;
         let on = |b: bool| if b { "on" } else { "off" }.to_string();
         let recorded = [
@@ -208,6 +213,8 @@ pub struct RestoreArgs {
     /// $XDG_STATE_HOME/esark, else ~/.local/state/esark].
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
+    #[command(flatten)]
+    pub lines: super::LineLimitArgs,
 }
 
 #[derive(Debug, Args)]
@@ -271,6 +278,7 @@ pub async fn run_restore(args: RestoreArgs) -> Result<ExitCode, CliError> {
     )
     .await?;
     let mut plan = plan;
+    args.lines.apply(&mut plan)?;
     config.resume = args.resume;
     config.discard_state = args.discard_state;
     config.input = args.input.display().to_string();
@@ -361,17 +369,31 @@ pub(crate) async fn input_plan(
         }
     }
     // The input is checked whole before the target is even contacted.
-    let plan = match kind {
-        Some(kind) => foreign::plan(input, kind, index, selector, renamer)
-            .await
-            .map_err(CliError::failure)?,
+    let (plan, names) = match kind {
+        Some(kind) => (
+            foreign::plan(input, kind, index, selector, renamer)
+                .await
+                .map_err(CliError::failure)?,
+            None,
+        ),
         None => {
             let archive = reader::open(input).await.map_err(CliError::failure)?;
-            plan::from_archive(&archive, selector, renamer, force)
-                .await
-                .map_err(CliError::failure)?
+            let m = archive.manifest();
+            let names = m.indices.iter().map(|i| i.name.clone());
+            let names: Vec<String> = names
+                .chain(m.failed.iter().map(|f| f.name.clone()))
+                .collect();
+            (
+                plan::from_archive(&archive, selector, renamer, force)
+                    .await
+                    .map_err(CliError::failure)?,
+                Some(names),
+            )
         }
     };
+    if plan.indices.is_empty() && plan.damaged.is_empty() {
+        super::select::refuse_empty(selector, names.as_deref(), input)?;
+    }
     Ok((plan, kind))
 }
 

@@ -31,6 +31,54 @@ impl SelectArgs {
     }
 }
 
+/// Refuses a selection that picked nothing out of an input's `names` (all
+/// of an archive's indices; `None` when unknown, for another tool's dump),
+/// naming what was matched against: a typo in `--match` must not make a
+/// restore or a verify succeed with nothing done. An input without any
+/// index and without `--match` or `--exclude` (an archive of cluster
+/// metadata only) is fine.
+pub(crate) fn refuse_empty(
+    selector: &IndexSelector,
+    names: Option<&[String]>,
+    input: &std::path::Path,
+) -> Result<(), CliError> {
+    let filtered = selector.include.is_some() || selector.exclude.is_some();
+    if !filtered && names.is_some_and(|n| n.is_empty()) {
+        return Ok(());
+    }
+    let what = match &selector.include {
+        Some(re) => format!("--match '{}'", re.as_str()),
+        None => "the selection".into(),
+    };
+    let among = match names {
+        Some(names) => {
+            let mut sorted = names.to_vec();
+            sorted.sort();
+            let shown = sorted
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
+            let more = if sorted.len() > 5 { ", …" } else { "" };
+            format!(
+                "none of the {} indices of {} ({shown}{more})",
+                names.len(),
+                input.display()
+            )
+        }
+        None => format!("no index of {}", input.display()),
+    };
+    let exclude = selector
+        .exclude
+        .as_ref()
+        .map(|e| format!(" once --exclude '{}' is applied", e.as_str()))
+        .unwrap_or_default();
+    Err(CliError::failure(anyhow::anyhow!(
+        "nothing selected: {what} selects {among}{exclude}"
+    )))
+}
+
 fn compile(flag: &str, re: Option<&str>) -> Result<Option<Regex>, CliError> {
     re.map(|r| {
         Regex::new(r).map_err(|e| CliError::usage(anyhow::anyhow!("invalid --{flag} regex: {e}")))

@@ -35,6 +35,12 @@ pub struct VerifyArgs {
     pub no_templates: bool,
     #[command(flatten)]
     pub connection: ConnectionArgs,
+    /// Documents per page read from the target, never more than an
+    /// index's max_result_window [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub page_size: Option<usize>,
+    #[command(flatten)]
+    pub lines: super::LineLimitArgs,
     /// Print the comparison as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -44,7 +50,9 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
     let selector = args.select.resolve(true)?;
     let renamer = args.rename.resolve()?;
     let target_config = args.target.resolve(&args.connection)?;
-    let (plan, _) = super::restore::input_plan(
+    let page_size = args.page_size.unwrap_or(super::dump::DEFAULT_PAGE_SIZE);
+    super::dump::check_page_size(page_size)?;
+    let (mut plan, _) = super::restore::input_plan(
         &args.input,
         args.index.as_deref(),
         &selector,
@@ -52,12 +60,13 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
         false,
     )
     .await?;
+    args.lines.apply(&mut plan)?;
     let target = Arc::new(
         Cluster::connect(&target_config)
             .await
             .map_err(CliError::failure)?,
     );
-    let report = crate::verify::run(&plan, target, !args.no_templates)
+    let report = crate::verify::run(&plan, target, !args.no_templates, page_size)
         .await
         .map_err(CliError::failure)?;
     if args.json {
@@ -74,10 +83,16 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
     if report.matches() {
         Ok(ExitCode::SUCCESS)
     } else {
-        let differing = report.indices.iter().filter(|i| !i.matches()).count();
+        let failed = report.indices.iter().filter(|i| i.error.is_some()).count();
+        let differing = report.indices.iter().filter(|i| !i.matches()).count() - failed;
         Err(CliError::failure(anyhow::anyhow!(
-            "the target differs from the archive: {differing} of {} indices differ{}",
+            "the target differs from the archive: {differing} of {} indices differ{}{}",
             report.indices.len(),
+            if failed > 0 {
+                format!(", {failed} could not be verified")
+            } else {
+                String::new()
+            },
             if report.differences.is_empty() {
                 String::new()
             } else {
@@ -98,7 +113,9 @@ fn text(report: &VerifyReport) -> String {
         } else {
             format!("{:?} -> {:?}", i.name, i.target)
         };
-        if i.matches() {
+        if let Some(why) = &i.error {
+            out.push_str(&format!("FAILED {name}: not verified: {why}\n"));
+        } else if i.matches() {
             out.push_str(&format!(
                 "ok {name}: {} documents, settings, mappings and aliases match\n",
                 i.archive_docs

@@ -19,6 +19,28 @@ impl Cluster {
         Ok(list)
     }
 
+    /// Every alias and the indices it points to (`GET /_alias`).
+    pub async fn aliases(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, Vec<String>>, ClusterError> {
+        let answer: Map<String, Value> = self.call_json(Method::Get, "_alias", None).await?;
+        let mut aliases = std::collections::BTreeMap::<String, Vec<String>>::new();
+        for (index, entry) in answer {
+            if let Some(map) = entry.get("aliases").and_then(Value::as_object) {
+                for alias in map.keys() {
+                    aliases
+                        .entry(alias.clone())
+                        .or_default()
+                        .push(index.clone());
+                }
+            }
+        }
+        for indices in aliases.values_mut() {
+            indices.sort();
+        }
+        Ok(aliases)
+    }
+
     /// `GET /{index}/_settings` -> the `settings` object of that index.
     pub async fn index_settings(&self, index: &str) -> Result<Value, ClusterError> {
         self.index_section(index, "_settings", "settings").await

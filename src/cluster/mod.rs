@@ -199,7 +199,29 @@ pub struct ClusterConfig {
 
 impl ClusterConfig {
     /// Parses `url`, moving any user info out of it into [`Auth::Basic`].
+    /// A URL without a scheme (`localhost:9200`, `127.0.0.1:9200`) is
+    /// taken as `http://`. An `@` after the host (a password with an
+    /// unencoded `@` or `/`, as in `http://u:p@ss/x@host`) is refused
+    /// rather than read as a host and a path that would then be printed.
     pub fn from_url(raw: &str) -> Result<(Url, Auth), ClusterError> {
+        let raw = raw.trim();
+        let with_scheme;
+        let raw = if raw.contains("://") {
+            raw
+        } else {
+            with_scheme = format!("http://{raw}");
+            with_scheme.as_str()
+        };
+        if let Some(start) = raw.find("://").map(|s| s + 3) {
+            let rest = &raw[start..];
+            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            if rest[authority_end..].contains('@') {
+                return Err(ClusterError::InvalidUrl {
+                    url: redact_url_text(raw),
+                    reason: "an '@' after the host: percent-encode '@', '/', '?' and '#' in a user or password (%40, %2F, %3F, %23), or give the password with --…-password-file or ESARK_…_PASSWORD".into(),
+                });
+            }
+        }
         let mut url = Url::parse(raw).map_err(|e| ClusterError::InvalidUrl {
             url: redact_url_text(raw),
             reason: e.to_string(),

@@ -158,6 +158,16 @@ pub async fn from_archive(
             }
         }
     }
+    // Indices the dump failed on have no files: reported, never restored.
+    for failed in manifest.failed.iter().filter(|f| selector.selects(&f.name)) {
+        plan.damaged.push((
+            failed.name.clone(),
+            format!(
+                "not in the archive, the dump failed on it: {}",
+                failed.reason
+            ),
+        ));
+    }
     for index in selected() {
         if let Some((path, problem)) = index
             .files
@@ -187,6 +197,7 @@ pub async fn from_archive(
                         bytes: file.bytes,
                         sha256: file.sha256.clone(),
                     }),
+                    max_line: crate::source::archive::DEFAULT_MAX_LINE,
                 }),
                 _ => {}
             }

@@ -12,6 +12,13 @@ use crate::archive::hash::{HashingReader, ReadDigest};
 /// Read buffer in front of each chunk file and each decoder.
 const READ_BUFFER: usize = 256 * 1024;
 
+/// Default longest line read from an archive (`--max-line-size`): the
+/// servers' default `http.max_content_length` (100mb), past which no bulk
+/// request could carry the document anyway. A longer line is refused when
+/// the limit is reached, before the rest of it is read into memory: a
+/// small chunk can decompress to a line of gigabytes.
+pub const DEFAULT_MAX_LINE: u64 = 100 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ChunkError {
     #[error("{}: {error}", path.display())]
@@ -37,6 +44,8 @@ pub struct ChunkFile {
     pub docs: u64,
     /// Size and sha256 the manifest says it has, checked as it is read.
     pub digest: Option<ChunkDigest>,
+    /// Longest line accepted, in bytes ([`DEFAULT_MAX_LINE`]).
+    pub max_line: u64,
 }
 
 /// A data file's size and hex sha256, as the manifest records them.
@@ -56,6 +65,7 @@ struct OpenFile {
     /// it must come to.
     seen: ReadDigest,
     digest: Option<ChunkDigest>,
+    max_line: u64,
 }
 
 /// The lines of a list of chunk files, in order.
@@ -85,14 +95,22 @@ impl ChunkLines {
             }
             let file = self.open.as_mut().expect("opened above");
             buf.clear();
-            let n = file
-                .reader
-                .read_until(b'\n', buf)
+            let n = read_line_bounded(&mut file.reader, buf, file.max_line)
                 .await
                 .map_err(|error| ChunkError::Io {
                     path: file.path.clone(),
                     error,
                 })?;
+            let Some(n) = n else {
+                return Err(ChunkError::Malformed {
+                    path: file.path.clone(),
+                    line: file.line + 1,
+                    reason: format!(
+                        "longer than {} (--max-line-size): refused without reading the rest",
+                        bytesize::ByteSize::b(file.max_line).display().iec()
+                    ),
+                });
+            };
             if n == 0 {
                 if let Some(expected) = &file.digest {
                     let (bytes, sha256) = file.seen.get();
@@ -147,6 +165,38 @@ impl ChunkLines {
     }
 }
 
+/// Like `read_until(b'\n')`, but stops once `buf` holds more than `max`
+/// bytes without a newline: `None`, with the line's start in `buf` and the
+/// rest unread. The newline itself does not count.
+async fn read_line_bounded<R: AsyncBufRead + Unpin + ?Sized>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: u64,
+) -> std::io::Result<Option<usize>> {
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let mut read = 0;
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(Some(read));
+        }
+        let (take, done) = match memchr::memchr(b'\n', available) {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        let content = buf.len() + take - usize::from(done);
+        if content > max {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&available[..take]);
+        reader.consume(take);
+        read += take;
+        if done {
+            return Ok(Some(read));
+        }
+    }
+}
+
 async fn open(file: ChunkFile) -> Result<OpenFile, ChunkError> {
     let handle = tokio::fs::File::open(&file.path)
         .await
@@ -170,6 +220,7 @@ async fn open(file: ChunkFile) -> Result<OpenFile, ChunkError> {
         expected: file.docs,
         seen,
         digest: file.digest,
+        max_line: file.max_line,
     })
 }
 
@@ -198,11 +249,13 @@ mod tests {
                 path: a.clone(),
                 docs: 2,
                 digest: None,
+                max_line: DEFAULT_MAX_LINE,
             },
             ChunkFile {
                 path: b.clone(),
                 docs: 1,
                 digest: None,
+                max_line: DEFAULT_MAX_LINE,
             },
         ]);
         let mut buf = Vec::new();
@@ -218,6 +271,7 @@ mod tests {
             path: a,
             docs: 3,
             digest: None,
+            max_line: DEFAULT_MAX_LINE,
         }]);
         let mut read = 0;
         let err = loop {
@@ -238,6 +292,7 @@ mod tests {
             path: b.clone(),
             docs: 3,
             digest: None,
+            max_line: DEFAULT_MAX_LINE,
         }]);
         let err = loop {
             match wrong.next_line(&mut buf).await {
@@ -262,6 +317,7 @@ mod tests {
             path: a,
             docs: 1000,
             digest: None,
+            max_line: DEFAULT_MAX_LINE,
         }]);
         let mut buf = Vec::new();
         let err = loop {
@@ -272,6 +328,37 @@ mod tests {
             }
         };
         assert!(err.to_string().contains("a.jsonl.zst"), "{err}");
+    }
+
+    /// Regression: a 135 KB chunk holding one 4 GiB line (a zstd frame of
+    /// one byte repeated) made `read_until` allocate the whole line.
+    #[tokio::test]
+    async fn a_line_longer_than_the_limit_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.jsonl.zst");
+        zst(&a, &vec![b'x'; 4 << 20]).await;
+        let mut lines = ChunkLines::new(vec![ChunkFile {
+            path: a,
+            docs: 1,
+            digest: None,
+            max_line: 1 << 20,
+        }]);
+        let mut buf = Vec::new();
+        let err = lines.next_line(&mut buf).await.unwrap_err();
+        assert!(err.to_string().contains("a.jsonl.zst: line 1"), "{err}");
+        assert!(err.to_string().contains("--max-line-size"), "{err}");
+        assert!(buf.len() <= (1 << 20) + READ_BUFFER, "{}", buf.len());
+        // At the limit exactly, the line is read.
+        let b = dir.path().join("b.jsonl");
+        tokio::fs::write(&b, b"12345\n").await.unwrap();
+        let mut lines = ChunkLines::new(vec![ChunkFile {
+            path: b,
+            docs: 1,
+            digest: None,
+            max_line: 5,
+        }]);
+        assert!(lines.next_line(&mut buf).await.unwrap());
+        assert_eq!(buf, b"12345");
     }
 }
 
@@ -303,6 +390,7 @@ mod digest_tests {
             path: path.clone(),
             docs: 2,
             digest,
+            max_line: DEFAULT_MAX_LINE,
         };
         let right = ChunkDigest { bytes, sha256 };
         assert_eq!(read_all(file(Some(right.clone()))).await.unwrap(), 2);

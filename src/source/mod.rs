@@ -65,7 +65,7 @@ pub enum ReadError {
     },
     #[error("index {index:?}: the search timed out on the server; a partial page is not accepted")]
     TimedOut { index: String },
-    #[error("index {index:?}: document {id} has no _source (disabled in the mapping?); it cannot be dumped")]
+    #[error("index {index:?}: document {id} has no _source (disabled in the mapping?): the index cannot be dumped; leave it out with --exclude")]
     MissingSource { index: String, id: String },
     #[error("index {index:?}: unreadable search response: {reason}")]
     BadPage { index: String, reason: String },

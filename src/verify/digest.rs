@@ -22,10 +22,18 @@ pub struct DocHash {
     pub hash: [u8; 32],
 }
 
+/// Deepest nesting put in canonical form. Parsing, serializing and
+/// dropping a `Value` recurse once per level, so the depth is bounded here
+/// rather than by serde_json's default limit of 128, which failed verify
+/// on documents the servers store and esark dumps and restores fine. A
+/// document nested deeper than this is hashed by its bytes as stored: both
+/// sides hold the bytes the restore sent, so it still matches, only a
+/// reordering of its keys would count as a change.
+pub const MAX_CANONICAL_DEPTH: usize = 512;
+
 /// Hashes one document; `id_json` and `source_json` are raw JSON.
 pub fn doc_hash(id: &str, source_json: &str) -> Result<DocHash, String> {
-    let value: Value = serde_json::from_str(source_json).map_err(|e| e.to_string())?;
-    let canonical = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
+    let canonical = canonical(source_json)?;
     let mut h = Sha256::new();
     h.update(id.as_bytes());
     h.update([0u8]);
@@ -35,6 +43,50 @@ pub fn doc_hash(id: &str, source_json: &str) -> Result<DocHash, String> {
         bucket: bucket_of(id),
         hash,
     })
+}
+
+/// The canonical form of a `_source` (keys sorted, numbers as written),
+/// or its bytes when it is nested deeper than [`MAX_CANONICAL_DEPTH`].
+fn canonical(source_json: &str) -> Result<std::borrow::Cow<'_, [u8]>, String> {
+    use serde::Deserialize as _;
+    if nesting_depth(source_json.as_bytes()) > MAX_CANONICAL_DEPTH {
+        return Ok(std::borrow::Cow::Borrowed(source_json.as_bytes()));
+    }
+    let mut de = serde_json::Deserializer::from_str(source_json);
+    de.disable_recursion_limit();
+    let value = Value::deserialize(&mut de).map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    serde_json::to_vec(&value)
+        .map(std::borrow::Cow::Owned)
+        .map_err(|e| e.to_string())
+}
+
+/// The deepest nesting of arrays and objects in JSON text (strings
+/// skipped), without parsing it.
+fn nesting_depth(json: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in json {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// The bucket of an id (from a hash of the id alone).
@@ -104,6 +156,29 @@ impl IndexDigest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a document nested 200 levels (dumped and restored fine)
+    /// ended verify with "recursion limit exceeded".
+    #[test]
+    fn deeply_nested_documents_are_hashed() {
+        let nested = |depth: usize, leaf: &str| {
+            format!("{}{leaf}{}", "{\"a\":".repeat(depth), "}".repeat(depth))
+        };
+        let a = doc_hash("x", &nested(200, "1")).unwrap();
+        assert_eq!(a, doc_hash("x", &nested(200, "1")).unwrap());
+        assert_ne!(a, doc_hash("x", &nested(200, "2")).unwrap());
+        // Canonical up to the bound (on a test thread's stack), bytes past it.
+        let spaced = format!("{{ \"b\":0,{}", &nested(MAX_CANONICAL_DEPTH - 1, "1")[1..]);
+        let packed = format!("{{\"b\":0,{}", &nested(MAX_CANONICAL_DEPTH - 1, "1")[1..]);
+        assert_eq!(
+            doc_hash("x", &spaced).unwrap(),
+            doc_hash("x", &packed).unwrap()
+        );
+        let deep = nested(100_000, "1");
+        assert_eq!(nesting_depth(deep.as_bytes()), 100_000);
+        assert_eq!(doc_hash("x", &deep).unwrap(), doc_hash("x", &deep).unwrap());
+        assert_eq!(nesting_depth(br#"{"a":"{[{[","b":[1,{"c":"\"}"}]}"#), 3);
+    }
 
     #[test]
     fn canonical_form_ignores_key_order_and_escapes_but_not_number_text() {

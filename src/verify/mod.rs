@@ -56,11 +56,33 @@ pub struct IndexVerdict {
     pub mappings_match: bool,
     pub aliases_match: bool,
     pub differences: Vec<String>,
+    /// Why the index could not be compared (the others still are).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl IndexVerdict {
+    fn new(index: &IndexPlan) -> IndexVerdict {
+        IndexVerdict {
+            name: index.name.clone(),
+            target: index.target.clone(),
+            archive_docs: index.docs,
+            target_docs: 0,
+            documents_match: false,
+            missing: Vec::new(),
+            changed: Vec::new(),
+            unexpected: Vec::new(),
+            settings_match: false,
+            mappings_match: false,
+            aliases_match: false,
+            differences: Vec::new(),
+            error: None,
+        }
+    }
+
     pub fn matches(&self) -> bool {
-        self.documents_match
+        self.error.is_none()
+            && self.documents_match
             && self.settings_match
             && self.mappings_match
             && self.aliases_match
@@ -83,11 +105,15 @@ impl VerifyReport {
     }
 }
 
-/// Compares `plan` (read from an archive) with `target`.
+/// Compares `plan` (read from an archive) with `target`, reading the
+/// target `page_size` documents at a time (at most each index's
+/// `max_result_window`). An index that cannot be compared is reported as
+/// such and the others are still compared.
 pub async fn run(
     plan: &RestorePlan,
     target: Arc<Cluster>,
     templates: bool,
+    page_size: usize,
 ) -> Result<VerifyReport, VerifyError> {
     let mut report = VerifyReport {
         indices: Vec::new(),
@@ -105,7 +131,14 @@ pub async fn run(
         report.differences.extend(diffs);
     }
     for index in &plan.indices {
-        report.indices.push(verify_index(index, &target).await?);
+        let verdict = match verify_index(index, &target, page_size).await {
+            Ok(v) => v,
+            Err(e) => IndexVerdict {
+                error: Some(e.to_string()),
+                ..IndexVerdict::new(index)
+            },
+        };
+        report.indices.push(verdict);
     }
     Ok(report)
 }
@@ -113,21 +146,9 @@ pub async fn run(
 async fn verify_index(
     index: &IndexPlan,
     target: &Arc<Cluster>,
+    page_size: usize,
 ) -> Result<IndexVerdict, VerifyError> {
-    let mut verdict = IndexVerdict {
-        name: index.name.clone(),
-        target: index.target.clone(),
-        archive_docs: index.docs,
-        target_docs: 0,
-        documents_match: false,
-        missing: Vec::new(),
-        changed: Vec::new(),
-        unexpected: Vec::new(),
-        settings_match: false,
-        mappings_match: false,
-        aliases_match: false,
-        differences: Vec::new(),
-    };
+    let mut verdict = IndexVerdict::new(index);
     let meta = if index.data_stream {
         // Its mappings and settings are its index template's, compared
         // with the templates; only its documents are compared here.
@@ -162,7 +183,7 @@ async fn verify_index(
         meta
     };
 
-    let live = target_origin(target, &meta);
+    let live = target_origin(target, &meta, page_size);
     let (archive_side, target_side) = tokio::join!(
         digest_side(&index.data, &index.name, None),
         digest_side(&live, &index.target, None)
@@ -195,11 +216,11 @@ async fn verify_index(
     Ok(verdict)
 }
 
-fn target_origin(target: &Arc<Cluster>, meta: &IndexMetadata) -> DataOrigin {
+fn target_origin(target: &Arc<Cluster>, meta: &IndexMetadata, page_size: usize) -> DataOrigin {
     DataOrigin::Cluster {
         cluster: target.clone(),
         slices: meta.shards().min(crate::dump::AUTO_SLICES_MAX),
-        page_size: 2000,
+        page_size: meta.page_size(page_size),
         reader: ReaderKind::Auto,
         query: None,
     }
@@ -533,6 +554,7 @@ mod tests {
             mappings_match: false,
             aliases_match: false,
             differences: vec![],
+            error: None,
         }
     }
 

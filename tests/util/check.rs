@@ -94,7 +94,7 @@ pub fn assert_same_docs(archive: &Archive, expected: &Sent) {
 pub fn verify_archive(archive: &Archive, cluster: &TestCluster, compression: &str) {
     let m = &archive.manifest;
     assert_eq!(m["format"], "esark-archive", "{m}");
-    assert_eq!(m["format_version"], 3, "{m}");
+    assert_eq!(m["format_version"], 4, "{m}");
     assert!(m["tool_version"].is_string(), "tool_version: {m}");
     let created = chrono::DateTime::parse_from_rfc3339(m["created_at"].as_str().unwrap_or(""))
         .unwrap_or_else(|e| panic!("created_at not RFC 3339: {e}: {}", m["created_at"]));

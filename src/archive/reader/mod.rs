@@ -1,11 +1,12 @@
 //! Reading an archive: the manifest's version field first, then the parser
-//! for that version ([`v1`], [`v2`], [`v3`]), whose result is adapted to the current
+//! for that version ([`v1`] to [`v4`]), whose result is adapted to the current
 //! model; then [`Reader`] checks files against it. Every version shares the
 //! on-disk layout drawn in [`v1`].
 
 pub mod v1;
 pub mod v2;
 pub mod v3;
+pub mod v4;
 
 use std::path::{Path, PathBuf};
 
@@ -88,8 +89,20 @@ pub enum FileCheck {
 
 impl Reader {
     fn new(root: &Path, manifest: Manifest) -> Result<Reader, String> {
+        // An index listed twice would be restored twice.
+        let mut names = std::collections::HashSet::new();
+        let listed = manifest.indices.iter().map(|i| &i.name);
+        for name in listed.chain(manifest.failed.iter().map(|f| &f.name)) {
+            if !names.insert(name.as_str()) {
+                return Err(format!("index {name:?} is listed twice"));
+            }
+        }
+        let mut paths = std::collections::HashSet::new();
         for file in manifest.files() {
             safe_relative(&file.path).map_err(|e| e.to_string())?;
+            if !paths.insert(file.path.as_str()) {
+                return Err(format!("file {:?} is listed twice", file.path));
+            }
         }
         for index in &manifest.indices {
             let data_docs: u64 = index.files.iter().filter_map(|f| f.docs).sum();
@@ -119,6 +132,26 @@ impl Reader {
         file.path
             .split('/')
             .fold(self.root.clone(), |p, c| p.join(c))
+    }
+
+    /// Refuses an archive with a file that resolves outside its folder (a
+    /// symbolic link, of the file or of a folder on its way): reading it
+    /// would read, and restore, whatever it points to. Files that do not
+    /// exist are left to the checks that report them missing.
+    async fn check_links(&self) -> Result<(), ArchiveError> {
+        let root = tokio::fs::canonicalize(&self.root)
+            .await
+            .map_err(|e| ArchiveError::io(&self.root, e))?;
+        for file in self.manifest.files() {
+            let path = self.path_of(file);
+            match tokio::fs::canonicalize(&path).await {
+                Ok(real) if !real.starts_with(&root) => {
+                    return Err(ArchiveError::OutsideArchive { path, target: real })
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Checks one file's size and sha256 against the manifest.
@@ -163,6 +196,13 @@ pub async fn open(root: &Path) -> Result<Archive, ArchiveError> {
         path: path.clone(),
         reason,
     };
+    // serde reads a struct from an array too ("expected struct Header
+    // with 2 elements"): say what a manifest is instead.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(bad(format!(
+            "a manifest is a JSON object with \"format\": {FORMAT_NAME:?}, \"format_version\", \"source\", \"indices\"…, and this is not one"
+        )));
+    }
     let header: Header =
         serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid JSON: {e}")))?;
     if header.format.as_deref() != Some(FORMAT_NAME) {
@@ -178,9 +218,11 @@ pub async fn open(root: &Path) -> Result<Archive, ArchiveError> {
         Version::V1 => v1::parse(&bytes).map(v1::to_v2),
         Version::V2 => v2::parse(&bytes),
         Version::V3 => v3::parse(&bytes),
+        Version::V4 => v4::parse(&bytes),
     }
     .map_err(&bad)?;
     let reader = Reader::new(root, manifest).map_err(bad)?;
+    reader.check_links().await?;
     Ok(Archive { version, reader })
 }
 
@@ -222,6 +264,124 @@ impl std::fmt::Display for FileCheck {
 #[cfg(test)]
 mod tests {
     use super::safe_relative;
+
+    /// A manifest from the v3 fixture's shape, with `indices` replaced.
+    fn manifest_with(indices: serde_json::Value) -> Vec<u8> {
+        let index = |name: &str| {
+            serde_json::json!({"name": name, "folder": format!("indices/{name}"), "docs": 0,
+                "expected_docs": 0, "slices": 1, "files": []})
+        };
+        let indices = match indices {
+            serde_json::Value::Array(names) => names
+                .iter()
+                .map(|n| index(n.as_str().unwrap()))
+                .collect::<Vec<_>>(),
+            _ => unreachable!(),
+        };
+        serde_json::to_vec(&serde_json::json!({
+            "format": "esark-archive", "format_version": 3, "tool_version": "0.1.0",
+            "created_at": "2026-01-01T00:00:00Z", "completed_at": "2026-01-01T00:00:00Z",
+            "source": {"url": "http://h/", "cluster_name": "c", "cluster_uuid": "u",
+                       "flavor": "opensearch", "version": "2.0.0"},
+            "options": {"compression": "zstd", "level": 1, "slices": "auto", "page_size": 1000,
+                        "file_size": 1000, "match": null, "exclude": null},
+            "cluster_files": [], "indices": indices,
+        }))
+        .unwrap()
+    }
+
+    async fn open_manifest(bytes: &[u8]) -> Result<super::Archive, super::ArchiveError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("manifest.json"), bytes).unwrap();
+        super::open(dir.path()).await
+    }
+
+    /// Regression: a manifest listing one index twice was restored twice.
+    #[tokio::test]
+    async fn an_index_listed_twice_is_refused() {
+        open_manifest(&manifest_with(serde_json::json!(["a", "b"])))
+            .await
+            .unwrap();
+        let e = open_manifest(&manifest_with(serde_json::json!(["a", "b", "a"])))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("index \"a\" is listed twice"), "{e}");
+    }
+
+    /// Format 4 lists failed indices; a version 3 manifest that has them
+    /// is not one esark wrote.
+    #[tokio::test]
+    async fn failed_indices_are_read_from_version_4_only() {
+        let mut m: serde_json::Value =
+            serde_json::from_slice(&manifest_with(serde_json::json!(["a"]))).unwrap();
+        m["failed"] = serde_json::json!([{"name": "b", "reason": "deleted during the dump"}]);
+        let e = open_manifest(&serde_json::to_vec(&m).unwrap())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("format version 4"), "{e}");
+        m["format_version"] = serde_json::json!(4);
+        let archive = open_manifest(&serde_json::to_vec(&m).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(archive.manifest().failed[0].name, "b");
+        // A failed index may not also be listed as dumped.
+        m["failed"][0]["name"] = serde_json::json!("a");
+        let e = open_manifest(&serde_json::to_vec(&m).unwrap())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listed twice"), "{e}");
+    }
+
+    /// Regression: `[]` said "expected struct Header with 2 elements".
+    #[tokio::test]
+    async fn a_manifest_that_is_not_an_object_says_what_a_manifest_is() {
+        for text in ["[]", " [\"esark-archive\", 3]", "3", "\"x\""] {
+            let e = open_manifest(text.as_bytes())
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("a manifest is a JSON object"), "{text}: {e}");
+            assert!(!e.contains("struct Header"), "{text}: {e}");
+        }
+    }
+
+    /// A file that is a symbolic link out of the archive is refused.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_symlink_out_of_the_archive_is_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "s3cret\n").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut manifest: serde_json::Value =
+            serde_json::from_slice(&manifest_with(serde_json::json!(["a"]))).unwrap();
+        manifest["indices"][0]["files"] = serde_json::json!([{"kind": "settings",
+            "path": "indices/a/settings.json", "bytes": 7, "sha256": "00"}]);
+        std::fs::create_dir_all(dir.path().join("indices/a")).unwrap();
+        std::fs::write(
+            dir.path().join("manifest.json"),
+            serde_json::to_vec(&manifest).unwrap(),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret"),
+            dir.path().join("indices/a/settings.json"),
+        )
+        .unwrap();
+        let e = super::open(dir.path()).await.unwrap_err().to_string();
+        assert!(e.contains("outside the archive"), "{e}");
+        assert!(e.contains("settings.json"), "{e}");
+        // A folder linked out of the archive, the same.
+        std::fs::remove_dir_all(dir.path().join("indices")).unwrap();
+        std::fs::create_dir_all(outside.path().join("a")).unwrap();
+        std::fs::write(outside.path().join("a/settings.json"), "{}\n").unwrap();
+        std::fs::create_dir_all(dir.path().join("indices")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("a"), dir.path().join("indices/a")).unwrap();
+        let e = super::open(dir.path()).await.unwrap_err().to_string();
+        assert!(e.contains("outside the archive"), "{e}");
+    }
 
     #[test]
     fn unsafe_paths_are_refused() {

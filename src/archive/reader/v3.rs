@@ -15,7 +15,11 @@
 
 use super::super::manifest::Manifest;
 
-/// Parses a version 3 manifest.
+/// Parses a version 3 manifest (which has no `failed` list).
 pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
-    serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if !manifest.failed.is_empty() {
+        return Err("\"failed\" indices appear in format version 4, not 3".into());
+    }
+    Ok(manifest)
 }
