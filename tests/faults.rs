@@ -1553,8 +1553,14 @@ fn dump_resume_refuses_options_that_contradict_the_recorded_ones() {
     let query = r#"{"range":{"n":{"lt":1200}}}"#;
     let mut args = dump_args(&url, &out, &f, "pit");
     args.extend(["--query".to_string(), query.to_string()]);
-    dump_killed_after_two_chunks(&proxy, args, &out, &f);
+    dump_killed_after_two_chunks(&proxy, args.clone(), &out, &f);
     proxy.set_rules(vec![]);
+
+    // Run again without --resume: refused, pointing to --resume.
+    let again = Esark::new().args(&args).run();
+    assert_eq!(again.code, Some(2), "{again}");
+    assert!(again.stderr.contains("esark dump --resume"), "{again}");
+    assert!(no_manifest(&out), "a refused run wrote a manifest");
 
     for (extra, flag) in [
         (

@@ -85,6 +85,8 @@ pub enum ArchiveError {
     UnsupportedVersion(u32),
     #[error("{}: refusing to write into a non-empty folder; pass --overwrite to replace the archive in it", .0.display())]
     NotEmpty(PathBuf),
+    #[error("{}: holds an unfinished dump (a checkpoint, no manifest): continue it with `esark dump --resume` and the same --source and --output, or pass --overwrite to start over", .0.display())]
+    UnfinishedDump(PathBuf),
     #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,

@@ -82,7 +82,18 @@ impl ArchiveWriter {
                     .is_some();
                 if non_empty {
                     if !overwrite {
-                        return Err(ArchiveError::NotEmpty(root.into()));
+                        let unfinished =
+                            tokio::fs::try_exists(root.join(super::checkpoint::CHECKPOINT_FILE))
+                                .await
+                                .unwrap_or(false)
+                                && !tokio::fs::try_exists(root.join(MANIFEST_FILE))
+                                    .await
+                                    .unwrap_or(true);
+                        return Err(if unfinished {
+                            ArchiveError::UnfinishedDump(root.into())
+                        } else {
+                            ArchiveError::NotEmpty(root.into())
+                        });
                     }
                     // Through a symbolic link, the folder it points to
                     // is replaced, not the link.

@@ -270,7 +270,9 @@ pub async fn run(args: DumpArgs) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Err(DumpError::Archive(
-            e @ (ArchiveError::NotEmpty(_) | ArchiveError::NotADirectory(_)),
+            e @ (ArchiveError::NotEmpty(_)
+            | ArchiveError::UnfinishedDump(_)
+            | ArchiveError::NotADirectory(_)),
         )) => Err(CliError::usage(e)),
         Err(e @ DumpError::ResumeContradicts(_)) => Err(CliError::usage(e)),
         Err(e) => Err(CliError::failure(e)),
