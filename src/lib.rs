@@ -14,7 +14,8 @@
 //! | reading documents: sliced scroll readers | [`source`] |
 //! | writing documents: compressed, checksummed chunk writers | [`sink`] |
 //! | the on-disk format: manifest, versions, naming, compression, readers | [`archive`] |
-//! | wiring readers to writers with bounded channels | [`pipeline`] |
+//! | wiring a dump's readers to its writers with bounded channels | [`dump::pipeline`] |
+//! | a dump's checkpoint, for `--resume` | [`dump::checkpoint`] |
 //! | the dump command end to end | [`dump`] |
 //! | the inspect command | [`inspect`] |
 //! | one index to or from a pipe (`--output -`) | [`stream`] |
@@ -31,7 +32,6 @@ pub mod cluster;
 pub mod dump;
 pub mod errors;
 pub mod inspect;
-pub mod pipeline;
 pub mod progress;
 pub mod restore;
 pub mod retry;

@@ -13,7 +13,6 @@
 //! model. A change to the format adds a version, a reader for it, and an
 //! adapter from the older ones.
 
-pub mod checkpoint;
 pub mod compression;
 pub mod hash;
 pub mod line;
@@ -33,6 +32,11 @@ pub const FORMAT_NAME: &str = "esark-archive";
 
 /// The manifest's file name at the archive root.
 pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// The private file an unfinished dump keeps in its archive folder (its
+/// content is the dump's business: `crate::dump::checkpoint`); named here
+/// so that the writer and the readers recognise an unfinished dump.
+pub const CHECKPOINT_FILE: &str = "checkpoint.json";
 
 /// Archive format versions this build can read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

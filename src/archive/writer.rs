@@ -44,7 +44,7 @@ const OWNED_ENTRIES: &[&str] = &[
     "cluster",
     MANIFEST_FILE,
     "manifest.json.partial",
-    super::checkpoint::CHECKPOINT_FILE,
+    super::CHECKPOINT_FILE,
     "checkpoint.json.partial",
     // A restore's progress through the old archive means nothing for the
     // new one.
@@ -82,13 +82,12 @@ impl ArchiveWriter {
                     .is_some();
                 if non_empty {
                     if !overwrite {
-                        let unfinished =
-                            tokio::fs::try_exists(root.join(super::checkpoint::CHECKPOINT_FILE))
+                        let unfinished = tokio::fs::try_exists(root.join(super::CHECKPOINT_FILE))
+                            .await
+                            .unwrap_or(false)
+                            && !tokio::fs::try_exists(root.join(MANIFEST_FILE))
                                 .await
-                                .unwrap_or(false)
-                                && !tokio::fs::try_exists(root.join(MANIFEST_FILE))
-                                    .await
-                                    .unwrap_or(true);
+                                .unwrap_or(true);
                         return Err(if unfinished {
                             ArchiveError::UnfinishedDump(root.into())
                         } else {

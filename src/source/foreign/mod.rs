@@ -249,7 +249,7 @@ pub async fn looks_like_archive(path: &Path) -> bool {
     let exists = |p: PathBuf| async move { tokio::fs::metadata(p).await.is_ok() };
     !exists(path.to_path_buf()).await
         || exists(path.join(crate::archive::MANIFEST_FILE)).await
-        || exists(path.join(crate::archive::checkpoint::CHECKPOINT_FILE)).await
+        || exists(path.join(crate::archive::CHECKPOINT_FILE)).await
         || exists(path.join("indices")).await
 }
 

@@ -1,5 +1,12 @@
 //! The dump command end to end: connect, select indices, write cluster and
 //! index metadata, stream every index's documents, write the manifest last.
+//!
+//! Its own parts: [`pipeline`] wires each slice's reader to its chunk
+//! writer, [`checkpoint`] records what is safely on disk for `--resume`
+//! (the archive format does not know its content, only its file name).
+
+pub mod checkpoint;
+pub mod pipeline;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -11,9 +18,6 @@ use regex::Regex;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
-use crate::archive::checkpoint::{
-    checkpointer, Checkpoint, Checkpointer, IndexCheckpoint, CHECKPOINT_FILE,
-};
 use crate::archive::compression::Compression;
 use crate::archive::manifest::{
     DumpOptions, FailedIndex, FileEntry, FileKind, IndexEntry, Manifest, RawQuery, SkippedIndex,
@@ -26,9 +30,10 @@ use crate::archive::{ArchiveError, CURRENT_VERSION, FORMAT_NAME};
 use crate::cluster::data_streams::DataStream;
 use crate::cluster::extras::{ExtraKind, Offered};
 use crate::cluster::{Cluster, ClusterConfig, ClusterError};
-use crate::pipeline::{dump_data, DataJob, PipelineError};
 use crate::progress::Progress;
 use crate::source::ReaderKind;
+use checkpoint::{checkpointer, Checkpoint, Checkpointer, IndexCheckpoint, CHECKPOINT_FILE};
+use pipeline::{dump_data, DataJob, PipelineError};
 
 /// Default of `--readers`: slices read at the same time over all indices.
 ///

@@ -12,13 +12,13 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::manifest::{DumpOptions, FileEntry, IndexEntry, SkippedIndex, SourceCluster};
-use super::state_file::StateWriter;
-use super::ArchiveError;
+use crate::archive::manifest::{DumpOptions, FileEntry, IndexEntry, SkippedIndex, SourceCluster};
+use crate::archive::state_file::StateWriter;
+use crate::archive::ArchiveError;
 use crate::source::pit::PitPosition;
 use crate::source::ReaderKind;
 
-pub const CHECKPOINT_FILE: &str = "checkpoint.json";
+pub use crate::archive::CHECKPOINT_FILE;
 const CHECKPOINT_FORMAT: &str = "esark-checkpoint";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::archive::checkpoint::{Checkpointer, SliceCheckpoint};
+use super::checkpoint::{Checkpointer, SliceCheckpoint};
 use crate::archive::compression::Compression;
 use crate::archive::manifest::FileEntry;
 use crate::archive::writer::ArchiveWriter;
