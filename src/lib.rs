@@ -16,6 +16,7 @@
 //! | the on-disk format: manifest, versions, naming, compression, readers | [`archive`] |
 //! | wiring a dump's readers to its writers with bounded channels | [`dump::pipeline`] |
 //! | a dump's checkpoint, for `--resume` | [`dump::checkpoint`] |
+//! | the catalog every command shares: selection, index metadata, templates | [`catalog`] |
 //! | the dump command end to end | [`dump`] |
 //! | the inspect command | [`inspect`] |
 //! | one index to or from a pipe (`--output -`) | [`stream`] |
@@ -27,6 +28,7 @@
 
 pub mod archive;
 pub mod aws;
+pub mod catalog;
 pub mod cli;
 pub mod cluster;
 pub mod dump;

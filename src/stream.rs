@@ -49,8 +49,9 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWrite
 use tokio::sync::watch;
 
 use crate::archive::manifest::SourceCluster;
+use crate::catalog::select_indices;
 use crate::cluster::Cluster;
-use crate::dump::{select_indices, DumpConfig, DumpError};
+use crate::dump::{DumpConfig, DumpError};
 use crate::source::slice::spawn_slices_matching;
 use crate::source::{ReadError, ReaderKind, SliceEvent};
 
@@ -317,7 +318,7 @@ pub async fn dump_to<W: AsyncWrite + Unpin>(
     out: &mut W,
     cancel: watch::Receiver<bool>,
 ) -> Result<u64, DumpError> {
-    let created_at = crate::dump::now_rfc3339();
+    let created_at = crate::archive::manifest::now_rfc3339();
     let cluster = Arc::new(Cluster::connect(&config.source).await?);
     let (selected, _) = select_indices(&cluster, &config.selector).await?;
     let selected = match selected.as_slice() {
@@ -336,7 +337,7 @@ pub async fn dump_to<W: AsyncWrite + Unpin>(
         }
     };
     // One data stream reads like one index: its documents, by its name.
-    let (meta, _) = crate::dump::read_metadata(&cluster, &selected).await?;
+    let (meta, _) = crate::catalog::read_metadata(&cluster, &selected).await?;
     let index = selected.name;
     let info = cluster.info();
     let header = StreamHeader {

@@ -170,3 +170,8 @@ impl Manifest {
         self.indices.iter().map(|i| i.docs).sum()
     }
 }
+
+/// Now, as the manifest's timestamps are written (RFC 3339, UTC, ms).
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

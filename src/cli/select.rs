@@ -5,7 +5,7 @@ use clap::Args;
 use regex::Regex;
 
 use super::CliError;
-use crate::dump::IndexSelector;
+use crate::catalog::IndexSelector;
 use crate::restore::plan::Renamer;
 
 #[derive(Debug, Clone, Args)]

@@ -36,6 +36,10 @@ use crate::retry::{classify_status, RetryAction, RetryPolicy};
 /// only added ~1.8 MB per slice to the peak memory.
 pub const CHANNEL_PAGES: usize = 1;
 
+/// Upper bound of `--slices auto`: past the number of cores, more slices
+/// only add scroll contexts on the server.
+pub const AUTO_SLICES_MAX: u32 = 4;
+
 /// Restarts of one slice before giving up.
 pub const MAX_RESTARTS: u32 = 5;
 

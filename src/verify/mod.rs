@@ -17,9 +17,9 @@ use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use crate::archive::line::parse_line;
+use crate::catalog::{read_index_metadata, IndexMetadata, TemplateSet};
 use crate::cluster::templates::TemplateKind;
 use crate::cluster::{Cluster, ClusterError};
-use crate::dump::{read_index_metadata, IndexMetadata, TemplateSet};
 use crate::restore::plan::{DataOrigin, IndexPlan, RestorePlan};
 use crate::source::archive::ChunkLines;
 use crate::source::foreign::ForeignLines;
@@ -219,7 +219,7 @@ async fn verify_index(
 fn target_origin(target: &Arc<Cluster>, meta: &IndexMetadata, page_size: usize) -> DataOrigin {
     DataOrigin::Cluster {
         cluster: target.clone(),
-        slices: meta.shards().min(crate::dump::AUTO_SLICES_MAX),
+        slices: meta.shards().min(crate::source::slice::AUTO_SLICES_MAX),
         page_size: meta.page_size(page_size),
         reader: ReaderKind::Auto,
         query: None,

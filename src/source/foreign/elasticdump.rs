@@ -37,7 +37,7 @@ use serde_json::{Map, Value};
 use super::lines::{read_all, RawLines};
 use super::{line_error, push_doc, ForeignError, ForeignFile, ForeignIndex, LineFormat};
 use crate::archive::metadata::strip_generated;
-use crate::dump::IndexMetadata;
+use crate::catalog::IndexMetadata;
 
 /// A metadata file of a multielasticdump folder (`supportedTypes` in
 /// `bin/multielasticdump`).

@@ -29,7 +29,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::archive::line::push_line;
-use crate::dump::{IndexMetadata, IndexSelector};
+use crate::catalog::{IndexMetadata, IndexSelector};
 use crate::restore::plan::{DataOrigin, IndexPlan, Renamer, RestorePlan};
 
 pub use lines::ForeignLines;

@@ -1,0 +1,247 @@
+//! The catalog every command shares: which indices and data streams a run
+//! covers ([`IndexSelector`], [`select_indices`]), what an index carries
+//! besides its documents ([`IndexMetadata`], read by [`read_metadata`]),
+//! the cluster's templates ([`TemplateSet`]) and where each kind of
+//! cluster metadata lives in an archive ([`extra_file`]). Dump, restore,
+//! copy, verify and the importers of other tools' dumps read it; it
+//! imports none of them.
+
+use std::collections::HashSet;
+
+use regex::Regex;
+use serde_json::{Map, Value};
+
+use crate::archive::manifest::{FileKind, SkippedIndex};
+use crate::archive::metadata::strip_generated;
+use crate::cluster::data_streams::DataStream;
+use crate::cluster::extras::ExtraKind;
+use crate::cluster::{Cluster, ClusterError};
+use crate::progress::Progress;
+
+/// Which indices a run covers.
+#[derive(Debug, Clone, Default)]
+pub struct IndexSelector {
+    /// Tested (unanchored) against every index name, hidden ones included.
+    /// Without it: every index whose name does not start with `.`.
+    pub include: Option<Regex>,
+    /// Removes matches.
+    pub exclude: Option<Regex>,
+    /// Without `include`, select every name (a restore takes the whole
+    /// archive) instead of the names not starting with `.` (a dump).
+    pub all_by_default: bool,
+}
+
+impl IndexSelector {
+    pub fn selects(&self, name: &str) -> bool {
+        let included = match &self.include {
+            Some(re) => re.is_match(name),
+            None => self.all_by_default || !name.starts_with('.'),
+        };
+        included && !self.exclude.as_ref().is_some_and(|re| re.is_match(name))
+    }
+}
+
+/// The file and manifest kind of each kind of cluster metadata.
+pub fn extra_file(kind: ExtraKind) -> (&'static str, FileKind) {
+    match kind {
+        ExtraKind::IlmPolicies => ("cluster/ilm_policies.json", FileKind::IlmPolicies),
+        ExtraKind::IsmPolicies => ("cluster/ism_policies.json", FileKind::IsmPolicies),
+        ExtraKind::IngestPipelines => ("cluster/ingest_pipelines.json", FileKind::IngestPipelines),
+        ExtraKind::StoredScripts => ("cluster/stored_scripts.json", FileKind::StoredScripts),
+        ExtraKind::DataStreams => ("cluster/data_streams.json", FileKind::DataStreams),
+        ExtraKind::ClusterSettings => ("cluster/cluster_settings.json", FileKind::ClusterSettings),
+    }
+}
+
+/// The kind of cluster metadata a manifest file holds, if it is one.
+pub fn extra_kind(kind: FileKind) -> Option<ExtraKind> {
+    [
+        ExtraKind::IlmPolicies,
+        ExtraKind::IsmPolicies,
+        ExtraKind::IngestPipelines,
+        ExtraKind::StoredScripts,
+        ExtraKind::DataStreams,
+        ExtraKind::ClusterSettings,
+    ]
+    .into_iter()
+    .find(|k| extra_file(*k).1 == kind)
+}
+
+/// An index's metadata as archived: settings (server-generated keys
+/// removed), mappings and aliases.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexMetadata {
+    pub settings: Value,
+    pub mappings: Value,
+    pub aliases: Value,
+}
+
+impl IndexMetadata {
+    /// `page_size`, or the index's `max_result_window` when smaller: a
+    /// scroll or search page larger than it is refused ("Batch size is too
+    /// large").
+    pub fn page_size(&self, page_size: usize) -> usize {
+        let window = self
+            .settings
+            .pointer("/index/max_result_window")
+            .and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or(v.as_u64()));
+        match window {
+            Some(w) if w > 0 => page_size.min(usize::try_from(w).unwrap_or(usize::MAX)),
+            _ => page_size,
+        }
+    }
+
+    /// Primary shards, from the settings.
+    pub fn shards(&self) -> u32 {
+        self.settings
+            .pointer("/index/number_of_shards")
+            .and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or(v.as_u64()))
+            .unwrap_or(1) as u32
+    }
+}
+
+/// Reads an index's metadata and its `_count` (each request retried by
+/// the cluster's policy).
+pub async fn read_index_metadata(
+    cluster: &Cluster,
+    name: &str,
+) -> Result<(IndexMetadata, u64), ClusterError> {
+    let mut settings = cluster.index_settings(name).await?;
+    let mappings = cluster.index_mappings(name).await?;
+    let aliases = cluster.index_aliases(name).await?;
+    let expected = cluster.count(name, None).await?;
+    strip_generated(&mut settings);
+    Ok((
+        IndexMetadata {
+            settings,
+            mappings,
+            aliases,
+        },
+        expected,
+    ))
+}
+
+/// An index or data stream a run covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selected {
+    pub name: String,
+    /// Set for a data stream: read by its name, restored with `create`.
+    pub data_stream: Option<DataStream>,
+}
+
+impl Selected {
+    pub fn index(name: &str) -> Selected {
+        Selected {
+            name: name.to_string(),
+            data_stream: None,
+        }
+    }
+}
+
+/// The open indices and the data streams `selector` picks, and the closed
+/// indices it would have. The backing indices of a selected data stream
+/// are left out: its documents are read once, through the data stream.
+pub async fn select_indices(
+    cluster: &Cluster,
+    selector: &IndexSelector,
+) -> Result<(Vec<Selected>, Vec<SkippedIndex>), ClusterError> {
+    let listed = cluster.list_indices().await?;
+    let streams: Vec<DataStream> = if cluster.info().has_data_streams() {
+        cluster
+            .list_data_streams()
+            .await?
+            .into_iter()
+            .filter(|d| selector.selects(&d.name))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let backing: HashSet<&str> = streams
+        .iter()
+        .flat_map(|d| d.backing.iter().map(String::as_str))
+        .collect();
+    let mut skipped = Vec::new();
+    let mut selected = Vec::new();
+    for index in listed
+        .into_iter()
+        .filter(|i| selector.selects(&i.index) && !backing.contains(i.index.as_str()))
+    {
+        if index.is_closed() {
+            skipped.push(SkippedIndex {
+                name: index.index,
+                reason: "closed".into(),
+            });
+        } else {
+            selected.push(Selected::index(&index.index));
+        }
+    }
+    selected.extend(streams.iter().map(|d| Selected {
+        name: d.name.clone(),
+        data_stream: Some(d.clone()),
+    }));
+    selected.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((selected, skipped))
+}
+
+/// Like [`read_index_metadata`], for an index or a data stream. A data
+/// stream's mappings and settings belong to its index template: only the
+/// settings of its write index are read, for its number of shards.
+pub async fn read_metadata(
+    cluster: &Cluster,
+    selected: &Selected,
+) -> Result<(IndexMetadata, u64), ClusterError> {
+    let Some(stream) = &selected.data_stream else {
+        return read_index_metadata(cluster, &selected.name).await;
+    };
+    let settings = match stream.backing.last() {
+        Some(write_index) => cluster.index_settings(write_index).await?,
+        None => Value::Object(Map::new()),
+    };
+    let expected = cluster.count(&selected.name, None).await?;
+    Ok((
+        IndexMetadata {
+            settings,
+            mappings: Value::Object(Map::new()),
+            aliases: Value::Object(Map::new()),
+        },
+        expected,
+    ))
+}
+
+/// The cluster's templates of each kind, `{name: body}`; kinds the cluster
+/// does not offer are empty.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateSet {
+    pub legacy: Map<String, Value>,
+    pub index: Option<Map<String, Value>>,
+    pub component: Option<Map<String, Value>>,
+}
+
+/// Reads every template of the cluster.
+pub async fn read_templates(
+    cluster: &Cluster,
+    progress: &Progress,
+) -> Result<TemplateSet, ClusterError> {
+    let mut set = TemplateSet {
+        legacy: cluster.legacy_templates().await?,
+        ..TemplateSet::default()
+    };
+    if cluster.info().has_composable_templates() {
+        let not_offered = |e: &ClusterError| matches!(e.status(), Some(400 | 404 | 405));
+        match cluster.index_templates().await {
+            Ok(m) => set.index = Some(m),
+            Err(e) if not_offered(&e) => progress.println(&format!(
+                "warning: composable index templates skipped: the cluster does not offer them ({e})"
+            )),
+            Err(e) => return Err(e),
+        }
+        match cluster.component_templates().await {
+            Ok(m) => set.component = Some(m),
+            Err(e) if not_offered(&e) => progress.println(&format!(
+                "warning: component templates skipped: the cluster does not offer them ({e})"
+            )),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(set)
+}
