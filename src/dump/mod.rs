@@ -6,33 +6,27 @@
 //! (the archive format does not know its content, only its file name).
 
 pub mod checkpoint;
+mod config;
+mod index;
 pub mod pipeline;
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
-use regex::Regex;
-use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::archive::compression::Compression;
 use crate::archive::manifest::now_rfc3339;
-use crate::archive::manifest::{
-    DumpOptions, FailedIndex, FileEntry, FileKind, IndexEntry, Manifest, RawQuery, SkippedIndex,
-    SourceCluster,
-};
-use crate::archive::naming::folder_name;
+use crate::archive::manifest::{FailedIndex, IndexEntry, Manifest, SkippedIndex, SourceCluster};
 use crate::archive::writer::ArchiveWriter;
 use crate::archive::{ArchiveError, CURRENT_VERSION, FORMAT_NAME};
-use crate::cluster::extras::{ExtraKind, Offered};
-use crate::cluster::{Cluster, ClusterConfig, ClusterError};
+use crate::cluster::{Cluster, ClusterError};
 use crate::progress::Progress;
-use crate::source::ReaderKind;
-use checkpoint::{checkpointer, Checkpoint, Checkpointer, IndexCheckpoint, CHECKPOINT_FILE};
-use pipeline::{dump_data, DataJob, PipelineError};
+use checkpoint::{checkpointer, Checkpoint, CHECKPOINT_FILE};
+
+pub use config::{AskedOptions, DumpConfig, SliceCount};
+use index::{dump_extras, dump_index, dump_templates, IndexFailure};
 
 // The catalog moved out of the dump; re-exported for callers not yet updated.
 pub use crate::catalog::{
@@ -50,157 +44,6 @@ pub use crate::catalog::{
 pub const DEFAULT_READERS: usize = 2;
 
 pub use crate::source::slice::AUTO_SLICES_MAX;
-
-/// How many slices to read an index with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SliceCount {
-    /// One per primary shard, at most [`AUTO_SLICES_MAX`].
-    Auto,
-    /// As given, but never more than the primary shards.
-    Fixed(u32),
-}
-
-impl SliceCount {
-    pub fn resolve(self, shards: u32) -> u32 {
-        let shards = shards.max(1);
-        match self {
-            SliceCount::Auto => shards.min(AUTO_SLICES_MAX),
-            SliceCount::Fixed(n) => n.clamp(1, shards),
-        }
-    }
-}
-
-impl std::fmt::Display for SliceCount {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SliceCount::Auto => f.write_str("auto"),
-            SliceCount::Fixed(n) => write!(f, "{n}"),
-        }
-    }
-}
-
-/// A resolved dump: everything the command line said, checked.
-#[derive(Debug, Clone)]
-pub struct DumpConfig {
-    pub source: ClusterConfig,
-    pub output: PathBuf,
-    pub selector: IndexSelector,
-    pub compression: Compression,
-    pub level: i32,
-    pub slices: SliceCount,
-    /// Indices dumped at the same time.
-    pub parallel: usize,
-    /// Slices read at the same time, over all indices.
-    pub readers: usize,
-    pub page_size: usize,
-    pub file_size: u64,
-    pub overwrite: bool,
-    /// Continue the interrupted dump in `output`.
-    pub resume: bool,
-    pub reader: ReaderKind,
-    /// Only documents matching this query (raw JSON of a query object).
-    pub query: Option<Arc<str>>,
-    /// Also dump persistent cluster settings.
-    pub include_cluster_settings: bool,
-    /// The options that shape an archive's files which the command line
-    /// named explicitly: a resumed dump refuses those that contradict the
-    /// ones it recorded.
-    pub asked: AskedOptions,
-}
-
-/// Options given explicitly on the command line, among those a dump
-/// records (`None`: not given, the recorded or default value applies).
-#[derive(Debug, Clone, Default)]
-pub struct AskedOptions {
-    pub compression: Option<Compression>,
-    pub level: Option<i32>,
-    pub slices: Option<String>,
-    pub page_size: Option<usize>,
-    pub file_size: Option<u64>,
-    pub match_: Option<String>,
-    pub exclude: Option<String>,
-    pub query: Option<Arc<str>>,
-    pub reader: Option<ReaderKind>,
-}
-
-impl AskedOptions {
-    /// Each given option that differs from what the interrupted dump
-    /// recorded, as `--flag X (recorded: Y)`.
-    pub fn contradictions(&self, recorded: &DumpOptions, reader: ReaderKind) -> Vec<String> {
-        fn differs<T: PartialEq + std::fmt::Display>(
-            out: &mut Vec<String>,
-            flag: &str,
-            asked: Option<T>,
-            recorded: Option<T>,
-        ) {
-            if let Some(asked) = asked {
-                if Some(&asked) != recorded.as_ref() {
-                    let was = recorded.map_or("none".to_string(), |r| r.to_string());
-                    out.push(format!("--{flag} {asked} (recorded: {was})"));
-                }
-            }
-        }
-        let mut out = Vec::new();
-        differs(
-            &mut out,
-            "compression",
-            self.compression,
-            Some(recorded.compression),
-        );
-        differs(&mut out, "level", self.level, Some(recorded.level));
-        differs(
-            &mut out,
-            "slices",
-            self.slices.clone(),
-            Some(recorded.slices.clone()),
-        );
-        differs(
-            &mut out,
-            "page-size",
-            self.page_size,
-            Some(recorded.page_size),
-        );
-        differs(
-            &mut out,
-            "file-size",
-            self.file_size,
-            Some(recorded.file_size),
-        );
-        differs(
-            &mut out,
-            "match",
-            self.match_.clone(),
-            recorded.match_.clone(),
-        );
-        differs(
-            &mut out,
-            "exclude",
-            self.exclude.clone(),
-            recorded.exclude.clone(),
-        );
-        let name = |r: ReaderKind| {
-            clap::ValueEnum::to_possible_value(&r)
-                .map_or_else(|| format!("{r:?}"), |v| v.get_name().to_string())
-        };
-        differs(
-            &mut out,
-            "reader",
-            self.reader.map(name),
-            Some(name(reader)),
-        );
-        if let Some(asked) = &self.query {
-            let same = match (RawQuery::new(asked), &recorded.query) {
-                (Ok(a), Some(r)) => &a == r,
-                _ => false,
-            };
-            if !same {
-                let was = recorded.query.as_ref().map_or("none", |q| q.get());
-                out.push(format!("--query {asked} (recorded: {was})"));
-            }
-        }
-        out
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DumpError {
@@ -262,71 +105,6 @@ pub struct DumpReport {
     pub output: PathBuf,
     pub manifest: Manifest,
     pub elapsed: Duration,
-}
-
-impl DumpConfig {
-    /// The options recorded in the manifest (and the checkpoint).
-    pub fn options(&self) -> Result<DumpOptions, DumpError> {
-        Ok(DumpOptions {
-            compression: self.compression,
-            level: self.level,
-            slices: self.slices.to_string(),
-            page_size: self.page_size,
-            file_size: self.file_size,
-            match_: self
-                .selector
-                .include
-                .as_ref()
-                .map(|r| r.as_str().to_string()),
-            exclude: self
-                .selector
-                .exclude
-                .as_ref()
-                .map(|r| r.as_str().to_string()),
-            query: self
-                .query
-                .as_deref()
-                .map(RawQuery::new)
-                .transpose()
-                .map_err(|e| DumpError::BadQuery(e.to_string()))?,
-        })
-    }
-
-    /// This config with the options an interrupted dump ran with: they
-    /// shaped the files already on disk, so a resumed run must keep them.
-    fn resumed_with(&self, checkpoint: &Checkpoint) -> Result<DumpConfig, DumpError> {
-        let o = &checkpoint.options;
-        let contradictions = self.asked.contradictions(o, checkpoint.reader);
-        if !contradictions.is_empty() {
-            return Err(DumpError::ResumeContradicts(contradictions));
-        }
-        let regex = |r: &Option<String>| -> Result<Option<Regex>, DumpError> {
-            r.as_deref()
-                .map(|r| Regex::new(r).map_err(|e| DumpError::BadCheckpoint(e.to_string())))
-                .transpose()
-        };
-        Ok(DumpConfig {
-            selector: IndexSelector {
-                include: regex(&o.match_)?,
-                exclude: regex(&o.exclude)?,
-                all_by_default: false,
-            },
-            compression: o.compression,
-            level: o.level,
-            slices: match o.slices.as_str() {
-                "auto" => SliceCount::Auto,
-                n => SliceCount::Fixed(
-                    n.parse()
-                        .map_err(|_| DumpError::BadCheckpoint(format!("slices {n:?}")))?,
-                ),
-            },
-            page_size: o.page_size,
-            file_size: o.file_size,
-            reader: checkpoint.reader,
-            query: o.query.as_ref().map(|q| Arc::from(q.get())),
-            ..self.clone()
-        })
-    }
 }
 
 /// Runs a dump, or continues one with `config.resume`. `cancel` turning
@@ -638,268 +416,12 @@ fn lists_failures(path: &std::path::Path) -> bool {
         .is_some_and(|m| !m.failed.is_empty())
 }
 
-/// Writes lifecycle policies, ingest pipelines, stored scripts, data
-/// streams (and with `cluster_settings`, persistent cluster settings), each
-/// kind to its own file. A kind the cluster does not offer is a warning
-/// naming it, not a failure.
-async fn dump_extras(
-    cluster: &Cluster,
-    archive: &ArchiveWriter,
-    cluster_settings: bool,
-    progress: &Progress,
-) -> Result<Vec<FileEntry>, DumpError> {
-    let mut kinds = ExtraKind::for_flavor(cluster.flavor()).to_vec();
-    if cluster_settings {
-        kinds.push(ExtraKind::ClusterSettings);
-    }
-    let mut files = Vec::new();
-    for kind in kinds {
-        match cluster.read_extra(kind).await? {
-            Offered::Yes(items) => {
-                let (path, file_kind) = extra_file(kind);
-                files.push(archive.write_json(path, file_kind, &items).await?);
-            }
-            Offered::No(reason) => progress.println(&format!(
-                "warning: {} skipped: the cluster does not offer them ({reason})",
-                kind.describe()
-            )),
-        }
-    }
-    Ok(files)
-}
-
-/// Writes the three kinds of templates, each to its own file.
-async fn dump_templates(
-    cluster: &Cluster,
-    archive: &ArchiveWriter,
-    progress: &Progress,
-) -> Result<Vec<FileEntry>, DumpError> {
-    archive.create_dir("cluster").await?;
-    let set = read_templates(cluster, progress).await?;
-    let mut files = vec![
-        archive
-            .write_json("cluster/templates.json", FileKind::Templates, &set.legacy)
-            .await?,
-    ];
-    if let Some(index) = &set.index {
-        files.push(
-            archive
-                .write_json(
-                    "cluster/index_templates.json",
-                    FileKind::IndexTemplates,
-                    index,
-                )
-                .await?,
-        );
-    }
-    if let Some(component) = &set.component {
-        files.push(
-            archive
-                .write_json(
-                    "cluster/component_templates.json",
-                    FileKind::ComponentTemplates,
-                    component,
-                )
-                .await?,
-        );
-    }
-    Ok(files)
-}
-
-/// Dumps one index: metadata files, then data, continuing from what an
-/// earlier run recorded. Errors come back as text so that one failed index
-/// does not stop the others.
-#[allow(clippy::too_many_arguments)]
-async fn dump_index(
-    cluster: &Arc<Cluster>,
-    archive: &ArchiveWriter,
-    config: &DumpConfig,
-    selected: &Selected,
-    progress: &Progress,
-    checkpointer: &Arc<Checkpointer>,
-    earlier: Option<IndexCheckpoint>,
-    readers: Arc<tokio::sync::Semaphore>,
-    cancel: watch::Receiver<bool>,
-) -> Result<IndexEntry, IndexFailure> {
-    let name = selected.name.as_str();
-    let data_stream = selected.data_stream.is_some();
-    let (meta, mut expected) = read_metadata(cluster, selected).await?;
-    if let Some(query) = config.query.as_deref() {
-        expected = cluster.count(name, Some(query)).await?;
-    }
-    // Said before any file is written: no page of it could be archived.
-    if !data_stream && expected > 0 && source_disabled(&meta.mappings) {
-        return Err(IndexFailure::of_index(format!(
-            "_source is disabled in its mapping: its {expected} documents cannot be read back; leave the index out with --exclude"
-        )));
-    }
-    // Read before `meta` is taken apart below.
-    let page_size = meta.page_size(config.page_size);
-    // A resumed index keeps the slice count its chunk names were made with.
-    let slices = match &earlier {
-        Some(e) if e.slice_count > 0 => e.slice_count,
-        _ => config.slices.resolve(meta.shards()),
-    };
-    let earlier_slices = earlier.map(|e| e.slices).unwrap_or_default();
-    let IndexMetadata {
-        settings,
-        mappings,
-        aliases,
-    } = meta;
-
-    let folder = format!("indices/{}", folder_name(name));
-    let keep: HashSet<String> = earlier_slices
-        .values()
-        .flat_map(|s| s.chunks.iter().map(|c| c.path.clone()))
-        .collect();
-    let write_meta = async {
-        archive.create_dir(&folder).await?;
-        archive.prune(&folder, &keep).await?;
-        let mut files = Vec::new();
-        // A data stream's metadata is its index template's.
-        let meta_files = if data_stream {
-            Vec::new()
-        } else {
-            vec![
-                ("settings.json", FileKind::Settings, &settings),
-                ("mappings.json", FileKind::Mappings, &mappings),
-                ("aliases.json", FileKind::Aliases, &aliases),
-            ]
-        };
-        for (file, kind, value) in meta_files {
-            files.push(
-                archive
-                    .write_json(&format!("{folder}/{file}"), kind, value)
-                    .await?,
-            );
-        }
-        checkpointer.update(|cp| {
-            cp.indices.entry(name.to_string()).or_default().slice_count = slices;
-        })?;
-        Ok::<_, ArchiveError>(files)
-    };
-    let mut files = write_meta.await?;
-
-    progress.expect(expected);
-    let bar = progress.index(name, expected);
-    let job = DataJob {
-        index: name.to_string(),
-        folder: folder.clone(),
-        slices,
-        page_size,
-        compression: config.compression,
-        level: config.level,
-        file_size: config.file_size,
-        reader: config.reader,
-        query: config.query.clone(),
-        readers,
-    };
-    let (data, docs) = match dump_data(
-        cluster.clone(),
-        archive.clone(),
-        &job,
-        bar.clone(),
-        checkpointer.clone(),
-        earlier_slices,
-        cancel,
-    )
-    .await
-    {
-        Ok(r) => r,
-        Err(e) => return Err(e.into()),
-    };
-    bar.finish();
-    if docs != expected {
-        progress.println(&format!(
-            "warning: index {name:?}: {docs} documents dumped, _count said {expected} before the dump (was it written to meanwhile?)"
-        ));
-    }
-    files.extend(data);
-    let entry = IndexEntry {
-        name: name.to_string(),
-        folder,
-        docs,
-        expected_docs: expected,
-        slices,
-        files,
-        data_stream,
-    };
-    checkpointer
-        .update(|cp| cp.indices.entry(name.to_string()).or_default().done = Some(entry.clone()))?;
-    Ok(entry)
-}
-
-/// Why an index was not dumped, and whether the cause is the run's rather
-/// than the index's: lost credentials, an unreachable cluster or a full
-/// disk would fail every index alike, so the run stops (resumable)
-/// instead of listing them as failed.
-#[derive(Debug)]
-struct IndexFailure {
-    reason: String,
-    run_level: bool,
-}
-
-impl IndexFailure {
-    fn of_index(reason: String) -> IndexFailure {
-        IndexFailure {
-            reason,
-            run_level: false,
-        }
-    }
-}
-
-impl From<ClusterError> for IndexFailure {
-    fn from(e: ClusterError) -> IndexFailure {
-        let run_level = matches!(
-            e,
-            ClusterError::Unauthorized { .. }
-                | ClusterError::Unreachable { .. }
-                | ClusterError::Transport { .. }
-                | ClusterError::AwsSigning { .. }
-        );
-        IndexFailure {
-            reason: e.to_string(),
-            run_level,
-        }
-    }
-}
-
-impl From<ArchiveError> for IndexFailure {
-    fn from(e: ArchiveError) -> IndexFailure {
-        IndexFailure {
-            reason: e.to_string(),
-            run_level: true,
-        }
-    }
-}
-
-impl From<PipelineError> for IndexFailure {
-    fn from(e: PipelineError) -> IndexFailure {
-        match e {
-            PipelineError::Read(crate::source::ReadError::Cluster(e)) => e.into(),
-            PipelineError::Archive(e) => e.into(),
-            PipelineError::Interrupted => IndexFailure {
-                reason: "interrupted".into(),
-                run_level: true,
-            },
-            other => IndexFailure::of_index(other.to_string()),
-        }
-    }
-}
-
-/// Whether mappings turn `_source` off (`{"_source": {"enabled": false}}`,
-/// or under a type name in Elasticsearch 6).
-fn source_disabled(mappings: &Value) -> bool {
-    let off = |m: &Value| m.pointer("/_source/enabled") == Some(&Value::Bool(false));
-    off(mappings)
-        || mappings
-            .as_object()
-            .is_some_and(|types| types.values().any(off))
-}
-
 #[cfg(test)]
 mod tests {
+    use super::index::source_disabled;
     use super::*;
+    use regex::Regex;
+    use serde_json::Value;
 
     #[test]
     fn default_selection_hides_dot_indices_only() {

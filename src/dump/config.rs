@@ -1,0 +1,233 @@
+//! What a dump runs with: the resolved [`DumpConfig`], the options the
+//! command line named explicitly ([`AskedOptions`], checked against a
+//! checkpoint on `--resume`), and how many slices an index is read with.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use regex::Regex;
+
+use super::checkpoint::Checkpoint;
+use super::DumpError;
+use crate::archive::compression::Compression;
+use crate::archive::manifest::{DumpOptions, RawQuery};
+use crate::catalog::IndexSelector;
+use crate::cluster::ClusterConfig;
+use crate::source::slice::AUTO_SLICES_MAX;
+use crate::source::ReaderKind;
+
+/// How many slices to read an index with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SliceCount {
+    /// One per primary shard, at most [`AUTO_SLICES_MAX`].
+    Auto,
+    /// As given, but never more than the primary shards.
+    Fixed(u32),
+}
+
+impl SliceCount {
+    pub fn resolve(self, shards: u32) -> u32 {
+        let shards = shards.max(1);
+        match self {
+            SliceCount::Auto => shards.min(AUTO_SLICES_MAX),
+            SliceCount::Fixed(n) => n.clamp(1, shards),
+        }
+    }
+}
+
+impl std::fmt::Display for SliceCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SliceCount::Auto => f.write_str("auto"),
+            SliceCount::Fixed(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// A resolved dump: everything the command line said, checked.
+#[derive(Debug, Clone)]
+pub struct DumpConfig {
+    pub source: ClusterConfig,
+    pub output: PathBuf,
+    pub selector: IndexSelector,
+    pub compression: Compression,
+    pub level: i32,
+    pub slices: SliceCount,
+    /// Indices dumped at the same time.
+    pub parallel: usize,
+    /// Slices read at the same time, over all indices.
+    pub readers: usize,
+    pub page_size: usize,
+    pub file_size: u64,
+    pub overwrite: bool,
+    /// Continue the interrupted dump in `output`.
+    pub resume: bool,
+    pub reader: ReaderKind,
+    /// Only documents matching this query (raw JSON of a query object).
+    pub query: Option<Arc<str>>,
+    /// Also dump persistent cluster settings.
+    pub include_cluster_settings: bool,
+    /// The options that shape an archive's files which the command line
+    /// named explicitly: a resumed dump refuses those that contradict the
+    /// ones it recorded.
+    pub asked: AskedOptions,
+}
+
+/// Options given explicitly on the command line, among those a dump
+/// records (`None`: not given, the recorded or default value applies).
+#[derive(Debug, Clone, Default)]
+pub struct AskedOptions {
+    pub compression: Option<Compression>,
+    pub level: Option<i32>,
+    pub slices: Option<String>,
+    pub page_size: Option<usize>,
+    pub file_size: Option<u64>,
+    pub match_: Option<String>,
+    pub exclude: Option<String>,
+    pub query: Option<Arc<str>>,
+    pub reader: Option<ReaderKind>,
+}
+
+impl AskedOptions {
+    /// Each given option that differs from what the interrupted dump
+    /// recorded, as `--flag X (recorded: Y)`.
+    pub fn contradictions(&self, recorded: &DumpOptions, reader: ReaderKind) -> Vec<String> {
+        fn differs<T: PartialEq + std::fmt::Display>(
+            out: &mut Vec<String>,
+            flag: &str,
+            asked: Option<T>,
+            recorded: Option<T>,
+        ) {
+            if let Some(asked) = asked {
+                if Some(&asked) != recorded.as_ref() {
+                    let was = recorded.map_or("none".to_string(), |r| r.to_string());
+                    out.push(format!("--{flag} {asked} (recorded: {was})"));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        differs(
+            &mut out,
+            "compression",
+            self.compression,
+            Some(recorded.compression),
+        );
+        differs(&mut out, "level", self.level, Some(recorded.level));
+        differs(
+            &mut out,
+            "slices",
+            self.slices.clone(),
+            Some(recorded.slices.clone()),
+        );
+        differs(
+            &mut out,
+            "page-size",
+            self.page_size,
+            Some(recorded.page_size),
+        );
+        differs(
+            &mut out,
+            "file-size",
+            self.file_size,
+            Some(recorded.file_size),
+        );
+        differs(
+            &mut out,
+            "match",
+            self.match_.clone(),
+            recorded.match_.clone(),
+        );
+        differs(
+            &mut out,
+            "exclude",
+            self.exclude.clone(),
+            recorded.exclude.clone(),
+        );
+        let name = |r: ReaderKind| {
+            clap::ValueEnum::to_possible_value(&r)
+                .map_or_else(|| format!("{r:?}"), |v| v.get_name().to_string())
+        };
+        differs(
+            &mut out,
+            "reader",
+            self.reader.map(name),
+            Some(name(reader)),
+        );
+        if let Some(asked) = &self.query {
+            let same = match (RawQuery::new(asked), &recorded.query) {
+                (Ok(a), Some(r)) => &a == r,
+                _ => false,
+            };
+            if !same {
+                let was = recorded.query.as_ref().map_or("none", |q| q.get());
+                out.push(format!("--query {asked} (recorded: {was})"));
+            }
+        }
+        out
+    }
+}
+
+impl DumpConfig {
+    /// The options recorded in the manifest (and the checkpoint).
+    pub fn options(&self) -> Result<DumpOptions, DumpError> {
+        Ok(DumpOptions {
+            compression: self.compression,
+            level: self.level,
+            slices: self.slices.to_string(),
+            page_size: self.page_size,
+            file_size: self.file_size,
+            match_: self
+                .selector
+                .include
+                .as_ref()
+                .map(|r| r.as_str().to_string()),
+            exclude: self
+                .selector
+                .exclude
+                .as_ref()
+                .map(|r| r.as_str().to_string()),
+            query: self
+                .query
+                .as_deref()
+                .map(RawQuery::new)
+                .transpose()
+                .map_err(|e| DumpError::BadQuery(e.to_string()))?,
+        })
+    }
+
+    /// This config with the options an interrupted dump ran with: they
+    /// shaped the files already on disk, so a resumed run must keep them.
+    pub(super) fn resumed_with(&self, checkpoint: &Checkpoint) -> Result<DumpConfig, DumpError> {
+        let o = &checkpoint.options;
+        let contradictions = self.asked.contradictions(o, checkpoint.reader);
+        if !contradictions.is_empty() {
+            return Err(DumpError::ResumeContradicts(contradictions));
+        }
+        let regex = |r: &Option<String>| -> Result<Option<Regex>, DumpError> {
+            r.as_deref()
+                .map(|r| Regex::new(r).map_err(|e| DumpError::BadCheckpoint(e.to_string())))
+                .transpose()
+        };
+        Ok(DumpConfig {
+            selector: IndexSelector {
+                include: regex(&o.match_)?,
+                exclude: regex(&o.exclude)?,
+                all_by_default: false,
+            },
+            compression: o.compression,
+            level: o.level,
+            slices: match o.slices.as_str() {
+                "auto" => SliceCount::Auto,
+                n => SliceCount::Fixed(
+                    n.parse()
+                        .map_err(|_| DumpError::BadCheckpoint(format!("slices {n:?}")))?,
+                ),
+            },
+            page_size: o.page_size,
+            file_size: o.file_size,
+            reader: checkpoint.reader,
+            query: o.query.as_ref().map(|q| Arc::from(q.get())),
+            ..self.clone()
+        })
+    }
+}
