@@ -45,3 +45,5 @@ mod pipes;
 mod signals;
 // `restore --resume` and rejects, exactly once: option checks, re-runs, read-only archives, resent creates, durable rejects.
 mod restore_resume;
+// Issue 11: a restore never harms what it was not asked to touch (--atomic, renames, templates, aliases, --force).
+mod restore_safety;

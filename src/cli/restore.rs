@@ -56,6 +56,10 @@ pub struct LoadArgs {
     /// Do not restore templates.
     #[arg(long)]
     pub no_templates: bool,
+    /// Restore the indices without their aliases (a side copy stays out of
+    /// production aliases).
+    #[arg(long)]
+    pub no_aliases: bool,
     /// Also put back persistent cluster settings (from an archive dumped
     /// with --include-cluster-settings).
     #[arg(long)]
@@ -126,12 +130,16 @@ impl LoadArgs {
             ("--no-mappings", on(self.no_mappings)),
             ("--no-data", on(self.no_data)),
             ("--no-templates", on(self.no_templates)),
+            // Recorded only when given: a state written before the flag
+            // existed still resumes.
+            ("--no-aliases", on(self.no_aliases)),
             (
                 "--include-cluster-settings",
                 on(self.include_cluster_settings),
             ),
         ]
         .into_iter()
+        .filter(|(k, v)| !(*k == "--no-aliases" && v == "off"))
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         Ok(RestoreConfig {
@@ -141,6 +149,7 @@ impl LoadArgs {
             mappings: !self.no_mappings,
             data: !self.no_data,
             templates: !self.no_templates,
+            aliases: !self.no_aliases,
             concurrency: self.concurrency,
             bulk: BulkSize {
                 bytes: usize::try_from(self.bulk_bytes).unwrap_or(usize::MAX),
@@ -417,6 +426,11 @@ async fn execute(
     plan: RestorePlan,
     target: Arc<Cluster>,
 ) -> Result<ExitCode, CliError> {
+    if let Some((first, second, name)) = plan.target_clash() {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "indices {first:?} and {second:?} would both be restored as {name:?}; nothing was written (change --rename, or select one of them)"
+        )));
+    }
     let progress = Progress::new(args.quiet || args.json, args.quiet);
     let piped = plan
         .indices
@@ -543,6 +557,28 @@ fn report_lines(report: &RestoreReport) -> Vec<String> {
             line.push_str(&format!("; {note}"));
         }
         lines.push(line);
+        for index in &i.removed_indices {
+            lines.push(format!("  removed index {index:?} (replaced)"));
+        }
+        for c in &i.alias_changes {
+            let verb = if c.action == "add" {
+                "added"
+            } else {
+                "removed"
+            };
+            lines.push(format!("  alias {:?}: {verb} {:?}", c.alias, c.index));
+        }
+        for alias in &i.joined_aliases {
+            lines.push(format!(
+                "  note: joined the existing alias {alias:?}, which has other members (--no-aliases keeps it out)"
+            ));
+        }
+        for lost in &i.lost {
+            lines.push(format!(
+                "  lost: {} documents of {} ({})",
+                lost.docs, lost.file, lost.problem
+            ));
+        }
     }
     let mut summary = format!(
         "{} indices, {} documents written, {} rejected in {:.1}s",

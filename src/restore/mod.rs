@@ -76,6 +76,8 @@ pub struct RestoreConfig {
     pub mappings: bool,
     pub data: bool,
     pub templates: bool,
+    /// Attach the archived aliases (off with `--no-aliases`).
+    pub aliases: bool,
     pub concurrency: usize,
     pub bulk: BulkSize,
     pub rate_docs: Option<u64>,
@@ -148,18 +150,9 @@ pub async fn run(
         interrupted: false,
     };
     for (name, why) in &plan.damaged {
-        report.indices.push(IndexReport {
-            name: name.clone(),
-            target: name.clone(),
-            concrete: None,
-            archive_docs: 0,
-            written: 0,
-            rejected: 0,
-            failed: 0,
-            status: Status::Failed,
-            reason: Some(format!("damaged, not restored: {why}")),
-            notes: Vec::new(),
-        });
+        let mut entry = IndexReport::new(name, name, 0);
+        entry.reason = Some(format!("damaged, not restored: {why}"));
+        report.indices.push(entry);
     }
     // Policies, pipelines and scripts first: templates and indices refer
     // to them; data streams last, as they need their index template. A
@@ -316,18 +309,7 @@ async fn restore_index(
     progress: &Progress,
     cancel: watch::Receiver<bool>,
 ) -> IndexReport {
-    let mut report = IndexReport {
-        name: index.name.clone(),
-        target: index.target.clone(),
-        concrete: None,
-        archive_docs: index.docs,
-        written: 0,
-        rejected: 0,
-        failed: 0,
-        status: Status::Failed,
-        reason: None,
-        notes: Vec::new(),
-    };
+    let mut report = IndexReport::new(&index.name, &index.target, index.docs);
     if *cancel.borrow() {
         report.reason = Some("interrupted before it started".into());
         return report;
@@ -552,16 +534,20 @@ async fn restore_index(
         if let Err(e) = target.refresh(&concrete).await {
             problems.push(format!("refresh failed: {e}"));
         }
-        if let Err(e) = target::attach_aliases(
-            target,
-            &index.target,
-            &concrete,
-            &index.meta.aliases,
-            config.atomic,
-        )
-        .await
+        let none = serde_json::json!({});
+        let aliases = if config.aliases {
+            &index.meta.aliases
+        } else {
+            &none
+        };
+        match target::attach_aliases(target, &index.target, &concrete, aliases, config.atomic).await
         {
-            problems.push(format!("aliases: {e}"));
+            Ok(outcome) => {
+                report.alias_changes = outcome.changes;
+                report.removed_indices = outcome.removed;
+                report.joined_aliases = outcome.joined;
+            }
+            Err(e) => problems.push(format!("aliases: {e}")),
         }
     } else if config.atomic {
         problems.push(format!(

@@ -99,6 +99,21 @@ pub struct RestorePlan {
     pub extras: Vec<(ExtraKind, Map<String, Value>)>,
 }
 
+impl RestorePlan {
+    /// Two selected indices that `--rename`/`--prefix`/`--suffix` give one
+    /// target name, as `(first, second, target)`: the second would
+    /// overwrite (or, under `--mode replace`, delete) the first.
+    pub fn target_clash(&self) -> Option<(&str, &str, &str)> {
+        let mut seen: std::collections::HashMap<&str, &str> = Default::default();
+        for index in &self.indices {
+            if let Some(first) = seen.insert(&index.target, &index.name) {
+                return Some((first, &index.name, &index.target));
+            }
+        }
+        None
+    }
+}
+
 /// Reads the plan for the selected indices, checking the files it needs
 /// first: the cluster files and the selected indices' metadata files by
 /// size and sha256 here, their data files as they are read (each
@@ -434,6 +449,29 @@ mod tests {
         assert_eq!(r.target("logs-2024"), "dr-archive-2024-v2");
         assert_eq!(r.target("other"), "dr-other-v2");
         assert_eq!(Renamer::default().target("%kuzzle"), "%kuzzle");
+    }
+
+    #[test]
+    fn two_sources_onto_one_target_name_clash() {
+        let index = |name: &str, target: &str| IndexPlan {
+            name: name.into(),
+            target: target.into(),
+            docs: 0,
+            meta: IndexMetadata {
+                settings: Value::Null,
+                mappings: Value::Null,
+                aliases: Value::Null,
+            },
+            data: DataOrigin::Chunks(Vec::new()),
+            data_stream: false,
+        };
+        let mut plan = RestorePlan {
+            indices: vec![index("a", "x"), index("b", "y")],
+            ..RestorePlan::default()
+        };
+        assert_eq!(plan.target_clash(), None);
+        plan.indices.push(index("c", "x"));
+        assert_eq!(plan.target_clash(), Some(("a", "c", "x")));
     }
 
     #[test]
