@@ -338,3 +338,151 @@ fn side_copy_says_which_aliases_it_joined_and_no_aliases_keeps_out() {
     assert_eq!(try_count(&c.target, &quiet), Some(750));
     assert_eq!(c.target.aliases(&quiet), json!({}));
 }
+
+// ---- 3. only the templates the selected indices need ------------------------
+
+/// The templates of a report as `kind:name -> (status, reason)`.
+fn template_outcomes(report: &Value) -> std::collections::BTreeMap<String, (String, String)> {
+    report["templates"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no templates in {report}"))
+        .iter()
+        .map(|t| {
+            (
+                format!(
+                    "{}:{}",
+                    t["kind"].as_str().unwrap(),
+                    t["name"].as_str().unwrap()
+                ),
+                (
+                    t["status"].as_str().unwrap_or("?").to_string(),
+                    t["reason"].as_str().unwrap_or("").to_string(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Regression: `restore --match X --mode replace|merge` put back every
+/// template of the archive, also those matching none of the selected
+/// indices, silently reverting the target's newer versions.
+#[test]
+fn selective_restore_puts_back_only_the_templates_its_indices_need() {
+    let Some(target) = target_cluster("safety-templates") else {
+        return;
+    };
+    let source = TestCluster::start("safety-templates");
+    let p = source.prefix().to_string();
+    let n = |s: &str| format!("{p}-{s}");
+    // Needed by logs-2024.01: index template (composed of a component
+    // template) and a legacy template matching `logs-*`.
+    source.put_component_template(
+        &n("c-logs"),
+        &json!({"template": {"mappings": {"properties": {"host": {"type": "keyword"}}}}, "version": 1}),
+    );
+    source.put_index_template(
+        &n("t-logs"),
+        &json!({"index_patterns": [format!("{p}-logs-*")], "composed_of": [n("c-logs")],
+                "priority": 100, "version": 1}),
+    );
+    source.put_legacy_template(
+        &n("l-logs"),
+        &json!({"index_patterns": [format!("{p}-logs-*")], "order": 1, "version": 1}),
+    );
+    // Not needed: templates of other indices.
+    source.put_component_template(
+        &n("c-metrics"),
+        &json!({"template": {"mappings": {"properties": {"cpu": {"type": "float"}}}}, "version": 1}),
+    );
+    source.put_index_template(
+        &n("t-metrics"),
+        &json!({"index_patterns": [format!("{p}-metrics-*")], "composed_of": [n("c-metrics")],
+                "priority": 100, "version": 1}),
+    );
+    source.put_legacy_template(
+        &n("l-metrics"),
+        &json!({"index_patterns": [format!("{p}-metrics-*")], "order": 1, "version": 1}),
+    );
+    seed_index(
+        &source,
+        &n("logs-2024.01"),
+        &json!({"settings": {"number_of_replicas": 0}}),
+        &docs(10, "l"),
+    );
+    seed_index(
+        &source,
+        &n("metrics-2024.01"),
+        &json!({"settings": {"number_of_replicas": 0}}),
+        &docs(10, "m"),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    dump_archive(&source, &archive, &format!("^{}-", regex::escape(&p)));
+
+    // The target's newer versions of the unrelated ones, an older one of a
+    // needed one, and a template of higher priority over `logs-*`.
+    target.put_component_template(
+        &n("c-metrics"),
+        &json!({"template": {"mappings": {"properties": {"cpu": {"type": "double"}}}}, "version": 9}),
+    );
+    target.put_index_template(
+        &n("t-metrics"),
+        &json!({"index_patterns": [format!("{p}-metrics-*")], "composed_of": [n("c-metrics")],
+                "priority": 100, "version": 9}),
+    );
+    target.put_legacy_template(
+        &n("l-metrics"),
+        &json!({"index_patterns": [format!("{p}-metrics-*")], "order": 1, "version": 9}),
+    );
+    target.put_legacy_template(
+        &n("l-logs"),
+        &json!({"index_patterns": [format!("{p}-logs-*")], "order": 1, "version": 0}),
+    );
+    target.put_index_template(
+        &n("t-override"),
+        &json!({"index_patterns": [format!("{p}-logs-2024*")], "priority": 500, "version": 9,
+                "template": {"settings": {"number_of_replicas": 0}}}),
+    );
+
+    let run = restore_cmd(&archive, &target)
+        .args([
+            "--match",
+            &format!("^{}$", regex::escape(&n("logs-2024.01"))),
+            "--mode",
+            "replace",
+            "--json",
+        ])
+        .run();
+    run.assert_success();
+    let report = json_report(&run);
+    // The unrelated ones keep the target's version 9.
+    assert_eq!(target.index_template(&n("t-metrics"))["version"], 9);
+    assert_eq!(target.component_template(&n("c-metrics"))["version"], 9);
+    assert_eq!(target.legacy_template(&n("l-metrics"))["version"], 9);
+    // The needed ones are the archive's.
+    assert_eq!(target.index_template(&n("t-logs"))["version"], 1);
+    assert_eq!(target.component_template(&n("c-logs"))["version"], 1);
+    assert_eq!(target.legacy_template(&n("l-logs"))["version"], 1);
+    let outcomes = template_outcomes(&report);
+    let expected: std::collections::BTreeMap<String, (String, String)> = [
+        ("component", "c-logs", "created"),
+        ("index", "t-logs", "created"),
+        ("legacy", "l-logs", "replaced"),
+    ]
+    .iter()
+    .map(|(kind, name, how)| {
+        (
+            format!("{kind}:{}", n(name)),
+            ("restored".to_string(), how.to_string()),
+        )
+    })
+    .collect();
+    assert_eq!(outcomes, expected, "{report}");
+    // The target's template of higher priority is named in a warning.
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains(&n("t-override")) && warnings.contains(&n("logs-2024.01")),
+        "no warning about the target's higher-priority template: {report}"
+    );
+    assert_eq!(target.count(&n("logs-2024.01")), 10);
+}

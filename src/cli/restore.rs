@@ -280,6 +280,7 @@ pub async fn run_restore(args: RestoreArgs) -> Result<ExitCode, CliError> {
     )
     .await?;
     let mut plan = plan;
+    args.select.keep_needed_templates(&mut plan);
     config.resume = args.resume;
     config.discard_state = args.discard_state;
     config.input = args.input.display().to_string();
@@ -417,6 +418,8 @@ pub async fn run_copy(args: CopyArgs) -> Result<ExitCode, CliError> {
     )
     .await
     .map_err(CliError::failure)?;
+    let mut plan = plan;
+    args.select.keep_needed_templates(&mut plan);
     execute(&args.load, &config, plan, target).await
 }
 
@@ -499,35 +502,55 @@ fn first_problem(report: &RestoreReport) -> String {
         .unwrap_or_else(|| "interrupted".into())
 }
 
+/// `created`, `skipped: why`, `FAILED: why`: what happened to a template
+/// or an extra, as the end of a sentence.
+fn outcome(status: Status, reason: Option<&str>) -> String {
+    match (status, reason) {
+        (Status::Restored, Some(how)) => how.to_string(),
+        (Status::Restored, None) => "restored".into(),
+        (Status::Skipped, Some(why)) => format!("skipped: {why}"),
+        (Status::Skipped, None) => "skipped".into(),
+        (Status::Failed, Some(why)) => format!("FAILED: {why}"),
+        (Status::Failed, None) => "FAILED".into(),
+    }
+}
+
 fn report_lines(report: &RestoreReport) -> Vec<String> {
     let mut lines = Vec::new();
+    // A kind the target does not offer is one line, not one per item.
+    let mut said: Vec<(&str, &str)> = Vec::new();
     for e in &report.extras {
-        if e.status != Status::Restored {
-            lines.push(format!(
-                "{} {:?}: {:?}{}",
-                e.kind,
-                e.name,
-                e.status,
-                e.reason
-                    .as_deref()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default()
-            ));
+        if e.status == Status::Restored {
+            continue;
         }
+        let reason = e.reason.as_deref().unwrap_or("");
+        if e.status == Status::Skipped && reason.starts_with("the target does not offer") {
+            if said.contains(&(e.kind, reason)) {
+                continue;
+            }
+            said.push((e.kind, reason));
+            let n = report
+                .extras
+                .iter()
+                .filter(|o| o.kind == e.kind && o.reason.as_deref() == Some(reason))
+                .count();
+            lines.push(format!("{}: {n} skipped: {reason}", e.kind));
+            continue;
+        }
+        lines.push(format!(
+            "{} {:?}: {}",
+            e.kind,
+            e.name,
+            outcome(e.status, e.reason.as_deref())
+        ));
     }
     for t in &report.templates {
-        if t.status != Status::Restored {
-            lines.push(format!(
-                "template {:?} ({:?}): {:?}{}",
-                t.name,
-                t.kind,
-                t.status,
-                t.reason
-                    .as_deref()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default()
-            ));
-        }
+        lines.push(format!(
+            "template {:?} ({}): {}",
+            t.name,
+            format!("{:?}", t.kind).to_lowercase(),
+            outcome(t.status, t.reason.as_deref())
+        ));
     }
     for i in &report.indices {
         let name = if i.name == i.target {
@@ -580,6 +603,9 @@ fn report_lines(report: &RestoreReport) -> Vec<String> {
             ));
         }
     }
+    for warning in &report.warnings {
+        lines.push(format!("warning: {warning}"));
+    }
     let mut summary = format!(
         "{} indices, {} documents written, {} rejected in {:.1}s",
         report.indices.len(),
@@ -601,6 +627,7 @@ fn report_json(report: &RestoreReport) -> serde_json::Value {
         "templates": report.templates,
         "extras": report.extras,
         "rejects_file": report.rejects_file,
+        "warnings": report.warnings,
         "written": report.written(),
         "rejected": report.rejected(),
         "interrupted": report.interrupted,

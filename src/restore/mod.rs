@@ -12,6 +12,7 @@ pub mod plan;
 pub mod report;
 pub mod state;
 pub mod target;
+pub mod templates;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -23,7 +24,6 @@ use tokio::sync::watch;
 
 use crate::archive::ArchiveError;
 use crate::cluster::extras::{is_not_offered, ExtraKind};
-use crate::cluster::templates::{PutOutcome, TemplateKind};
 use crate::cluster::{Cluster, ClusterConfig, ClusterError};
 use crate::progress::Progress;
 use crate::retry::RetryPolicy;
@@ -32,7 +32,7 @@ use crate::sink::rate::RateLimits;
 use crate::sink::rejects::RejectsWriter;
 use load::{BulkSize, LoadError};
 use plan::{IndexPlan, RestorePlan};
-use report::{IndexReport, RestoreReport, Status, TemplateReport};
+use report::{IndexReport, RestoreReport, Status};
 use target::{Mode, Preparation};
 
 /// Indices restored at the same time; bulk requests of all of them share
@@ -146,6 +146,7 @@ pub async fn run(
         templates: Vec::new(),
         extras: Vec::new(),
         rejects_file: None,
+        warnings: Vec::new(),
         elapsed: Default::default(),
         interrupted: false,
     };
@@ -181,7 +182,11 @@ pub async fn run(
         .partition(|(kind, _)| *kind != ExtraKind::DataStreams);
     report.extras = restore_extras(&target, &before, config.mode).await;
     if config.templates {
-        report.templates = restore_templates(&target, &plan, config.mode).await;
+        let names: Vec<&str> = plan.indices.iter().map(|i| i.target.as_str()).collect();
+        let (done, warnings) =
+            templates::restore(&target, &plan.templates, config.mode, &names).await;
+        report.templates = done;
+        report.warnings.extend(warnings);
     }
     report
         .extras
@@ -249,48 +254,6 @@ async fn restore_extras(
             };
             out.push(report::ExtraReport {
                 kind: kind.describe(),
-                name: name.clone(),
-                status,
-                reason,
-            });
-        }
-    }
-    out
-}
-
-async fn restore_templates(
-    target: &Cluster,
-    plan: &RestorePlan,
-    mode: Mode,
-) -> Vec<TemplateReport> {
-    // Existing templates are replaced only when existing indices would be;
-    // otherwise they are kept (a fresh cluster has built-in ones).
-    let create = matches!(mode, Mode::Fail | Mode::SkipExisting);
-    let empty = serde_json::Map::new();
-    let kinds = [
-        (
-            TemplateKind::Component,
-            plan.templates.component.as_ref().unwrap_or(&empty),
-        ),
-        (
-            TemplateKind::Index,
-            plan.templates.index.as_ref().unwrap_or(&empty),
-        ),
-        (TemplateKind::Legacy, &plan.templates.legacy),
-    ];
-    let mut out = Vec::new();
-    for (kind, templates) in kinds {
-        for (name, body) in templates {
-            let (status, reason) = match target.put_template(kind, name, body, create).await {
-                Ok(PutOutcome::Written) => (Status::Restored, None),
-                Ok(PutOutcome::Exists) => (
-                    Status::Skipped,
-                    Some("exists on the target; kept".to_string()),
-                ),
-                Err(e) => (Status::Failed, Some(e.to_string())),
-            };
-            out.push(TemplateReport {
-                kind,
                 name: name.clone(),
                 status,
                 reason,

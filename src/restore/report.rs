@@ -116,6 +116,9 @@ pub struct RestoreReport {
     pub extras: Vec<ExtraReport>,
     /// Where rejected documents were written, if any was.
     pub rejects_file: Option<PathBuf>,
+    /// What the operator should know although nothing failed (a target
+    /// template that outranks the archive's, say).
+    pub warnings: Vec<String>,
     #[serde(serialize_with = "secs")]
     pub elapsed: Duration,
     /// Set when the run was stopped by Ctrl-C.
