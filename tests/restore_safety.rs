@@ -486,3 +486,99 @@ fn selective_restore_puts_back_only_the_templates_its_indices_need() {
     );
     assert_eq!(target.count(&n("logs-2024.01")), 10);
 }
+
+// ---- 5. --force drops a bad chunk, not its index ----------------------------
+
+/// Regression: with `--force`, one bad chunk of a multi-chunk index
+/// skipped the whole index and reported "0 of 0 documents". Now the intact
+/// chunks are restored and the lost documents reported by file and count,
+/// with a non-zero exit; with and without line validation.
+#[test]
+fn force_restores_the_intact_chunks_of_an_index_with_a_bad_one() {
+    let Some(target) = target_cluster("safety-force-chunk") else {
+        return;
+    };
+    let source = TestCluster::start("safety-force-chunk");
+    let name = source.name("big");
+    let seeded: Vec<(String, String)> = (0..600)
+        .map(|i| {
+            (
+                format!("d{i:04}"),
+                format!(r#"{{"i":{i},"pad":"{}"}}"#, "x".repeat(200 + i % 7)),
+            )
+        })
+        .collect();
+    seed_index(
+        &source,
+        &name,
+        &json!({"settings": {"number_of_shards": 1, "number_of_replicas": 0}}),
+        &seeded,
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    crate::util::esark::Esark::new()
+        .arg("dump")
+        .args(source.source_args())
+        .arg("--output")
+        .arg(&archive)
+        .args(["--match", &format!("^{}$", regex::escape(&name))])
+        .args([
+            "--file-size",
+            "40KiB",
+            "--compression",
+            "none",
+            "--page-size",
+            "100",
+        ])
+        .run()
+        .assert_success();
+    let a = crate::util::archive::Archive::open(&archive);
+    let mut chunks: Vec<(String, u64)> = a
+        .files(&name, "data")
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["docs"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    chunks.sort();
+    assert!(chunks.len() >= 2, "one chunk only: {chunks:?}");
+    let (bad, lost) = chunks[0].clone();
+    let path = archive.join(&bad);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+
+    for extra in [&[][..], &["--no-validate"][..]] {
+        let run = restore_cmd(&archive, &target)
+            .args(["--force", "--mode", "replace", "--discard-state", "--json"])
+            .args(extra)
+            .run();
+        assert_eq!(run.code, Some(1), "expected exit 1 ({extra:?})\n{run}");
+        let report = json_report(&run);
+        assert_eq!(report["status"], "failed", "{report}");
+        let entry = report_index(&report, &name);
+        assert_eq!(entry["archive_docs"], 600, "{entry}");
+        assert_eq!(entry["written"], 600 - lost, "{entry}");
+        assert!(
+            entry["lost"][0]["file"]
+                .as_str()
+                .is_some_and(|f| f.ends_with(&bad)),
+            "{entry}"
+        );
+        assert_eq!(entry["lost"][0]["docs"], lost, "{entry}");
+        assert_eq!(target.count(&name), 600 - lost, "{extra:?}");
+        let human = restore_cmd(&archive, &target)
+            .args(["--force", "--mode", "replace", "--discard-state"])
+            .args(extra)
+            .run();
+        assert_eq!(human.code, Some(1), "{human}");
+        assert!(
+            human.stderr.contains(&bad) && human.stderr.contains(&format!("{lost} documents")),
+            "the lost file and count are said\n{human}"
+        );
+    }
+}

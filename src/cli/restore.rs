@@ -418,8 +418,6 @@ pub async fn run_copy(args: CopyArgs) -> Result<ExitCode, CliError> {
     )
     .await
     .map_err(CliError::failure)?;
-    let mut plan = plan;
-    args.select.keep_needed_templates(&mut plan);
     execute(&args.load, &config, plan, target).await
 }
 

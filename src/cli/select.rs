@@ -32,8 +32,9 @@ impl SelectArgs {
 }
 
 impl SelectArgs {
-    /// A selective run (`--match` or `--exclude`) puts back only the
-    /// templates its indices need; a full one puts back all of them.
+    /// A selective restore (`--match` or `--exclude`) puts back only the
+    /// templates its indices need; a full one puts back all of them. (A
+    /// copy selects with `--match` by default and copies every template.)
     pub fn keep_needed_templates(&self, plan: &mut crate::restore::plan::RestorePlan) {
         if self.match_.is_none() && self.exclude.is_none() {
             return;

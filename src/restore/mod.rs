@@ -193,9 +193,16 @@ pub async fn run(
         .extend(restore_extras(&target, &after, config.mode).await);
     let results: Vec<IndexReport> = stream::iter(plan.indices.iter())
         .map(|index| {
+            let lost = plan
+                .lost
+                .iter()
+                .filter(|(name, _)| name == &index.name)
+                .map(|(_, file)| file.clone())
+                .collect();
             restore_index(
                 config,
                 index,
+                lost,
                 &target,
                 &indexer,
                 state.as_ref(),
@@ -266,6 +273,7 @@ async fn restore_extras(
 async fn restore_index(
     config: &RestoreConfig,
     index: &IndexPlan,
+    lost: Vec<report::LostFile>,
     target: &Arc<Cluster>,
     indexer: &BulkIndexer,
     state: Option<&Arc<state::StateFile>>,
@@ -273,6 +281,8 @@ async fn restore_index(
     cancel: watch::Receiver<bool>,
 ) -> IndexReport {
     let mut report = IndexReport::new(&index.name, &index.target, index.docs);
+    report.lost = lost;
+    let lost_docs: u64 = report.lost.iter().map(|l| l.docs).sum();
     if *cancel.borrow() {
         report.reason = Some("interrupted before it started".into());
         return report;
@@ -367,8 +377,9 @@ async fn restore_index(
     let mut problems = Vec::new();
     if config.data {
         let stats = Arc::new(IndexStats::default());
-        let bar = progress.index(&index.target, index.docs);
-        progress.expect(index.docs);
+        let expected = index.docs.saturating_sub(lost_docs);
+        let bar = progress.index(&index.target, expected);
+        progress.expect(expected);
         let target_name: Arc<str> = Arc::from(concrete.as_str());
         // A data stream takes `create` actions only (an id already in it
         // is a rejected document, reported as such).
@@ -493,6 +504,20 @@ async fn restore_index(
             ));
         }
     }
+    // Damaged files left out under --force: the intact rest is loaded and
+    // its aliases attached, but the index is not whole.
+    let incomplete = (!report.lost.is_empty()).then(|| {
+        format!(
+            "{lost_docs} documents lost: {} damaged files left out (--force)",
+            report.lost.len()
+        )
+    });
+    // With --atomic, an incomplete copy never takes the place of the index
+    // readers use.
+    let mut incomplete = incomplete;
+    if config.atomic {
+        problems.extend(incomplete.take());
+    }
     if problems.is_empty() {
         if let Err(e) = target.refresh(&concrete).await {
             problems.push(format!("refresh failed: {e}"));
@@ -517,6 +542,7 @@ async fn restore_index(
             "aliases were not switched; the partial index {concrete:?} is left for inspection"
         ));
     }
+    problems.extend(incomplete);
     if problems.is_empty() {
         report.status = Status::Restored;
         if let Some(state) = state {
