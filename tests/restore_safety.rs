@@ -582,3 +582,129 @@ fn force_restores_the_intact_chunks_of_an_index_with_a_bad_one() {
         );
     }
 }
+
+// ---- 7. done means: nothing outside the selected indices changes ------------
+
+/// Everything of `cluster` except `restored` (index names) and `templates`
+/// (`kind:name` of the archive): per index its count, settings, mappings
+/// and aliases; every alias's members outside `restored`; every template.
+fn everything_else(
+    cluster: &TestCluster,
+    restored: &[&str],
+    templates: &[String],
+) -> std::collections::BTreeMap<String, Value> {
+    let mut out = std::collections::BTreeMap::new();
+    for index in all_index_names(cluster) {
+        if restored.contains(&index.as_str()) {
+            continue;
+        }
+        out.insert(format!("count {index}"), json!(cluster.count(&index)));
+        out.insert(format!("settings {index}"), cluster.settings(&index));
+        out.insert(format!("mappings {index}"), cluster.mappings(&index));
+        out.insert(format!("aliases {index}"), cluster.aliases(&index));
+    }
+    for (kind, path) in [
+        ("legacy", "/_template"),
+        ("index", "/_index_template"),
+        ("component", "/_component_template"),
+    ] {
+        let all = cluster.get(path);
+        let named: Vec<(String, Value)> = match kind {
+            "legacy" => all
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            _ => all[format!("{kind}_templates")]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| (t["name"].as_str().unwrap().to_string(), t.clone()))
+                .collect(),
+        };
+        for (name, body) in named {
+            let key = format!("{kind}:{name}");
+            if !templates.contains(&key) {
+                out.insert(format!("template {key}"), body);
+            }
+        }
+    }
+    out
+}
+
+/// The definition of done: a full restore of a seeded cluster into
+/// a target that already has other indices, aliases and templates changes
+/// nothing outside the selected indices (their counts, settings, mappings,
+/// aliases, and every other template).
+#[test]
+fn full_restore_changes_nothing_outside_the_restored_indices() {
+    let Some(target) = target_cluster("safety-untouched") else {
+        return;
+    };
+    let f = crate::util::fixture::Fixture::seed("safety-untouched", 60);
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    dump_archive(&f.cluster, &archive, &f.match_all());
+    let p = f.cluster.prefix().to_string();
+
+    // The target's own: two indices in a production alias, one of them
+    // also in an alias the archive attaches to a restored index, and a
+    // template of each kind.
+    let t = |s: &str| target.name(s);
+    for (index, n) in [("prod-a", 30), ("prod-b", 12)] {
+        seed_index(
+            &target,
+            &t(index),
+            &json!({"settings": {"number_of_replicas": 0, "refresh_interval": "7s"},
+                    "mappings": {"properties": {"v": {"type": "keyword"}}},
+                    "aliases": {t("prod"): {}}}),
+            &docs(n, index),
+        );
+    }
+    target.post(
+        "/_aliases",
+        &json!({"actions": [{"add": {"index": t("prod-b"), "alias": format!("{p}-filtered")}}]}),
+    );
+    target.put_component_template(
+        &t("c"),
+        &json!({"template": {"settings": {"number_of_replicas": 0}}, "version": 4}),
+    );
+    target.put_index_template(
+        &t("i"),
+        &json!({"index_patterns": [format!("{}-prod-*", target.prefix())], "composed_of": [t("c")],
+                "priority": 10, "version": 4}),
+    );
+    target.put_legacy_template(
+        &t("l"),
+        &json!({"index_patterns": [format!("{}-prod-*", target.prefix())], "order": 2, "version": 4}),
+    );
+
+    let restored = f.open_indices();
+    let templates = vec![
+        format!("legacy:{}", f.legacy_template),
+        format!("index:{}", f.index_template),
+        format!("component:{}", f.component_template),
+    ];
+    let before = everything_else(&target, &restored, &templates);
+    assert!(before.contains_key(&format!("count {}", t("prod-a"))));
+    let run = restore_cmd(&archive, &target).arg("--json").run();
+    run.assert_success();
+    let after = everything_else(&target, &restored, &templates);
+    for (key, was) in &before {
+        assert_eq!(after.get(key), Some(was), "{key} changed\n{run}");
+    }
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>(),
+        "something appeared or disappeared outside the restored indices"
+    );
+    assert_eq!(try_count(&target, &t("prod")), Some(42));
+    // The restored index joined the alias the target's index was in: said.
+    let report = json_report(&run);
+    assert_eq!(
+        string_list(report_index(&report, &f.main), "joined_aliases"),
+        vec![format!("{p}-filtered")],
+        "{report}"
+    );
+}
