@@ -708,3 +708,34 @@ fn full_restore_changes_nothing_outside_the_restored_indices() {
         "{report}"
     );
 }
+
+// ---- 6. messages ------------------------------------------------------------
+
+/// Regression: `--json` printed nothing on stdout when a run failed with an
+/// error (only the stderr line), so a script reading the summary had none.
+#[test]
+fn json_summary_is_printed_when_a_run_fails_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such-archive");
+    let dead = "http://127.0.0.1:9";
+    let missing = missing.to_string_lossy().into_owned();
+    let out = tmp.path().join("out").to_string_lossy().into_owned();
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["restore", "--input", &missing, "--target", dead, "--json"],
+        vec!["verify", "--input", &missing, "--target", dead, "--json"],
+        vec!["copy", "--source", dead, "--target", dead, "--json"],
+        vec!["dump", "--source", dead, "--output", &out, "--json"],
+    ];
+    for args in cases {
+        let run = crate::util::esark::Esark::new().args(&args).run();
+        assert_eq!(run.code, Some(1), "{run}");
+        let report = json_report(&run);
+        assert_eq!(report["status"], "failed", "{args:?}: {report}");
+        assert!(
+            report["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{args:?}: {report}"
+        );
+        let lines = run.stderr_lines();
+        assert_eq!(lines.len(), 1, "still one error line on stderr\n{run}");
+    }
+}

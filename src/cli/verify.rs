@@ -83,7 +83,8 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
             } else {
                 format!(", {} cluster-level differences", report.differences.len())
             }
-        )))
+        ))
+        .summarized())
     }
 }
 
