@@ -604,11 +604,17 @@ fn report_lines(report: &RestoreReport) -> Vec<String> {
     for warning in &report.warnings {
         lines.push(format!("warning: {warning}"));
     }
+    let failed: u64 = report.indices.iter().map(|i| i.failed).sum();
     let mut summary = format!(
-        "{} indices, {} documents written, {} rejected in {:.1}s",
+        "{} indices, {} documents written, {} rejected{} in {:.1}s",
         report.indices.len(),
         report.written(),
         report.rejected(),
+        if failed > 0 {
+            format!(", {failed} not delivered")
+        } else {
+            String::new()
+        },
         report.elapsed.as_secs_f64()
     );
     if let Some(path) = &report.rejects_file {
@@ -628,6 +634,7 @@ fn report_json(report: &RestoreReport) -> serde_json::Value {
         "warnings": report.warnings,
         "written": report.written(),
         "rejected": report.rejected(),
+        "failed": report.indices.iter().map(|i| i.failed).sum::<u64>(),
         "interrupted": report.interrupted,
         "elapsed_secs": report.elapsed.as_secs_f64(),
     })

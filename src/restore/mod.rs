@@ -132,7 +132,7 @@ pub async fn run(
     let rejects = Arc::new(if state.is_some() && config.resume {
         RejectsWriter::resume(&config.rejects)?
     } else {
-        RejectsWriter::new(&config.rejects)
+        RejectsWriter::fresh(&config.rejects)?
     });
     let indexer = BulkIndexer::new(
         target.clone(),
