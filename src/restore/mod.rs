@@ -191,24 +191,44 @@ pub async fn run(
     report
         .extras
         .extend(restore_extras(&target, &after, config.mode).await);
+    // The total is known from the plan before the first document; what an
+    // index does not deliver (skipped, failed) is taken back when it ends.
+    let lost_of = |name: &str| -> Vec<report::LostFile> {
+        plan.lost
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, file)| file.clone())
+            .collect()
+    };
+    let expected_of = |index: &IndexPlan| {
+        let lost: u64 = lost_of(&index.name).iter().map(|l| l.docs).sum();
+        index.docs.saturating_sub(lost)
+    };
+    if config.data {
+        progress.expect(plan.indices.iter().map(expected_of).sum());
+    }
     let results: Vec<IndexReport> = stream::iter(plan.indices.iter())
         .map(|index| {
-            let lost = plan
-                .lost
-                .iter()
-                .filter(|(name, _)| name == &index.name)
-                .map(|(_, file)| file.clone())
-                .collect();
-            restore_index(
-                config,
-                index,
-                lost,
-                &target,
-                &indexer,
-                state.as_ref(),
-                progress,
-                cancel.clone(),
-            )
+            let cancel = cancel.clone();
+            let (target, indexer, state) = (&target, &indexer, state.as_ref());
+            async move {
+                let report = restore_index(
+                    config,
+                    index,
+                    lost_of(&index.name),
+                    target,
+                    indexer,
+                    state,
+                    progress,
+                    cancel,
+                )
+                .await;
+                if config.data {
+                    let counted = report.written + report.rejected + report.failed;
+                    progress.unexpect(expected_of(index).saturating_sub(counted));
+                }
+                report
+            }
         })
         .buffer_unordered(PARALLEL_INDICES)
         .collect()
@@ -289,6 +309,9 @@ async fn restore_index(
     }
     let earlier = state.and_then(|s| s.index(&index.name));
     if let Some(done) = earlier.as_ref().and_then(|e| e.done.clone()) {
+        if config.data {
+            progress.count(done.written + done.rejected + done.failed);
+        }
         return done;
     }
     let (concrete, restore_settings) = match &earlier {
@@ -379,7 +402,6 @@ async fn restore_index(
         let stats = Arc::new(IndexStats::default());
         let expected = index.docs.saturating_sub(lost_docs);
         let bar = progress.index(&index.target, expected);
-        progress.expect(expected);
         let target_name: Arc<str> = Arc::from(concrete.as_str());
         // A data stream takes `create` actions only (an id already in it
         // is a rejected document, reported as such).
