@@ -739,3 +739,51 @@ fn json_summary_is_printed_when_a_run_fails_too() {
         assert_eq!(lines.len(), 1, "still one error line on stderr\n{run}");
     }
 }
+
+/// Regression: a cluster without some APIs gave one warning per kind (up
+/// to six lines) on every copy, and a kept template read
+/// `template "t" (Component): Skipped: …`.
+#[test]
+fn apis_not_offered_are_one_line_and_template_outcomes_read_as_sentences() {
+    let Some(target) = target_cluster("safety-messages") else {
+        return;
+    };
+    let source = TestCluster::start("safety-messages");
+    let name = source.name("one");
+    seed_index(
+        &source,
+        &name,
+        &json!({"settings": {"number_of_replicas": 0}}),
+        &docs(3, "o"),
+    );
+    source.put_component_template(
+        &source.name("comp"),
+        &json!({"template": {"settings": {"number_of_replicas": 0}}}),
+    );
+    let copy = crate::util::restore_support::copy_cmd(&source, &target)
+        .args(["--match", &format!("^{}$", regex::escape(&name))])
+        .run();
+    copy.assert_success();
+    let offered = copy
+        .stderr_lines()
+        .iter()
+        .filter(|l| l.contains("does not offer"))
+        .count();
+    assert!(offered <= 1, "one line for what is not offered\n{copy}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    dump_archive(&source, &archive, &format!("^{}$", regex::escape(&name)));
+    let again = restore_cmd(&archive, &target)
+        .args(["--mode", "skip-existing"])
+        .run();
+    again.assert_success();
+    assert!(
+        again.stderr.contains(&format!(
+            "template {:?} (component): skipped: exists on the target; kept",
+            source.name("comp")
+        )),
+        "{again}"
+    );
+    assert!(!again.stderr.contains("Skipped"), "{again}");
+}

@@ -515,24 +515,30 @@ fn outcome(status: Status, reason: Option<&str>) -> String {
 
 fn report_lines(report: &RestoreReport) -> Vec<String> {
     let mut lines = Vec::new();
-    // A kind the target does not offer is one line, not one per item.
-    let mut said: Vec<(&str, &str)> = Vec::new();
+    // What the target does not offer is one line for the run, not one per
+    // kind or item.
+    let not_offered = |e: &&crate::restore::report::ExtraReport| {
+        e.status == Status::Skipped
+            && e.reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("the target does not offer"))
+    };
+    let mut kinds: Vec<&str> = report
+        .extras
+        .iter()
+        .filter(not_offered)
+        .map(|e| e.kind)
+        .collect();
+    kinds.dedup();
+    if !kinds.is_empty() {
+        let items = report.extras.iter().filter(not_offered).count();
+        lines.push(format!(
+            "skipped {items} items: the target does not offer {}",
+            kinds.join(", ")
+        ));
+    }
     for e in &report.extras {
-        if e.status == Status::Restored {
-            continue;
-        }
-        let reason = e.reason.as_deref().unwrap_or("");
-        if e.status == Status::Skipped && reason.starts_with("the target does not offer") {
-            if said.contains(&(e.kind, reason)) {
-                continue;
-            }
-            said.push((e.kind, reason));
-            let n = report
-                .extras
-                .iter()
-                .filter(|o| o.kind == e.kind && o.reason.as_deref() == Some(reason))
-                .count();
-            lines.push(format!("{}: {n} skipped: {reason}", e.kind));
+        if e.status == Status::Restored || not_offered(&e) {
             continue;
         }
         lines.push(format!(

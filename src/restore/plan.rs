@@ -437,14 +437,22 @@ pub async fn from_cluster(
     };
     let mut kinds = ExtraKind::for_flavor(source.flavor()).to_vec();
     kinds.push(ExtraKind::ClusterSettings);
+    // What the source does not offer is one warning line for the run.
+    let mut not_offered: Vec<(&str, String)> = Vec::new();
     for kind in kinds {
         match source.read_extra(kind).await? {
             crate::cluster::extras::Offered::Yes(items) => plan.extras.push((kind, items)),
-            crate::cluster::extras::Offered::No(reason) => progress.println(&format!(
-                "warning: {} skipped: the source does not offer them ({reason})",
-                kind.describe()
-            )),
+            crate::cluster::extras::Offered::No(reason) => {
+                not_offered.push((kind.describe(), reason))
+            }
         }
+    }
+    if let Some((_, reason)) = not_offered.first() {
+        let kinds: Vec<&str> = not_offered.iter().map(|(k, _)| *k).collect();
+        progress.println(&format!(
+            "warning: not copied, the source does not offer them: {} (first: {reason})",
+            kinds.join(", ")
+        ));
     }
     for selected in selected {
         let (meta, mut docs) = read_metadata(&source, &selected).await?;
