@@ -162,17 +162,6 @@ fn rate(per_sec: f64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rates_are_whole_numbers() {
-        assert_eq!(super::rate(1234.5678), "1235");
-        assert_eq!(super::rate(0.4), "0");
-        assert_eq!(super::rate(f64::NAN), "0");
-        assert_eq!(super::rate(f64::INFINITY), "0");
-    }
-}
-
 fn short(name: &str) -> String {
     if name.chars().count() > 24 {
         let tail: String = name
@@ -186,5 +175,16 @@ fn short(name: &str) -> String {
         format!("…{tail}")
     } else {
         name.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rates_are_whole_numbers() {
+        assert_eq!(super::rate(1234.5678), "1235");
+        assert_eq!(super::rate(0.4), "0");
+        assert_eq!(super::rate(f64::NAN), "0");
+        assert_eq!(super::rate(f64::INFINITY), "0");
     }
 }

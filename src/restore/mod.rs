@@ -290,6 +290,8 @@ async fn restore_extras(
     out
 }
 
+// The run-wide handles plus the index and the files it lost under --force.
+#[allow(clippy::too_many_arguments)]
 async fn restore_index(
     config: &RestoreConfig,
     index: &IndexPlan,
