@@ -531,9 +531,10 @@ async fn restore_index(
     // Damaged files left out under --force: the intact rest is loaded and
     // its aliases attached, but the index is not whole.
     let incomplete = (!report.lost.is_empty()).then(|| {
+        let files: Vec<&str> = report.lost.iter().map(|l| l.file.as_str()).collect();
         format!(
-            "{lost_docs} documents lost: {} damaged files left out (--force)",
-            report.lost.len()
+            "{lost_docs} documents lost: damaged files left out (--force): {}",
+            files.join(", ")
         )
     });
     // With --atomic, an incomplete copy never takes the place of the index
