@@ -787,3 +787,43 @@ fn apis_not_offered_are_one_line_and_template_outcomes_read_as_sentences() {
     );
     assert!(!again.stderr.contains("Skipped"), "{again}");
 }
+
+/// Regression: `--mode replace` (without `--atomic`) deleted the existing
+/// index, and with it the target's own aliases on it, without saying so.
+#[test]
+fn replace_reports_the_index_it_deleted_and_the_memberships_it_had() {
+    let Some(c) = Logs::new("safety-replace-report") else {
+        return;
+    };
+    c.full_restore();
+    let (jan, logs) = (c.name("logs-2024.01"), c.name("logs"));
+    let extra = c.name("target-only");
+    c.target.post(
+        "/_aliases",
+        &json!({"actions": [{"add": {"index": jan, "alias": extra}}]}),
+    );
+    let run = c.restore(&[
+        "--match",
+        &c.exactly("logs-2024.01"),
+        "--mode",
+        "replace",
+        "--json",
+    ]);
+    run.assert_success();
+    let report = json_report(&run);
+    let entry = report_index(&report, &jan);
+    assert_eq!(
+        string_list(entry, "removed_indices"),
+        vec![jan.clone()],
+        "{entry}"
+    );
+    let changes = alias_changes(entry);
+    for change in [
+        ("remove".to_string(), extra.clone(), jan.clone()),
+        ("remove".to_string(), logs.clone(), jan.clone()),
+        ("add".to_string(), logs.clone(), jan.clone()),
+    ] {
+        assert!(changes.contains(&change), "{change:?} not in {entry}");
+    }
+    assert_eq!(try_count(&c.target, &logs), Some(1500));
+}

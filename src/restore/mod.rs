@@ -348,8 +348,19 @@ async fn restore_index(
                     restore_settings,
                     dropped_settings,
                     converted_fields,
+                    removed,
                     ..
                 }) => {
+                    if let Some((old, aliases)) = removed {
+                        report.alias_changes.extend(aliases.iter().map(|alias| {
+                            report::AliasChange {
+                                action: "remove".into(),
+                                alias: alias.clone(),
+                                index: old.clone(),
+                            }
+                        }));
+                        report.removed_indices.push(old);
+                    }
                     report.notes.extend(
                         dropped_settings
                             .iter()
@@ -556,8 +567,8 @@ async fn restore_index(
         match target::attach_aliases(target, &index.target, &concrete, aliases, config.atomic).await
         {
             Ok(outcome) => {
-                report.alias_changes = outcome.changes;
-                report.removed_indices = outcome.removed;
+                report.alias_changes.extend(outcome.changes);
+                report.removed_indices.extend(outcome.removed);
                 report.joined_aliases = outcome.joined;
             }
             Err(e) => problems.push(format!("aliases: {e}")),

@@ -42,6 +42,9 @@ pub enum Preparation {
         /// Fields whose type the target names differently, converted
         /// (`field x: flattened -> flat_object`).
         converted_fields: Vec<String>,
+        /// The index deleted to be created again (`--mode replace`), with
+        /// the aliases it was in: its memberships went with it.
+        removed: Option<(String, Vec<String>)>,
     },
     Skip(String),
     Fail(String),
@@ -58,6 +61,7 @@ pub async fn prepare(
     with_mappings: bool,
 ) -> Result<Preparation, ClusterError> {
     let kind = target.name_kind(name).await?;
+    let mut removed = None;
     if kind != NameKind::Missing {
         let what = match &kind {
             NameKind::Alias(on) => format!("an alias of that name exists (on {})", on.join(", ")),
@@ -77,11 +81,20 @@ pub async fn prepare(
                     restore_settings: None,
                     dropped_settings: Vec::new(),
                     converted_fields: Vec::new(),
+                    removed: None,
                 })
             }
             Mode::Replace if atomic => {}
             Mode::Replace => match kind {
-                NameKind::Index => target.delete_index(name).await?,
+                NameKind::Index => {
+                    let aliases = target.index_aliases(name).await?;
+                    let aliases = aliases
+                        .as_object()
+                        .map(|m| m.keys().cloned().collect())
+                        .unwrap_or_default();
+                    target.delete_index(name).await?;
+                    removed = Some((name.to_string(), aliases));
+                }
                 _ => {
                     return Ok(Preparation::Fail(format!(
                         "{what}; use --atomic to switch the alias to a fresh index"
@@ -150,6 +163,7 @@ pub async fn prepare(
         restore_settings: Some(restore),
         dropped_settings: dropped,
         converted_fields: converted,
+        removed,
     })
 }
 
@@ -174,6 +188,7 @@ pub async fn prepare_data_stream(
         restore_settings: None,
         dropped_settings: Vec::new(),
         converted_fields: Vec::new(),
+        removed: None,
     };
     if target.data_stream_exists(name).await? {
         let what = "the data stream exists";
