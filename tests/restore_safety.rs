@@ -827,3 +827,89 @@ fn replace_reports_the_index_it_deleted_and_the_memberships_it_had() {
     }
     assert_eq!(try_count(&c.target, &logs), Some(1500));
 }
+
+/// Regression: a bulk request refused whole with 413 (too large) listed its
+/// documents with status 0 and without their routing, the summary did not
+/// count them, and the rejects file of a new run still held an earlier
+/// run's lines.
+#[test]
+fn rejects_of_a_413_carry_status_and_routing_and_a_new_run_starts_the_file_afresh() {
+    use crate::util::faults::{Fault, FaultProxy, Route, Rule, When};
+    let Some(target) = target_cluster("safety-rejects") else {
+        return;
+    };
+    let source = TestCluster::start("safety-rejects");
+    let name = source.name("routed");
+    source.create_index(&name, &json!({"settings": {"number_of_replicas": 0}}));
+    let mut bulk = crate::util::server::BulkBody::new();
+    for i in 0..20 {
+        bulk.index(
+            &name,
+            &format!("d{i:02}"),
+            Some("rt"),
+            &format!(r#"{{"i":{i}}}"#),
+        );
+    }
+    source.bulk(bulk.as_str());
+    source.refresh(&name);
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    dump_archive(&source, &archive, &format!("^{}$", regex::escape(&name)));
+    let rejects = tmp.path().join("rejects.jsonl");
+    let rejects_arg = rejects.to_string_lossy().into_owned();
+
+    let proxy = FaultProxy::start(
+        target.base_url(),
+        vec![Rule::new(
+            "too-large",
+            Route::bulk(),
+            When::Nth(1),
+            Fault::Status(413),
+        )],
+    );
+    let run = crate::util::esark::Esark::new()
+        .args(["restore", "--input"])
+        .arg(&archive)
+        .args(["--target", proxy.url().trim_end_matches('/')])
+        .args([
+            "--bulk-docs",
+            "10",
+            "--concurrency",
+            "1",
+            "--rejects",
+            &rejects_arg,
+            "--json",
+        ])
+        .run();
+    proxy.assert_fired("too-large", 1);
+    assert_eq!(run.code, Some(1), "{run}");
+    let report = json_report(&run);
+    assert_eq!(report["failed"], 10, "{report}");
+    let lines: Vec<Value> = std::fs::read_to_string(&rejects)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 10, "{lines:?}");
+    for line in &lines {
+        assert_eq!(line["status"], 413, "{line}");
+        assert_eq!(line["routing"], "rt", "{line}");
+    }
+
+    // A new run (not --resume) without rejects: the file no longer lists
+    // the earlier run's documents.
+    let again = restore_cmd(&archive, &target)
+        .args([
+            "--mode",
+            "replace",
+            "--discard-state",
+            "--rejects",
+            &rejects_arg,
+            "--json",
+        ])
+        .run();
+    again.assert_success();
+    let left = std::fs::read_to_string(&rejects).unwrap_or_default();
+    assert_eq!(left, "", "the earlier run's rejects are still listed");
+    assert_eq!(target.count(&name), 20);
+}
