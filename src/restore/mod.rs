@@ -207,6 +207,8 @@ pub async fn run(
     if config.data {
         progress.expect(plan.indices.iter().map(expected_of).sum());
     }
+    let siblings: Vec<String> = plan.indices.iter().map(|i| i.target.clone()).collect();
+    let siblings = &siblings;
     let results: Vec<IndexReport> = stream::iter(plan.indices.iter())
         .map(|index| {
             let cancel = cancel.clone();
@@ -216,6 +218,7 @@ pub async fn run(
                     config,
                     index,
                     lost_of(&index.name),
+                    siblings,
                     target,
                     indexer,
                     state,
@@ -290,12 +293,14 @@ async fn restore_extras(
     out
 }
 
-// The run-wide handles plus the index and the files it lost under --force.
+// The run-wide handles plus the index, the files it lost under --force
+// and the target names of the run's indices.
 #[allow(clippy::too_many_arguments)]
 async fn restore_index(
     config: &RestoreConfig,
     index: &IndexPlan,
     lost: Vec<report::LostFile>,
+    siblings: &[String],
     target: &Arc<Cluster>,
     indexer: &BulkIndexer,
     state: Option<&Arc<state::StateFile>>,
@@ -564,7 +569,15 @@ async fn restore_index(
         } else {
             &none
         };
-        match target::attach_aliases(target, &index.target, &concrete, aliases, config.atomic).await
+        match target::attach_aliases(
+            target,
+            &index.target,
+            &concrete,
+            aliases,
+            config.atomic,
+            siblings,
+        )
+        .await
         {
             Ok(outcome) => {
                 report.alias_changes.extend(outcome.changes);

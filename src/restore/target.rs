@@ -338,7 +338,8 @@ pub fn is_atomic_copy(name: &str, index: &str) -> bool {
 }
 
 /// Attaches `aliases` (the archived ones, or none under `--no-aliases`) to
-/// `concrete`, in one `_aliases` call. Only the restored index's own
+/// `concrete`, in one `_aliases` call; `siblings` are the target names of
+/// the run's indices (an alias they are in is not one the index joined). Only the restored index's own
 /// memberships change: other members of an alias are never removed.
 ///
 /// With `atomic` (reached only when `name` is free or `--mode replace`),
@@ -352,6 +353,7 @@ pub async fn attach_aliases(
     concrete: &str,
     aliases: &Value,
     atomic: bool,
+    siblings: &[String],
 ) -> Result<AliasOutcome, ClusterError> {
     let wanted: Vec<(String, Value)> = aliases
         .as_object()
@@ -394,7 +396,13 @@ pub async fn attach_aliases(
     }
     for (alias, body) in &wanted {
         if let NameKind::Alias(holders) = target.name_kind(alias).await? {
-            if holders.iter().any(|h| h != concrete && !olds.contains(h)) {
+            // Members restored by this same run (or their --atomic
+            // copies) are not the target's own.
+            let sibling = |h: &str| siblings.iter().any(|s| s == h || is_atomic_copy(s, h));
+            if holders
+                .iter()
+                .any(|h| h != concrete && !olds.contains(h) && !sibling(h))
+            {
                 out.joined.push(alias.clone());
             }
         }
