@@ -5,7 +5,9 @@
 //! ([`target`]), load the documents through the bulk stage ([`load`]), put
 //! the load settings back (also after a failure or Ctrl-C), refresh, and
 //! attach or atomically move the aliases. The [`report::RestoreReport`]
-//! accounts for every document.
+//! accounts for every document, and names every template, alias
+//! membership and index it changed or removed: a restore touches nothing
+//! else ([`templates`] decides which templates a selective one needs).
 
 pub mod load;
 pub mod plan;
