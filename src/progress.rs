@@ -1,5 +1,10 @@
 //! Progress: bars per index and in total on a terminal, nothing otherwise
 //! (the caller prints one summary line at the end instead).
+//!
+//! Only the indices being worked on have a bar (a finished one is removed),
+//! so that a run over many indices shows a bounded number of bars plus the
+//! total; no bar is left above the summary. Rates are whole documents per
+//! second, and a bar with nothing to expect shows a count, not a full bar.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -29,7 +34,7 @@ impl Progress {
         }
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4));
         let total = multi.add(ProgressBar::new(0));
-        total.set_style(style("{prefix:>24.bold} [{bar:30.green/white}] {human_pos}/{human_len} docs {per_sec} ETA {eta}"));
+        total.set_style(style(TOTAL_COUNT));
         total.set_prefix("total");
         total.enable_steady_tick(Duration::from_millis(250));
         Progress {
@@ -42,6 +47,22 @@ impl Progress {
     /// Adds `expected` documents to the total.
     pub fn expect(&self, expected: u64) {
         self.total.inc_length(expected);
+        if expected > 0 {
+            self.total.set_style(style(TOTAL_BAR));
+        }
+    }
+
+    /// Counts `docs` on the total without an index bar (an index an
+    /// interrupted run already finished).
+    pub fn count(&self, docs: u64) {
+        self.total.inc(docs);
+    }
+
+    /// Takes back `docs` expected documents that will not come (an index
+    /// skipped, failed, or already done by an interrupted run).
+    pub fn unexpect(&self, docs: u64) {
+        let length = self.total.length().unwrap_or(0);
+        self.total.set_length(length.saturating_sub(docs));
     }
 
     /// A bar for one index.
@@ -49,9 +70,7 @@ impl Progress {
         let bar = match &self.multi {
             Some(m) => {
                 let bar = m.insert_before(&self.total, ProgressBar::new(expected));
-                bar.set_style(style(
-                    "{prefix:>24} [{bar:30.cyan/blue}] {human_pos}/{human_len} {per_sec} ETA {eta}",
-                ));
+                bar.set_style(style(if expected > 0 { INDEX_BAR } else { INDEX_COUNT }));
                 bar.set_prefix(short(name));
                 bar
             }
@@ -104,15 +123,43 @@ impl IndexProgress {
         self.total.dec(docs);
     }
 
+    /// Documents counted on this bar.
+    pub fn position(&self) -> u64 {
+        self.bar.position()
+    }
+
+    /// Removes the bar: only active indices have one.
     pub fn finish(&self) {
-        self.bar.finish();
+        self.bar.finish_and_clear();
     }
 }
+
+const TOTAL_BAR: &str =
+    "{prefix:>24.bold} [{bar:30.green/white}] {human_pos}/{human_len} docs {rate} ETA {eta}";
+const TOTAL_COUNT: &str = "{prefix:>24.bold} {human_pos} docs {rate}";
+const INDEX_BAR: &str =
+    "{prefix:>24} [{bar:30.cyan/blue}] {human_pos}/{human_len} {rate} ETA {eta}";
+const INDEX_COUNT: &str = "{prefix:>24} {human_pos} docs {rate}";
 
 fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template)
         .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}/s", rate(state.per_sec()));
+            },
+        )
         .progress_chars("=> ")
+}
+
+/// Documents per second, rounded to a whole number.
+fn rate(per_sec: f64) -> String {
+    if per_sec.is_finite() && per_sec > 0.0 {
+        format!("{:.0}", per_sec)
+    } else {
+        "0".into()
+    }
 }
 
 fn short(name: &str) -> String {
@@ -128,5 +175,16 @@ fn short(name: &str) -> String {
         format!("…{tail}")
     } else {
         name.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rates_are_whole_numbers() {
+        assert_eq!(super::rate(1234.5678), "1235");
+        assert_eq!(super::rate(0.4), "0");
+        assert_eq!(super::rate(f64::NAN), "0");
+        assert_eq!(super::rate(f64::INFINITY), "0");
     }
 }

@@ -48,3 +48,5 @@ mod restore_resume;
 // Issue 11 (dump, verify, bad input, messages): --overwrite keeps the last good archive,
 // failed indices in the manifest, per-index verify, empty selections, line caps, URL checks.
 mod safety;
+// Issue 11: a restore never harms what it was not asked to touch (--atomic, renames, templates, aliases, --force).
+mod restore_safety;

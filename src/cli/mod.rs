@@ -46,6 +46,9 @@ pub enum Command {
 pub struct CliError {
     pub code: u8,
     pub error: anyhow::Error,
+    /// The run already printed its `--json` summary (a verify that found
+    /// differences): [`run`] does not print a failure summary as well.
+    pub summarized: bool,
 }
 
 impl CliError {
@@ -53,6 +56,7 @@ impl CliError {
         CliError {
             code: 1,
             error: error.into(),
+            summarized: false,
         }
     }
 
@@ -60,7 +64,14 @@ impl CliError {
         CliError {
             code: 2,
             error: error.into(),
+            summarized: false,
         }
+    }
+
+    /// Marks an error whose run already printed its `--json` summary.
+    pub fn summarized(mut self) -> CliError {
+        self.summarized = true;
+        self
     }
 
     /// The error as one line: causes joined by `: `, newlines folded.
@@ -73,13 +84,36 @@ impl CliError {
 }
 
 /// Runs a parsed command line.
+/// With `--json`, a run that fails with an error still prints a summary
+/// on stdout: `{"status": "failed", "error": …, "exit_code": …}` (the
+/// error line is on stderr as well).
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
-    match cli.command {
+    let json = match &cli.command {
+        // `--output -`: stdout carries the documents.
+        Command::Dump(args) => args.json && args.output.as_os_str() != "-",
+        Command::Restore(args) => args.load.json,
+        Command::Copy(args) => args.load.json,
+        Command::Verify(args) => args.json,
+        Command::Inspect(_) => false,
+    };
+    let result = match cli.command {
         Command::Dump(args) => dump::run(args).await,
         Command::Restore(args) => restore::run_restore(args).await,
         Command::Copy(args) => restore::run_copy(args).await,
         Command::Verify(args) => verify::run(args).await,
         Command::Inspect(args) => inspect::run(args).await,
+    };
+    match result {
+        Err(e) if json && !e.summarized => {
+            let summary = serde_json::json!({
+                "status": "failed",
+                "error": e.line(),
+                "exit_code": e.code,
+            });
+            print_stdout(&format!("{summary}\n"))?;
+            Err(e)
+        }
+        other => other,
     }
 }
 

@@ -56,6 +56,10 @@ pub struct LoadArgs {
     /// Do not restore templates.
     #[arg(long)]
     pub no_templates: bool,
+    /// Restore the indices without their aliases (a side copy stays out of
+    /// production aliases).
+    #[arg(long)]
+    pub no_aliases: bool,
     /// Also put back persistent cluster settings (from an archive dumped
     /// with --include-cluster-settings).
     #[arg(long)]
@@ -131,12 +135,16 @@ impl LoadArgs {
             ("--no-mappings", on(self.no_mappings)),
             ("--no-data", on(self.no_data)),
             ("--no-templates", on(self.no_templates)),
+            // Recorded only when given: a state written before the flag
+            // existed still resumes.
+            ("--no-aliases", on(self.no_aliases)),
             (
                 "--include-cluster-settings",
                 on(self.include_cluster_settings),
             ),
         ]
         .into_iter()
+        .filter(|(k, v)| !(*k == "--no-aliases" && v == "off"))
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         Ok(RestoreConfig {
@@ -146,6 +154,7 @@ impl LoadArgs {
             mappings: !self.no_mappings,
             data: !self.no_data,
             templates: !self.no_templates,
+            aliases: !self.no_aliases,
             concurrency: self.concurrency,
             bulk: BulkSize {
                 bytes: usize::try_from(self.bulk_bytes).unwrap_or(usize::MAX),
@@ -279,6 +288,7 @@ pub async fn run_restore(args: RestoreArgs) -> Result<ExitCode, CliError> {
     .await?;
     let mut plan = plan;
     args.lines.apply(&mut plan)?;
+    args.select.keep_needed_templates(&mut plan);
     config.resume = args.resume;
     config.discard_state = args.discard_state;
     config.input = args.input.display().to_string();
@@ -439,6 +449,11 @@ async fn execute(
     plan: RestorePlan,
     target: Arc<Cluster>,
 ) -> Result<ExitCode, CliError> {
+    if let Some((first, second, name)) = plan.target_clash() {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "indices {first:?} and {second:?} would both be restored as {name:?}; nothing was written (change --rename, or select one of them)"
+        )));
+    }
     let progress = Progress::new(args.quiet || args.json, args.quiet);
     let piped = plan
         .indices
@@ -507,35 +522,61 @@ fn first_problem(report: &RestoreReport) -> String {
         .unwrap_or_else(|| "interrupted".into())
 }
 
+/// `created`, `skipped: why`, `FAILED: why`: what happened to a template
+/// or an extra, as the end of a sentence.
+fn outcome(status: Status, reason: Option<&str>) -> String {
+    match (status, reason) {
+        (Status::Restored, Some(how)) => how.to_string(),
+        (Status::Restored, None) => "restored".into(),
+        (Status::Skipped, Some(why)) => format!("skipped: {why}"),
+        (Status::Skipped, None) => "skipped".into(),
+        (Status::Failed, Some(why)) => format!("FAILED: {why}"),
+        (Status::Failed, None) => "FAILED".into(),
+    }
+}
+
 fn report_lines(report: &RestoreReport) -> Vec<String> {
     let mut lines = Vec::new();
+    // What the target does not offer is one line for the run, not one per
+    // kind or item.
+    let not_offered = |e: &&crate::restore::report::ExtraReport| {
+        e.status == Status::Skipped
+            && e.reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("the target does not offer"))
+    };
+    let mut kinds: Vec<&str> = report
+        .extras
+        .iter()
+        .filter(not_offered)
+        .map(|e| e.kind)
+        .collect();
+    kinds.dedup();
+    if !kinds.is_empty() {
+        let items = report.extras.iter().filter(not_offered).count();
+        lines.push(format!(
+            "skipped {items} items: the target does not offer {}",
+            kinds.join(", ")
+        ));
+    }
     for e in &report.extras {
-        if e.status != Status::Restored {
-            lines.push(format!(
-                "{} {:?}: {:?}{}",
-                e.kind,
-                e.name,
-                e.status,
-                e.reason
-                    .as_deref()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default()
-            ));
+        if e.status == Status::Restored || not_offered(&e) {
+            continue;
         }
+        lines.push(format!(
+            "{} {:?}: {}",
+            e.kind,
+            e.name,
+            outcome(e.status, e.reason.as_deref())
+        ));
     }
     for t in &report.templates {
-        if t.status != Status::Restored {
-            lines.push(format!(
-                "template {:?} ({:?}): {:?}{}",
-                t.name,
-                t.kind,
-                t.status,
-                t.reason
-                    .as_deref()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default()
-            ));
-        }
+        lines.push(format!(
+            "template {:?} ({}): {}",
+            t.name,
+            format!("{:?}", t.kind).to_lowercase(),
+            outcome(t.status, t.reason.as_deref())
+        ));
     }
     for i in &report.indices {
         let name = if i.name == i.target {
@@ -565,12 +606,43 @@ fn report_lines(report: &RestoreReport) -> Vec<String> {
             line.push_str(&format!("; {note}"));
         }
         lines.push(line);
+        for index in &i.removed_indices {
+            lines.push(format!("  removed index {index:?} (replaced)"));
+        }
+        for c in &i.alias_changes {
+            let verb = if c.action == "add" {
+                "added"
+            } else {
+                "removed"
+            };
+            lines.push(format!("  alias {:?}: {verb} {:?}", c.alias, c.index));
+        }
+        for alias in &i.joined_aliases {
+            lines.push(format!(
+                "  note: joined the existing alias {alias:?}, which has other members (--no-aliases keeps it out)"
+            ));
+        }
+        for lost in &i.lost {
+            lines.push(format!(
+                "  lost: {} documents of {} ({})",
+                lost.docs, lost.file, lost.problem
+            ));
+        }
     }
+    for warning in &report.warnings {
+        lines.push(format!("warning: {warning}"));
+    }
+    let failed: u64 = report.indices.iter().map(|i| i.failed).sum();
     let mut summary = format!(
-        "{} indices, {} documents written, {} rejected in {:.1}s",
+        "{} indices, {} documents written, {} rejected{} in {:.1}s",
         report.indices.len(),
         report.written(),
         report.rejected(),
+        if failed > 0 {
+            format!(", {failed} not delivered")
+        } else {
+            String::new()
+        },
         report.elapsed.as_secs_f64()
     );
     if let Some(path) = &report.rejects_file {
@@ -587,8 +659,10 @@ fn report_json(report: &RestoreReport) -> serde_json::Value {
         "templates": report.templates,
         "extras": report.extras,
         "rejects_file": report.rejects_file,
+        "warnings": report.warnings,
         "written": report.written(),
         "rejected": report.rejected(),
+        "failed": report.indices.iter().map(|i| i.failed).sum::<u64>(),
         "interrupted": report.interrupted,
         "elapsed_secs": report.elapsed.as_secs_f64(),
     })

@@ -79,6 +79,20 @@ pub(crate) fn refuse_empty(
     )))
 }
 
+impl SelectArgs {
+    /// A selective restore (`--match` or `--exclude`) puts back only the
+    /// templates its indices need; a full one puts back all of them. (A
+    /// copy selects with `--match` by default and copies every template.)
+    pub fn keep_needed_templates(&self, plan: &mut crate::restore::plan::RestorePlan) {
+        if self.match_.is_none() && self.exclude.is_none() {
+            return;
+        }
+        let names: Vec<String> = plan.indices.iter().map(|i| i.target.clone()).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        crate::restore::templates::keep_needed(&mut plan.templates, &names);
+    }
+}
+
 fn compile(flag: &str, re: Option<&str>) -> Result<Option<Regex>, CliError> {
     re.map(|r| {
         Regex::new(r).map_err(|e| CliError::usage(anyhow::anyhow!("invalid --{flag} regex: {e}")))

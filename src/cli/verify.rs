@@ -98,7 +98,8 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
             } else {
                 format!(", {} cluster-level differences", report.differences.len())
             }
-        )))
+        ))
+        .summarized())
     }
 }
 

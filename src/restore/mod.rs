@@ -5,13 +5,16 @@
 //! ([`target`]), load the documents through the bulk stage ([`load`]), put
 //! the load settings back (also after a failure or Ctrl-C), refresh, and
 //! attach or atomically move the aliases. The [`report::RestoreReport`]
-//! accounts for every document.
+//! accounts for every document, and names every template, alias
+//! membership and index it changed or removed: a restore touches nothing
+//! else ([`templates`] decides which templates a selective one needs).
 
 pub mod load;
 pub mod plan;
 pub mod report;
 pub mod state;
 pub mod target;
+pub mod templates;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -23,7 +26,6 @@ use tokio::sync::watch;
 
 use crate::archive::ArchiveError;
 use crate::cluster::extras::{is_not_offered, ExtraKind};
-use crate::cluster::templates::{PutOutcome, TemplateKind};
 use crate::cluster::{Cluster, ClusterConfig, ClusterError};
 use crate::progress::Progress;
 use crate::retry::RetryPolicy;
@@ -32,7 +34,7 @@ use crate::sink::rate::RateLimits;
 use crate::sink::rejects::RejectsWriter;
 use load::{BulkSize, LoadError};
 use plan::{IndexPlan, RestorePlan};
-use report::{IndexReport, RestoreReport, Status, TemplateReport};
+use report::{IndexReport, RestoreReport, Status};
 use target::{Mode, Preparation};
 
 /// Indices restored at the same time; bulk requests of all of them share
@@ -76,6 +78,8 @@ pub struct RestoreConfig {
     pub mappings: bool,
     pub data: bool,
     pub templates: bool,
+    /// Attach the archived aliases (off with `--no-aliases`).
+    pub aliases: bool,
     pub concurrency: usize,
     pub bulk: BulkSize,
     pub rate_docs: Option<u64>,
@@ -130,7 +134,7 @@ pub async fn run(
     let rejects = Arc::new(if state.is_some() && config.resume {
         RejectsWriter::resume(&config.rejects)?
     } else {
-        RejectsWriter::new(&config.rejects)
+        RejectsWriter::fresh(&config.rejects)?
     });
     let indexer = BulkIndexer::new(
         target.clone(),
@@ -144,22 +148,14 @@ pub async fn run(
         templates: Vec::new(),
         extras: Vec::new(),
         rejects_file: None,
+        warnings: Vec::new(),
         elapsed: Default::default(),
         interrupted: false,
     };
     for (name, why) in &plan.damaged {
-        report.indices.push(IndexReport {
-            name: name.clone(),
-            target: name.clone(),
-            concrete: None,
-            archive_docs: 0,
-            written: 0,
-            rejected: 0,
-            failed: 0,
-            status: Status::Failed,
-            reason: Some(format!("damaged, not restored: {why}")),
-            notes: Vec::new(),
-        });
+        let mut entry = IndexReport::new(name, name, 0);
+        entry.reason = Some(format!("damaged, not restored: {why}"));
+        report.indices.push(entry);
     }
     // Policies, pipelines and scripts first: templates and indices refer
     // to them; data streams last, as they need their index template. A
@@ -188,22 +184,56 @@ pub async fn run(
         .partition(|(kind, _)| *kind != ExtraKind::DataStreams);
     report.extras = restore_extras(&target, &before, config.mode).await;
     if config.templates {
-        report.templates = restore_templates(&target, &plan, config.mode).await;
+        let names: Vec<&str> = plan.indices.iter().map(|i| i.target.as_str()).collect();
+        let (done, warnings) =
+            templates::restore(&target, &plan.templates, config.mode, &names).await;
+        report.templates = done;
+        report.warnings.extend(warnings);
     }
     report
         .extras
         .extend(restore_extras(&target, &after, config.mode).await);
+    // The total is known from the plan before the first document; what an
+    // index does not deliver (skipped, failed) is taken back when it ends.
+    let lost_of = |name: &str| -> Vec<report::LostFile> {
+        plan.lost
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, file)| file.clone())
+            .collect()
+    };
+    let expected_of = |index: &IndexPlan| {
+        let lost: u64 = lost_of(&index.name).iter().map(|l| l.docs).sum();
+        index.docs.saturating_sub(lost)
+    };
+    if config.data {
+        progress.expect(plan.indices.iter().map(expected_of).sum());
+    }
+    let siblings: Vec<String> = plan.indices.iter().map(|i| i.target.clone()).collect();
+    let siblings = &siblings;
     let results: Vec<IndexReport> = stream::iter(plan.indices.iter())
         .map(|index| {
-            restore_index(
-                config,
-                index,
-                &target,
-                &indexer,
-                state.as_ref(),
-                progress,
-                cancel.clone(),
-            )
+            let cancel = cancel.clone();
+            let (target, indexer, state) = (&target, &indexer, state.as_ref());
+            async move {
+                let report = restore_index(
+                    config,
+                    index,
+                    lost_of(&index.name),
+                    siblings,
+                    target,
+                    indexer,
+                    state,
+                    progress,
+                    cancel,
+                )
+                .await;
+                if config.data {
+                    let counted = report.written + report.rejected + report.failed;
+                    progress.unexpect(expected_of(index).saturating_sub(counted));
+                }
+                report
+            }
         })
         .buffer_unordered(PARALLEL_INDICES)
         .collect()
@@ -265,75 +295,32 @@ async fn restore_extras(
     out
 }
 
-async fn restore_templates(
-    target: &Cluster,
-    plan: &RestorePlan,
-    mode: Mode,
-) -> Vec<TemplateReport> {
-    // Existing templates are replaced only when existing indices would be;
-    // otherwise they are kept (a fresh cluster has built-in ones).
-    let create = matches!(mode, Mode::Fail | Mode::SkipExisting);
-    let empty = serde_json::Map::new();
-    let kinds = [
-        (
-            TemplateKind::Component,
-            plan.templates.component.as_ref().unwrap_or(&empty),
-        ),
-        (
-            TemplateKind::Index,
-            plan.templates.index.as_ref().unwrap_or(&empty),
-        ),
-        (TemplateKind::Legacy, &plan.templates.legacy),
-    ];
-    let mut out = Vec::new();
-    for (kind, templates) in kinds {
-        for (name, body) in templates {
-            let (status, reason) = match target.put_template(kind, name, body, create).await {
-                Ok(PutOutcome::Written) => (Status::Restored, None),
-                Ok(PutOutcome::Exists) => (
-                    Status::Skipped,
-                    Some("exists on the target; kept".to_string()),
-                ),
-                Err(e) => (Status::Failed, Some(e.to_string())),
-            };
-            out.push(TemplateReport {
-                kind,
-                name: name.clone(),
-                status,
-                reason,
-            });
-        }
-    }
-    out
-}
-
+// The run-wide handles plus the index, the files it lost under --force
+// and the target names of the run's indices.
+#[allow(clippy::too_many_arguments)]
 async fn restore_index(
     config: &RestoreConfig,
     index: &IndexPlan,
+    lost: Vec<report::LostFile>,
+    siblings: &[String],
     target: &Arc<Cluster>,
     indexer: &BulkIndexer,
     state: Option<&Arc<state::StateFile>>,
     progress: &Progress,
     cancel: watch::Receiver<bool>,
 ) -> IndexReport {
-    let mut report = IndexReport {
-        name: index.name.clone(),
-        target: index.target.clone(),
-        concrete: None,
-        archive_docs: index.docs,
-        written: 0,
-        rejected: 0,
-        failed: 0,
-        status: Status::Failed,
-        reason: None,
-        notes: Vec::new(),
-    };
+    let mut report = IndexReport::new(&index.name, &index.target, index.docs);
+    report.lost = lost;
+    let lost_docs: u64 = report.lost.iter().map(|l| l.docs).sum();
     if *cancel.borrow() {
         report.reason = Some("interrupted before it started".into());
         return report;
     }
     let earlier = state.and_then(|s| s.index(&index.name));
     if let Some(done) = earlier.as_ref().and_then(|e| e.done.clone()) {
+        if config.data {
+            progress.count(done.written + done.rejected + done.failed);
+        }
         return done;
     }
     let (concrete, restore_settings) = match &earlier {
@@ -368,8 +355,19 @@ async fn restore_index(
                     restore_settings,
                     dropped_settings,
                     converted_fields,
+                    removed,
                     ..
                 }) => {
+                    if let Some((old, aliases)) = removed {
+                        report.alias_changes.extend(aliases.iter().map(|alias| {
+                            report::AliasChange {
+                                action: "remove".into(),
+                                alias: alias.clone(),
+                                index: old.clone(),
+                            }
+                        }));
+                        report.removed_indices.push(old);
+                    }
                     report.notes.extend(
                         dropped_settings
                             .iter()
@@ -422,8 +420,8 @@ async fn restore_index(
     let mut problems = Vec::new();
     if config.data {
         let stats = Arc::new(IndexStats::default());
-        let bar = progress.index(&index.target, index.docs);
-        progress.expect(index.docs);
+        let expected = index.docs.saturating_sub(lost_docs);
+        let bar = progress.index(&index.target, expected);
         let target_name: Arc<str> = Arc::from(concrete.as_str());
         // A data stream takes `create` actions only (an id already in it
         // is a rejected document, reported as such).
@@ -548,26 +546,54 @@ async fn restore_index(
             ));
         }
     }
+    // Damaged files left out under --force: the intact rest is loaded and
+    // its aliases attached, but the index is not whole.
+    let incomplete = (!report.lost.is_empty()).then(|| {
+        let files: Vec<&str> = report.lost.iter().map(|l| l.file.as_str()).collect();
+        format!(
+            "{lost_docs} documents lost: damaged files left out (--force): {}",
+            files.join(", ")
+        )
+    });
+    // With --atomic, an incomplete copy never takes the place of the index
+    // readers use.
+    let mut incomplete = incomplete;
+    if config.atomic {
+        problems.extend(incomplete.take());
+    }
     if problems.is_empty() {
         if let Err(e) = target.refresh(&concrete).await {
             problems.push(format!("refresh failed: {e}"));
         }
-        if let Err(e) = target::attach_aliases(
+        let none = serde_json::json!({});
+        let aliases = if config.aliases {
+            &index.meta.aliases
+        } else {
+            &none
+        };
+        match target::attach_aliases(
             target,
             &index.target,
             &concrete,
-            &index.meta.aliases,
+            aliases,
             config.atomic,
+            siblings,
         )
         .await
         {
-            problems.push(format!("aliases: {e}"));
+            Ok(outcome) => {
+                report.alias_changes.extend(outcome.changes);
+                report.removed_indices.extend(outcome.removed);
+                report.joined_aliases = outcome.joined;
+            }
+            Err(e) => problems.push(format!("aliases: {e}")),
         }
     } else if config.atomic {
         problems.push(format!(
             "aliases were not switched; the partial index {concrete:?} is left for inspection"
         ));
     }
+    problems.extend(incomplete);
     if problems.is_empty() {
         report.status = Status::Restored;
         if let Some(state) = state {

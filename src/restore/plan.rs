@@ -7,6 +7,7 @@ use std::sync::Arc;
 use regex::Regex;
 use serde_json::{Map, Value};
 
+use super::report::LostFile;
 use super::RestoreError;
 use crate::archive::manifest::FileKind;
 use crate::archive::reader::v1::FileCheck;
@@ -97,6 +98,24 @@ pub struct RestorePlan {
     pub damaged: Vec<(String, String)>,
     /// Cluster metadata beyond templates: per kind, `{name: PUT body}`.
     pub extras: Vec<(ExtraKind, Map<String, Value>)>,
+    /// Damaged data files left out of an index that is restored without
+    /// them (only with `--force`), by index name.
+    pub lost: Vec<(String, LostFile)>,
+}
+
+impl RestorePlan {
+    /// Two selected indices that `--rename`/`--prefix`/`--suffix` give one
+    /// target name, as `(first, second, target)`: the second would
+    /// overwrite (or, under `--mode replace`, delete) the first.
+    pub fn target_clash(&self) -> Option<(&str, &str, &str)> {
+        let mut seen: std::collections::HashMap<&str, &str> = Default::default();
+        for index in &self.indices {
+            if let Some(first) = seen.insert(&index.target, &index.name) {
+                return Some((first, &index.name, &index.target));
+            }
+        }
+        None
+    }
 }
 
 /// Reads the plan for the selected indices, checking the files it needs
@@ -219,7 +238,7 @@ pub async fn from_archive(
 /// documents the manifest says. A checksum proves a file is the one the
 /// dump wrote; this proves its content is what a restore can load, so that
 /// a broken archive is refused whole instead of half restored. With
-/// `force`, indices with a bad file are moved to [`RestorePlan::damaged`].
+/// `force`, bad files are left out ([`drop_damaged`]).
 /// Files of a foreign dump are converted line by line as the load will
 /// convert them.
 pub async fn validate_data(plan: &mut RestorePlan, force: bool) -> Result<(), RestoreError> {
@@ -228,21 +247,30 @@ pub async fn validate_data(plan: &mut RestorePlan, force: bool) -> Result<(), Re
     for (i, index) in plan.indices.iter().enumerate() {
         match &index.data {
             DataOrigin::Chunks(files) => {
-                checks.extend(files.iter().map(|f| (i, DataCheck::Chunk(f.clone()))));
+                checks.extend(
+                    files
+                        .iter()
+                        .enumerate()
+                        .map(|(j, f)| (i, Some(j), DataCheck::Chunk(f.clone()))),
+                );
             }
             DataOrigin::Foreign(files) => {
-                checks.extend(files.iter().map(|f| (i, DataCheck::Foreign(f.clone()))));
+                checks.extend(
+                    files
+                        .iter()
+                        .map(|f| (i, None, DataCheck::Foreign(f.clone()))),
+                );
             }
             DataOrigin::Cluster { .. } | DataOrigin::Stdin(_) => {}
         }
     }
-    let failures: Vec<(usize, String)> = stream::iter(checks)
-        .map(|(i, check)| async move {
+    let failures: Vec<(usize, Option<usize>, String)> = stream::iter(checks)
+        .map(|(i, j, check)| async move {
             match check {
                 DataCheck::Chunk(file) => check_lines(ChunkLines::new(vec![file])).await,
                 DataCheck::Foreign(file) => check_lines(ForeignLines::new(vec![file])).await,
             }
-            .map(|problem| (i, problem))
+            .map(|problem| (i, j, problem))
         })
         .buffer_unordered(2)
         .filter_map(std::future::ready)
@@ -250,7 +278,7 @@ pub async fn validate_data(plan: &mut RestorePlan, force: bool) -> Result<(), Re
         .await;
     let mut failures = failures;
     failures.sort();
-    if let Some((_, first)) = failures.first() {
+    if let Some((_, _, first)) = failures.first() {
         if !force {
             return Err(RestoreError::Invalid {
                 problem: first.clone(),
@@ -258,25 +286,61 @@ pub async fn validate_data(plan: &mut RestorePlan, force: bool) -> Result<(), Re
             });
         }
     }
-    let bad: std::collections::BTreeMap<usize, String> = failures.into_iter().rev().collect();
-    for (i, why) in bad.iter().rev() {
-        let index = plan.indices.remove(*i);
-        plan.damaged.push((index.name, why.clone()));
-    }
+    drop_damaged(plan, failures);
     Ok(())
+}
+
+/// With `--force`: leaves out each damaged data file (index `i`, file `j`
+/// of its chunks, why). An index keeps its intact chunks and its lost
+/// files are recorded in [`RestorePlan::lost`]; an index with no intact
+/// chunk left, or a damaged file of another tool's dump, moves whole to
+/// [`RestorePlan::damaged`].
+fn drop_damaged(plan: &mut RestorePlan, mut bad: Vec<(usize, Option<usize>, String)>) {
+    bad.sort();
+    let mut whole: std::collections::BTreeMap<usize, String> = Default::default();
+    // Highest file first, so that removing one keeps the others' positions.
+    for (i, j, why) in bad.iter().rev() {
+        let index = &mut plan.indices[*i];
+        match (j, &mut index.data) {
+            (Some(j), DataOrigin::Chunks(files)) => {
+                let file = files.remove(*j);
+                plan.lost.push((
+                    index.name.clone(),
+                    LostFile {
+                        file: file.path.display().to_string(),
+                        docs: file.docs,
+                        problem: why.clone(),
+                    },
+                ));
+                if files.is_empty() {
+                    whole.insert(*i, why.clone());
+                }
+            }
+            _ => {
+                whole.insert(*i, why.clone());
+            }
+        }
+    }
+    for (i, why) in whole.into_iter().rev() {
+        let index = plan.indices.remove(i);
+        plan.lost.retain(|(name, _)| name != &index.name);
+        plan.damaged.push((index.name, why));
+    }
+    plan.lost
+        .sort_by(|a, b| (&a.0, &a.1.file).cmp(&(&b.0, &b.1.file)));
 }
 
 /// Checks the size and sha256 of every data file of the plan, without
 /// decompressing: what a restore that does not validate lines still proves
-/// before the first write. Damaged files stop it, or with `force` move
-/// their index to [`RestorePlan::damaged`].
+/// before the first write. Damaged files stop it, or with `force` are left
+/// out ([`drop_damaged`]).
 pub async fn check_data_digests(plan: &mut RestorePlan, force: bool) -> Result<(), RestoreError> {
     let mut bad = Vec::new();
     for (i, index) in plan.indices.iter().enumerate() {
         let DataOrigin::Chunks(files) = &index.data else {
             continue;
         };
-        for file in files {
+        for (j, file) in files.iter().enumerate() {
             let Some(expected) = &file.digest else {
                 continue;
             };
@@ -290,20 +354,20 @@ pub async fn check_data_digests(plan: &mut RestorePlan, force: bool) -> Result<(
                 Ok(_) => "its sha256 differs from the manifest's".to_string(),
                 Err(e) => e.to_string(),
             };
-            bad.push((i, format!("{}: damaged: {problem}", file.path.display())));
-            break;
+            bad.push((
+                i,
+                Some(j),
+                format!("{}: damaged: {problem}", file.path.display()),
+            ));
         }
     }
-    if let (Some((_, first)), false) = (bad.first(), force) {
+    if let (Some((_, _, first)), false) = (bad.first(), force) {
         return Err(RestoreError::Invalid {
             problem: first.clone(),
             more: bad.len() - 1,
         });
     }
-    for (i, why) in bad.into_iter().rev() {
-        let index = plan.indices.remove(i);
-        plan.damaged.push((index.name, why));
-    }
+    drop_damaged(plan, bad);
     Ok(())
 }
 
@@ -384,14 +448,22 @@ pub async fn from_cluster(
     };
     let mut kinds = ExtraKind::for_flavor(source.flavor()).to_vec();
     kinds.push(ExtraKind::ClusterSettings);
+    // What the source does not offer is one warning line for the run.
+    let mut not_offered: Vec<(&str, String)> = Vec::new();
     for kind in kinds {
         match source.read_extra(kind).await? {
             crate::cluster::extras::Offered::Yes(items) => plan.extras.push((kind, items)),
-            crate::cluster::extras::Offered::No(reason) => progress.println(&format!(
-                "warning: {} skipped: the source does not offer them ({reason})",
-                kind.describe()
-            )),
+            crate::cluster::extras::Offered::No(reason) => {
+                not_offered.push((kind.describe(), reason))
+            }
         }
+    }
+    if let Some((_, reason)) = not_offered.first() {
+        let kinds: Vec<&str> = not_offered.iter().map(|(k, _)| *k).collect();
+        progress.println(&format!(
+            "warning: not copied, the source does not offer them: {} (first: {reason})",
+            kinds.join(", ")
+        ));
     }
     for selected in selected {
         let (meta, mut docs) = read_metadata(&source, &selected).await?;
@@ -445,6 +517,29 @@ mod tests {
         assert_eq!(r.target("logs-2024"), "dr-archive-2024-v2");
         assert_eq!(r.target("other"), "dr-other-v2");
         assert_eq!(Renamer::default().target("%kuzzle"), "%kuzzle");
+    }
+
+    #[test]
+    fn two_sources_onto_one_target_name_clash() {
+        let index = |name: &str, target: &str| IndexPlan {
+            name: name.into(),
+            target: target.into(),
+            docs: 0,
+            meta: IndexMetadata {
+                settings: Value::Null,
+                mappings: Value::Null,
+                aliases: Value::Null,
+            },
+            data: DataOrigin::Chunks(Vec::new()),
+            data_stream: false,
+        };
+        let mut plan = RestorePlan {
+            indices: vec![index("a", "x"), index("b", "y")],
+            ..RestorePlan::default()
+        };
+        assert_eq!(plan.target_clash(), None);
+        plan.indices.push(index("c", "x"));
+        assert_eq!(plan.target_clash(), Some(("a", "c", "x")));
     }
 
     #[test]

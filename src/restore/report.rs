@@ -34,6 +34,60 @@ pub struct IndexReport {
     /// What was adapted for the target (settings it refused), by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Every alias membership this index's restore added or removed.
+    #[serde(default)]
+    pub alias_changes: Vec<AliasChange>,
+    /// Indices deleted because this one replaced them (`--atomic --mode
+    /// replace`: the old concrete index, or an earlier `-esark-<ts>` copy).
+    #[serde(default)]
+    pub removed_indices: Vec<String>,
+    /// Aliases that already had other members on the target and that the
+    /// restored index joined (a side copy in a production alias).
+    #[serde(default)]
+    pub joined_aliases: Vec<String>,
+    /// Data files left out under `--force` because they are damaged: their
+    /// documents are lost to this restore.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost: Vec<LostFile>,
+}
+
+impl IndexReport {
+    /// An entry for `name` restored as `target`, nothing done yet.
+    pub fn new(name: &str, target: &str, archive_docs: u64) -> IndexReport {
+        IndexReport {
+            name: name.to_string(),
+            target: target.to_string(),
+            concrete: None,
+            archive_docs,
+            written: 0,
+            rejected: 0,
+            failed: 0,
+            status: Status::Failed,
+            reason: None,
+            notes: Vec::new(),
+            alias_changes: Vec::new(),
+            removed_indices: Vec::new(),
+            joined_aliases: Vec::new(),
+            lost: Vec::new(),
+        }
+    }
+}
+
+/// One alias membership added or removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AliasChange {
+    /// `add` or `remove`.
+    pub action: String,
+    pub alias: String,
+    pub index: String,
+}
+
+/// A damaged data file left out under `--force`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostFile {
+    pub file: String,
+    pub docs: u64,
+    pub problem: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -62,6 +116,9 @@ pub struct RestoreReport {
     pub extras: Vec<ExtraReport>,
     /// Where rejected documents were written, if any was.
     pub rejects_file: Option<PathBuf>,
+    /// What the operator should know although nothing failed (a target
+    /// template that outranks the archive's, say).
+    pub warnings: Vec<String>,
     #[serde(serialize_with = "secs")]
     pub elapsed: Duration,
     /// Set when the run was stopped by Ctrl-C.

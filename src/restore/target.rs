@@ -4,6 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::report::AliasChange;
 use crate::archive::metadata::{convert_field_type, unknown_field_type};
 use crate::cluster::indices::NameKind;
 use crate::cluster::{Cluster, ClusterError};
@@ -41,6 +42,9 @@ pub enum Preparation {
         /// Fields whose type the target names differently, converted
         /// (`field x: flattened -> flat_object`).
         converted_fields: Vec<String>,
+        /// The index deleted to be created again (`--mode replace`), with
+        /// the aliases it was in: its memberships went with it.
+        removed: Option<(String, Vec<String>)>,
     },
     Skip(String),
     Fail(String),
@@ -57,6 +61,7 @@ pub async fn prepare(
     with_mappings: bool,
 ) -> Result<Preparation, ClusterError> {
     let kind = target.name_kind(name).await?;
+    let mut removed = None;
     if kind != NameKind::Missing {
         let what = match &kind {
             NameKind::Alias(on) => format!("an alias of that name exists (on {})", on.join(", ")),
@@ -76,11 +81,20 @@ pub async fn prepare(
                     restore_settings: None,
                     dropped_settings: Vec::new(),
                     converted_fields: Vec::new(),
+                    removed: None,
                 })
             }
             Mode::Replace if atomic => {}
             Mode::Replace => match kind {
-                NameKind::Index => target.delete_index(name).await?,
+                NameKind::Index => {
+                    let aliases = target.index_aliases(name).await?;
+                    let aliases = aliases
+                        .as_object()
+                        .map(|m| m.keys().cloned().collect())
+                        .unwrap_or_default();
+                    target.delete_index(name).await?;
+                    removed = Some((name.to_string(), aliases));
+                }
                 _ => {
                     return Ok(Preparation::Fail(format!(
                         "{what}; use --atomic to switch the alias to a fresh index"
@@ -149,6 +163,7 @@ pub async fn prepare(
         restore_settings: Some(restore),
         dropped_settings: dropped,
         converted_fields: converted,
+        removed,
     })
 }
 
@@ -173,6 +188,7 @@ pub async fn prepare_data_stream(
         restore_settings: None,
         dropped_settings: Vec::new(),
         converted_fields: Vec::new(),
+        removed: None,
     };
     if target.data_stream_exists(name).await? {
         let what = "the data stream exists";
@@ -302,35 +318,92 @@ pub fn creation_body(meta: &IndexMetadata, with_mappings: bool) -> Result<(Value
     Ok((body, json!({ "index": restore })))
 }
 
-/// Attaches the archived aliases to `concrete`. With `atomic`, in the same
-/// `_aliases` call, each alias is removed from whatever holds it — or, when
-/// the index had no alias, an alias named `name` takes the place of the
-/// existing index or alias of that name — so readers switch at once.
+/// What [`attach_aliases`] changed, for the report.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct AliasOutcome {
+    pub changes: Vec<AliasChange>,
+    /// Indices deleted: what the name pointed to, replaced by `concrete`.
+    pub removed: Vec<String>,
+    /// Aliases that had other members and that `concrete` joined.
+    pub joined: Vec<String>,
+}
+
+/// Whether `index` is a copy esark loaded for `name` with `--atomic`
+/// (`{name}-esark-<timestamp>`).
+pub fn is_atomic_copy(name: &str, index: &str) -> bool {
+    index
+        .strip_prefix(name)
+        .and_then(|rest| rest.strip_prefix("-esark-"))
+        .is_some_and(|ts| !ts.is_empty() && ts.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Attaches `aliases` (the archived ones, or none under `--no-aliases`) to
+/// `concrete`, in one `_aliases` call; `siblings` are the target names of
+/// the run's indices (an alias they are in is not one the index joined). Only the restored index's own
+/// memberships change: other members of an alias are never removed.
+///
+/// With `atomic` (reached only when `name` is free or `--mode replace`),
+/// in the same call: what `name` pointed to (the old concrete index, or an
+/// earlier `{name}-esark-<ts>` copy) is deleted with its memberships, and
+/// an alias `name` points to `concrete`, so that readers of the name and of
+/// every alias switch at once and the name stays reachable.
 pub async fn attach_aliases(
     target: &Cluster,
     name: &str,
     concrete: &str,
     aliases: &Value,
     atomic: bool,
-) -> Result<(), ClusterError> {
-    let mut wanted: Vec<(String, Value)> = aliases
+    siblings: &[String],
+) -> Result<AliasOutcome, ClusterError> {
+    let wanted: Vec<(String, Value)> = aliases
         .as_object()
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
-    if atomic && wanted.is_empty() {
-        wanted.push((name.to_string(), json!({})));
-    }
+    let mut out = AliasOutcome::default();
     let mut actions = Vec::new();
-    for (alias, body) in &wanted {
-        if atomic {
-            match target.name_kind(alias).await? {
-                NameKind::Missing => {}
-                NameKind::Index => actions.push(json!({ "remove_index": { "index": alias } })),
-                NameKind::Alias(holders) => {
-                    for holder in holders.iter().filter(|h| h.as_str() != concrete) {
-                        actions.push(json!({ "remove": { "index": holder, "alias": alias } }));
+    let change = |action: &str, alias: &str, index: &str| AliasChange {
+        action: action.to_string(),
+        alias: alias.to_string(),
+        index: index.to_string(),
+    };
+    let mut olds: Vec<String> = Vec::new();
+    if atomic {
+        match target.name_kind(name).await? {
+            NameKind::Missing => {}
+            NameKind::Index => olds.push(name.to_string()),
+            NameKind::Alias(holders) => {
+                for holder in holders.into_iter().filter(|h| h != concrete) {
+                    if is_atomic_copy(name, &holder) {
+                        olds.push(holder);
+                    } else {
+                        // The name must reach the new copy alone; the
+                        // index it also pointed to is not ours to delete.
+                        actions.push(json!({ "remove": { "index": holder, "alias": name } }));
+                        out.changes.push(change("remove", name, &holder));
                     }
                 }
+            }
+        }
+        for old in &olds {
+            if let Some(memberships) = target.index_aliases(old).await?.as_object() {
+                for alias in memberships.keys() {
+                    out.changes.push(change("remove", alias, old));
+                }
+            }
+            actions.push(json!({ "remove_index": { "index": old } }));
+            out.removed.push(old.clone());
+        }
+    }
+    for (alias, body) in &wanted {
+        if let NameKind::Alias(holders) = target.name_kind(alias).await? {
+            // Members restored by this same run (or their --atomic
+            // copies) are not the target's own.
+            let sibling = |h: &str| siblings.iter().any(|s| s == h || is_atomic_copy(s, h));
+            if holders
+                .iter()
+                .any(|h| h != concrete && !olds.contains(h) && !sibling(h))
+            {
+                out.joined.push(alias.clone());
             }
         }
         let mut add = match body {
@@ -340,11 +413,16 @@ pub async fn attach_aliases(
         add.insert("index".into(), Value::String(concrete.to_string()));
         add.insert("alias".into(), Value::String(alias.clone()));
         actions.push(json!({ "add": add }));
+        out.changes.push(change("add", alias, concrete));
     }
-    if actions.is_empty() {
-        return Ok(());
+    if atomic && !wanted.iter().any(|(alias, _)| alias == name) {
+        actions.push(json!({ "add": { "index": concrete, "alias": name } }));
+        out.changes.push(change("add", name, concrete));
     }
-    target.update_aliases(&actions).await
+    if !actions.is_empty() {
+        target.update_aliases(&actions).await?;
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

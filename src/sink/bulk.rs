@@ -308,13 +308,21 @@ impl RequestTask {
             self.limits
                 .acquire(request.docs() as u64, request.bytes() as u64)
                 .await;
+            // The status of a whole request refused (413 too large, say):
+            // what each of its documents is recorded with.
+            let mut http_status = 0;
             let (mut verdict, applied) = match self
                 .cluster
                 .request_once(Method::Post, "_bulk", Some(request.body().clone()))
                 .await
             {
                 // A whole request answered 429 was not applied.
-                Ok((status, body)) => (classify_bulk(status, &body, request.docs()), status != 429),
+                Ok((status, body)) => {
+                    if !(200..300).contains(&status) {
+                        http_status = status;
+                    }
+                    (classify_bulk(status, &body, request.docs()), status != 429)
+                }
                 Err(e) => (
                     BulkVerdict {
                         action: if e.is_transport() {
@@ -363,6 +371,7 @@ impl RequestTask {
                     self.give_up(
                         &request,
                         &(0..request.docs()).collect::<Vec<_>>(),
+                        http_status,
                         &verdict.reason,
                     );
                     return;
@@ -370,7 +379,7 @@ impl RequestTask {
             };
             if attempt >= self.policy.max_attempts {
                 let reason = format!("gave up after {attempt} attempts: {}", verdict.reason);
-                self.give_up(&request, &retry, &reason);
+                self.give_up(&request, &retry, http_status, &reason);
                 return;
             }
             if retry.len() != request.docs() {
@@ -388,9 +397,11 @@ impl RequestTask {
         }
     }
 
-    fn give_up(&self, request: &BulkRequest, positions: &[usize], reason: &str) {
+    /// Documents that could not be delivered, recorded with the status of
+    /// the last answer to their request (0 when there was none).
+    fn give_up(&self, request: &BulkRequest, positions: &[usize], status: u16, reason: &str) {
         for &p in positions {
-            self.reject(request, p, 0, reason);
+            self.reject(request, p, status, reason);
         }
         self.stats
             .failed

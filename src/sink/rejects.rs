@@ -1,6 +1,10 @@
 //! The rejects file: one JSON line per document the target refused for good
-//! or that could not be delivered, `{"index","id","status","reason","document"}`.
-//! Created on the first reject only, so that no file means no reject.
+//! or that could not be delivered,
+//! `{"index","id","routing"?,"status","reason","document"}` (`routing` when
+//! the document has one; `status` 0 when no answer came). Created on the
+//! first reject only, so that no file means no reject; it belongs to one
+//! run: a new run empties the file of an earlier one
+//! ([`RejectsWriter::fresh`]).
 //!
 //! Durability: [`RejectsWriter::sync`] flushes and fsyncs; the restore calls
 //! it before it acknowledges a chunk that had rejects, so that a chunk a
@@ -52,6 +56,8 @@ struct Action<'a> {
 struct Meta<'a> {
     #[serde(rename = "_id", borrow)]
     id: Option<&'a RawValue>,
+    #[serde(alias = "_routing", borrow)]
+    routing: Option<&'a RawValue>,
 }
 
 impl RejectsWriter {
@@ -62,6 +68,17 @@ impl RejectsWriter {
             failed: Mutex::new(None),
             listed: HashSet::new(),
         }
+    }
+
+    /// The writer of a new run (not `--resume`): the file an earlier run
+    /// left at `path` is emptied, so that it lists this run's rejects only.
+    pub fn fresh(path: &Path) -> Result<RejectsWriter, ArchiveError> {
+        match std::fs::OpenOptions::new().write(true).open(path) {
+            Ok(file) => file.set_len(0).map_err(|e| ArchiveError::io(path, e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ArchiveError::io(path, e)),
+        }
+        Ok(RejectsWriter::new(path))
     }
 
     /// The writer of a resumed run: appends to what the interrupted run
@@ -119,17 +136,25 @@ impl RejectsWriter {
             ),
             None => (pair, &b"null"[..]),
         };
-        let id = serde_json::from_slice::<Action>(action)
+        let meta = serde_json::from_slice::<Action>(action)
             .ok()
-            .and_then(|a| a.meta.id.map(|i| i.get().to_string()))
+            .map(|a| a.meta);
+        let id = meta
+            .as_ref()
+            .and_then(|m| m.id.map(|i| i.get().to_string()))
             .unwrap_or_else(|| "null".into());
+        let routing = meta
+            .as_ref()
+            .and_then(|m| m.routing)
+            .map(|r| format!(",\"routing\":{}", r.get()))
+            .unwrap_or_default();
         let source = if serde_json::from_slice::<&RawValue>(source).is_ok() {
             String::from_utf8_lossy(source).into_owned()
         } else {
             serde_json::to_string(&String::from_utf8_lossy(source)).unwrap_or_default()
         };
         let line = format!(
-            "{{\"index\":{},\"id\":{id},\"status\":{status},\"reason\":{},\"document\":{source}}}\n",
+            "{{\"index\":{},\"id\":{id}{routing},\"status\":{status},\"reason\":{},\"document\":{source}}}\n",
             serde_json::to_string(index).unwrap_or_default(),
             serde_json::to_string(reason).unwrap_or_default(),
         );
@@ -256,6 +281,31 @@ mod tests {
             })
             .collect();
         assert_eq!(ids, ["idx/1", "other/1", "idx/2"]);
+    }
+
+    /// Regression: the rejects file was appended to across runs, so a new
+    /// run's file also listed an earlier run's rejects; and it did not
+    /// record a document's routing.
+    #[test]
+    fn a_new_run_empties_the_file_and_routing_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rejects.jsonl");
+        std::fs::write(&path, "{\"index\":\"old\",\"id\":\"x\"}\n").unwrap();
+        let w = RejectsWriter::fresh(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+        w.write(
+            "idx",
+            b"{\"index\":{\"_index\":\"idx\",\"_id\":\"1\",\"routing\":\"r1\"}}\n{\"a\":1}\n",
+            413,
+            "HTTP 413: too large",
+        )
+        .unwrap();
+        w.flush().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "{\"index\":\"idx\",\"id\":\"1\",\"routing\":\"r1\",\"status\":413,\"reason\":\"HTTP 413: too large\",\"document\":{\"a\":1}}\n"
+        );
     }
 
     #[test]
