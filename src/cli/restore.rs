@@ -361,7 +361,7 @@ fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
 pub(crate) async fn input_plan(
     input: &std::path::Path,
     index: Option<&str>,
-    selector: &crate::dump::IndexSelector,
+    selector: &crate::catalog::IndexSelector,
     renamer: &crate::restore::plan::Renamer,
     force: bool,
 ) -> Result<(RestorePlan, Option<foreign::ForeignKind>), CliError> {
@@ -381,7 +381,7 @@ pub(crate) async fn input_plan(
     // The input is checked whole before the target is even contacted.
     let (plan, names) = match kind {
         Some(kind) => (
-            foreign::plan(input, kind, index, selector, renamer)
+            crate::restore::plan::from_foreign(input, kind, index, selector, renamer)
                 .await
                 .map_err(CliError::failure)?,
             None,

@@ -13,36 +13,8 @@ use crate::archive::compression::Compression;
 use crate::archive::manifest::{DumpOptions, RawQuery};
 use crate::catalog::IndexSelector;
 use crate::cluster::ClusterConfig;
-use crate::source::slice::AUTO_SLICES_MAX;
+pub use crate::source::slice::SliceCount;
 use crate::source::ReaderKind;
-
-/// How many slices to read an index with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SliceCount {
-    /// One per primary shard, at most [`AUTO_SLICES_MAX`].
-    Auto,
-    /// As given, but never more than the primary shards.
-    Fixed(u32),
-}
-
-impl SliceCount {
-    pub fn resolve(self, shards: u32) -> u32 {
-        let shards = shards.max(1);
-        match self {
-            SliceCount::Auto => shards.min(AUTO_SLICES_MAX),
-            SliceCount::Fixed(n) => n.clamp(1, shards),
-        }
-    }
-}
-
-impl std::fmt::Display for SliceCount {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SliceCount::Auto => f.write_str("auto"),
-            SliceCount::Fixed(n) => write!(f, "{n}"),
-        }
-    }
-}
 
 /// A resolved dump: everything the command line said, checked.
 #[derive(Debug, Clone)]

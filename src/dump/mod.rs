@@ -21,18 +21,13 @@ use crate::archive::manifest::now_rfc3339;
 use crate::archive::manifest::{FailedIndex, IndexEntry, Manifest, SkippedIndex, SourceCluster};
 use crate::archive::writer::ArchiveWriter;
 use crate::archive::{ArchiveError, CURRENT_VERSION, FORMAT_NAME};
+use crate::catalog::{select_indices, IndexSelector, Selected};
 use crate::cluster::{Cluster, ClusterError};
 use crate::progress::Progress;
 use checkpoint::{checkpointer, Checkpoint, CHECKPOINT_FILE};
 
 pub use config::{AskedOptions, DumpConfig, SliceCount};
 use index::{dump_extras, dump_index, dump_templates, IndexFailure};
-
-// The catalog moved out of the dump; re-exported for callers not yet updated.
-pub use crate::catalog::{
-    extra_file, extra_kind, read_index_metadata, read_metadata, read_templates, select_indices,
-    IndexMetadata, IndexSelector, Selected, TemplateSet,
-};
 
 /// Default of `--readers`: slices read at the same time over all indices.
 ///
@@ -420,6 +415,7 @@ fn lists_failures(path: &std::path::Path) -> bool {
 mod tests {
     use super::index::source_disabled;
     use super::*;
+    use crate::catalog::IndexMetadata;
     use regex::Regex;
     use serde_json::Value;
 

@@ -12,15 +12,14 @@ use super::RestoreError;
 use crate::archive::manifest::FileKind;
 use crate::archive::reader::v1::FileCheck;
 use crate::archive::reader::Archive;
+use crate::catalog::{read_metadata, read_templates, IndexMetadata, IndexSelector, TemplateSet};
 use crate::cluster::extras::ExtraKind;
 use crate::cluster::Cluster;
-use crate::dump::{
-    read_metadata, read_templates, IndexMetadata, IndexSelector, SliceCount, TemplateSet,
-};
 use crate::progress::Progress;
 use crate::source::archive::ChunkLines;
 use crate::source::archive::{ChunkDigest, ChunkFile};
-use crate::source::foreign::{ForeignFile, ForeignLines};
+use crate::source::foreign::{ForeignError, ForeignFile, ForeignKind, ForeignLines};
+use crate::source::slice::SliceCount;
 use crate::source::{LineReader, ReaderKind};
 
 /// Target index names: `--rename REGEX=REPLACEMENT`, then `--prefix`/`--suffix`.
@@ -171,7 +170,7 @@ pub async fn from_archive(
             FileKind::IndexTemplates => plan.templates.index = Some(map),
             FileKind::ComponentTemplates => plan.templates.component = Some(map),
             other => {
-                if let Some(kind) = crate::dump::extra_kind(other) {
+                if let Some(kind) = crate::catalog::extra_kind(other) {
                     plan.extras.push((kind, map));
                 }
             }
@@ -228,6 +227,31 @@ pub async fn from_archive(
             meta,
             data: DataOrigin::Chunks(chunks),
             data_stream: index.data_stream,
+        });
+    }
+    Ok(plan)
+}
+
+/// The plan of a foreign dump: its indices (named as the format says, or
+/// `index_override`), selected by `selector`, renamed by `renamer`.
+pub async fn from_foreign(
+    input: &std::path::Path,
+    kind: ForeignKind,
+    index_override: Option<&str>,
+    selector: &IndexSelector,
+    renamer: &Renamer,
+) -> Result<RestorePlan, ForeignError> {
+    let (found, legacy) = crate::source::foreign::read(input, kind, index_override).await?;
+    let mut plan = RestorePlan::default();
+    plan.templates.legacy = legacy;
+    for index in found.into_iter().filter(|i| selector.selects(&i.name)) {
+        plan.indices.push(IndexPlan {
+            target: renamer.target(&index.name),
+            name: index.name,
+            docs: index.docs,
+            meta: index.meta,
+            data: DataOrigin::Foreign(index.files),
+            data_stream: false,
         });
     }
     Ok(plan)
@@ -435,7 +459,7 @@ pub async fn from_cluster(
     query: Option<Arc<str>>,
     progress: &Progress,
 ) -> Result<RestorePlan, RestoreError> {
-    let (selected, skipped) = crate::dump::select_indices(&source, selector).await?;
+    let (selected, skipped) = crate::catalog::select_indices(&source, selector).await?;
     for closed in &skipped {
         progress.println(&format!(
             "warning: index {:?} is closed; skipped",

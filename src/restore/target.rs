@@ -6,9 +6,9 @@ use serde_json::{json, Map, Value};
 
 use super::report::AliasChange;
 use crate::archive::metadata::{convert_field_type, unknown_field_type};
+use crate::catalog::IndexMetadata;
 use crate::cluster::indices::NameKind;
 use crate::cluster::{Cluster, ClusterError};
-use crate::dump::IndexMetadata;
 
 /// What to do when a target index already exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]

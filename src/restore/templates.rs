@@ -14,9 +14,9 @@ use serde_json::{Map, Value};
 
 use super::report::{Status, TemplateReport};
 use super::target::Mode;
+use crate::catalog::TemplateSet;
 use crate::cluster::templates::{PutOutcome, TemplateKind};
 use crate::cluster::Cluster;
-use crate::dump::TemplateSet;
 
 /// Whether an index pattern (`logs-*`, `*`) matches `name`: `*` is any
 /// run of characters, everything else is literal.

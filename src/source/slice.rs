@@ -40,6 +40,34 @@ pub const CHANNEL_PAGES: usize = 1;
 /// only add scroll contexts on the server.
 pub const AUTO_SLICES_MAX: u32 = 4;
 
+/// How many slices to read an index with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SliceCount {
+    /// One per primary shard, at most [`AUTO_SLICES_MAX`].
+    Auto,
+    /// As given, but never more than the primary shards.
+    Fixed(u32),
+}
+
+impl SliceCount {
+    pub fn resolve(self, shards: u32) -> u32 {
+        let shards = shards.max(1);
+        match self {
+            SliceCount::Auto => shards.min(AUTO_SLICES_MAX),
+            SliceCount::Fixed(n) => n.clamp(1, shards),
+        }
+    }
+}
+
+impl std::fmt::Display for SliceCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SliceCount::Auto => f.write_str("auto"),
+            SliceCount::Fixed(n) => write!(f, "{n}"),
+        }
+    }
+}
+
 /// Restarts of one slice before giving up.
 pub const MAX_RESTARTS: u32 = 5;
 

@@ -1,5 +1,5 @@
-//! Dumps written by other tools, restored like an archive: detection, the
-//! [`RestorePlan`] of what they hold, and a line reader
+//! Dumps written by other tools, restored like an archive: detection, what
+//! they hold ([`read`]; the restore makes a plan of it), and a line reader
 //! ([`ForeignLines`]) that turns each of their documents into an archive
 //! line (`{"_id":…,"_routing":…,"_source":…}`) for the unchanged bulk stage.
 //!
@@ -29,8 +29,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::archive::line::push_line;
-use crate::catalog::{IndexMetadata, IndexSelector};
-use crate::restore::plan::{DataOrigin, IndexPlan, Renamer, RestorePlan};
+use crate::catalog::IndexMetadata;
 
 pub use lines::ForeignLines;
 
@@ -129,7 +128,7 @@ pub struct ForeignFile {
 
 /// One index found in a foreign dump.
 #[derive(Debug, Clone)]
-pub(crate) struct ForeignIndex {
+pub struct ForeignIndex {
     pub name: String,
     pub docs: u64,
     pub meta: IndexMetadata,
@@ -253,20 +252,19 @@ pub async fn looks_like_archive(path: &Path) -> bool {
         || exists(path.join("indices")).await
 }
 
-/// The plan of a foreign dump: its indices (named as the format says, or
-/// `index_override`), selected by `selector`, renamed by `renamer`.
-pub async fn plan(
+/// What a foreign dump holds: its indices (named as the format says, or
+/// `index_override`) and the legacy templates it carries (multielasticdump
+/// folders only). [`crate::restore::plan::from_foreign`] makes a plan of it.
+pub async fn read(
     input: &Path,
     kind: ForeignKind,
     index_override: Option<&str>,
-    selector: &IndexSelector,
-    renamer: &Renamer,
-) -> Result<RestorePlan, ForeignError> {
-    let mut plan = RestorePlan::default();
+) -> Result<(Vec<ForeignIndex>, Map<String, Value>), ForeignError> {
+    let mut templates = Map::new();
     let mut found = match kind {
         ForeignKind::ElasticdumpFolder => {
-            let (indices, templates) = elasticdump::read_folder(input).await?;
-            plan.templates.legacy = templates;
+            let (indices, legacy) = elasticdump::read_folder(input).await?;
+            templates = legacy;
             indices
         }
         ForeignKind::ElasticdumpFile => elasticdump::read_file(input, index_override).await?,
@@ -285,17 +283,7 @@ pub async fn plan(
             index.name = name.to_string();
         }
     }
-    for index in found.into_iter().filter(|i| selector.selects(&i.name)) {
-        plan.indices.push(IndexPlan {
-            target: renamer.target(&index.name),
-            name: index.name,
-            docs: index.docs,
-            meta: index.meta,
-            data: DataOrigin::Foreign(index.files),
-            data_stream: false,
-        });
-    }
-    Ok(plan)
+    Ok((found, templates))
 }
 
 /// The first non-blank line of a file (decompressed), if it has one.
