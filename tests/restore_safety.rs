@@ -771,6 +771,28 @@ fn apis_not_offered_are_one_line_and_template_outcomes_read_as_sentences() {
         .count();
     assert!(offered <= 1, "one line for what is not offered\n{copy}");
 
+    // The dump too (osmem offers neither lifecycle policies, ingest
+    // pipelines nor stored scripts: one line names them all).
+    let tmp = tempfile::tempdir().unwrap();
+    let dump = crate::util::esark::dump_cmd(&source, &tmp.path().join("warned"))
+        .args(["--match", &format!("^{}$", regex::escape(&name))])
+        .run();
+    dump.assert_success();
+    let offered = dump
+        .stderr_lines()
+        .iter()
+        .filter(|l| l.contains("does not offer"))
+        .count();
+    let expected = if source.is_shared() {
+        offered.min(1)
+    } else {
+        1
+    };
+    assert_eq!(
+        offered, expected,
+        "one line for what is not offered\n{dump}"
+    );
+
     let tmp = tempfile::tempdir().unwrap();
     let archive = tmp.path().join("archive");
     dump_archive(&source, &archive, &format!("^{}$", regex::escape(&name)));

@@ -36,17 +36,23 @@ pub(super) async fn dump_extras(
         kinds.push(ExtraKind::ClusterSettings);
     }
     let mut files = Vec::new();
+    // What the cluster does not offer is one warning line for the run.
+    let mut not_offered: Vec<(&str, String)> = Vec::new();
     for kind in kinds {
         match cluster.read_extra(kind).await? {
             Offered::Yes(items) => {
                 let (path, file_kind) = extra_file(kind);
                 files.push(archive.write_json(path, file_kind, &items).await?);
             }
-            Offered::No(reason) => progress.println(&format!(
-                "warning: {} skipped: the cluster does not offer them ({reason})",
-                kind.describe()
-            )),
+            Offered::No(reason) => not_offered.push((kind.describe(), reason)),
         }
+    }
+    if let Some((_, reason)) = not_offered.first() {
+        let kinds: Vec<&str> = not_offered.iter().map(|(k, _)| *k).collect();
+        progress.println(&format!(
+            "warning: not dumped, the cluster does not offer them: {} (first: {reason})",
+            kinds.join(", ")
+        ));
     }
     Ok(files)
 }
