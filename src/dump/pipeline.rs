@@ -122,6 +122,17 @@ pub async fn dump_data(
             ));
             continue;
         }
+        // A point-in-time slice continues where it stood; anything else is
+        // read again whole, its chunks discarded.
+        let position = state
+            .position
+            .clone()
+            .filter(|_| job.reader.reads_with_pit(&cluster));
+        let mut writer = writer.resume(state.chunks.clone());
+        match &position {
+            Some(_) => progress.inc(state.docs()),
+            None => writer.discard().await?,
+        }
         let reader = SliceReader::new(
             cluster.clone(),
             &job.index,
@@ -131,33 +142,9 @@ pub async fn dump_data(
             },
             job.page_size,
             job.reader,
-            None,
+            position.clone(),
         )
         .with_query(job.query.clone());
-        let (reader, writer, position) = match state.position.clone() {
-            Some(position) if reader.is_pit() => {
-                progress.inc(state.docs());
-                let reader = SliceReader::new(
-                    cluster.clone(),
-                    &job.index,
-                    Slice {
-                        id,
-                        max: job.slices,
-                    },
-                    job.page_size,
-                    job.reader,
-                    Some(position.clone()),
-                )
-                .with_query(job.query.clone());
-                (reader, writer.resume(state.chunks), Some(position))
-            }
-            _ => {
-                // Nothing to continue from: the slice is read again whole.
-                let mut writer = writer.resume(state.chunks);
-                writer.discard().await?;
-                (reader, writer, None)
-            }
-        };
         let (tx, rx) = mpsc::channel::<SliceEvent>(CHANNEL_PAGES);
         let readers = job.readers.clone();
         let read_cancel = cancel.clone();

@@ -96,6 +96,20 @@ pub enum ReaderKind {
     Scroll,
 }
 
+impl ReaderKind {
+    /// Whether slices of `cluster` are read with a point in time.
+    pub fn reads_with_pit(self, cluster: &Cluster) -> bool {
+        match self {
+            ReaderKind::Pit => true,
+            ReaderKind::Scroll => false,
+            ReaderKind::Auto => {
+                cluster.flavor() == crate::cluster::model::info::Flavor::Elasticsearch
+                    && cluster.has_pit()
+            }
+        }
+    }
+}
+
 /// Where a resumed slice starts.
 pub type ResumePoint = PitPosition;
 
@@ -180,14 +194,7 @@ impl SliceReader {
         kind: ReaderKind,
         resume: Option<ResumePoint>,
     ) -> SliceReader {
-        let pit = match kind {
-            ReaderKind::Pit => true,
-            ReaderKind::Scroll => false,
-            ReaderKind::Auto => {
-                cluster.flavor() == crate::cluster::model::info::Flavor::Elasticsearch
-                    && cluster.has_pit()
-            }
-        };
+        let pit = kind.reads_with_pit(&cluster);
         let resumed = pit && resume.is_some();
         let inner = if pit {
             Inner::Pit(PitReader::new(
