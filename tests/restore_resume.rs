@@ -28,8 +28,8 @@ use crate::util::esark::{Esark, Output};
 use crate::util::faults::{Fault, FaultProxy, Route, Rule, When};
 use crate::util::proxy::AuthProxy;
 use crate::util::restore_support::{
-    all_index_names, assert_same_stored, docs_of, json_report, report_index, seed_index,
-    target_cluster, Spawned,
+    all_index_names, assert_same_stored, docs_of, dump_small_chunks, json_report, report_index,
+    seed_index, target_cluster, Spawned,
 };
 use crate::util::server::TestCluster;
 
@@ -68,15 +68,7 @@ fn setup(test: &str) -> Option<Setup> {
     );
     let tmp = tempfile::tempdir().unwrap();
     let archive = tmp.path().join("archive");
-    Esark::new()
-        .arg("dump")
-        .args(source.source_args())
-        .arg("--output")
-        .arg(&archive)
-        .args(["--match", &format!("^{index}$")])
-        .args(["--compression", "none", "--file-size", "32KiB"])
-        .run()
-        .assert_success();
+    dump_small_chunks(&source, &archive, &format!("^{index}$"), "32KiB");
     let state_dir = tmp.path().join("state");
     Some(Setup {
         source,
@@ -638,15 +630,7 @@ fn rejects_setup(test: &str) -> Option<(Setup, Vec<String>)> {
     );
     let tmp = tempfile::tempdir().unwrap();
     let archive = tmp.path().join("archive");
-    Esark::new()
-        .arg("dump")
-        .args(source.source_args())
-        .arg("--output")
-        .arg(&archive)
-        .args(["--match", &format!("^{index}$")])
-        .args(["--compression", "none", "--file-size", "16KiB"])
-        .run()
-        .assert_success();
+    dump_small_chunks(&source, &archive, &format!("^{index}$"), "16KiB");
     let state_dir = tmp.path().join("state");
     Some((
         Setup {

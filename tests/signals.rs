@@ -19,7 +19,8 @@ use crate::util::archive::Archive;
 use crate::util::esark::{capture, text, Esark, Output};
 use crate::util::faults::{Fault, FaultProxy, Route, Rule, When};
 use crate::util::restore_support::{
-    assert_same_stored, docs_of, seed_index, target_cluster, try_count, Spawned, Stored,
+    assert_same_stored, docs_of, dump_small_chunks, seed_index, target_cluster, try_count, Spawned,
+    Stored,
 };
 use crate::util::server::TestCluster;
 
@@ -106,15 +107,7 @@ fn restore_stopped_by_sigterm_puts_settings_back_and_resumes() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let archive = tmp.path().join("archive");
-    Esark::new()
-        .arg("dump")
-        .args(source.source_args())
-        .arg("--output")
-        .arg(&archive)
-        .args(["--match", &format!("^{index}$")])
-        .args(["--compression", "none", "--file-size", "64KiB"])
-        .run()
-        .assert_success();
+    dump_small_chunks(&source, &archive, &format!("^{index}$"), "64KiB");
     let proxy = FaultProxy::start(target.base_url(), slow(Route::bulk(), 150));
     let url = proxied_url(&proxy, &target);
     let mut args: Vec<String> = vec![

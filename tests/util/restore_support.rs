@@ -69,6 +69,20 @@ pub fn dump_archive(cluster: &TestCluster, out: &Path, regex: &str) {
         .assert_success();
 }
 
+/// Like [`dump_archive`], uncompressed and cut into chunks of `file_size`
+/// (`"32KiB"`): many small chunks, for tests that interrupt a restore.
+pub fn dump_small_chunks(cluster: &TestCluster, out: &Path, regex: &str, file_size: &str) {
+    Esark::new()
+        .arg("dump")
+        .args(cluster.source_args())
+        .arg("--output")
+        .arg(out)
+        .args(["--match", regex])
+        .args(["--compression", "none", "--file-size", file_size])
+        .run()
+        .assert_success();
+}
+
 /// `esark restore --input <archive> --target <target>`, ready for more flags.
 pub fn restore_cmd(archive: &Path, target: &TestCluster) -> Esark {
     Esark::new()
