@@ -16,7 +16,7 @@ use crate::archive::metadata::strip_generated;
 use crate::cluster::data_streams::DataStream;
 use crate::cluster::extras::ExtraKind;
 use crate::cluster::{Cluster, ClusterError};
-use crate::progress::Progress;
+use crate::job::Events;
 
 /// Which indices a run covers.
 #[derive(Debug, Clone, Default)]
@@ -220,7 +220,7 @@ pub struct TemplateSet {
 /// Reads every template of the cluster.
 pub async fn read_templates(
     cluster: &Cluster,
-    progress: &Progress,
+    events: &Events,
 ) -> Result<TemplateSet, ClusterError> {
     let mut set = TemplateSet {
         legacy: cluster.legacy_templates().await?,
@@ -230,15 +230,15 @@ pub async fn read_templates(
         let not_offered = |e: &ClusterError| matches!(e.status(), Some(400 | 404 | 405));
         match cluster.index_templates().await {
             Ok(m) => set.index = Some(m),
-            Err(e) if not_offered(&e) => progress.println(&format!(
-                "warning: composable index templates skipped: the cluster does not offer them ({e})"
+            Err(e) if not_offered(&e) => events.warn(format!(
+                "composable index templates skipped: the cluster does not offer them ({e})"
             )),
             Err(e) => return Err(e),
         }
         match cluster.component_templates().await {
             Ok(m) => set.component = Some(m),
-            Err(e) if not_offered(&e) => progress.println(&format!(
-                "warning: component templates skipped: the cluster does not offer them ({e})"
+            Err(e) if not_offered(&e) => events.warn(format!(
+                "component templates skipped: the cluster does not offer them ({e})"
             )),
             Err(e) => return Err(e),
         }

@@ -20,7 +20,7 @@
 //! | the dump command end to end | [`dump`] |
 //! | the inspect command | [`inspect`] |
 //! | one index to or from a pipe (`--output -`) | [`stream`] |
-//! | progress bars and the closing summary | [`progress`] |
+//! | what every job shares: its typed events and its cancellation token | [`job`] |
 //! | retry decisions and backoff mechanics | [`retry`] |
 //! | AWS credentials and SigV4 signing (foundation, no cluster knowledge) | [`aws`] |
 //! | error-chain helpers shared by every layer | [`errors`] |
@@ -34,7 +34,7 @@ pub mod cluster;
 pub mod dump;
 pub mod errors;
 pub mod inspect;
-pub mod progress;
+pub mod job;
 pub mod restore;
 pub mod retry;
 pub mod sample;

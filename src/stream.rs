@@ -46,12 +46,12 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::sync::watch;
 
 use crate::archive::manifest::SourceCluster;
 use crate::catalog::select_indices;
 use crate::cluster::Cluster;
 use crate::dump::{DumpConfig, DumpError};
+use crate::job::CancellationToken;
 use crate::source::slice::spawn_slices_matching;
 use crate::source::{ReadError, ReaderKind, SliceEvent};
 
@@ -316,7 +316,7 @@ impl StreamInput {
 pub async fn dump_to<W: AsyncWrite + Unpin>(
     config: &DumpConfig,
     out: &mut W,
-    cancel: watch::Receiver<bool>,
+    cancel: CancellationToken,
 ) -> Result<u64, DumpError> {
     let created_at = crate::archive::manifest::now_rfc3339();
     let cluster = Arc::new(Cluster::connect(&config.source).await?);

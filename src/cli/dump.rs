@@ -6,14 +6,14 @@ use std::process::ExitCode;
 
 use clap::Args;
 use serde_json::json;
-use tokio::sync::watch;
 
+use super::progress::Progress;
 use super::select::SelectArgs;
 use super::{parse_size, print_stdout, CliError, ConnectionArgs, SourceArgs};
 use crate::archive::compression::Compression;
 use crate::archive::ArchiveError;
 use crate::dump::{AskedOptions, DumpConfig, DumpError, DumpReport, SliceCount};
-use crate::progress::Progress;
+use crate::job::CancellationToken;
 use crate::source::ReaderKind;
 
 /// Default documents per scroll page.
@@ -192,18 +192,19 @@ pub(crate) fn check_page_size(page_size: usize) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Turns `true` on the first Ctrl-C (SIGINT) or SIGTERM, the signal of
+/// Cancels the run on the first Ctrl-C (SIGINT) or SIGTERM, the signal of
 /// `kill`, `timeout`, systemd and Kubernetes: the run stops gracefully
 /// (settings put back, progress kept for `--resume`). A second signal
 /// exits at once.
-pub(crate) fn interrupt_signal() -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
-    let (cancel_tx, cancel_rx) = watch::channel(false);
+pub(crate) fn interrupt_signal() -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let cancel = CancellationToken::new();
+    let cancel_tx = cancel.clone();
     // Installed now, not when the task first runs: a signal that arrives
     // in between must not kill the process.
     let mut signals = StopSignals::install();
     let handle = tokio::spawn(async move {
         if let Some(name) = signals.next().await {
-            let _ = cancel_tx.send(true);
+            cancel_tx.cancel();
             eprintln!(
                 "interrupted by {name}: stopping (send it again, or press Ctrl-C, to stop at once)"
             );
@@ -212,7 +213,7 @@ pub(crate) fn interrupt_signal() -> (watch::Receiver<bool>, tokio::task::JoinHan
             }
         }
     });
-    (cancel_rx, handle)
+    (cancel, handle)
 }
 
 /// The signals that stop a run.
@@ -257,7 +258,7 @@ pub async fn run(args: DumpArgs) -> Result<ExitCode, CliError> {
     }
     let progress = Progress::new(args.quiet || args.json, args.quiet);
     let (cancel_rx, interrupt) = interrupt_signal();
-    let result = crate::dump::run(&config, &progress, cancel_rx).await;
+    let result = crate::dump::run(&config, &progress.events(), cancel_rx).await;
     interrupt.abort();
     progress.finish();
     match result {

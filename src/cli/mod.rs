@@ -2,11 +2,13 @@
 //! resolution of their values into the configs the stages run with
 //! ([`crate::dump::DumpConfig`]…): URLs parsed, credentials loaded, regexes
 //! compiled. Output for people (summary lines) and for machines (`--json`)
-//! is printed here too.
+//! is printed here too, and the events of a running job are drawn as
+//! progress bars ([`progress`]).
 
 mod cluster_args;
 mod dump;
 mod inspect;
+pub mod progress;
 pub(crate) mod restore;
 mod select;
 mod verify;

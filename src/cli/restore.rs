@@ -9,11 +9,11 @@ use clap::{Args, ValueEnum};
 use serde_json::json;
 
 use super::dump::{check_page_size, interrupt_signal, parse_slices, DEFAULT_PAGE_SIZE};
+use super::progress::Progress;
 use super::select::{RenameArgs, SelectArgs};
 use super::{parse_size, print_stdout, CliError, ConnectionArgs, SourceArgs, TargetArgs};
 use crate::archive::reader;
 use crate::cluster::Cluster;
-use crate::progress::Progress;
 use crate::restore::load::BulkSize;
 use crate::restore::plan::{self, RestorePlan};
 use crate::restore::report::{RestoreReport, Status};
@@ -436,7 +436,7 @@ pub async fn run_copy(args: CopyArgs) -> Result<ExitCode, CliError> {
             .as_deref()
             .map(super::dump::parse_query)
             .transpose()?,
-        &progress,
+        &progress.events(),
     )
     .await
     .map_err(CliError::failure)?;
@@ -460,7 +460,7 @@ async fn execute(
         .iter()
         .any(|i| matches!(i.data, plan::DataOrigin::Stdin(_)));
     let (cancel, interrupt) = interrupt_signal();
-    let result = crate::restore::run(config, plan, target, &progress, cancel).await;
+    let result = crate::restore::run(config, plan, target, &progress.events(), cancel).await;
     interrupt.abort();
     progress.finish();
     let report = result.map_err(|e| match e {
@@ -486,40 +486,12 @@ async fn execute(
             } else if code == 1 {
                 eprintln!(
                     "error: the restore did not complete: {}",
-                    first_problem(&report)
+                    crate::restore::report::first_problem(&report)
                 );
             }
             Ok(ExitCode::from(code))
         }
     }
-}
-
-fn first_problem(report: &RestoreReport) -> String {
-    report
-        .indices
-        .iter()
-        .find(|i| i.status == Status::Failed || i.failed > 0)
-        .map(|i| {
-            format!(
-                "index {:?}: {}",
-                i.name,
-                i.reason.as_deref().unwrap_or("failed")
-            )
-        })
-        .or_else(|| {
-            report
-                .templates
-                .iter()
-                .find(|t| t.status == Status::Failed)
-                .map(|t| {
-                    format!(
-                        "template {:?}: {}",
-                        t.name,
-                        t.reason.as_deref().unwrap_or("failed")
-                    )
-                })
-        })
-        .unwrap_or_else(|| "interrupted".into())
 }
 
 /// `created`, `skipped: why`, `FAILED: why`: what happened to a template

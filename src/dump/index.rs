@@ -7,7 +7,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::Value;
-use tokio::sync::watch;
 
 use super::checkpoint::{Checkpointer, IndexCheckpoint};
 use super::pipeline::{dump_data, DataJob, PipelineError};
@@ -19,7 +18,7 @@ use crate::archive::ArchiveError;
 use crate::catalog::{extra_file, read_metadata, read_templates, IndexMetadata, Selected};
 use crate::cluster::extras::{ExtraKind, Offered};
 use crate::cluster::{Cluster, ClusterError};
-use crate::progress::Progress;
+use crate::job::{CancellationToken, Events, IndexOutcome};
 
 /// Writes lifecycle policies, ingest pipelines, stored scripts, data
 /// streams (and with `cluster_settings`, persistent cluster settings), each
@@ -29,7 +28,7 @@ pub(super) async fn dump_extras(
     cluster: &Cluster,
     archive: &ArchiveWriter,
     cluster_settings: bool,
-    progress: &Progress,
+    events: &Events,
 ) -> Result<Vec<FileEntry>, DumpError> {
     let mut kinds = ExtraKind::for_flavor(cluster.flavor()).to_vec();
     if cluster_settings {
@@ -49,8 +48,8 @@ pub(super) async fn dump_extras(
     }
     if let Some((_, reason)) = not_offered.first() {
         let kinds: Vec<&str> = not_offered.iter().map(|(k, _)| *k).collect();
-        progress.println(&format!(
-            "warning: not dumped, the cluster does not offer them: {} (first: {reason})",
+        events.warn(format!(
+            "not dumped, the cluster does not offer them: {} (first: {reason})",
             kinds.join(", ")
         ));
     }
@@ -61,10 +60,10 @@ pub(super) async fn dump_extras(
 pub(super) async fn dump_templates(
     cluster: &Cluster,
     archive: &ArchiveWriter,
-    progress: &Progress,
+    events: &Events,
 ) -> Result<Vec<FileEntry>, DumpError> {
     archive.create_dir("cluster").await?;
-    let set = read_templates(cluster, progress).await?;
+    let set = read_templates(cluster, events).await?;
     let mut files = vec![
         archive
             .write_json("cluster/templates.json", FileKind::Templates, &set.legacy)
@@ -104,11 +103,49 @@ pub(super) async fn dump_index(
     archive: &ArchiveWriter,
     config: &DumpConfig,
     selected: &Selected,
-    progress: &Progress,
+    events: &Events,
     checkpointer: &Arc<Checkpointer>,
     earlier: Option<IndexCheckpoint>,
     readers: Arc<tokio::sync::Semaphore>,
-    cancel: watch::Receiver<bool>,
+    cancel: CancellationToken,
+) -> Result<IndexEntry, IndexFailure> {
+    let name = selected.name.as_str();
+    let result = dump_index_reported(
+        cluster,
+        archive,
+        config,
+        selected,
+        events,
+        checkpointer,
+        earlier,
+        readers,
+        cancel,
+    )
+    .await;
+    match &result {
+        Ok(entry) => events.finish(name, entry.docs, IndexOutcome::Done),
+        Err(failure) => events.finish(
+            name,
+            0,
+            IndexOutcome::Failed {
+                reason: failure.reason.clone(),
+            },
+        ),
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn dump_index_reported(
+    cluster: &Arc<Cluster>,
+    archive: &ArchiveWriter,
+    config: &DumpConfig,
+    selected: &Selected,
+    events: &Events,
+    checkpointer: &Arc<Checkpointer>,
+    earlier: Option<IndexCheckpoint>,
+    readers: Arc<tokio::sync::Semaphore>,
+    cancel: CancellationToken,
 ) -> Result<IndexEntry, IndexFailure> {
     let name = selected.name.as_str();
     let data_stream = selected.data_stream.is_some();
@@ -169,8 +206,8 @@ pub(super) async fn dump_index(
     };
     let mut files = write_meta.await?;
 
-    progress.expect(expected);
-    let bar = progress.index(name, expected);
+    events.plan(name, None, expected);
+    let counter = events.start(name, 0, 0);
     let job = DataJob {
         index: name.to_string(),
         folder: folder.clone(),
@@ -187,7 +224,7 @@ pub(super) async fn dump_index(
         cluster.clone(),
         archive.clone(),
         &job,
-        bar.clone(),
+        counter,
         checkpointer.clone(),
         earlier_slices,
         cancel,
@@ -197,10 +234,9 @@ pub(super) async fn dump_index(
         Ok(r) => r,
         Err(e) => return Err(e.into()),
     };
-    bar.finish();
     if docs != expected {
-        progress.println(&format!(
-            "warning: index {name:?}: {docs} documents dumped, _count said {expected} before the dump (was it written to meanwhile?)"
+        events.warn(format!(
+            "index {name:?}: {docs} documents dumped, _count said {expected} before the dump (was it written to meanwhile?)"
         ));
     }
     files.extend(data);

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
-use tokio::sync::watch;
 
 use crate::archive::manifest::now_rfc3339;
 use crate::archive::manifest::{FailedIndex, IndexEntry, Manifest, SkippedIndex, SourceCluster};
@@ -23,7 +22,7 @@ use crate::archive::writer::ArchiveWriter;
 use crate::archive::{ArchiveError, CURRENT_VERSION, FORMAT_NAME};
 use crate::catalog::{select_indices, IndexSelector, Selected};
 use crate::cluster::{Cluster, ClusterError};
-use crate::progress::Progress;
+use crate::job::{CancellationToken, Event, Events, IndexOutcome, JobKind, JobOutcome};
 use checkpoint::{checkpointer, Checkpoint, CHECKPOINT_FILE};
 
 pub use config::{AskedOptions, DumpConfig, SliceCount};
@@ -102,20 +101,48 @@ pub struct DumpReport {
     pub elapsed: Duration,
 }
 
-/// Runs a dump, or continues one with `config.resume`. `cancel` turning
-/// `true` stops it (Ctrl-C): the checkpoint then says where to continue.
+/// Runs a dump, or continues one with `config.resume`, reporting through
+/// `events` (see [`crate::job`]). Cancelling `cancel` stops it (Ctrl-C):
+/// the checkpoint then says where to continue, and the error is
+/// [`DumpError::Interrupted`] (or, replacing an archive, a
+/// [`DumpError::NotReplaced`] of [`DumpError::Stopped`]).
 pub async fn run(
     config: &DumpConfig,
-    progress: &Progress,
-    cancel: watch::Receiver<bool>,
+    events: &Events,
+    cancel: CancellationToken,
+) -> Result<DumpReport, DumpError> {
+    events.emit(Event::JobStarted {
+        kind: JobKind::Dump,
+    });
+    let result = run_dump(config, events, cancel).await;
+    events.emit(Event::JobFinished {
+        outcome: match &result {
+            Ok(_) => JobOutcome::Succeeded,
+            Err(DumpError::Interrupted(_) | DumpError::Stopped) => JobOutcome::Cancelled,
+            Err(DumpError::NotReplaced { error, .. }) if matches!(**error, DumpError::Stopped) => {
+                JobOutcome::Cancelled
+            }
+            Err(DumpError::Incomplete { .. }) => JobOutcome::Partial,
+            Err(e) => JobOutcome::Failed {
+                message: e.to_string(),
+            },
+        },
+    });
+    result
+}
+
+async fn run_dump(
+    config: &DumpConfig,
+    events: &Events,
+    cancel: CancellationToken,
 ) -> Result<DumpReport, DumpError> {
     let started = Instant::now();
     // Connect first, so that an unreachable cluster leaves no folder behind.
     let cluster = Arc::new(Cluster::connect(&config.source).await?);
     let info = cluster.info().clone();
     if !info.is_supported() {
-        progress.println(&format!(
-            "warning: {} {} is not a version esark is tested with (Elasticsearch 6-9, OpenSearch 1-3); continuing",
+        events.warn(format!(
+            "{} {} is not a version esark is tested with (Elasticsearch 6-9, OpenSearch 1-3); continuing",
             info.flavor, info.version
         ));
     }
@@ -154,13 +181,10 @@ pub async fn run(
         ArchiveWriter::create(&config.output, config.overwrite).await?
     };
     for closed in &skipped {
-        progress.println(&format!(
-            "warning: index {:?} is closed; skipped",
-            closed.name
-        ));
+        events.warn(format!("index {:?} is closed; skipped", closed.name));
     }
     let written = write_archive(
-        &cluster, &archive, config, checkpoint, source, selected, skipped, progress, cancel,
+        &cluster, &archive, config, checkpoint, source, selected, skipped, events, cancel,
     )
     .await;
     if archive.replaces().is_none() {
@@ -213,8 +237,8 @@ async fn write_archive(
     source: SourceCluster,
     selected: Vec<Selected>,
     skipped: Vec<SkippedIndex>,
-    progress: &Progress,
-    cancel: watch::Receiver<bool>,
+    events: &Events,
+    cancel: CancellationToken,
 ) -> Result<Manifest, DumpError> {
     let checkpointer = Arc::new(checkpointer(archive.root(), checkpoint.clone()));
     // Written at once: even a run killed before its first chunk can resume.
@@ -222,9 +246,9 @@ async fn write_archive(
     checkpointer.flush().await?;
     let total = selected.len();
 
-    let mut cluster_files = dump_templates(cluster, archive, progress).await?;
+    let mut cluster_files = dump_templates(cluster, archive, events).await?;
     cluster_files
-        .extend(dump_extras(cluster, archive, config.include_cluster_settings, progress).await?);
+        .extend(dump_extras(cluster, archive, config.include_cluster_settings, events).await?);
 
     let readers = Arc::new(tokio::sync::Semaphore::new(config.readers.max(1)));
     let results: Vec<(String, Result<IndexEntry, IndexFailure>)> = stream::iter(selected)
@@ -239,8 +263,8 @@ async fn write_archive(
             async move {
                 let r = match earlier.as_ref().and_then(|e| e.done.clone()) {
                     Some(done) => {
-                        progress.expect(done.docs);
-                        progress.index(&name, done.docs).inc(done.docs);
+                        events.plan(&name, None, done.docs);
+                        events.finish(&name, done.docs, IndexOutcome::Done);
                         Ok(done)
                     }
                     None => {
@@ -249,7 +273,7 @@ async fn write_archive(
                             &archive,
                             config,
                             &selected,
-                            progress,
+                            events,
                             &checkpointer,
                             earlier,
                             readers,
@@ -267,7 +291,7 @@ async fn write_archive(
     // Whatever happened, what is recorded is on disk before the run ends.
     checkpointer.flush().await?;
 
-    if *cancel.borrow() {
+    if cancel.is_cancelled() {
         return Err(DumpError::Interrupted(config.output.clone()));
     }
     let mut indices = Vec::new();

@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use super::checkpoint::{Checkpointer, SliceCheckpoint};
 use crate::archive::compression::Compression;
@@ -27,7 +27,7 @@ use crate::archive::writer::ArchiveWriter;
 use crate::archive::ArchiveError;
 use crate::cluster::scroll::Slice;
 use crate::cluster::Cluster;
-use crate::progress::IndexProgress;
+use crate::job::{CancellationToken, IndexCounter};
 use crate::sink::ChunkWriter;
 use crate::source::pit::PitPosition;
 use crate::source::{ReadError, ReaderKind, SliceEvent, SliceReader};
@@ -92,10 +92,10 @@ pub async fn dump_data(
     cluster: Arc<Cluster>,
     archive: ArchiveWriter,
     job: &DataJob,
-    progress: IndexProgress,
+    counter: IndexCounter,
     checkpointer: Arc<Checkpointer>,
     resume: BTreeMap<u32, SliceCheckpoint>,
-    cancel: watch::Receiver<bool>,
+    cancel: CancellationToken,
 ) -> Result<(Vec<FileEntry>, u64), PipelineError> {
     let mut tasks = Vec::new();
     for id in 0..job.slices {
@@ -115,7 +115,8 @@ pub async fn dump_data(
         );
         if state.done {
             let docs = state.docs();
-            progress.inc(docs);
+            // Counted without bytes: those are of the run that read them.
+            counter.add(docs, 0);
             tasks.push((
                 None,
                 tokio::spawn(async move { Ok((state.chunks, docs, None)) }),
@@ -130,7 +131,7 @@ pub async fn dump_data(
             .filter(|_| job.reader.reads_with_pit(&cluster));
         let mut writer = writer.resume(state.chunks.clone());
         match &position {
-            Some(_) => progress.inc(state.docs()),
+            Some(_) => counter.add(state.docs(), 0),
             None => writer.discard().await?,
         }
         let reader = SliceReader::new(
@@ -153,7 +154,7 @@ pub async fn dump_data(
             let _permit = readers.acquire_owned().await;
             reader.pump(tx, read_cancel).await
         });
-        let write = tokio::spawn(write_slice(writer, rx, progress.clone(), hook, position));
+        let write = tokio::spawn(write_slice(writer, rx, counter.clone(), hook, position));
         tasks.push((Some(read), write));
     }
     let panicked = |e: tokio::task::JoinError| PipelineError::Panicked {
@@ -213,11 +214,13 @@ pub async fn dump_data(
 async fn write_slice(
     mut writer: ChunkWriter,
     mut rx: mpsc::Receiver<SliceEvent>,
-    progress: IndexProgress,
+    counter: IndexCounter,
     hook: SliceHook,
     start: Option<PitPosition>,
 ) -> Result<(Vec<FileEntry>, u64, Option<PitPosition>), PipelineError> {
     let mut docs: u64 = writer.finished().iter().filter_map(|f| f.docs).sum();
+    // Bytes of the pages read by this run (counted on the index).
+    let mut bytes: u64 = 0;
     // Where reading stood after the last page written; documents of the
     // first page that a resumed reader dropped (already in kept chunks).
     let mut skipped_before = start.as_ref().map_or(0, |s| s.skip);
@@ -231,8 +234,9 @@ async fn write_slice(
                 hook.record(SliceCheckpoint::default())?;
                 hook.checkpointer.flush().await?;
                 writer.discard().await?;
-                progress.dec(docs);
+                counter.take_back(docs, bytes);
                 docs = 0;
+                bytes = 0;
                 last = None;
                 skipped_before = 0;
                 continue;
@@ -242,7 +246,8 @@ async fn write_slice(
         let closed_before = writer.finished().len();
         writer.push(&page.lines, page.docs).await?;
         docs += page.docs;
-        progress.inc(page.docs);
+        bytes += page.lines.len() as u64;
+        counter.add(page.docs, page.lines.len() as u64);
         let here = page.pit_id.as_ref().map(|pit| PitPosition {
             pit_id: pit.clone(),
             cursor: page.cursor.clone(),

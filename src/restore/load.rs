@@ -14,11 +14,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::StreamExt;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::plan::DataOrigin;
-use crate::progress::IndexProgress;
+use crate::job::{CancellationToken, IndexCounter};
 use crate::sink::bulk::{BulkBuilder, BulkIndexer, IndexStats, Pending};
 use crate::source::archive::{ChunkError, ChunkFile, ChunkLines};
 use crate::source::foreign::{ForeignError, ForeignFile, ForeignLines};
@@ -90,7 +89,9 @@ pub struct LoadTarget<'a> {
     pub indexer: &'a BulkIndexer,
     pub index: Arc<str>,
     pub stats: Arc<IndexStats>,
-    pub progress: &'a IndexProgress,
+    /// The index's running totals: documents (and their bytes) handed to
+    /// the indexer.
+    pub counter: &'a IndexCounter,
 }
 
 /// Feeds every document of `origin` (minus the chunks in `chunks.done`) to
@@ -102,7 +103,7 @@ pub async fn load(
     builder: BulkBuilder,
     target: LoadTarget<'_>,
     chunks: ChunkHooks,
-    cancel: watch::Receiver<bool>,
+    cancel: CancellationToken,
 ) -> Result<Loaded, LoadError> {
     let mut feeder = Feeder {
         builder,
@@ -173,12 +174,12 @@ impl Feeder<'_> {
         stats: &Arc<IndexStats>,
         pending: &mut Pending,
     ) {
-        let docs = request.docs() as u64;
+        let (docs, bytes) = (request.docs() as u64, request.bytes() as u64);
         self.target
             .indexer
             .submit(&self.target.index, request, stats, pending)
             .await;
-        self.target.progress.inc(docs);
+        self.target.counter.add(docs, bytes);
     }
 
     /// Reads chunk after chunk; each chunk's requests are awaited by a task
@@ -188,13 +189,13 @@ impl Feeder<'_> {
         &mut self,
         files: &[ChunkFile],
         hooks: ChunkHooks,
-        cancel: watch::Receiver<bool>,
+        cancel: CancellationToken,
     ) -> Result<(), LoadError> {
         let mut waiters = JoinSet::new();
         let mut buf = Vec::with_capacity(64 * 1024);
         let mut result = Ok(());
         for file in files.iter().filter(|f| !hooks.done.contains(&f.path)) {
-            if *cancel.borrow() {
+            if cancel.is_cancelled() {
                 result = Err(LoadError::Interrupted);
                 break;
             }
@@ -221,7 +222,7 @@ impl Feeder<'_> {
                     Ok(false) => break Ok(()),
                     Err(e) => break Err(LoadError::from(e)),
                 }
-                if *cancel.borrow() {
+                if cancel.is_cancelled() {
                     break Err(LoadError::Interrupted);
                 }
                 if let Err(reason) = self.push(&buf, &stats, &mut pending).await {
@@ -266,7 +267,7 @@ impl Feeder<'_> {
     async fn feed_stdin(
         &mut self,
         input: &StreamInput,
-        mut cancel: watch::Receiver<bool>,
+        cancel: CancellationToken,
     ) -> Result<(), LoadError> {
         let Some(mut input) = input.take() else {
             return Err(LoadError::Stream(StreamError::AlreadyRead));
@@ -279,7 +280,7 @@ impl Feeder<'_> {
             // wait for its next line.
             let next = tokio::select! {
                 next = input.next_doc(&mut buf) => next,
-                () = cancelled(&mut cancel) => break Err(LoadError::Interrupted),
+                () = cancel.cancelled() => break Err(LoadError::Interrupted),
             };
             match next {
                 Ok(true) => {}
@@ -304,7 +305,7 @@ impl Feeder<'_> {
     async fn feed_foreign(
         &mut self,
         files: &[ForeignFile],
-        cancel: watch::Receiver<bool>,
+        cancel: CancellationToken,
     ) -> Result<(), LoadError> {
         let stats = self.target.stats.clone();
         let mut pending = Pending::new();
@@ -316,7 +317,7 @@ impl Feeder<'_> {
                 Ok(false) => break Ok(()),
                 Err(e) => break Err(LoadError::from(e)),
             }
-            if *cancel.borrow() {
+            if cancel.is_cancelled() {
                 break Err(LoadError::Interrupted);
             }
             if let Err(reason) = self.push(&buf, &stats, &mut pending).await {
@@ -338,7 +339,7 @@ impl Feeder<'_> {
         page_size: usize,
         reader: ReaderKind,
         query: Option<Arc<str>>,
-        cancel: watch::Receiver<bool>,
+        cancel: CancellationToken,
     ) -> Result<(), LoadError> {
         let stats = self.target.stats.clone();
         let mut pending = Pending::new();
@@ -402,12 +403,5 @@ impl Feeder<'_> {
             Some(e) => Err(e),
             None => Ok(()),
         }
-    }
-}
-
-/// Completes once `cancel` turns `true`; never if it cannot any more.
-async fn cancelled(cancel: &mut watch::Receiver<bool>) {
-    if cancel.wait_for(|stop| *stop).await.is_err() {
-        std::future::pending::<()>().await;
     }
 }

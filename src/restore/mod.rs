@@ -22,12 +22,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::stream::{self, StreamExt};
-use tokio::sync::watch;
 
 use crate::archive::ArchiveError;
 use crate::cluster::extras::{is_not_offered, ExtraKind};
 use crate::cluster::{Cluster, ClusterConfig, ClusterError};
-use crate::progress::Progress;
+use crate::job::{CancellationToken, Event, Events, IndexOutcome, JobKind, JobOutcome};
 use crate::retry::RetryPolicy;
 use crate::sink::bulk::{BulkBuilder, BulkIndexer, BulkOp, IndexStats};
 use crate::sink::rate::RateLimits;
@@ -101,14 +100,52 @@ pub struct RestoreConfig {
     pub cluster_settings: bool,
 }
 
-/// Runs a plan against `target`. `cancel` turning `true` (Ctrl-C) stops
-/// reading; requests in flight finish and settings are put back.
+/// Runs a plan against `target`, reporting through `events` (see
+/// [`crate::job`]). Cancelling `cancel` (Ctrl-C) stops reading; requests
+/// in flight finish, settings are put back, the state is kept for
+/// `--resume`, and the report says `interrupted`.
 pub async fn run(
     config: &RestoreConfig,
     plan: RestorePlan,
     target: Arc<Cluster>,
-    progress: &Progress,
-    cancel: watch::Receiver<bool>,
+    events: &Events,
+    cancel: CancellationToken,
+) -> Result<RestoreReport, RestoreError> {
+    let kind = if plan
+        .indices
+        .iter()
+        .any(|i| matches!(i.data, plan::DataOrigin::Cluster { .. }))
+    {
+        JobKind::Copy
+    } else {
+        JobKind::Restore
+    };
+    events.emit(Event::JobStarted { kind });
+    let result = run_plan(config, plan, target, events, cancel).await;
+    events.emit(Event::JobFinished {
+        outcome: match &result {
+            Ok(report) if report.interrupted => JobOutcome::Cancelled,
+            Ok(report) => match report.exit_code() {
+                0 => JobOutcome::Succeeded,
+                3 => JobOutcome::Partial,
+                _ => JobOutcome::Failed {
+                    message: report::first_problem(report),
+                },
+            },
+            Err(e) => JobOutcome::Failed {
+                message: e.to_string(),
+            },
+        },
+    });
+    result
+}
+
+async fn run_plan(
+    config: &RestoreConfig,
+    plan: RestorePlan,
+    target: Arc<Cluster>,
+    events: &Events,
+    cancel: CancellationToken,
 ) -> Result<RestoreReport, RestoreError> {
     let started = Instant::now();
     // Before anything is written: a recorded, unfinished restore is
@@ -131,11 +168,14 @@ pub async fn run(
         )?)),
         None => None,
     };
-    let rejects = Arc::new(if state.is_some() && config.resume {
-        RejectsWriter::resume(&config.rejects)?
-    } else {
-        RejectsWriter::fresh(&config.rejects)?
-    });
+    let rejects = Arc::new(
+        if state.is_some() && config.resume {
+            RejectsWriter::resume(&config.rejects)?
+        } else {
+            RejectsWriter::fresh(&config.rejects)?
+        }
+        .with_events(events.clone()),
+    );
     let indexer = BulkIndexer::new(
         target.clone(),
         config.concurrency,
@@ -206,8 +246,9 @@ pub async fn run(
         let lost: u64 = lost_of(&index.name).iter().map(|l| l.docs).sum();
         index.docs.saturating_sub(lost)
     };
-    if config.data {
-        progress.expect(plan.indices.iter().map(expected_of).sum());
+    for index in &plan.indices {
+        let docs = if config.data { expected_of(index) } else { 0 };
+        events.plan(&index.name, Some(&index.target), docs);
     }
     let siblings: Vec<String> = plan.indices.iter().map(|i| i.target.clone()).collect();
     let siblings = &siblings;
@@ -224,14 +265,21 @@ pub async fn run(
                     target,
                     indexer,
                     state,
-                    progress,
+                    events,
                     cancel,
                 )
                 .await;
-                if config.data {
-                    let counted = report.written + report.rejected + report.failed;
-                    progress.unexpect(expected_of(index).saturating_sub(counted));
-                }
+                let counted = report.written + report.rejected + report.failed;
+                let outcome = match (report.status, &report.reason) {
+                    (Status::Restored, _) => IndexOutcome::Done,
+                    (Status::Skipped, reason) => IndexOutcome::Skipped {
+                        reason: reason.clone().unwrap_or_default(),
+                    },
+                    (Status::Failed, reason) => IndexOutcome::Failed {
+                        reason: reason.clone().unwrap_or_else(|| "failed".into()),
+                    },
+                };
+                events.finish(&index.name, counted, outcome);
                 report
             }
         })
@@ -244,7 +292,7 @@ pub async fn run(
     if rejects.is_used() {
         report.rejects_file = Some(rejects.path().to_path_buf());
     }
-    report.interrupted = *cancel.borrow();
+    report.interrupted = cancel.is_cancelled();
     report.elapsed = started.elapsed();
     if let Some(state) = &state {
         if !report.failed() {
@@ -306,21 +354,18 @@ async fn restore_index(
     target: &Arc<Cluster>,
     indexer: &BulkIndexer,
     state: Option<&Arc<state::StateFile>>,
-    progress: &Progress,
-    cancel: watch::Receiver<bool>,
+    events: &Events,
+    cancel: CancellationToken,
 ) -> IndexReport {
     let mut report = IndexReport::new(&index.name, &index.target, index.docs);
     report.lost = lost;
     let lost_docs: u64 = report.lost.iter().map(|l| l.docs).sum();
-    if *cancel.borrow() {
+    if cancel.is_cancelled() {
         report.reason = Some("interrupted before it started".into());
         return report;
     }
     let earlier = state.and_then(|s| s.index(&index.name));
     if let Some(done) = earlier.as_ref().and_then(|e| e.done.clone()) {
-        if config.data {
-            progress.count(done.written + done.rejected + done.failed);
-        }
         return done;
     }
     let (concrete, restore_settings) = match &earlier {
@@ -420,8 +465,6 @@ async fn restore_index(
     let mut problems = Vec::new();
     if config.data {
         let stats = Arc::new(IndexStats::default());
-        let expected = index.docs.saturating_sub(lost_docs);
-        let bar = progress.index(&index.target, expected);
         let target_name: Arc<str> = Arc::from(concrete.as_str());
         // A data stream takes `create` actions only (an id already in it
         // is a rejected document, reported as such).
@@ -447,7 +490,7 @@ async fn restore_index(
                     .fold((0, 0), |(w, r), (cw, cr)| (w + cw, r + cr))
             })
             .unwrap_or((0, 0));
-        bar.inc(before_written + before_rejected);
+        let counter = events.start(&index.name, before_written + before_rejected, 0);
         let start: Option<load::ChunkStart> = state.map(|state| {
             let state = state.clone();
             let name = index.name.clone();
@@ -488,7 +531,7 @@ async fn restore_index(
                 indexer,
                 index: target_name,
                 stats: stats.clone(),
-                progress: &bar,
+                counter: &counter,
             },
             load::ChunkHooks {
                 done,
@@ -500,7 +543,6 @@ async fn restore_index(
         )
         .await;
         stats.add(before_written, before_rejected, 0);
-        bar.finish();
         let (written, rejected, failed) = stats.snapshot();
         report.rejected = rejected;
         report.failed = failed;

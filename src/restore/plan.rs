@@ -15,7 +15,7 @@ use crate::archive::reader::Archive;
 use crate::catalog::{read_metadata, read_templates, IndexMetadata, IndexSelector, TemplateSet};
 use crate::cluster::extras::ExtraKind;
 use crate::cluster::Cluster;
-use crate::progress::Progress;
+use crate::job::Events;
 use crate::source::archive::ChunkLines;
 use crate::source::archive::{ChunkDigest, ChunkFile};
 use crate::source::foreign::{ForeignError, ForeignFile, ForeignKind, ForeignLines};
@@ -457,17 +457,14 @@ pub async fn from_cluster(
     page_size: usize,
     reader: ReaderKind,
     query: Option<Arc<str>>,
-    progress: &Progress,
+    events: &Events,
 ) -> Result<RestorePlan, RestoreError> {
     let (selected, skipped) = crate::catalog::select_indices(&source, selector).await?;
     for closed in &skipped {
-        progress.println(&format!(
-            "warning: index {:?} is closed; skipped",
-            closed.name
-        ));
+        events.warn(format!("index {:?} is closed; skipped", closed.name));
     }
     let mut plan = RestorePlan {
-        templates: read_templates(&source, progress).await?,
+        templates: read_templates(&source, events).await?,
         ..RestorePlan::default()
     };
     let mut kinds = ExtraKind::for_flavor(source.flavor()).to_vec();
@@ -484,8 +481,8 @@ pub async fn from_cluster(
     }
     if let Some((_, reason)) = not_offered.first() {
         let kinds: Vec<&str> = not_offered.iter().map(|(k, _)| *k).collect();
-        progress.println(&format!(
-            "warning: not copied, the source does not offer them: {} (first: {reason})",
+        events.warn(format!(
+            "not copied, the source does not offer them: {} (first: {reason})",
             kinds.join(", ")
         ));
     }

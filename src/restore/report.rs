@@ -167,3 +167,32 @@ impl RestoreReport {
         self.indices.iter().map(|i| i.written).sum()
     }
 }
+
+/// The first thing that went wrong, as `index "logs": why`.
+pub fn first_problem(report: &RestoreReport) -> String {
+    report
+        .indices
+        .iter()
+        .find(|i| i.status == Status::Failed || i.failed > 0)
+        .map(|i| {
+            format!(
+                "index {:?}: {}",
+                i.name,
+                i.reason.as_deref().unwrap_or("failed")
+            )
+        })
+        .or_else(|| {
+            report
+                .templates
+                .iter()
+                .find(|t| t.status == Status::Failed)
+                .map(|t| {
+                    format!(
+                        "template {:?}: {}",
+                        t.name,
+                        t.reason.as_deref().unwrap_or("failed")
+                    )
+                })
+        })
+        .unwrap_or_else(|| "interrupted".into())
+}

@@ -26,6 +26,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::archive::ArchiveError;
+use crate::job::{Event, Events};
 
 pub struct RejectsWriter {
     path: PathBuf,
@@ -36,6 +37,8 @@ pub struct RejectsWriter {
     failed: Mutex<Option<String>>,
     /// `index\0id` of the documents an earlier run listed (resumed only).
     listed: HashSet<String>,
+    /// Each reject is also an [`Event::DocumentRejected`].
+    events: Events,
 }
 
 #[derive(Deserialize)]
@@ -67,7 +70,14 @@ impl RejectsWriter {
             file: Mutex::new(None),
             failed: Mutex::new(None),
             listed: HashSet::new(),
+            events: Events::discard(),
         }
+    }
+
+    /// Reports each reject written as an event too.
+    pub fn with_events(mut self, events: Events) -> RejectsWriter {
+        self.events = events;
+        self
     }
 
     /// The writer of a new run (not `--resume`): the file an earlier run
@@ -161,6 +171,15 @@ impl RejectsWriter {
         if !self.listed.is_empty() && self.listed.contains(&format!("{index}\0{id}")) {
             return Ok(());
         }
+        self.events.emit(Event::DocumentRejected {
+            index: index.to_string(),
+            id: match serde_json::from_str::<Option<String>>(&id) {
+                Ok(id) => id,
+                Err(_) => Some(id.clone()),
+            },
+            status,
+            reason: reason.to_string(),
+        });
         self.append(line.as_bytes()).map_err(|e| {
             self.failed
                 .lock()

@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use super::page::Page;
 use super::pit::{PitPosition, PitReader};
@@ -26,6 +26,7 @@ use super::scroll::ScrollReader;
 use super::ReadError;
 use crate::cluster::scroll::Slice;
 use crate::cluster::Cluster;
+use crate::job::CancellationToken;
 use crate::retry::{classify_status, RetryAction, RetryPolicy};
 
 /// Pages buffered between a slice's reader and its consumer (the chunk
@@ -263,13 +264,13 @@ impl SliceReader {
     }
 
     /// Sends pages into `tx` until the slice is exhausted, the receiver is
-    /// gone (its side reports why), or `cancel` turns true. Contexts are
+    /// gone (its side reports why), or `cancel` is cancelled. Contexts are
     /// closed at the end, except a point in time when the run is
     /// interrupted (a resumed run continues with it).
     pub async fn pump(
         mut self,
         tx: mpsc::Sender<SliceEvent>,
-        mut cancel: watch::Receiver<bool>,
+        cancel: CancellationToken,
     ) -> Result<(), ReadError> {
         let mut rng = fastrand::Rng::new();
         let mut attempt = 1;
@@ -278,12 +279,12 @@ impl SliceReader {
         // this run, or chunks kept from the earlier run it resumes.
         let mut held = self.resumed;
         let result = loop {
-            if *cancel.borrow() {
+            if cancel.is_cancelled() {
                 break Err(ReadError::Interrupted);
             }
             let page = tokio::select! {
                 page = self.next_page() => page,
-                _ = cancel.changed() => break Err(ReadError::Interrupted),
+                () = cancel.cancelled() => break Err(ReadError::Interrupted),
             };
             let error = match page {
                 Ok(Some(page)) => {
@@ -355,7 +356,7 @@ impl SliceReader {
                         let delay = self.policy.delay(restarts, &mut rng);
                         tokio::select! {
                             _ = tokio::time::sleep(delay) => {}
-                            _ = cancel.changed() => break Err(ReadError::Interrupted),
+                            () = cancel.cancelled() => break Err(ReadError::Interrupted),
                         }
                     }
                 }
@@ -394,7 +395,7 @@ pub fn spawn_slices_matching(
     page_size: usize,
     kind: ReaderKind,
     query: Option<Arc<str>>,
-    cancel: watch::Receiver<bool>,
+    cancel: CancellationToken,
 ) -> SliceEvents {
     use futures::StreamExt;
     let mut streams = Vec::new();

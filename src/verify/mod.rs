@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-use tokio::sync::watch;
 
 use crate::archive::line::parse_line;
 use crate::catalog::{read_index_metadata, IndexMetadata, TemplateSet};
@@ -251,7 +250,6 @@ async fn digest_side(
             // One side per slice, so that a restarted slice (a lost scroll
             // page) can start its own count again.
             let mut sides: Vec<Side> = (0..*slices).map(|_| Side::new(only)).collect();
-            let (_keep, cancel) = watch::channel(false);
             let (mut events, readers) = spawn_slices_matching(
                 cluster.clone(),
                 index,
@@ -259,7 +257,7 @@ async fn digest_side(
                 *page_size,
                 *reader,
                 query.clone(),
-                cancel,
+                crate::job::CancellationToken::new(),
             );
             let mut failed = None;
             while let Some((slice, event)) = events.next().await {
