@@ -15,7 +15,7 @@
 //! ```text
 //! JobStarted
 //!   (per index) IndexPlanned -> IndexStarted -> IndexProgress* -> IndexFinished
-//!   Warning*, DocumentRejected*           (any time)
+//!   Warning*, Info*, DocumentRejected*    (any time)
 //! JobFinished
 //! ```
 //!
@@ -87,8 +87,10 @@ pub enum Event {
     IndexStarted {
         index: String,
     },
-    /// Running totals of the index in this job: documents, and their
-    /// bytes as JSON lines (uncompressed).
+    /// Running totals of the index in this job: documents, and the bytes
+    /// this run moved (a dump: pages read, as JSON lines; a restore: bulk
+    /// bodies sent). Documents a resumed run found done are counted
+    /// without bytes.
     IndexProgress {
         index: String,
         docs: u64,
@@ -101,6 +103,10 @@ pub enum Event {
     },
     /// Something the user should know that does not stop the job.
     Warning {
+        message: String,
+    },
+    /// A fact worth a line (the kind of input detected), not a warning.
+    Info {
         message: String,
     },
     /// A document the target refused for good (also in the rejects file).

@@ -35,6 +35,7 @@ pub mod dump;
 pub mod errors;
 pub mod inspect;
 pub mod job;
+pub mod plan;
 pub mod restore;
 pub mod retry;
 pub mod sample;

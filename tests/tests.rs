@@ -48,5 +48,7 @@ mod restore_resume;
 // Issue 11 (dump, verify, bad input, messages): --overwrite keeps the last good archive,
 // failed indices in the manifest, per-index verify, empty selections, line caps, URL checks.
 mod safety;
+// The engine as a library: dump and restore job calls, their events, cancellation and resume.
+mod library;
 // Issue 11: a restore never harms what it was not asked to touch (--atomic, renames, templates, aliases, --force).
 mod restore_safety;

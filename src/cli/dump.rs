@@ -16,18 +16,7 @@ use crate::dump::{AskedOptions, DumpConfig, DumpError, DumpReport, SliceCount};
 use crate::job::CancellationToken;
 use crate::source::ReaderKind;
 
-/// Default documents per scroll page.
-///
-/// Measured on the benchmark's 100,000 documents of ~0.9 KB (six
-/// interleaved runs each): pages of 1000 and 2000 took the same wall and
-/// CPU time (median 0.72 s vs 0.74 s, 0.48 s vs 0.47 s CPU), while the peak
-/// resident memory was 24 MiB vs 32 MiB; each page in flight is held
-/// several times (response body, archive lines, compression). Larger pages
-/// only pay off against a server far away.
-pub const DEFAULT_PAGE_SIZE: usize = 1000;
-
-/// Default size at which a chunk file is closed and the next one begun.
-pub const DEFAULT_FILE_SIZE: u64 = 1 << 30;
+pub use crate::dump::{DEFAULT_FILE_SIZE, DEFAULT_PAGE_SIZE};
 
 #[derive(Debug, Args)]
 pub struct DumpArgs {
@@ -284,7 +273,7 @@ pub async fn run(args: DumpArgs) -> Result<ExitCode, CliError> {
 async fn run_pipe(config: &DumpConfig) -> Result<ExitCode, CliError> {
     let (cancel_rx, interrupt) = interrupt_signal();
     let mut stdout = tokio::io::BufWriter::with_capacity(1 << 20, tokio::io::stdout());
-    let result = crate::stream::dump_to(config, &mut stdout, cancel_rx).await;
+    let result = crate::dump::pipe::dump_to(config, &mut stdout, cancel_rx).await;
     interrupt.abort();
     match result {
         Ok(_) => Ok(ExitCode::SUCCESS),

@@ -141,10 +141,8 @@ pub struct LineLimitArgs {
 
 impl LineLimitArgs {
     /// Sets the limit on every archive chunk of `plan`.
-    pub(crate) fn apply(
-        &self,
-        plan: &mut crate::restore::plan::RestorePlan,
-    ) -> Result<(), CliError> {
+    /// The longest line accepted.
+    pub(crate) fn max_line(&self) -> Result<u64, CliError> {
         let max = self
             .max_line_size
             .unwrap_or(crate::source::archive::DEFAULT_MAX_LINE);
@@ -153,14 +151,7 @@ impl LineLimitArgs {
                 "invalid --max-line-size 0: a size such as 100MiB"
             )));
         }
-        for index in &mut plan.indices {
-            if let crate::restore::plan::DataOrigin::Chunks(files) = &mut index.data {
-                for file in files {
-                    file.max_line = max;
-                }
-            }
-        }
-        Ok(())
+        Ok(max)
     }
 }
 

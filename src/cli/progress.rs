@@ -25,6 +25,8 @@ pub struct Progress {
     total: ProgressBar,
     /// `--quiet`: warnings are not printed either.
     quiet: bool,
+    /// Informational lines are printed (not with `--quiet` or `--json`).
+    chatty: bool,
     /// The indices planned, by name: what each was expected to hold, what
     /// was counted on the total for it, and its bar once started.
     indices: Arc<Mutex<HashMap<String, Shown>>>,
@@ -51,6 +53,7 @@ impl Progress {
                 // would not be).
                 total: ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::hidden()),
                 quiet,
+                chatty: !hide_bars,
                 indices,
             };
         }
@@ -63,6 +66,7 @@ impl Progress {
             multi: Some(multi),
             total,
             quiet,
+            chatty: true,
             indices,
         }
     }
@@ -76,6 +80,8 @@ impl Progress {
     fn show(&self, event: Event) {
         match event {
             Event::Warning { message } => self.println(&format!("warning: {message}")),
+            Event::Info { message } if self.chatty => self.println(&message),
+            Event::Info { .. } => {}
             Event::IndexPlanned {
                 index,
                 target,

@@ -12,30 +12,17 @@ use super::dump::{check_page_size, interrupt_signal, parse_slices, DEFAULT_PAGE_
 use super::progress::Progress;
 use super::select::{RenameArgs, SelectArgs};
 use super::{parse_size, print_stdout, CliError, ConnectionArgs, SourceArgs, TargetArgs};
-use crate::archive::reader;
 use crate::cluster::Cluster;
+use crate::job::{CancellationToken, Events};
+use crate::plan;
+use crate::restore::job::{self, CopyJob, RestoreJob};
 use crate::restore::load::BulkSize;
-use crate::restore::plan::{self, RestorePlan};
 use crate::restore::report::{RestoreReport, Status};
 use crate::restore::target::Mode;
 use crate::restore::{RestoreConfig, RestoreError};
-use crate::source::foreign::{self, ForeignError};
 use crate::source::ReaderKind;
 
-/// Default bulk concurrency: enough to keep a cluster's write queue busy
-/// without queueing into 429s.
-pub const DEFAULT_CONCURRENCY: usize = 4;
-/// Default documents per bulk request; `--bulk-bytes` (default 5 MiB, the
-/// low end of the size Elasticsearch's tuning guide suggests) cuts first
-/// for documents over ~5 KB.
-///
-/// Measured restoring the benchmark's 100,000 documents of ~0.9 KB into the
-/// null sink (three runs each): 1000 documents per request used the same
-/// CPU and wall time as 2000 or 5000 (0.25-0.33 s CPU), and peak memory
-/// 21 MiB instead of 24 MiB (2000) or 39-46 MiB (5000 with 10 MiB bodies):
-/// `--concurrency` requests are held while in flight, and what a slow
-/// cluster does with a request does not depend on how it was cut.
-pub const DEFAULT_BULK_DOCS: usize = 1000;
+pub use crate::restore::{DEFAULT_BULK_DOCS, DEFAULT_CONCURRENCY};
 
 /// Options shared by `restore` and `copy`.
 #[derive(Debug, Clone, Args)]
@@ -276,196 +263,79 @@ pub async fn run_restore(args: RestoreArgs) -> Result<ExitCode, CliError> {
                 .await
                 .map_err(CliError::failure)?,
         );
-        return execute(&args.load, &config, plan, target).await;
+        return execute(&args.load, Run::Pipe, |events, cancel| async move {
+            job::run_checked(&config, plan, target, &events, cancel).await
+        })
+        .await;
     }
-    let (plan, foreign) = input_plan(
-        &args.input,
-        args.index.as_deref(),
-        &selector,
-        &renamer,
-        args.force,
-    )
-    .await?;
-    let mut plan = plan;
-    args.lines.apply(&mut plan)?;
-    args.select.keep_needed_templates(&mut plan);
     config.resume = args.resume;
     config.discard_state = args.discard_state;
-    config.input = args.input.display().to_string();
-    let selection = [
-        ("--match", args.select.match_.clone()),
-        ("--exclude", args.select.exclude.clone()),
-        ("--index", args.index.clone()),
-    ];
-    for (flag, value) in selection {
-        config
-            .recorded
-            .insert(flag.into(), value.unwrap_or_else(|| "(none)".into()));
-    }
-    config.recorded.insert(
-        "--force".into(),
-        if args.force { "on" } else { "off" }.into(),
-    );
-    // One pass over the selected data before the first write: lines and
-    // checksums together, or checksums alone under --no-validate.
-    if !args.load.no_data {
-        if args.no_validate {
-            plan::check_data_digests(&mut plan, args.force).await
-        } else {
-            plan::validate_data(&mut plan, args.force).await
-        }
-        .map_err(CliError::failure)?;
-    }
-    if let (Some(kind), false) = (foreign, args.load.quiet || args.load.json) {
-        eprintln!("{}: importing {kind}", args.input.display());
-    }
-    let target = Arc::new(
-        Cluster::connect(&config.target)
-            .await
-            .map_err(CliError::failure)?,
-    );
-    config.state = Some(match &args.state {
-        Some(path) => path.clone(),
-        None => default_state_path(&args.input, &target).map_err(CliError::failure)?,
-    });
-    execute(&args.load, &config, plan, target).await
-}
-
-/// The state file in the user's state folder, named after the input (its
-/// path and its manifest, so a new archive at the same path is another
-/// restore) and the target cluster (URL and uuid). Never in the archive:
-/// it may be read-only, and reading a backup must not change it.
-fn default_state_path(input: &std::path::Path, target: &Cluster) -> Result<PathBuf, RestoreError> {
-    let dir = crate::restore::state::default_dir()?;
-    create_private_dir(&dir).map_err(|e| crate::archive::ArchiveError::io(&dir, e))?;
-    let identity = std::fs::read(input.join("manifest.json")).unwrap_or_default();
-    Ok(crate::restore::state::default_path(
-        &dir,
-        input,
-        &identity,
-        target.url().as_str(),
-        &target.info().cluster_uuid,
-    ))
-}
-
-fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
-}
-
-/// Reads what `--input` names: an esark archive (any format version) or a
-/// dump another tool wrote (detected). Also returns the detected kind.
-pub(crate) async fn input_plan(
-    input: &std::path::Path,
-    index: Option<&str>,
-    selector: &crate::catalog::IndexSelector,
-    renamer: &crate::restore::plan::Renamer,
-    force: bool,
-) -> Result<(RestorePlan, Option<foreign::ForeignKind>), CliError> {
-    let kind = foreign::detect(input).await;
-    if kind.is_none() {
-        if !foreign::looks_like_archive(input).await {
-            return Err(CliError::failure(ForeignError::Unrecognized(
-                input.to_path_buf(),
-            )));
-        }
-        if index.is_some() {
-            return Err(CliError::usage(anyhow::anyhow!(
-                "--index applies to dumps of other tools, not to an esark archive: use --rename"
-            )));
-        }
-    }
-    // The input is checked whole before the target is even contacted.
-    let (plan, names) = match kind {
-        Some(kind) => (
-            crate::restore::plan::from_foreign(input, kind, index, selector, renamer)
-                .await
-                .map_err(CliError::failure)?,
-            None,
-        ),
-        None => {
-            let archive = reader::open(input).await.map_err(CliError::failure)?;
-            let m = archive.manifest();
-            let names = m.indices.iter().map(|i| i.name.clone());
-            let names: Vec<String> = names
-                .chain(m.failed.iter().map(|f| f.name.clone()))
-                .collect();
-            (
-                plan::from_archive(&archive, selector, renamer, force)
-                    .await
-                    .map_err(CliError::failure)?,
-                Some(names),
-            )
-        }
+    config.state = args.state.clone();
+    let job = RestoreJob {
+        config: config.clone(),
+        input: args.input.clone(),
+        index: args.index.clone(),
+        selector,
+        renamer,
+        force: args.force,
+        validate: !args.no_validate,
+        max_line: args.lines.max_line()?,
     };
-    if plan.indices.is_empty() && plan.damaged.is_empty() {
-        super::select::refuse_empty(selector, names.as_deref(), input)?;
-    }
-    Ok((plan, kind))
+    execute(&args.load, Run::Restore, |events, cancel| async move {
+        job::restore(job, &events, cancel).await
+    })
+    .await
 }
 
 pub async fn run_copy(args: CopyArgs) -> Result<ExitCode, CliError> {
     let config = args.load.resolve(&args.connection)?;
-    let selector = args.select.resolve(false)?;
-    let renamer = args.load.rename.resolve()?;
-    let slices = parse_slices(&args.slices)?;
     check_page_size(args.page_size)?;
-    let source_config = args.source.resolve(&args.connection)?;
-    let source = Arc::new(
-        Cluster::connect(&source_config)
-            .await
-            .map_err(CliError::failure)?,
-    );
-    let target = Arc::new(
-        Cluster::connect(&config.target)
-            .await
-            .map_err(CliError::failure)?,
-    );
-    let progress = Progress::new(args.load.quiet || args.load.json, args.load.quiet);
-    let plan = plan::from_cluster(
-        source,
-        &selector,
-        &renamer,
-        slices,
-        args.page_size,
-        args.reader,
-        args.query
+    let job = CopyJob {
+        config: config.clone(),
+        source: args.source.resolve(&args.connection)?,
+        selector: args.select.resolve(false)?,
+        renamer: args.load.rename.resolve()?,
+        slices: parse_slices(&args.slices)?,
+        page_size: args.page_size,
+        reader: args.reader,
+        query: args
+            .query
             .as_deref()
             .map(super::dump::parse_query)
             .transpose()?,
-        &progress.events(),
-    )
+    };
+    execute(&args.load, Run::Copy, |events, cancel| async move {
+        job::copy(job, &events, cancel).await
+    })
     .await
-    .map_err(CliError::failure)?;
-    execute(&args.load, &config, plan, target).await
 }
 
-async fn execute(
-    args: &LoadArgs,
-    config: &RestoreConfig,
-    plan: RestorePlan,
-    target: Arc<Cluster>,
-) -> Result<ExitCode, CliError> {
-    if let Some((first, second, name)) = plan.target_clash() {
-        return Err(CliError::usage(anyhow::anyhow!(
-            "indices {first:?} and {second:?} would both be restored as {name:?}; nothing was written (change --rename, or select one of them)"
-        )));
-    }
+/// Which job [`execute`] runs: what an interrupted one says to do next.
+#[derive(PartialEq)]
+enum Run {
+    /// A restore from standard input.
+    Pipe,
+    Restore,
+    Copy,
+}
+
+/// Runs a restore or copy job with bars, Ctrl-C and the report printed.
+async fn execute<F, Fut>(args: &LoadArgs, run: Run, job: F) -> Result<ExitCode, CliError>
+where
+    F: FnOnce(Events, CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<RestoreReport, RestoreError>>,
+{
     let progress = Progress::new(args.quiet || args.json, args.quiet);
-    let piped = plan
-        .indices
-        .iter()
-        .any(|i| matches!(i.data, plan::DataOrigin::Stdin(_)));
     let (cancel, interrupt) = interrupt_signal();
-    let result = crate::restore::run(config, plan, target, &progress.events(), cancel).await;
+    let result = job(progress.events(), cancel).await;
     interrupt.abort();
     progress.finish();
-    let report = result.map_err(|e| match e {
-        RestoreError::Unfinished { .. } | RestoreError::OptionsDiffer { .. } => CliError::usage(e),
-        e => CliError::failure(e),
+    let report = result.map_err(|e| {
+        if e.is_usage() {
+            CliError::usage(e)
+        } else {
+            CliError::failure(e)
+        }
     })?;
     if args.json {
         print_stdout(&format!("{}\n", report_json(&report)))?;
@@ -477,9 +347,9 @@ async fn execute(
     match report.exit_code() {
         0 => Ok(ExitCode::SUCCESS),
         code => {
-            if report.interrupted && piped {
+            if report.interrupted && run == Run::Pipe {
                 eprintln!("error: interrupted: the restore from standard input is incomplete; run the pipe again with --mode replace");
-            } else if report.interrupted && config.state.is_some() {
+            } else if report.interrupted && run == Run::Restore {
                 eprintln!("error: interrupted: the restore is incomplete; continue it with `esark restore --resume` and the same options");
             } else if report.interrupted {
                 eprintln!("error: interrupted: the copy is incomplete; run it again with --mode merge to finish it");

@@ -6,7 +6,7 @@ use regex::Regex;
 
 use super::CliError;
 use crate::catalog::IndexSelector;
-use crate::restore::plan::Renamer;
+use crate::plan::Renamer;
 
 #[derive(Debug, Clone, Args)]
 pub struct SelectArgs {
@@ -28,68 +28,6 @@ impl SelectArgs {
             exclude: compile("exclude", self.exclude.as_deref())?,
             all_by_default,
         })
-    }
-}
-
-/// Refuses a selection that picked nothing out of an input's `names` (all
-/// of an archive's indices; `None` when unknown, for another tool's dump),
-/// naming what was matched against: a typo in `--match` must not make a
-/// restore or a verify succeed with nothing done. An input without any
-/// index and without `--match` or `--exclude` (an archive of cluster
-/// metadata only) is fine.
-pub(crate) fn refuse_empty(
-    selector: &IndexSelector,
-    names: Option<&[String]>,
-    input: &std::path::Path,
-) -> Result<(), CliError> {
-    let filtered = selector.include.is_some() || selector.exclude.is_some();
-    if !filtered && names.is_some_and(|n| n.is_empty()) {
-        return Ok(());
-    }
-    let what = match &selector.include {
-        Some(re) => format!("--match '{}'", re.as_str()),
-        None => "the selection".into(),
-    };
-    let among = match names {
-        Some(names) => {
-            let mut sorted = names.to_vec();
-            sorted.sort();
-            let shown = sorted
-                .iter()
-                .take(5)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ");
-            let more = if sorted.len() > 5 { ", …" } else { "" };
-            format!(
-                "none of the {} indices of {} ({shown}{more})",
-                names.len(),
-                input.display()
-            )
-        }
-        None => format!("no index of {}", input.display()),
-    };
-    let exclude = selector
-        .exclude
-        .as_ref()
-        .map(|e| format!(" once --exclude '{}' is applied", e.as_str()))
-        .unwrap_or_default();
-    Err(CliError::failure(anyhow::anyhow!(
-        "nothing selected: {what} selects {among}{exclude}"
-    )))
-}
-
-impl SelectArgs {
-    /// A selective restore (`--match` or `--exclude`) puts back only the
-    /// templates its indices need; a full one puts back all of them. (A
-    /// copy selects with `--match` by default and copies every template.)
-    pub fn keep_needed_templates(&self, plan: &mut crate::restore::plan::RestorePlan) {
-        if self.match_.is_none() && self.exclude.is_none() {
-            return;
-        }
-        let names: Vec<String> = plan.indices.iter().map(|i| i.target.clone()).collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        crate::restore::templates::keep_needed(&mut plan.templates, &names);
     }
 }
 

@@ -52,15 +52,20 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
     let target_config = args.target.resolve(&args.connection)?;
     let page_size = args.page_size.unwrap_or(super::dump::DEFAULT_PAGE_SIZE);
     super::dump::check_page_size(page_size)?;
-    let (mut plan, _) = super::restore::input_plan(
+    let max_line = args.lines.max_line()?;
+    let (mut plan, _) = crate::plan::input::from_input(
         &args.input,
         args.index.as_deref(),
         &selector,
         &renamer,
         false,
     )
-    .await?;
-    args.lines.apply(&mut plan)?;
+    .await
+    .map_err(|e| match e {
+        crate::plan::PlanError::IndexOnArchive => CliError::usage(e),
+        e => CliError::failure(e),
+    })?;
+    crate::plan::input::limit_lines(&mut plan, max_line);
     let target = Arc::new(
         Cluster::connect(&target_config)
             .await

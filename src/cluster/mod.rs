@@ -198,6 +198,20 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
+    /// A cluster at `url` with the command line's defaults: credentials
+    /// from the URL's user info if any, system CAs, a 120 s timeout.
+    pub fn new(url: &str) -> Result<ClusterConfig, ClusterError> {
+        let (url, auth) = ClusterConfig::from_url(url)?;
+        Ok(ClusterConfig {
+            url,
+            auth,
+            ca_cert: None,
+            client_cert: None,
+            insecure: false,
+            timeout: Duration::from_secs(120),
+        })
+    }
+
     /// Parses `url`, moving any user info out of it into [`Auth::Basic`].
     /// A URL without a scheme (`localhost:9200`, `127.0.0.1:9200`) is
     /// taken as `http://`. An `@` after the host (a password with an

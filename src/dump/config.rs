@@ -139,7 +139,43 @@ impl AskedOptions {
     }
 }
 
+/// Default documents per scroll page (see `esark dump --help`).
+///
+/// Measured on the benchmark's 100,000 documents of ~0.9 KB (six
+/// interleaved runs each): pages of 1000 and 2000 took the same wall and
+/// CPU time (median 0.72 s vs 0.74 s, 0.48 s vs 0.47 s CPU), while the peak
+/// resident memory was 24 MiB vs 32 MiB; each page in flight is held
+/// several times (response body, archive lines, compression). Larger pages
+/// only pay off against a server far away.
+pub const DEFAULT_PAGE_SIZE: usize = 1000;
+
+/// Default size at which a chunk file is closed and the next one begun.
+pub const DEFAULT_FILE_SIZE: u64 = 1 << 30;
+
 impl DumpConfig {
+    /// A dump of `source` into the folder `output` with the command line's
+    /// defaults: indices not starting with `.`, zstd, slices per shard.
+    pub fn new(source: ClusterConfig, output: PathBuf) -> DumpConfig {
+        DumpConfig {
+            source,
+            output,
+            selector: IndexSelector::default(),
+            compression: Compression::Zstd,
+            level: Compression::Zstd.default_level(),
+            slices: SliceCount::Auto,
+            parallel: 2,
+            readers: super::DEFAULT_READERS,
+            page_size: DEFAULT_PAGE_SIZE,
+            file_size: DEFAULT_FILE_SIZE,
+            overwrite: false,
+            resume: false,
+            reader: ReaderKind::Auto,
+            query: None,
+            include_cluster_settings: false,
+            asked: AskedOptions::default(),
+        }
+    }
+
     /// The options recorded in the manifest (and the checkpoint).
     pub fn options(&self) -> Result<DumpOptions, DumpError> {
         Ok(DumpOptions {

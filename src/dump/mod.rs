@@ -8,6 +8,7 @@
 pub mod checkpoint;
 mod config;
 mod index;
+pub mod pipe;
 pub mod pipeline;
 
 use std::path::PathBuf;
@@ -25,7 +26,7 @@ use crate::cluster::{Cluster, ClusterError};
 use crate::job::{CancellationToken, Event, Events, IndexOutcome, JobKind, JobOutcome};
 use checkpoint::{checkpointer, Checkpoint, CHECKPOINT_FILE};
 
-pub use config::{AskedOptions, DumpConfig, SliceCount};
+pub use config::{AskedOptions, DumpConfig, SliceCount, DEFAULT_FILE_SIZE, DEFAULT_PAGE_SIZE};
 use index::{dump_extras, dump_index, dump_templates, IndexFailure};
 
 /// Default of `--readers`: slices read at the same time over all indices.

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use futures::StreamExt;
 use tokio::task::JoinSet;
 
-use super::plan::DataOrigin;
 use crate::job::{CancellationToken, IndexCounter};
+use crate::plan::DataOrigin;
 use crate::sink::bulk::{BulkBuilder, BulkIndexer, IndexStats, Pending};
 use crate::source::archive::{ChunkError, ChunkFile, ChunkLines};
 use crate::source::foreign::{ForeignError, ForeignFile, ForeignLines};

@@ -82,13 +82,7 @@ pub struct AliasChange {
     pub index: String,
 }
 
-/// A damaged data file left out under `--force`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LostFile {
-    pub file: String,
-    pub docs: u64,
-    pub problem: String,
-}
+pub use crate::plan::LostFile;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TemplateReport {

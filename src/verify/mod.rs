@@ -19,7 +19,7 @@ use crate::archive::line::parse_line;
 use crate::catalog::{read_index_metadata, IndexMetadata, TemplateSet};
 use crate::cluster::templates::TemplateKind;
 use crate::cluster::{Cluster, ClusterError};
-use crate::restore::plan::{DataOrigin, IndexPlan, RestorePlan};
+use crate::plan::{DataOrigin, IndexPlan, RestorePlan};
 use crate::source::archive::ChunkLines;
 use crate::source::foreign::ForeignLines;
 use crate::source::slice::spawn_slices_matching;

@@ -254,7 +254,7 @@ pub async fn looks_like_archive(path: &Path) -> bool {
 
 /// What a foreign dump holds: its indices (named as the format says, or
 /// `index_override`) and the legacy templates it carries (multielasticdump
-/// folders only). [`crate::restore::plan::from_foreign`] makes a plan of it.
+/// folders only). [`crate::plan::from_foreign`] makes a plan of it.
 pub async fn read(
     input: &Path,
     kind: ForeignKind,

@@ -1,26 +1,65 @@
-//! What a restore or copy will do: the templates and, per index, its target
-//! name, metadata and where its documents come from (archive chunks, a
-//! live cluster, or files of another tool's dump).
+//! The plan: what a restore, copy or verify will do — the templates and,
+//! per index, its target name, metadata and where its documents come from
+//! (archive chunks, a live cluster, standard input, or files of another
+//! tool's dump). A model the commands share, built from an archive, a
+//! cluster or a foreign dump ([`input`] reads either from disk), and
+//! checked whole before anything is written.
+
+pub mod input;
 
 use std::sync::Arc;
 
 use regex::Regex;
 use serde_json::{Map, Value};
 
-use super::report::LostFile;
-use super::RestoreError;
 use crate::archive::manifest::FileKind;
 use crate::archive::reader::v1::FileCheck;
 use crate::archive::reader::Archive;
+use crate::archive::ArchiveError;
 use crate::catalog::{read_metadata, read_templates, IndexMetadata, IndexSelector, TemplateSet};
 use crate::cluster::extras::ExtraKind;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, ClusterError};
 use crate::job::Events;
 use crate::source::archive::ChunkLines;
 use crate::source::archive::{ChunkDigest, ChunkFile};
 use crate::source::foreign::{ForeignError, ForeignFile, ForeignKind, ForeignLines};
 use crate::source::slice::SliceCount;
 use crate::source::{LineReader, ReaderKind};
+
+/// Why a plan could not be made: nothing is written then.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Foreign(#[from] ForeignError),
+    #[error("{path}: {problem}; nothing was restored (--force restores what is intact){}", if *.more > 0 { format!("; {} more damaged files", .more) } else { String::new() })]
+    Damaged {
+        path: String,
+        problem: String,
+        more: usize,
+    },
+    #[error("{path}: unreadable JSON: {reason}")]
+    BadFile { path: String, reason: String },
+    #[error("{problem}; nothing was restored (--force restores what is intact){}", if *.more > 0 { format!("; {} more bad files", .more) } else { String::new() })]
+    Invalid { problem: String, more: usize },
+    /// `--index` names the target of a foreign dump; an archive knows its
+    /// indices' names (a usage error).
+    #[error("--index applies to dumps of other tools, not to an esark archive: use --rename")]
+    IndexOnArchive,
+    #[error("nothing selected: {0}")]
+    NothingSelected(String),
+}
+
+/// A damaged data file left out under `--force`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LostFile {
+    pub file: String,
+    pub docs: u64,
+    pub problem: String,
+}
 
 /// Target index names: `--rename REGEX=REPLACEMENT`, then `--prefix`/`--suffix`.
 #[derive(Debug, Clone, Default)]
@@ -131,7 +170,7 @@ pub async fn from_archive(
     selector: &IndexSelector,
     renamer: &Renamer,
     force: bool,
-) -> Result<RestorePlan, RestoreError> {
+) -> Result<RestorePlan, PlanError> {
     let reader = archive.reader();
     let manifest = archive.manifest();
     let selected = || {
@@ -148,7 +187,7 @@ pub async fn from_archive(
     let problems = archive.check_files(needed).await;
     if !force {
         if let Some((path, problem)) = problems.first() {
-            return Err(RestoreError::Damaged {
+            return Err(PlanError::Damaged {
                 path: archive.root().join(path).display().to_string(),
                 problem: problem.to_string(),
                 more: problems.len() - 1,
@@ -265,7 +304,7 @@ pub async fn from_foreign(
 /// `force`, bad files are left out ([`drop_damaged`]).
 /// Files of a foreign dump are converted line by line as the load will
 /// convert them.
-pub async fn validate_data(plan: &mut RestorePlan, force: bool) -> Result<(), RestoreError> {
+pub async fn validate_data(plan: &mut RestorePlan, force: bool) -> Result<(), PlanError> {
     use futures::stream::{self, StreamExt};
     let mut checks = Vec::new();
     for (i, index) in plan.indices.iter().enumerate() {
@@ -304,7 +343,7 @@ pub async fn validate_data(plan: &mut RestorePlan, force: bool) -> Result<(), Re
     failures.sort();
     if let Some((_, _, first)) = failures.first() {
         if !force {
-            return Err(RestoreError::Invalid {
+            return Err(PlanError::Invalid {
                 problem: first.clone(),
                 more: failures.len() - 1,
             });
@@ -358,7 +397,7 @@ fn drop_damaged(plan: &mut RestorePlan, mut bad: Vec<(usize, Option<usize>, Stri
 /// decompressing: what a restore that does not validate lines still proves
 /// before the first write. Damaged files stop it, or with `force` are left
 /// out ([`drop_damaged`]).
-pub async fn check_data_digests(plan: &mut RestorePlan, force: bool) -> Result<(), RestoreError> {
+pub async fn check_data_digests(plan: &mut RestorePlan, force: bool) -> Result<(), PlanError> {
     let mut bad = Vec::new();
     for (i, index) in plan.indices.iter().enumerate() {
         let DataOrigin::Chunks(files) = &index.data else {
@@ -386,7 +425,7 @@ pub async fn check_data_digests(plan: &mut RestorePlan, force: bool) -> Result<(
         }
     }
     if let (Some((_, _, first)), false) = (bad.first(), force) {
-        return Err(RestoreError::Invalid {
+        return Err(PlanError::Invalid {
             problem: first.clone(),
             more: bad.len() - 1,
         });
@@ -458,7 +497,7 @@ pub async fn from_cluster(
     reader: ReaderKind,
     query: Option<Arc<str>>,
     events: &Events,
-) -> Result<RestorePlan, RestoreError> {
+) -> Result<RestorePlan, PlanError> {
     let (selected, skipped) = crate::catalog::select_indices(&source, selector).await?;
     for closed in &skipped {
         events.warn(format!("index {:?} is closed; skipped", closed.name));
@@ -514,11 +553,11 @@ pub async fn from_cluster(
 
 async fn read_json<T: serde::de::DeserializeOwned>(
     path: std::path::PathBuf,
-) -> Result<T, RestoreError> {
+) -> Result<T, PlanError> {
     let bytes = tokio::fs::read(&path)
         .await
         .map_err(|e| crate::archive::ArchiveError::io(&path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| RestoreError::BadFile {
+    serde_json::from_slice(&bytes).map_err(|e| PlanError::BadFile {
         path: path.display().to_string(),
         reason: e.to_string(),
     })

@@ -1,0 +1,108 @@
+//! A plan read from disk: an esark archive of any format version, or a
+//! dump another tool wrote (detected), checked against the selection.
+
+use std::path::Path;
+
+use super::{from_archive, from_foreign, DataOrigin, PlanError, Renamer, RestorePlan};
+use crate::archive::reader;
+use crate::catalog::IndexSelector;
+use crate::source::foreign::{self, ForeignError};
+
+/// Reads what `input` names: an esark archive (any format version) or a
+/// dump another tool wrote (detected). Also returns the detected kind.
+pub async fn from_input(
+    input: &Path,
+    index: Option<&str>,
+    selector: &IndexSelector,
+    renamer: &Renamer,
+    force: bool,
+) -> Result<(RestorePlan, Option<foreign::ForeignKind>), PlanError> {
+    let kind = foreign::detect(input).await;
+    if kind.is_none() {
+        if !foreign::looks_like_archive(input).await {
+            return Err(ForeignError::Unrecognized(input.to_path_buf()).into());
+        }
+        if index.is_some() {
+            return Err(PlanError::IndexOnArchive);
+        }
+    }
+    // The input is checked whole before the target is even contacted.
+    let (plan, names) = match kind {
+        Some(kind) => (
+            from_foreign(input, kind, index, selector, renamer).await?,
+            None,
+        ),
+        None => {
+            let archive = reader::open(input).await?;
+            let m = archive.manifest();
+            let names = m.indices.iter().map(|i| i.name.clone());
+            let names: Vec<String> = names
+                .chain(m.failed.iter().map(|f| f.name.clone()))
+                .collect();
+            (
+                from_archive(&archive, selector, renamer, force).await?,
+                Some(names),
+            )
+        }
+    };
+    if plan.indices.is_empty() && plan.damaged.is_empty() {
+        refuse_empty(selector, names.as_deref(), input)?;
+    }
+    Ok((plan, kind))
+}
+
+/// A selection that picked nothing is an error naming what it was matched
+/// against, except an unfiltered restore of an archive without indices
+/// (templates and cluster metadata only).
+fn refuse_empty(
+    selector: &IndexSelector,
+    names: Option<&[String]>,
+    input: &Path,
+) -> Result<(), PlanError> {
+    let filtered = selector.include.is_some() || selector.exclude.is_some();
+    if !filtered && names.is_some_and(|n| n.is_empty()) {
+        return Ok(());
+    }
+    let what = match &selector.include {
+        Some(re) => format!("--match '{}'", re.as_str()),
+        None => "the selection".into(),
+    };
+    let among = match names {
+        Some(names) => {
+            let mut sorted = names.to_vec();
+            sorted.sort();
+            let shown = sorted
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
+            let more = if sorted.len() > 5 { ", …" } else { "" };
+            format!(
+                "none of the {} indices of {} ({shown}{more})",
+                names.len(),
+                input.display()
+            )
+        }
+        None => format!("no index of {}", input.display()),
+    };
+    let exclude = selector
+        .exclude
+        .as_ref()
+        .map(|e| format!(" once --exclude '{}' is applied", e.as_str()))
+        .unwrap_or_default();
+    Err(PlanError::NothingSelected(format!(
+        "{what} selects {among}{exclude}"
+    )))
+}
+
+/// Sets the longest line accepted from the plan's archive chunks.
+pub fn limit_lines(plan: &mut RestorePlan, max_line: u64) {
+    for index in &mut plan.indices {
+        if let DataOrigin::Chunks(files) = &mut index.data {
+            for file in files {
+                file.max_line = max_line;
+            }
+        }
+    }
+}

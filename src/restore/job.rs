@@ -1,0 +1,192 @@
+//! Restore and copy as library calls: [`restore`] takes a [`RestoreJob`]
+//! (an input on disk: an esark archive of any format version, or a dump
+//! another tool wrote) and [`copy`] a [`CopyJob`] (a source cluster); each
+//! plans, checks the input whole before the target is touched, connects
+//! the target, and runs the plan ([`super::run`]), reporting through
+//! [`Events`] and stopping on its [`CancellationToken`]. The command line
+//! and the HTTP service are two callers of these.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::report::RestoreReport;
+use super::{RestoreConfig, RestoreError};
+use crate::catalog::IndexSelector;
+use crate::cluster::{Cluster, ClusterConfig};
+use crate::job::{CancellationToken, Event, Events};
+use crate::plan::{self, input, Renamer, RestorePlan};
+use crate::source::slice::SliceCount;
+use crate::source::ReaderKind;
+
+/// A restore of what is on disk at `input`.
+#[derive(Debug, Clone)]
+pub struct RestoreJob {
+    pub config: RestoreConfig,
+    /// An esark archive folder, or another tool's dump (file or folder).
+    pub input: PathBuf,
+    /// The index a foreign dump of one index goes to (`--index`).
+    pub index: Option<String>,
+    pub selector: IndexSelector,
+    pub renamer: Renamer,
+    /// Restore what is intact of a damaged archive (`--force`).
+    pub force: bool,
+    /// Read every selected line before the first write; `false` checks
+    /// checksums only (`--no-validate`).
+    pub validate: bool,
+    /// The longest document line accepted (`--max-line-size`).
+    pub max_line: u64,
+}
+
+/// A copy from a live cluster.
+#[derive(Debug, Clone)]
+pub struct CopyJob {
+    pub config: RestoreConfig,
+    pub source: ClusterConfig,
+    pub selector: IndexSelector,
+    pub renamer: Renamer,
+    pub slices: SliceCount,
+    pub page_size: usize,
+    pub reader: ReaderKind,
+    /// Copy only the documents matching this query.
+    pub query: Option<Arc<str>>,
+}
+
+/// Restores `job.input` into `job.config.target`. Nothing is written
+/// before the input is read whole (its manifest, selection, checksums and,
+/// unless `validate` is off, every selected line). With a state file
+/// (`config.state`, or the default one in the user's state folder when
+/// `None`), an interrupted restore is continued by `config.resume`.
+pub async fn restore(
+    mut job: RestoreJob,
+    events: &Events,
+    cancel: CancellationToken,
+) -> Result<RestoreReport, RestoreError> {
+    // What was selected is recorded with the state: a resumed run must
+    // select the same.
+    let selection = [
+        (
+            "--match",
+            job.selector
+                .include
+                .as_ref()
+                .map(|r| r.as_str().to_string()),
+        ),
+        (
+            "--exclude",
+            job.selector
+                .exclude
+                .as_ref()
+                .map(|r| r.as_str().to_string()),
+        ),
+        ("--index", job.index.clone()),
+    ];
+    for (flag, value) in selection {
+        job.config
+            .recorded
+            .insert(flag.into(), value.unwrap_or_else(|| "(none)".into()));
+    }
+    job.config.recorded.insert(
+        "--force".into(),
+        if job.force { "on" } else { "off" }.into(),
+    );
+    let (mut plan, kind) = input::from_input(
+        &job.input,
+        job.index.as_deref(),
+        &job.selector,
+        &job.renamer,
+        job.force,
+    )
+    .await?;
+    input::limit_lines(&mut plan, job.max_line);
+    // A selective restore takes only the templates its indices need.
+    if job.selector.include.is_some() || job.selector.exclude.is_some() {
+        let names: Vec<String> = plan.indices.iter().map(|i| i.target.clone()).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        super::templates::keep_needed(&mut plan.templates, &names);
+    }
+    if job.config.data {
+        if job.validate {
+            plan::validate_data(&mut plan, job.force).await?
+        } else {
+            plan::check_data_digests(&mut plan, job.force).await?
+        }
+    }
+    if let Some(kind) = kind {
+        events.emit(Event::Info {
+            message: format!("{}: importing {kind}", job.input.display()),
+        });
+    }
+    let target = Arc::new(Cluster::connect(&job.config.target).await?);
+    if job.config.state.is_none() {
+        job.config.state = Some(default_state_path(&job.input, &target)?);
+    }
+    job.config.input = job.input.display().to_string();
+    run_checked(&job.config, plan, target, events, cancel).await
+}
+
+/// Copies what `job.selector` selects of `job.source` into
+/// `job.config.target`: templates, cluster metadata, and per index its
+/// metadata and documents, read with sliced scrolls or a point in time.
+pub async fn copy(
+    job: CopyJob,
+    events: &Events,
+    cancel: CancellationToken,
+) -> Result<RestoreReport, RestoreError> {
+    let source = Arc::new(Cluster::connect(&job.source).await?);
+    let target = Arc::new(Cluster::connect(&job.config.target).await?);
+    let plan = plan::from_cluster(
+        source,
+        &job.selector,
+        &job.renamer,
+        job.slices,
+        job.page_size,
+        job.reader,
+        job.query.clone(),
+        events,
+    )
+    .await?;
+    run_checked(&job.config, plan, target, events, cancel).await
+}
+
+/// Runs `plan` once no two of its indices go to the same target.
+pub async fn run_checked(
+    config: &RestoreConfig,
+    plan: RestorePlan,
+    target: Arc<Cluster>,
+    events: &Events,
+    cancel: CancellationToken,
+) -> Result<RestoreReport, RestoreError> {
+    if let Some((first, second, name)) = plan.target_clash() {
+        return Err(RestoreError::TargetClash {
+            first: first.to_string(),
+            second: second.to_string(),
+            name: name.to_string(),
+        });
+    }
+    super::run(config, plan, target, events, cancel).await
+}
+
+/// The state file in the user's state folder, named after the input (its
+/// path and its manifest, so a new archive at the same path is another
+/// restore) and the target cluster (URL and uuid). Never in the archive:
+/// it may be read-only, and reading a backup must not change it.
+fn default_state_path(input: &Path, target: &Cluster) -> Result<PathBuf, RestoreError> {
+    let dir = super::state::default_dir()?;
+    create_private_dir(&dir).map_err(|e| crate::archive::ArchiveError::io(&dir, e))?;
+    let identity = std::fs::read(input.join("manifest.json")).unwrap_or_default();
+    Ok(super::state::default_path(
+        &dir,
+        input,
+        &identity,
+        target.url().as_str(),
+        &target.info().cluster_uuid,
+    ))
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
