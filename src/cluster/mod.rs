@@ -431,7 +431,7 @@ impl Cluster {
         }
         let root: RootResponse = serde_json::from_slice(&body)
             .map_err(|_| not_engine("GET / did not answer with the expected JSON".into()))?;
-        ClusterInfo::from_root(root).map_err(not_engine)
+        ClusterInfo::from_root(root).map_err(|e| not_engine(e.to_string()))
     }
 
     /// The credential-free base URL.
