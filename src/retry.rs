@@ -173,32 +173,77 @@ impl RetryPolicy {
     }
 
     /// The one retry mechanism: runs `op` until `judge` accepts its outcome
-    /// or attempts run out, sleeping between attempts for a jittered
-    /// backoff, or for as long as the server asked (`Retry-After`) when
-    /// that is longer (capped at `max_delay`). Returns the last outcome and
-    /// the number of attempts made.
+    /// or attempts run out, sleeping between attempts as [`Backoff`]
+    /// says. Returns the last outcome and the number of attempts made.
     pub async fn drive<T, F, Fut>(&self, mut op: F, judge: impl Fn(&T) -> Verdict) -> (T, u32)
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = T>,
     {
-        let mut rng = fastrand::Rng::new();
-        let mut attempt = 1;
+        let mut backoff = self.backoff();
         loop {
             let outcome = op().await;
-            match judge(&outcome) {
-                Verdict::Retry { after, why } if attempt < self.max_attempts => {
-                    let mut delay = self.delay(attempt, &mut rng);
-                    if let Some(asked) = after {
-                        delay = delay.max(asked.min(self.max_delay));
-                    }
-                    tracing::warn!("attempt {attempt} failed ({why}); retrying in {delay:?}");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                _ => return (outcome, attempt),
+            match backoff.next_delay(&judge(&outcome)) {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => return (outcome, backoff.attempts()),
             }
         }
+    }
+
+    /// The attempts of one operation under this policy, for a loop that
+    /// sleeps itself ([`RetryPolicy::drive`], or a reader that must race
+    /// the sleep with a cancellation).
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            policy: self.clone(),
+            attempt: 1,
+            rng: fastrand::Rng::new(),
+        }
+    }
+}
+
+/// The attempts made at one operation under a [`RetryPolicy`].
+#[derive(Debug)]
+pub struct Backoff {
+    policy: RetryPolicy,
+    /// The attempt under way, from 1.
+    attempt: u32,
+    rng: fastrand::Rng,
+}
+
+impl Backoff {
+    /// Attempts made so far, the one under way included.
+    pub fn attempts(&self) -> u32 {
+        self.attempt
+    }
+
+    /// How long to wait before another attempt, after one that `verdict`
+    /// judged: `None` when it is done, or when it asks for a retry but
+    /// attempts ran out. The wait is a jittered backoff, or as long as the
+    /// server asked (`Retry-After`) when that is longer (capped at
+    /// `max_delay`). Counts the attempt to come.
+    pub fn next_delay(&mut self, verdict: &Verdict) -> Option<Duration> {
+        let Verdict::Retry { after, why } = verdict else {
+            return None;
+        };
+        if self.attempt >= self.policy.max_attempts {
+            return None;
+        }
+        let mut delay = self.policy.delay(self.attempt, &mut self.rng);
+        if let Some(asked) = after {
+            delay = delay.max((*asked).min(self.policy.max_delay));
+        }
+        tracing::warn!(
+            "attempt {} failed ({why}); retrying in {delay:?}",
+            self.attempt
+        );
+        self.attempt += 1;
+        Some(delay)
+    }
+
+    /// Starts counting again (the operation made progress).
+    pub fn reset(&mut self) {
+        self.attempt = 1;
     }
 }
 
@@ -271,6 +316,33 @@ mod tests {
         assert_eq!((outcome, attempts), (3, 3));
         // 2 s as asked, then 60 s asked but capped at 5 s.
         assert_eq!(start.elapsed(), Duration::from_secs(7));
+    }
+
+    #[test]
+    fn a_backoff_counts_attempts_until_they_run_out_and_starts_again_on_reset() {
+        let p = RetryPolicy {
+            initial: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            max_attempts: 3,
+        };
+        let retry = Verdict::Retry {
+            after: Some(Duration::from_secs(5)),
+            why: "busy".into(),
+        };
+        let mut b = p.backoff();
+        assert_eq!(b.next_delay(&Verdict::Done), None);
+        // Retry-After is honoured up to the cap.
+        assert_eq!(b.next_delay(&retry), Some(Duration::from_secs(1)));
+        assert_eq!(b.next_delay(&retry), Some(Duration::from_secs(1)));
+        assert_eq!(b.attempts(), 3);
+        assert_eq!(b.next_delay(&retry), None);
+        b.reset();
+        assert_eq!(b.attempts(), 1);
+        let plain = Verdict::Retry {
+            after: None,
+            why: "x".into(),
+        };
+        assert!(b.next_delay(&plain).is_some_and(|d| d <= p.ceiling(1)));
     }
 
     #[test]

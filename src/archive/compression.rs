@@ -64,16 +64,19 @@ impl Compression {
     }
 }
 
+/// A compression name that is not `zstd`, `gzip` or `none`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown compression {0:?} (zstd, gzip or none)")]
+pub struct UnknownCompression(pub String);
+
 impl FromStr for Compression {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownCompression;
+    fn from_str(s: &str) -> Result<Self, UnknownCompression> {
         match s {
             "zstd" | "zst" => Ok(Compression::Zstd),
             "gzip" | "gz" => Ok(Compression::Gzip),
             "none" => Ok(Compression::None),
-            other => Err(format!(
-                "unknown compression {other:?} (zstd, gzip or none)"
-            )),
+            other => Err(UnknownCompression(other.to_string())),
         }
     }
 }

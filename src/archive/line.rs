@@ -27,6 +27,20 @@ struct ArchiveLine<'a> {
     source: &'a RawValue,
 }
 
+/// What is wrong with a data line.
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    /// Not JSON, or not an object with `_id` and `_source`.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("\"_id\" is not a string")]
+    IdNotString,
+    #[error("\"_source\" is not an object")]
+    SourceNotObject,
+    #[error("\"_routing\" is not a string")]
+    RoutingNotString,
+}
+
 /// Splits a data line into its fields; `Err` says what is wrong with it.
 ///
 /// Lines as esark writes them (`{"_id":…[,"_routing":…],"_source":{…}}`)
@@ -34,20 +48,20 @@ struct ArchiveLine<'a> {
 /// scanning `_source`: on the restore path that scan would be most of the
 /// CPU, and the server parses the document anyway (a broken one comes back
 /// as a rejected item). Lines of any other shape are parsed in full.
-pub fn parse_line(line: &[u8]) -> Result<LineParts<'_>, String> {
+pub fn parse_line(line: &[u8]) -> Result<LineParts<'_>, LineError> {
     if let Some(parts) = split_fast(line) {
         return Ok(parts);
     }
-    let parsed: ArchiveLine = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    let parsed: ArchiveLine = serde_json::from_slice(line)?;
     if !parsed.id.get().starts_with('"') {
-        return Err("\"_id\" is not a string".into());
+        return Err(LineError::IdNotString);
     }
     if !parsed.source.get().starts_with('{') {
-        return Err("\"_source\" is not an object".into());
+        return Err(LineError::SourceNotObject);
     }
     let routing = match parsed.routing {
         Some(r) if r.get() == "null" => None,
-        Some(r) if !r.get().starts_with('"') => return Err("\"_routing\" is not a string".into()),
+        Some(r) if !r.get().starts_with('"') => return Err(LineError::RoutingNotString),
         other => other,
     };
     Ok(LineParts {

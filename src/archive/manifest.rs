@@ -6,6 +6,23 @@ use super::compression::Compression;
 use super::Version;
 use crate::cluster::model::info::Flavor;
 
+/// Why a manifest of a known format version cannot be read (the reader
+/// names the file).
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// A file of a kind that a later format version introduced.
+    #[error("{path}: a {kind:?} file does not exist in format version {version}")]
+    KindTooNew {
+        path: String,
+        kind: FileKind,
+        version: u32,
+    },
+    #[error("\"failed\" indices appear in format version 4, not {0}")]
+    FailedTooEarly(u32),
+}
+
 /// The root of `manifest.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {

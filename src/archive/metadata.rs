@@ -74,9 +74,9 @@ const MAPPING_KEYS: &[&str] = &[
 /// Removes the mapping type of an Elasticsearch 6 (or 5) mapping:
 /// `{"_doc":{"properties":…}}` -> `{"properties":…}`. `_default_` is
 /// dropped; several real types cannot be merged into one index.
-pub fn typeless(mappings: Value) -> Result<Value, String> {
+pub fn typeless(mappings: Value) -> Result<Value, MappingError> {
     let Value::Object(mut map) = mappings else {
-        return Err("\"mappings\" is not an object".into());
+        return Err(MappingError::NotAnObject);
     };
     if map.is_empty() || map.keys().any(|k| MAPPING_KEYS.contains(&k.as_str())) {
         return Ok(Value::Object(map));
@@ -89,15 +89,27 @@ pub fn typeless(mappings: Value) -> Result<Value, String> {
             let (_, inner) = map.into_iter().next().expect("one entry");
             match inner {
                 Value::Object(_) => Ok(inner),
-                _ => Err("the mapping type is not an object".into()),
+                _ => Err(MappingError::TypeNotAnObject),
             }
         }
-        _ => Err(format!(
-            "several mapping types ({}): an index of Elasticsearch 5 or older cannot be \
-             restored into one index",
-            map.keys().cloned().collect::<Vec<_>>().join(", ")
-        )),
+        _ => Err(MappingError::SeveralTypes(map.keys().cloned().collect())),
     }
+}
+
+/// Why archived mappings cannot become the mappings of one index.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MappingError {
+    #[error("\"mappings\" is not an object")]
+    NotAnObject,
+    #[error("the mapping type is not an object")]
+    TypeNotAnObject,
+    /// An index of Elasticsearch 5 or older with several mapping types.
+    #[error(
+        "several mapping types ({}): an index of Elasticsearch 5 or older cannot be \
+         restored into one index",
+        .0.join(", ")
+    )]
+    SeveralTypes(Vec<String>),
 }
 
 /// Field types that Elasticsearch and OpenSearch name differently, with

@@ -65,16 +65,21 @@ impl fmt::Display for AwsService {
     }
 }
 
-impl FromStr for AwsService {
-    type Err = String;
+/// A service name that is neither `es` nor `aoss`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown AWS service {0:?}: es (OpenSearch Service domains) or aoss (OpenSearch Serverless)"
+)]
+pub struct UnknownService(pub String);
 
-    fn from_str(s: &str) -> Result<AwsService, String> {
+impl FromStr for AwsService {
+    type Err = UnknownService;
+
+    fn from_str(s: &str) -> Result<AwsService, UnknownService> {
         match s {
             "es" => Ok(AwsService::Es),
             "aoss" => Ok(AwsService::Aoss),
-            _ => Err(format!(
-                "unknown AWS service {s:?}: es (OpenSearch Service domains) or aoss (OpenSearch Serverless)"
-            )),
+            _ => Err(UnknownService(s.to_string())),
         }
     }
 }

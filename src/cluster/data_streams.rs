@@ -44,8 +44,8 @@ struct Backing {
 }
 
 /// Parses an answer of `GET /_data_stream` (Elasticsearch 7.9+, OpenSearch).
-pub fn parse_list(body: &[u8]) -> Result<Vec<DataStream>, String> {
-    let answer: ListAnswer = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+pub fn parse_list(body: &[u8]) -> Result<Vec<DataStream>, serde_json::Error> {
+    let answer: ListAnswer = serde_json::from_slice(body)?;
     let mut list: Vec<DataStream> = answer
         .data_streams
         .into_iter()
@@ -79,7 +79,7 @@ impl Cluster {
                 Err(error)
             };
         }
-        parse_list(&body).map_err(|reason| self.bad_response(Method::Get, path, reason))
+        parse_list(&body).map_err(|e| self.bad_response(Method::Get, path, e.to_string()))
     }
 
     /// Whether a data stream of that name exists.
@@ -89,7 +89,7 @@ impl Cluster {
         match status {
             404 => Ok(false),
             200..=299 => Ok(parse_list(&body)
-                .map_err(|reason| self.bad_response(Method::Get, &path, reason))?
+                .map_err(|e| self.bad_response(Method::Get, &path, e.to_string()))?
                 .iter()
                 .any(|d| d.name == name)),
             _ => Err(self.status_error(Method::Get, &path, status, &body)),

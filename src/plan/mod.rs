@@ -69,6 +69,16 @@ pub struct Renamer {
     pub suffix: String,
 }
 
+/// Why a `--rename` value is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RenameError {
+    /// No `=` leaves a valid regex on its left: the last regex's error.
+    #[error("{0}")]
+    Regex(#[from] regex::Error),
+    #[error("{0:?} is not REGEX=REPLACEMENT")]
+    NoEquals(String),
+}
+
 impl Renamer {
     pub fn target(&self, name: &str) -> String {
         let renamed = match &self.rename {
@@ -80,15 +90,18 @@ impl Renamer {
 
     /// Parses `REGEX=REPLACEMENT`, split at the first `=` that leaves a
     /// valid regex on its left (so a regex may itself contain `=`).
-    pub fn parse_rename(spec: &str) -> Result<(Regex, String), String> {
+    pub fn parse_rename(spec: &str) -> Result<(Regex, String), RenameError> {
         let mut last_error = None;
         for (i, _) in spec.match_indices('=') {
             match Regex::new(&spec[..i]) {
                 Ok(re) => return Ok((re, spec[i + 1..].to_string())),
-                Err(e) => last_error = Some(e.to_string()),
+                Err(e) => last_error = Some(e),
             }
         }
-        Err(last_error.unwrap_or_else(|| format!("{spec:?} is not REGEX=REPLACEMENT")))
+        Err(match last_error {
+            Some(e) => RenameError::Regex(e),
+            None => RenameError::NoEquals(spec.to_string()),
+        })
     }
 }
 
@@ -449,7 +462,7 @@ async fn check_lines(mut lines: impl LineReader) -> Option<String> {
         match lines.read_line(&mut buf).await {
             Ok(true) => {}
             Ok(false) => return None,
-            Err(e) => return Some(e),
+            Err(e) => return Some(e.to_string()),
         }
         if let Err(reason) = crate::archive::line::parse_line(&buf) {
             let (path, line) = lines.position();

@@ -113,7 +113,7 @@ pub async fn prepare(
     };
     let (mut body, restore) = match creation_body(meta, with_mappings) {
         Ok(b) => b,
-        Err(why) => return Ok(Preparation::Fail(why)),
+        Err(why) => return Ok(Preparation::Fail(why.to_string())),
     };
     // A target of another version or flavor may refuse settings this one
     // does not know (OpenSearch's `index.replication.type` on
@@ -287,7 +287,10 @@ fn remove_setting(body: &mut Value, setting: &str) -> bool {
 /// The `PUT /{index}` body: archived settings with the load settings
 /// applied, and mappings unless `--no-mappings`. Also returns the settings
 /// to put back after the load (the archived values, or `null` = default).
-pub fn creation_body(meta: &IndexMetadata, with_mappings: bool) -> Result<(Value, Value), String> {
+pub fn creation_body(
+    meta: &IndexMetadata,
+    with_mappings: bool,
+) -> Result<(Value, Value), crate::archive::metadata::MappingError> {
     let mut settings = meta.settings.clone();
     if !settings.is_object() {
         settings = json!({});

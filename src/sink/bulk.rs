@@ -126,7 +126,7 @@ impl BulkBuilder {
     /// Adds one archive line (without its newline). Returns a request when
     /// this line filled one. `Err` describes a malformed line.
     pub fn push_line(&mut self, line: &[u8]) -> Result<Option<BulkRequest>, String> {
-        let parsed = parse_line(line)?;
+        let parsed = parse_line(line).map_err(|e| e.to_string())?;
         if self.body.capacity() == 0 {
             self.body.reserve(self.max_bytes.min(64 << 20) + 64 * 1024);
         }

@@ -24,19 +24,19 @@ pub use slice::{ReaderKind, ResumePoint, SliceEvent, SliceReader};
 /// ([`foreign::lines::ForeignLines`]), for the passes that treat them alike
 /// (validation before a restore, verify).
 pub trait LineReader {
-    /// Reads the next data line into `buf`; `false` at the end. `Err` is a
-    /// one-line description naming the file.
+    /// Reads the next data line into `buf`; `false` at the end. `Err`
+    /// names the file.
     fn read_line(
         &mut self,
         buf: &mut Vec<u8>,
-    ) -> impl std::future::Future<Output = Result<bool, String>>;
+    ) -> impl std::future::Future<Output = Result<bool, LineReadError>>;
     /// The file and line of the line last read.
     fn position(&self) -> (std::path::PathBuf, u64);
 }
 
 impl LineReader for archive::ChunkLines {
-    async fn read_line(&mut self, buf: &mut Vec<u8>) -> Result<bool, String> {
-        self.next_line(buf).await.map_err(|e| e.to_string())
+    async fn read_line(&mut self, buf: &mut Vec<u8>) -> Result<bool, LineReadError> {
+        Ok(self.next_line(buf).await?)
     }
     fn position(&self) -> (std::path::PathBuf, u64) {
         archive::ChunkLines::position(self)
@@ -44,12 +44,21 @@ impl LineReader for archive::ChunkLines {
 }
 
 impl LineReader for foreign::lines::ForeignLines {
-    async fn read_line(&mut self, buf: &mut Vec<u8>) -> Result<bool, String> {
-        self.next_line(buf).await.map_err(|e| e.to_string())
+    async fn read_line(&mut self, buf: &mut Vec<u8>) -> Result<bool, LineReadError> {
+        Ok(self.next_line(buf).await?)
     }
     fn position(&self) -> (std::path::PathBuf, u64) {
         foreign::lines::ForeignLines::position(self)
     }
+}
+
+/// Why a [`LineReader`] could not read a line.
+#[derive(Debug, thiserror::Error)]
+pub enum LineReadError {
+    #[error(transparent)]
+    Chunk(#[from] archive::ChunkError),
+    #[error(transparent)]
+    Foreign(#[from] foreign::ForeignError),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,9 @@
 //! One slice of one index, read with recovery.
 //!
 //! The decision of what to do with a failed page is made by
-//! [`recovery`] (pure), the doing by [`SliceReader::pump`]:
+//! [`recovery`] (pure), the doing by [`SliceReader::pump`], which waits and
+//! counts with the [`RetryPolicy`]'s [`Backoff`](crate::retry::Backoff),
+//! like every other request path:
 //! - asking again is safe for point-in-time pages (repeatable), for opening
 //!   a scroll, and for a scroll page refused with 429 or 503 (the server
 //!   refused to run it: overloaded, or no shard available, so no shard's
@@ -27,7 +29,7 @@ use super::ReadError;
 use crate::cluster::scroll::Slice;
 use crate::cluster::Cluster;
 use crate::job::CancellationToken;
-use crate::retry::{classify_status, RetryAction, RetryPolicy};
+use crate::retry::{classify_status, RetryAction, RetryPolicy, Verdict};
 
 /// Pages buffered between a slice's reader and its consumer (the chunk
 /// writer of a dump, the bulk builder of a copy). One lets the reader fetch
@@ -267,14 +269,23 @@ impl SliceReader {
     /// gone (its side reports why), or `cancel` is cancelled. Contexts are
     /// closed at the end, except a point in time when the run is
     /// interrupted (a resumed run continues with it).
+    ///
+    /// What to do with a failed page is [`recovery`]'s decision; the
+    /// waits and the counting are the policy's
+    /// [`Backoff`](crate::retry::Backoff): one for the page under way
+    /// (asked again in place at most `max_attempts` times), one for the
+    /// restarts of the slice (at most [`MAX_RESTARTS`]).
     pub async fn pump(
         mut self,
         tx: mpsc::Sender<SliceEvent>,
         cancel: CancellationToken,
     ) -> Result<(), ReadError> {
-        let mut rng = fastrand::Rng::new();
-        let mut attempt = 1;
-        let mut restarts = 0;
+        let mut in_place = self.policy.backoff();
+        let mut restarts = RetryPolicy {
+            max_attempts: MAX_RESTARTS + 1,
+            ..self.policy.clone()
+        }
+        .backoff();
         // Whether the consumer holds anything of this slice: pages sent in
         // this run, or chunks kept from the earlier run it resumes.
         let mut held = self.resumed;
@@ -288,7 +299,7 @@ impl SliceReader {
             };
             let error = match page {
                 Ok(Some(page)) => {
-                    attempt = 1;
+                    in_place.reset();
                     held = true;
                     if tx.send(SliceEvent::Page(page)).await.is_err() {
                         break Ok(());
@@ -302,72 +313,62 @@ impl SliceReader {
                 Inner::Pit(r) => (true, true, r.pages()),
                 Inner::Scroll(r) => (false, r.is_open(), 0),
             };
-            match recovery(&error, pit, open, pages) {
-                Recovery::RetryInPlace if attempt < self.policy.max_attempts => {
-                    let delay = self.policy.delay(attempt, &mut rng);
-                    tracing::warn!("index {:?}: {error}; asking again in {delay:?}", self.index);
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                Recovery::Restart | Recovery::FallBackToScroll if restarts < MAX_RESTARTS => {
-                    let fall_back =
-                        recovery(&error, pit, open, pages) == Recovery::FallBackToScroll;
-                    tracing::warn!(
-                        "index {:?} slice {}: {error}; reading the slice again from its start{}",
-                        self.index,
-                        self.slice.id,
-                        if fall_back { " with scroll" } else { "" }
-                    );
-                    self.close().await;
-                    let keep_pit = pit && !fall_back;
-                    self.inner = if keep_pit {
-                        Inner::Pit(
-                            PitReader::new(
-                                self.cluster.clone(),
-                                &self.index,
-                                self.slice,
-                                self.page_size,
-                                None,
-                            )
-                            .with_query(self.query.clone()),
-                        )
-                    } else {
-                        Inner::Scroll(
-                            ScrollReader::new(
-                                self.cluster.clone(),
-                                &self.index,
-                                self.slice,
-                                self.page_size,
-                            )
-                            .with_query(self.query.clone()),
-                        )
-                    };
-                    restarts += u32::from(!fall_back);
-                    attempt = 1;
-                    // Also when this run sent nothing yet: the consumer may
-                    // hold chunks of this slice from an earlier run.
-                    if held && tx.send(SliceEvent::Restart).await.is_err() {
-                        break Ok(());
-                    }
-                    held = false;
-                    if !fall_back {
-                        // What made the slice fail may take a moment to
-                        // pass (a node restarting): do not hammer it.
-                        let delay = self.policy.delay(restarts, &mut rng);
+            let retry = |what: &str| Verdict::Retry {
+                after: None,
+                why: format!(
+                    "index {:?} slice {}: {error}; {what}",
+                    self.index, self.slice.id
+                ),
+            };
+            // `None`: fall back to scroll at once (not a restart).
+            let delay = match recovery(&error, pit, open, pages) {
+                Recovery::RetryInPlace => match in_place.next_delay(&retry("asking again")) {
+                    Some(delay) => {
                         tokio::select! {
-                            _ = tokio::time::sleep(delay) => {}
+                            _ = tokio::time::sleep(delay) => continue,
                             () = cancel.cancelled() => break Err(ReadError::Interrupted),
                         }
                     }
-                }
+                    None => break Err(error),
+                },
                 Recovery::Restart => {
-                    break Err(ReadError::TooManyRestarts {
-                        index: self.index.clone(),
-                        restarts,
-                        last: error.to_string(),
-                    })
+                    match restarts.next_delay(&retry("reading the slice again from its start")) {
+                        Some(delay) => Some(delay),
+                        None => {
+                            break Err(ReadError::TooManyRestarts {
+                                index: self.index.clone(),
+                                restarts: restarts.attempts() - 1,
+                                last: error.to_string(),
+                            })
+                        }
+                    }
                 }
-                _ => break Err(error),
+                Recovery::FallBackToScroll if restarts.attempts() <= MAX_RESTARTS => {
+                    tracing::warn!(
+                        "index {:?} slice {}: {error}; reading the slice again from its start with scroll",
+                        self.index,
+                        self.slice.id
+                    );
+                    None
+                }
+                Recovery::FallBackToScroll | Recovery::Fail => break Err(error),
+            };
+            self.close().await;
+            self.reopen(pit && delay.is_some());
+            in_place.reset();
+            // Also when this run sent nothing yet: the consumer may hold
+            // chunks of this slice from an earlier run.
+            if held && tx.send(SliceEvent::Restart).await.is_err() {
+                break Ok(());
+            }
+            held = false;
+            if let Some(delay) = delay {
+                // What made the slice fail may take a moment to pass (a
+                // node restarting): do not hammer it.
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    () = cancel.cancelled() => break Err(ReadError::Interrupted),
+                }
             }
         };
         match (&result, &mut self.inner) {
@@ -375,6 +376,33 @@ impl SliceReader {
             _ => self.close().await,
         }
         result
+    }
+
+    /// A fresh reader of the whole slice: with a new point in time when
+    /// `pit`, else with scroll.
+    fn reopen(&mut self, pit: bool) {
+        self.inner = if pit {
+            Inner::Pit(
+                PitReader::new(
+                    self.cluster.clone(),
+                    &self.index,
+                    self.slice,
+                    self.page_size,
+                    None,
+                )
+                .with_query(self.query.clone()),
+            )
+        } else {
+            Inner::Scroll(
+                ScrollReader::new(
+                    self.cluster.clone(),
+                    &self.index,
+                    self.slice,
+                    self.page_size,
+                )
+                .with_query(self.query.clone()),
+            )
+        };
     }
 }
 

@@ -15,6 +15,16 @@ use sha2::{Digest as _, Sha256};
 /// Buckets per index.
 pub const BUCKETS: usize = 256;
 
+/// Why a document cannot be hashed.
+#[derive(Debug, thiserror::Error)]
+pub enum DigestError {
+    /// The `_source` is not one JSON value.
+    #[error("{0}")]
+    Source(serde_json::Error),
+    #[error("{0}")]
+    Canonical(serde_json::Error),
+}
+
 /// A document's identity and content hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DocHash {
@@ -32,7 +42,7 @@ pub struct DocHash {
 pub const MAX_CANONICAL_DEPTH: usize = 512;
 
 /// Hashes one document; `id_json` and `source_json` are raw JSON.
-pub fn doc_hash(id: &str, source_json: &str) -> Result<DocHash, String> {
+pub fn doc_hash(id: &str, source_json: &str) -> Result<DocHash, DigestError> {
     let canonical = canonical(source_json)?;
     let mut h = Sha256::new();
     h.update(id.as_bytes());
@@ -47,18 +57,18 @@ pub fn doc_hash(id: &str, source_json: &str) -> Result<DocHash, String> {
 
 /// The canonical form of a `_source` (keys sorted, numbers as written),
 /// or its bytes when it is nested deeper than [`MAX_CANONICAL_DEPTH`].
-fn canonical(source_json: &str) -> Result<std::borrow::Cow<'_, [u8]>, String> {
+fn canonical(source_json: &str) -> Result<std::borrow::Cow<'_, [u8]>, DigestError> {
     use serde::Deserialize as _;
     if nesting_depth(source_json.as_bytes()) > MAX_CANONICAL_DEPTH {
         return Ok(std::borrow::Cow::Borrowed(source_json.as_bytes()));
     }
     let mut de = serde_json::Deserializer::from_str(source_json);
     de.disable_recursion_limit();
-    let value = Value::deserialize(&mut de).map_err(|e| e.to_string())?;
-    de.end().map_err(|e| e.to_string())?;
+    let value = Value::deserialize(&mut de).map_err(DigestError::Source)?;
+    de.end().map_err(DigestError::Source)?;
     serde_json::to_vec(&value)
         .map(std::borrow::Cow::Owned)
-        .map_err(|e| e.to_string())
+        .map_err(DigestError::Canonical)
 }
 
 /// The deepest nesting of arrays and objects in JSON text (strings

@@ -220,7 +220,7 @@ pub async fn open(root: &Path) -> Result<Archive, ArchiveError> {
         Version::V3 => v3::parse(&bytes),
         Version::V4 => v4::parse(&bytes),
     }
-    .map_err(&bad)?;
+    .map_err(|e| bad(e.to_string()))?;
     let reader = Reader::new(root, manifest).map_err(bad)?;
     reader.check_links().await?;
     Ok(Archive { version, reader })

@@ -17,20 +17,21 @@
 //!                                        _source byte-for-byte as the server sent it
 //! ```
 
-use super::super::manifest::{FileKind, Manifest};
+use super::super::manifest::{FileKind, Manifest, ManifestError};
 use super::super::Version;
 
 pub use super::FileCheck;
 
 /// Parses a version 1 manifest. Version 1 knows indices and the three kinds
 /// of templates only.
-pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
-    let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+    let manifest: Manifest = serde_json::from_slice(bytes)?;
     if let Some(f) = manifest.files().find(|f| !is_v1_kind(f.kind)) {
-        return Err(format!(
-            "{}: a {:?} file does not exist in format version 1",
-            f.path, f.kind
-        ));
+        return Err(ManifestError::KindTooNew {
+            path: f.path.clone(),
+            kind: f.kind,
+            version: 1,
+        });
     }
     Ok(manifest)
 }

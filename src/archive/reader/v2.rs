@@ -13,9 +13,9 @@
 //!
 //! Each holds what the matching `PUT` takes back, keyed by name.
 
-use super::super::manifest::Manifest;
+use super::super::manifest::{Manifest, ManifestError};
 
 /// Parses a version 2 manifest.
-pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
-    serde_json::from_slice(bytes).map_err(|e| e.to_string())
+pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+    Ok(serde_json::from_slice(bytes)?)
 }

@@ -13,13 +13,13 @@
 //! of a chunk and would restore a data stream as an index, hence the new
 //! version: an older esark refuses the archive instead.
 
-use super::super::manifest::Manifest;
+use super::super::manifest::{Manifest, ManifestError};
 
 /// Parses a version 3 manifest (which has no `failed` list).
-pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
-    let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+    let manifest: Manifest = serde_json::from_slice(bytes)?;
     if !manifest.failed.is_empty() {
-        return Err("\"failed\" indices appear in format version 4, not 3".into());
+        return Err(ManifestError::FailedTooEarly(3));
     }
     Ok(manifest)
 }

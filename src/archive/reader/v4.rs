@@ -11,9 +11,9 @@
 //! esark would ignore the list and take a partial archive for a whole one,
 //! hence the new version: it refuses the archive instead.
 
-use super::super::manifest::Manifest;
+use super::super::manifest::{Manifest, ManifestError};
 
 /// Parses a version 4 manifest.
-pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
-    serde_json::from_slice(bytes).map_err(|e| e.to_string())
+pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+    Ok(serde_json::from_slice(bytes)?)
 }

@@ -29,6 +29,17 @@ pub enum Flavor {
     Opensearch,
 }
 
+/// Why a `GET /` answer is not one of a search engine.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InfoError {
+    #[error("GET / has no \"version\" object")]
+    NoVersion,
+    #[error("GET / has no \"version.number\"")]
+    NoVersionNumber,
+    #[error("unreadable version number {0:?}")]
+    BadVersionNumber(String),
+}
+
 /// What esark knows about a cluster after `GET /`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ClusterInfo {
@@ -43,18 +54,12 @@ pub struct ClusterInfo {
 
 impl ClusterInfo {
     /// Interprets a `GET /` answer; `Err` says why it is not a search engine.
-    pub fn from_root(root: RootResponse) -> Result<ClusterInfo, String> {
-        let version = root
-            .version
-            .ok_or_else(|| "GET / has no \"version\" object".to_string())?;
-        let number = version
-            .number
-            .ok_or_else(|| "GET / has no \"version.number\"".to_string())?;
-        let major = number
-            .split('.')
-            .next()
-            .and_then(|m| m.parse::<u32>().ok())
-            .ok_or_else(|| format!("unreadable version number {number:?}"))?;
+    pub fn from_root(root: RootResponse) -> Result<ClusterInfo, InfoError> {
+        let version = root.version.ok_or(InfoError::NoVersion)?;
+        let number = version.number.ok_or(InfoError::NoVersionNumber)?;
+        let Some(major) = number.split('.').next().and_then(|m| m.parse::<u32>().ok()) else {
+            return Err(InfoError::BadVersionNumber(number));
+        };
         let flavor = match version.distribution.as_deref() {
             Some("opensearch") => Flavor::Opensearch,
             _ => Flavor::Elasticsearch,
@@ -125,7 +130,7 @@ impl std::fmt::Display for Flavor {
 mod tests {
     use super::*;
 
-    fn parse(body: &str) -> Result<ClusterInfo, String> {
+    fn parse(body: &str) -> Result<ClusterInfo, InfoError> {
         ClusterInfo::from_root(serde_json::from_str(body).unwrap())
     }
 

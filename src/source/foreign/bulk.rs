@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::lines::RawLines;
-use super::{line_error, push_doc, ForeignError, ForeignFile, ForeignIndex, LineFormat};
+use super::{push_doc, ConvertError, ForeignError, ForeignFile, ForeignIndex, LineFormat};
 
 #[derive(Deserialize)]
 struct Action<'a> {
@@ -43,9 +43,9 @@ struct Meta<'a> {
 }
 
 /// The `index` or `create` metadata of an action line.
-fn parse_action(line: &[u8]) -> Result<Meta<'_>, String> {
-    let action: Action = serde_json::from_slice(line)
-        .map_err(|e| format!("not a bulk action line: {}", line_error(&e)))?;
+fn parse_action(line: &[u8]) -> Result<Meta<'_>, ConvertError> {
+    let action: Action =
+        serde_json::from_slice(line).map_err(ConvertError::not_json("not a bulk action line"))?;
     let count = [
         action.index.is_some(),
         action.create.is_some(),
@@ -56,10 +56,7 @@ fn parse_action(line: &[u8]) -> Result<Meta<'_>, String> {
     .filter(|&&b| b)
     .count();
     if count != 1 {
-        return Err(
-            "not a bulk action line: expected one of \"index\", \"create\", \"delete\", \"update\""
-                .into(),
-        );
+        return Err(ConvertError::NotOneAction);
     }
     if action.delete.is_some() || action.update.is_some() {
         let what = if action.delete.is_some() {
@@ -67,10 +64,7 @@ fn parse_action(line: &[u8]) -> Result<Meta<'_>, String> {
         } else {
             "update"
         };
-        return Err(format!(
-            "a {what:?} action: esark restores documents, not operations; only \"index\" and \
-             \"create\" actions can be imported (remove the {what} actions first)"
-        ));
+        return Err(ConvertError::Operation(what));
     }
     Ok(action.index.or(action.create).expect("one of them"))
 }
@@ -97,7 +91,7 @@ pub(crate) fn is_action(line: &[u8]) -> bool {
 }
 
 /// Checks an action line before its source line is read.
-pub(crate) fn check_action(line: &[u8]) -> Result<(), String> {
+pub(crate) fn check_action(line: &[u8]) -> Result<(), ConvertError> {
     parse_action(line).map(|_| ())
 }
 
@@ -107,13 +101,11 @@ pub(crate) fn convert<'a>(
     action: &'a [u8],
     source: &[u8],
     out: &mut Vec<u8>,
-) -> Result<Option<Cow<'a, str>>, String> {
+) -> Result<Option<Cow<'a, str>>, ConvertError> {
     let meta = parse_action(action)?;
-    let id = meta
-        .id
-        .ok_or("the action has no \"_id\" (esark restores documents by id)")?;
+    let id = meta.id.ok_or(ConvertError::NoId)?;
     let source: &RawValue = serde_json::from_slice(source)
-        .map_err(|e| format!("the source line is not JSON: {}", line_error(&e)))?;
+        .map_err(ConvertError::not_json("the source line is not JSON"))?;
     push_doc(out, id, meta.routing.or(meta.old_routing), source)?;
     Ok(meta.index)
 }
@@ -216,10 +208,14 @@ mod tests {
             (r#"{"_id":"1","_source":{}}"#, "expected one of"),
         ];
         for (action, why) in refused {
-            let err = convert(action.as_bytes(), b"{}", &mut Vec::new()).unwrap_err();
+            let err = convert(action.as_bytes(), b"{}", &mut Vec::new())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(why), "{action}: {err}");
         }
-        let err = convert(br#"{"index":{"_id":"1"}}"#, b"[1]", &mut Vec::new()).unwrap_err();
+        let err = convert(br#"{"index":{"_id":"1"}}"#, b"[1]", &mut Vec::new())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not an object"), "{err}");
     }
 

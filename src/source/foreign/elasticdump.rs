@@ -35,7 +35,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::lines::{read_all, RawLines};
-use super::{line_error, push_doc, ForeignError, ForeignFile, ForeignIndex, LineFormat};
+use super::{push_doc, ConvertError, ForeignError, ForeignFile, ForeignIndex, LineFormat};
 use crate::archive::metadata::strip_generated;
 use crate::catalog::IndexMetadata;
 
@@ -153,12 +153,10 @@ pub(crate) fn is_hit(line: &[u8]) -> bool {
 pub(crate) fn convert_hit<'a>(
     line: &'a [u8],
     out: &mut Vec<u8>,
-) -> Result<Option<Cow<'a, str>>, String> {
+) -> Result<Option<Cow<'a, str>>, ConvertError> {
     let hit: Hit = serde_json::from_slice(line)
-        .map_err(|e| format!("not an elasticdump document line: {}", line_error(&e)))?;
-    let source = hit
-        .source
-        .ok_or("no \"_source\" (dumped with --sourceOnly, or _source disabled?)")?;
+        .map_err(ConvertError::not_json("not an elasticdump document line"))?;
+    let source = hit.source.ok_or(ConvertError::NoSource)?;
     let routing = hit.routing.or(hit.fields.and_then(|f| f.routing));
     push_doc(out, hit.id, routing, source)?;
     Ok(hit.index)
@@ -245,9 +243,8 @@ pub(crate) async fn read_file(
             let mut buf = Vec::new();
             while lines.next(&mut buf).await? {
                 let hit: HitIndex = serde_json::from_slice(&buf).map_err(|e| {
-                    lines.malformed(format!(
-                        "not an elasticdump document line: {}",
-                        line_error(&e)
+                    lines.malformed(ConvertError::not_json("not an elasticdump document line")(
+                        e,
                     ))
                 })?;
                 let index = hit.index.ok_or_else(|| {
@@ -465,7 +462,9 @@ mod tests {
         assert_eq!(typeless(json!({})).unwrap(), json!({}));
         let dynamic = json!({"dynamic":"strict","_meta":{"v":1}});
         assert_eq!(typeless(dynamic.clone()).unwrap(), dynamic);
-        let err = typeless(json!({"a":{"properties":{}},"b":{"properties":{}}})).unwrap_err();
+        let err = typeless(json!({"a":{"properties":{}},"b":{"properties":{}}}))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("several mapping types (a, b)"), "{err}");
     }
 

@@ -10,7 +10,9 @@
 use std::path::Path;
 
 use super::lines::open_decoded;
-use super::{elasticdump, empty_meta, ForeignError, ForeignFile, ForeignIndex, LineFormat};
+use super::{
+    elasticdump, empty_meta, ConvertError, ForeignError, ForeignFile, ForeignIndex, LineFormat,
+};
 use crate::stream::{is_marker, StreamReader};
 
 /// Reads the whole file: its header, every document (counted) and the
@@ -43,7 +45,7 @@ pub(crate) async fn read_file(path: &Path) -> Result<Vec<ForeignIndex>, ForeignE
 
 /// Appends the archive line of one document line to `out`; `false` for
 /// the header and the trailer (checked by [`read_file`]).
-pub(crate) fn convert_line(line: &[u8], out: &mut Vec<u8>) -> Result<bool, String> {
+pub(crate) fn convert_line(line: &[u8], out: &mut Vec<u8>) -> Result<bool, ConvertError> {
     if is_marker(line) {
         return Ok(false);
     }

@@ -27,7 +27,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use super::lines::{read_all, RawLines};
-use super::{line_error, push_doc, ForeignError, ForeignFile, ForeignIndex, LineFormat};
+use super::{push_doc, ConvertError, ForeignError, ForeignFile, ForeignIndex, LineFormat};
 
 pub const DOCUMENTS_FILE: &str = "documents.jsonl";
 pub const MAPPINGS_FILE: &str = "mappings.json";
@@ -40,6 +40,17 @@ pub(crate) struct Header {
     collection: String,
 }
 
+/// What is wrong with a Kourou `mappings.json`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MappingsError {
+    #[error("no \"content\" in a Kourou mappings file")]
+    NoContent,
+    #[error("no mappings for index {index:?}, collection {collection:?}")]
+    NotFound { index: String, collection: String },
+    #[error("the collection's mappings are not an object")]
+    NotAnObject,
+}
+
 #[derive(Deserialize)]
 struct Doc<'a> {
     #[serde(rename = "_id", borrow)]
@@ -49,30 +60,21 @@ struct Doc<'a> {
 }
 
 /// The header line of a `documents.jsonl`: `(index, collection)`.
-pub(crate) fn parse_header(line: &[u8]) -> Result<(String, String), String> {
-    let header: Header = serde_json::from_slice(line).map_err(|e| {
-        format!(
-            "not a Kourou header line ({{\"type\":\"collection\",…}}): {}",
-            line_error(&e)
-        )
-    })?;
+pub(crate) fn parse_header(line: &[u8]) -> Result<(String, String), ConvertError> {
+    let header: Header = serde_json::from_slice(line).map_err(ConvertError::not_json(
+        "not a Kourou header line ({\"type\":\"collection\",…})",
+    ))?;
     if header.kind != "collection" {
-        return Err(format!(
-            "not a Kourou header line: \"type\" is {:?}, not \"collection\"",
-            header.kind
-        ));
+        return Err(ConvertError::NotKourouHeader(header.kind));
     }
     Ok((header.index, header.collection))
 }
 
 /// Appends the archive line of one exported document to `out`.
-pub(crate) fn convert_doc(line: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-    let doc: Doc = serde_json::from_slice(line).map_err(|e| {
-        format!(
-            "not a Kourou document line ({{\"_id\":…,\"body\":{{…}}}}): {}",
-            line_error(&e)
-        )
-    })?;
+pub(crate) fn convert_doc(line: &[u8], out: &mut Vec<u8>) -> Result<(), ConvertError> {
+    let doc: Doc = serde_json::from_slice(line).map_err(ConvertError::not_json(
+        "not a Kourou document line ({\"_id\":…,\"body\":{…}})",
+    ))?;
     push_doc(out, doc.id, None, doc.body)
 }
 
@@ -152,32 +154,39 @@ pub(crate) async fn read(input: &Path) -> Result<Vec<ForeignIndex>, ForeignError
 }
 
 async fn read_mappings(path: &Path, index: &str, collection: &str) -> Result<Value, ForeignError> {
-    let bad = |reason: String| ForeignError::BadFile {
+    let bad = |reason: &dyn std::fmt::Display| ForeignError::BadFile {
         path: path.to_path_buf(),
-        reason,
+        reason: reason.to_string(),
     };
     let bytes = read_all(path).await?;
-    let doc: Value = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
-    collection_mappings(doc, index, collection).map_err(bad)
+    let doc: Value = serde_json::from_slice(&bytes).map_err(|e| bad(&e))?;
+    collection_mappings(doc, index, collection).map_err(|e| bad(&e))
 }
 
 /// The mappings of `index`/`collection` in a Kourou `mappings.json`:
 /// `{"type":"mappings","content":{I:{C:M}}}`, or `{I:{C:M}}` (older
 /// Kourou), with `_kuzzle_info` added to `M`.
-pub fn collection_mappings(doc: Value, index: &str, collection: &str) -> Result<Value, String> {
+pub fn collection_mappings(
+    doc: Value,
+    index: &str,
+    collection: &str,
+) -> Result<Value, MappingsError> {
     let content = match doc {
-        Value::Object(mut map) if map.get("type") == Some(&json!("mappings")) => map
-            .remove("content")
-            .ok_or("no \"content\" in a Kourou mappings file")?,
+        Value::Object(mut map) if map.get("type") == Some(&json!("mappings")) => {
+            map.remove("content").ok_or(MappingsError::NoContent)?
+        }
         other => other,
     };
     let mut mappings = content
         .get(index)
         .and_then(|i| i.get(collection))
         .cloned()
-        .ok_or_else(|| format!("no mappings for index {index:?}, collection {collection:?}"))?;
+        .ok_or_else(|| MappingsError::NotFound {
+            index: index.to_string(),
+            collection: collection.to_string(),
+        })?;
     let Some(map) = mappings.as_object_mut() else {
-        return Err("the collection's mappings are not an object".into());
+        return Err(MappingsError::NotAnObject);
     };
     let properties = map
         .entry("properties")

@@ -105,11 +105,11 @@ impl RawLines {
     }
 
     /// An error about the line last read.
-    pub(crate) fn malformed(&self, reason: impl Into<String>) -> ForeignError {
+    pub(crate) fn malformed(&self, reason: impl std::fmt::Display) -> ForeignError {
         ForeignError::Malformed {
             path: self.path.clone(),
             line: self.line,
-            reason: reason.into(),
+            reason: reason.to_string(),
         }
     }
 }

@@ -64,6 +64,47 @@ pub enum ForeignError {
     AmbiguousIndex { name: String, found: Vec<String> },
 }
 
+/// What is wrong with one line of a foreign dump (the caller names the
+/// file and the line).
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    /// Not the JSON line the format has here; `expected` says which.
+    #[error("{expected}: {}", line_error(.error))]
+    NotJson {
+        expected: &'static str,
+        error: serde_json::Error,
+    },
+    /// `_id` is an object, an array or another non-string.
+    #[error("\"_id\" is {0}, not a string")]
+    IdNotString(&'static str),
+    #[error("the routing is {0}, not a string")]
+    RoutingNotString(&'static str),
+    #[error("the document's source is not an object")]
+    SourceNotObject,
+    #[error("no \"_source\" (dumped with --sourceOnly, or _source disabled?)")]
+    NoSource,
+    #[error("the action has no \"_id\" (esark restores documents by id)")]
+    NoId,
+    #[error(
+        "not a bulk action line: expected one of \"index\", \"create\", \"delete\", \"update\""
+    )]
+    NotOneAction,
+    /// A `delete` or `update` action: operations, not documents.
+    #[error(
+        "a {0:?} action: esark restores documents, not operations; only \"index\" and \
+         \"create\" actions can be imported (remove the {0} actions first)"
+    )]
+    Operation(&'static str),
+    #[error("not a Kourou header line: \"type\" is {0:?}, not \"collection\"")]
+    NotKourouHeader(String),
+}
+
+impl ConvertError {
+    pub(crate) fn not_json(expected: &'static str) -> impl Fn(serde_json::Error) -> ConvertError {
+        move |error| ConvertError::NotJson { expected, error }
+    }
+}
+
 impl ForeignError {
     pub(crate) fn io(path: &Path, error: std::io::Error) -> ForeignError {
         ForeignError::Io {
@@ -153,15 +194,15 @@ pub(crate) fn push_doc(
     id: &RawValue,
     routing: Option<&RawValue>,
     source: &RawValue,
-) -> Result<(), String> {
-    let id = as_string(id).map_err(|t| format!("\"_id\" is {t}, not a string"))?;
+) -> Result<(), ConvertError> {
+    let id = as_string(id).map_err(ConvertError::IdNotString)?;
     let routing = match routing {
         Some(r) if r.get() == "null" => None,
-        Some(r) => Some(as_string(r).map_err(|t| format!("the routing is {t}, not a string"))?),
+        Some(r) => Some(as_string(r).map_err(ConvertError::RoutingNotString)?),
         None => None,
     };
     if !source.get().starts_with('{') {
-        return Err("the document's source is not an object".into());
+        return Err(ConvertError::SourceNotObject);
     }
     push_line(out, &id, routing.as_deref(), source);
     out.pop();
