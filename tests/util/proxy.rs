@@ -14,9 +14,6 @@
 
 use std::sync::Arc;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-
 use super::front::auth::AuthLayer;
 use super::front::data_streams::DataStreams;
 use super::front::sigv4::SigV4Layer;
@@ -143,10 +140,4 @@ impl AuthProxy {
             _ => panic!("revoke_after needs a proxy started with start or start_bearer"),
         }
     }
-}
-
-/// Standard base64 with padding (the `base64` crate's), as in a Basic
-/// `Authorization` header.
-pub fn base64(data: &[u8]) -> String {
-    STANDARD.encode(data)
 }
