@@ -1,5 +1,5 @@
 //! Data streams, end to end, through the emulation of
-//! [`crate::util::data_streams`] in front of osmem (which has none): a dump
+//! [`crate::util::front::data_streams`] in front of osmem (which has none): a dump
 //! reads a data stream by its name as one archive entry and never its
 //! backing index on its own; a restore creates the data stream from its
 //! index template and writes with `create` actions only; `--mode` applies

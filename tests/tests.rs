@@ -21,6 +21,9 @@ mod dump;
 mod dump_errors;
 // `esark restore`: round trip, modes, --atomic, renaming, rejects, damaged archives.
 mod restore;
+// The bulk indexer alone against scripted answers (the test front's scripted layer):
+// item retries, rejects, exhausted retries, create conflicts. No cluster needed.
+mod bulk;
 // `esark verify`: what differs between an archive and a cluster.
 mod verify;
 // `esark copy`: cluster to cluster.

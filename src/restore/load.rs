@@ -155,7 +155,7 @@ impl Feeder<'_> {
         stats: &Arc<IndexStats>,
         pending: &mut Pending,
     ) -> Result<(), String> {
-        if let Some(request) = self.builder.push_line(line)? {
+        if let Some(request) = self.builder.push_line(line).map_err(|e| e.to_string())? {
             self.submit(request, stats, pending).await;
         }
         self.read += 1;

@@ -4,12 +4,14 @@
 //!   or `ESARK_TEST_TARGET_URL` as the target) with a small blocking JSON
 //!   client that names, creates and cleans up per-test indices and templates.
 //! - [`osmem`]: the private osmem-server child process behind a test cluster.
+//! - [`front`]: one test HTTP front (hyper) with a stack of layers: Basic
+//!   or bearer authentication, SigV4 verification, data stream emulation,
+//!   fault injection, scripted answers.
 //! - [`proxy`]: an HTTP proxy that demands Basic authentication or a bearer
-//!   token, for the credential tests (osmem itself has none).
+//!   token, for the credential tests (osmem itself has none), a front with
+//!   one layer.
 //! - [`tls`]: a TLS front for osmem, optionally demanding a client
 //!   certificate of a test CA ([`tls::TestCa`]).
-//! - [`data_streams`]: Elasticsearch's data stream API, emulated in front of
-//!   osmem by [`proxy::AuthProxy::start_data_streams`].
 //! - [`sigv4`]: an AWS SigV4 verifier, written from the specification, that
 //!   [`proxy::AuthProxy::start_sigv4`] puts in front of a test cluster.
 //! - [`esark`]: runs the `esark` binary with a timeout and captures its output.
@@ -26,10 +28,10 @@
 
 pub mod archive;
 pub mod check;
-pub mod data_streams;
 pub mod esark;
 pub mod faults;
 pub mod fixture;
+pub mod front;
 pub mod osmem;
 pub mod proxy;
 pub mod restore_support;

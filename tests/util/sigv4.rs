@@ -8,7 +8,7 @@
 //! `SignedHeaders` as received, the body bytes), recomputes the signature
 //! with the known test credentials and compares. It also checks the
 //! credential scope, the date, `x-amz-content-sha256` against the body and
-//! the session token. [`super::proxy::AuthProxy::start_sigv4`] puts it in
+//! the session token. [`super::front::sigv4`] puts it in
 //! front of a test cluster.
 //!
 //! <https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html>

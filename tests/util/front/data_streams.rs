@@ -1,7 +1,7 @@
-//! Data streams for a server that has none: osmem answers `PUT
-//! /_data_stream` with "not supported", so [`DataStreams`], plugged into
-//! [`super::proxy::AuthProxy::start_data_streams`], plays the part of
-//! Elasticsearch's data stream API in front of it.
+//! The data stream layer, for a server that has none: osmem answers `PUT
+//! /_data_stream` with "not supported", so [`DataStreams`] (put in front
+//! of it by [`crate::util::proxy::AuthProxy::start_data_streams`]) plays
+//! the part of Elasticsearch's data stream API.
 //!
 //! A data stream `NAME` is kept as what Elasticsearch builds underneath:
 //! a hidden backing index `.ds-NAME-000001`, created with the mappings and
@@ -26,8 +26,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use reqwest::blocking::Client;
+use futures::future::BoxFuture;
 use serde_json::{json, Value};
+
+use super::{Layer, Next, Reply, Request, Response, Upstream};
 
 /// The emulated data streams of one proxy.
 #[derive(Default)]
@@ -45,13 +47,12 @@ pub type Answer = (u16, Value);
 
 impl DataStreams {
     /// Answers a request that concerns data streams, or `None` to relay it.
-    pub fn intercept(
+    async fn intercept(
         &self,
         method: &str,
         target: &str,
         body: &[u8],
-        upstream: &str,
-        client: &Client,
+        upstream: &Upstream,
     ) -> Option<Answer> {
         let path = target.split('?').next().unwrap_or("/");
         let segments: Vec<String> = path
@@ -73,8 +74,8 @@ impl DataStreams {
         ) {
             ("GET", ["_data_stream"]) | ("GET", ["_data_stream", "*"]) => Some(self.list(None)),
             ("GET", ["_data_stream", name]) => Some(self.list(Some(name))),
-            ("PUT", ["_data_stream", name]) => Some(self.create(name, upstream, client)),
-            ("DELETE", ["_data_stream", name]) => Some(self.delete(name, upstream, client)),
+            ("PUT", ["_data_stream", name]) => Some(self.create(name, upstream).await),
+            ("DELETE", ["_data_stream", name]) => Some(self.delete(name, upstream).await),
             ("POST" | "PUT", ["_bulk"]) => self.check_bulk(None, body),
             ("POST" | "PUT", [index, "_bulk"]) => self.check_bulk(Some(index), body),
             _ => None,
@@ -99,7 +100,7 @@ impl DataStreams {
         }
     }
 
-    fn create(&self, name: &str, upstream: &str, client: &Client) -> Answer {
+    async fn create(&self, name: &str, upstream: &Upstream) -> Answer {
         if self.streams.lock().unwrap().contains_key(name) {
             let reason = format!("data_stream [{name}] already exists");
             return (
@@ -107,11 +108,14 @@ impl DataStreams {
                 error("resource_already_exists_exception", &reason, 400),
             );
         }
-        let templates: Value = client
-            .get(format!("{upstream}/_index_template"))
+        let templates: Value = match upstream
+            .request(reqwest::Method::GET, "/_index_template")
             .send()
-            .and_then(|r| r.json())
-            .unwrap_or(Value::Null);
+            .await
+        {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
         let matching = templates["index_templates"]
             .as_array()
             .into_iter()
@@ -146,10 +150,11 @@ impl DataStreams {
         if inner["mappings"].is_object() {
             body["mappings"] = inner["mappings"].clone();
         }
-        let created = client
-            .put(format!("{upstream}/{backing}"))
+        let created = upstream
+            .request(reqwest::Method::PUT, &format!("/{backing}"))
             .json(&body)
             .send()
+            .await
             .map(|r| r.status().as_u16());
         match created {
             Ok(200..=299) => {
@@ -171,11 +176,15 @@ impl DataStreams {
         }
     }
 
-    fn delete(&self, name: &str, upstream: &str, client: &Client) -> Answer {
+    async fn delete(&self, name: &str, upstream: &Upstream) -> Answer {
         let Some((backing, _)) = self.streams.lock().unwrap().remove(name) else {
             return (404, not_found(name));
         };
-        let _ = client.delete(format!("{upstream}/{backing}")).send();
+        let path = format!("/{backing}");
+        let _ = upstream
+            .request(reqwest::Method::DELETE, &path)
+            .send()
+            .await;
         (200, json!({"acknowledged": true}))
     }
 
@@ -266,6 +275,23 @@ impl DataStreams {
             .unwrap()
             .get(name)
             .map(|(b, _)| b.clone())
+    }
+}
+
+impl Layer for DataStreams {
+    fn handle<'a>(&'a self, req: Request, next: Next<'a>) -> BoxFuture<'a, Reply> {
+        Box::pin(async move {
+            let upstream = next
+                .upstream()
+                .expect("data streams are emulated before a cluster");
+            match self
+                .intercept(&req.method, &req.target, &req.body, upstream)
+                .await
+            {
+                Some((status, body)) => Reply::Answer(Response::json(status, &body)),
+                None => next.run(req).await,
+            }
+        })
     }
 }
 
