@@ -16,9 +16,10 @@ use std::sync::Arc;
 use futures::StreamExt;
 use tokio::task::JoinSet;
 
+use crate::archive::ArchiveError;
 use crate::job::{CancellationToken, IndexCounter};
 use crate::plan::DataOrigin;
-use crate::sink::bulk::{BulkBuilder, BulkIndexer, IndexStats, Pending};
+use crate::sink::bulk::{BulkBuilder, BulkIndexer, IndexStats, Pending, PushError};
 use crate::source::archive::{ChunkError, ChunkFile, ChunkLines};
 use crate::source::foreign::{ForeignError, ForeignFile, ForeignLines};
 use crate::source::slice::spawn_slices_matching;
@@ -35,7 +36,7 @@ pub enum LoadError {
     Malformed {
         path: PathBuf,
         line: u64,
-        reason: String,
+        reason: PushError,
     },
     #[error(transparent)]
     Read(#[from] ReadError),
@@ -44,8 +45,23 @@ pub enum LoadError {
     Stream(#[from] StreamError),
     #[error("interrupted")]
     Interrupted,
-    #[error("{0}")]
-    Record(String),
+    /// A reader task of a copy's source panicked or was cancelled.
+    #[error("{index}: reader task failed: {reason}")]
+    ReaderFailed { index: String, reason: String },
+    #[error(transparent)]
+    Record(#[from] RecordError),
+}
+
+/// Progress that could not be recorded: the load stops early, as a
+/// resumed run would not know what was done.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("cannot record restore progress: {0}")]
+    State(ArchiveError),
+    /// The rejects of a chunk could not be made durable before the chunk
+    /// was recorded as done.
+    #[error(transparent)]
+    Rejects(ArchiveError),
 }
 
 /// Limits of one bulk request.
@@ -58,10 +74,10 @@ pub struct BulkSize {
 /// Called when every document of a chunk is written or rejected, with the
 /// chunk's path and its written and rejected counts. `Err` (the progress
 /// could not be recorded) fails the load.
-pub type ChunkAck = Arc<dyn Fn(&Path, u64, u64) -> Result<(), String> + Send + Sync>;
+pub type ChunkAck = Arc<dyn Fn(&Path, u64, u64) -> Result<(), RecordError> + Send + Sync>;
 
 /// Called before the first document of a chunk is sent. `Err` stops the load.
-pub type ChunkStart = Arc<dyn Fn(&Path) -> Result<(), String> + Send + Sync>;
+pub type ChunkStart = Arc<dyn Fn(&Path) -> Result<(), RecordError> + Send + Sync>;
 
 /// How chunks are tracked for `restore --resume` (archives only).
 #[derive(Default)]
@@ -154,8 +170,8 @@ impl Feeder<'_> {
         line: &[u8],
         stats: &Arc<IndexStats>,
         pending: &mut Pending,
-    ) -> Result<(), String> {
-        if let Some(request) = self.builder.push_line(line).map_err(|e| e.to_string())? {
+    ) -> Result<(), PushError> {
+        if let Some(request) = self.builder.push_line(line)? {
             self.submit(request, stats, pending).await;
         }
         self.read += 1;
@@ -391,10 +407,9 @@ impl Feeder<'_> {
                     failed.get_or_insert(e.into());
                 }
                 Err(e) => {
-                    failed.get_or_insert(LoadError::Malformed {
-                        path: index.into(),
-                        line: 0,
-                        reason: format!("reader task failed: {e}"),
+                    failed.get_or_insert(LoadError::ReaderFailed {
+                        index: index.to_string(),
+                        reason: e.to_string(),
                     });
                 }
             }

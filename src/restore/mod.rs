@@ -566,7 +566,7 @@ async fn restore_index(
                             i.started.insert(path.to_path_buf());
                         }
                     })
-                    .map_err(|e| format!("cannot record restore progress: {e}"))
+                    .map_err(load::RecordError::State)
             }) as load::ChunkStart
         });
         let ack: Option<load::ChunkAck> = state.map(|state| {
@@ -577,7 +577,7 @@ async fn restore_index(
                 // The rejects of a chunk are on disk before the chunk is
                 // recorded as done: a resumed run does not send it again.
                 if rejected > 0 {
-                    rejects.sync().map_err(|e| e.to_string())?;
+                    rejects.sync().map_err(load::RecordError::Rejects)?;
                 }
                 state
                     .update(|s| {
@@ -585,7 +585,7 @@ async fn restore_index(
                             i.chunks.insert(path.to_path_buf(), (written, rejected));
                         }
                     })
-                    .map_err(|e| format!("cannot record restore progress: {e}"))
+                    .map_err(load::RecordError::State)
             }) as load::ChunkAck
         });
         let loaded = load::load(
