@@ -216,7 +216,7 @@ async fn write_archive(
     progress: &Progress,
     cancel: watch::Receiver<bool>,
 ) -> Result<Manifest, DumpError> {
-    let checkpointer = Arc::new(checkpointer(archive.root(), checkpoint.clone()));
+    let checkpointer = Arc::new(checkpointer(archive, checkpoint.clone()));
     // Written at once: even a run killed before its first chunk can resume.
     checkpointer.update(|_| {})?;
     checkpointer.flush().await?;
@@ -382,7 +382,7 @@ async fn open_checkpoint(
             root.display()
         )));
     }
-    let checkpoint = Checkpoint::load(root)?;
+    let checkpoint = Checkpoint::load(root).await?;
     if checkpoint.source.cluster_uuid != source.cluster_uuid
         || checkpoint.source.cluster_name != source.cluster_name
     {
