@@ -9,14 +9,13 @@
 //! read and written through the archive's store.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::archive::manifest::{DumpOptions, FileEntry, IndexEntry, SkippedIndex, SourceCluster};
 use crate::archive::state_file::StateWriter;
-use crate::archive::store::{ArchiveStore, LocalStore};
+use crate::archive::store::ArchiveStore;
 use crate::archive::writer::ArchiveWriter;
 use crate::archive::ArchiveError;
 use crate::source::pit::PitPosition;
@@ -82,13 +81,8 @@ impl Checkpoint {
         }
     }
 
-    /// Reads the checkpoint of the dump in the folder `root`.
-    pub async fn load(root: &Path) -> Result<Checkpoint, ArchiveError> {
-        Checkpoint::load_from(&LocalStore::new(root)).await
-    }
-
     /// Reads the checkpoint of the dump in `store`.
-    pub async fn load_from(store: &dyn ArchiveStore) -> Result<Checkpoint, ArchiveError> {
+    pub async fn load(store: &dyn ArchiveStore) -> Result<Checkpoint, ArchiveError> {
         let path = store.locate(CHECKPOINT_FILE);
         let bytes = store.get(CHECKPOINT_FILE).await?;
         let cp: Checkpoint =
