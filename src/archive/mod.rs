@@ -1,7 +1,8 @@
-//! The on-disk archive: a public, versioned contract.
+//! The archive: a public, versioned contract.
 //!
-//! An archive is a folder with a `manifest.json` at its root that is written
-//! last and atomically; a folder without it is an incomplete dump. The
+//! An archive is a folder (or, through [`store::ArchiveStore`], any store
+//! of objects) with a `manifest.json` at its root that is written last and
+//! atomically; one without it is an incomplete dump. The
 //! manifest records the format name and version, the source cluster, the
 //! options used, and every file with its size, document count and sha256.
 //!
@@ -12,6 +13,11 @@
 //! ([`reader::v1`] to [`reader::v4`]), adapting older versions to the current
 //! model. A change to the format adds a version, a reader for it, and an
 //! adapter from the older ones.
+//!
+//! Every read and write of an archive's files goes through an
+//! [`store::ArchiveStore`]: [`store::LocalStore`] for a folder,
+//! [`store::MemoryStore`] in memory; what only a folder can do (replacing
+//! an archive in place) is in [`store::swap`].
 
 pub mod compression;
 pub mod hash;
@@ -21,6 +27,7 @@ pub mod metadata;
 pub mod naming;
 pub mod reader;
 pub mod state_file;
+pub mod store;
 pub mod writer;
 
 use std::path::PathBuf;
@@ -96,6 +103,8 @@ pub enum ArchiveError {
         path: PathBuf,
         error: std::io::Error,
     },
+    #[error("{}: already exists: another dump wrote this archive", .0.display())]
+    AlreadyExists(PathBuf),
     #[error("{path}: the manifest names a file outside the archive")]
     UnsafePath { path: String },
     #[error("{}: a link to {}, outside the archive: refused", path.display(), target.display())]

@@ -1,14 +1,21 @@
 //! A small JSON file that records progress (a dump's checkpoint, a
-//! restore's state): rewritten whole on every update through a temporary
-//! file, fsync and rename, so that a crash leaves either the previous
-//! version or the new one, never a torn file.
+//! restore's state): rewritten whole on every update, so that a crash
+//! leaves either the previous version or the new one, never a torn file.
+//!
+//! [`StateFile`] is a local file (a restore's state lives beside, not in,
+//! the archive it reads): a temporary file, fsync and rename.
+//! [`StateWriter`] keeps its file in an archive, so it writes through the
+//! archive's [`ArchiveStore`] (whole-object puts; for a local folder the
+//! same temporary file, fsync and rename).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+use bytes::Bytes;
 use serde::Serialize;
 
-use super::writer::partial_path;
+use super::store::local::partial_path;
+use super::store::{ArchiveStore, PutMode};
 use super::ArchiveError;
 
 pub struct StateFile<T> {
@@ -95,14 +102,16 @@ mod tests {
     }
 }
 
-/// A state file kept by an owner task, for states updated on the hot path
-/// (a dump's checkpoint, after every finished chunk).
+/// A state object in an archive's store, kept by an owner task, for states
+/// updated on the hot path (a dump's checkpoint, after every finished
+/// chunk).
 ///
 /// [`StateWriter::update`] changes the state in memory and returns at
 /// once; the owner task writes the newest state — one write for all the
-/// updates that came while the previous write ran — through the same
-/// temporary file, fsync and rename as [`StateFile`], on tokio's blocking
-/// pool, so that no runtime thread waits for a disk. [`StateWriter::flush`]
+/// updates that came while the previous write ran — with a whole-object
+/// [`ArchiveStore::put`] (a local folder: temporary file, fsync and
+/// rename, through tokio's blocking pool, so that no runtime thread waits
+/// for a disk). [`StateWriter::flush`]
 /// waits until every update made so far is on disk. A failed write fails
 /// every later update and flush: a run never goes on believing it can be
 /// resumed when it cannot.
@@ -115,6 +124,9 @@ pub struct StateWriter<T> {
 }
 
 struct Shared<T> {
+    store: std::sync::Arc<dyn ArchiveStore>,
+    key: String,
+    /// How errors name the object.
     path: PathBuf,
     /// The state and its version (one more per update).
     state: Mutex<(T, u64)>,
@@ -129,11 +141,14 @@ enum Written {
 }
 
 impl<T: Serialize + Clone + Send + 'static> StateWriter<T> {
-    /// Holds `state` for `path` and starts the owner task (call within a
-    /// tokio runtime). Nothing is written until the first update.
-    pub fn new(path: &Path, state: T) -> StateWriter<T> {
+    /// Holds `state` for the object `key` of `store` and starts the owner
+    /// task (call within a tokio runtime). Nothing is written until the
+    /// first update.
+    pub fn new(store: std::sync::Arc<dyn ArchiveStore>, key: &str, state: T) -> StateWriter<T> {
         let shared = std::sync::Arc::new(Shared {
-            path: path.into(),
+            path: store.locate(key),
+            store,
+            key: key.to_string(),
             state: Mutex::new((state, 0)),
             wake: tokio::sync::Notify::new(),
         });
@@ -158,11 +173,12 @@ impl<T: Serialize + Clone + Send + 'static> StateWriter<T> {
             if version == on_disk {
                 continue;
             }
-            let path = shared.path.clone();
             let outcome = match bytes {
-                Ok(bytes) => tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
+                Ok(bytes) => shared
+                    .store
+                    .put(&shared.key, Bytes::from(bytes), PutMode::Overwrite)
                     .await
-                    .unwrap_or_else(|e| Err(std::io::Error::other(e))),
+                    .map_err(|e| e.into_io()),
                 Err(e) => Err(std::io::Error::other(e)),
             };
             match outcome {
@@ -247,11 +263,7 @@ impl<T: Serialize + Clone + Send + 'static> StateWriter<T> {
     pub async fn remove(&self) -> Result<(), ArchiveError> {
         self.flush().await?;
         self.task.abort();
-        match std::fs::remove_file(&self.shared.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(ArchiveError::io(&self.shared.path, e)),
-        }
+        Ok(self.shared.store.delete(&self.shared.key).await?)
     }
 }
 
@@ -259,13 +271,6 @@ impl<T> Drop for StateWriter<T> {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-/// Replaces `path` with `bytes`: a temporary file, fsync, rename.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = partial_path(path);
-    write_synced(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
@@ -276,7 +281,8 @@ mod writer_tests {
     async fn updates_are_written_by_the_owner_and_flush_waits_for_them() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("checkpoint.json");
-        let file = StateWriter::new(&path, Vec::<u32>::new());
+        let store = std::sync::Arc::new(crate::archive::store::LocalStore::new(dir.path()));
+        let file = StateWriter::new(store, "checkpoint.json", Vec::<u32>::new());
         for i in 0..100 {
             file.update(|v| v.push(i)).unwrap();
         }
@@ -295,8 +301,10 @@ mod writer_tests {
     #[tokio::test]
     async fn a_failed_write_fails_later_updates_and_flushes() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("gone").join("checkpoint.json");
-        let file = StateWriter::new(&path, 0u32);
+        let store = std::sync::Arc::new(crate::archive::store::LocalStore::new(
+            dir.path().join("gone"),
+        ));
+        let file = StateWriter::new(store, "checkpoint.json", 0u32);
         file.update(|v| *v += 1).unwrap();
         let err = file.flush().await.unwrap_err();
         assert!(err.to_string().contains("checkpoint.json"), "{err}");

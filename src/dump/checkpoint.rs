@@ -5,15 +5,18 @@
 //! from its recorded position, a scroll slice is read again.
 //!
 //! It is a private file of the tool, not part of the archive format: an
-//! archive is what the manifest lists.
+//! archive is what the manifest lists. It lives in the archive, so it is
+//! read and written through the archive's store.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::archive::manifest::{DumpOptions, FileEntry, IndexEntry, SkippedIndex, SourceCluster};
 use crate::archive::state_file::StateWriter;
+use crate::archive::store::ArchiveStore;
+use crate::archive::writer::ArchiveWriter;
 use crate::archive::ArchiveError;
 use crate::source::pit::PitPosition;
 use crate::source::ReaderKind;
@@ -78,10 +81,10 @@ impl Checkpoint {
         }
     }
 
-    /// Reads the checkpoint of the dump in `root`.
-    pub fn load(root: &Path) -> Result<Checkpoint, ArchiveError> {
-        let path = root.join(CHECKPOINT_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| ArchiveError::io(&path, e))?;
+    /// Reads the checkpoint of the dump in `store`.
+    pub async fn load(store: &dyn ArchiveStore) -> Result<Checkpoint, ArchiveError> {
+        let path = store.locate(CHECKPOINT_FILE);
+        let bytes = store.get(CHECKPOINT_FILE).await?;
         let cp: Checkpoint =
             serde_json::from_slice(&bytes).map_err(|e| ArchiveError::BadManifest {
                 path: path.clone(),
@@ -101,7 +104,7 @@ impl Checkpoint {
 /// in memory after every finished chunk, written by its own task.
 pub type Checkpointer = StateWriter<Checkpoint>;
 
-/// The checkpoint file of the dump in `root`.
-pub fn checkpointer(root: &Path, checkpoint: Checkpoint) -> Checkpointer {
-    StateWriter::new(&root.join(CHECKPOINT_FILE), checkpoint)
+/// The checkpoint of the dump writing `archive`, kept in its store.
+pub fn checkpointer(archive: &ArchiveWriter, checkpoint: Checkpoint) -> Checkpointer {
+    StateWriter::new(Arc::clone(archive.store()), CHECKPOINT_FILE, checkpoint)
 }

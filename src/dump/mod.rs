@@ -241,7 +241,7 @@ async fn write_archive(
     events: &Events,
     cancel: CancellationToken,
 ) -> Result<Manifest, DumpError> {
-    let checkpointer = Arc::new(checkpointer(archive.root(), checkpoint.clone()));
+    let checkpointer = Arc::new(checkpointer(archive, checkpoint.clone()));
     // Written at once: even a run killed before its first chunk can resume.
     checkpointer.update(|_| {})?;
     checkpointer.flush().await?;
@@ -393,21 +393,26 @@ async fn open_checkpoint(
     root: &std::path::Path,
     source: &SourceCluster,
 ) -> Result<Checkpoint, DumpError> {
+    use crate::archive::store::{ArchiveStore, LocalStore, StoreError};
+    let store = LocalStore::new(root);
     // A manifest that lists failed indices leaves them to a resumed run.
-    let manifest = root.join(crate::archive::MANIFEST_FILE);
-    if manifest.exists() && !lists_failures(&manifest) {
-        return Err(DumpError::NothingToResume(format!(
-            "{}: the dump is complete (it has a manifest)",
-            root.display()
-        )));
+    match store.get(crate::archive::MANIFEST_FILE).await {
+        Err(StoreError::NotFound { .. }) => {}
+        Ok(manifest) if lists_failures(&manifest) => {}
+        _ => {
+            return Err(DumpError::NothingToResume(format!(
+                "{}: the dump is complete (it has a manifest)",
+                root.display()
+            )))
+        }
     }
-    if !root.join(CHECKPOINT_FILE).exists() {
+    if !store.exists(CHECKPOINT_FILE).await.unwrap_or(false) {
         return Err(DumpError::NothingToResume(format!(
             "{}: no {CHECKPOINT_FILE}: not an interrupted esark dump",
             root.display()
         )));
     }
-    let checkpoint = Checkpoint::load(root)?;
+    let checkpoint = Checkpoint::load(&store).await?;
     if checkpoint.source.cluster_uuid != source.cluster_uuid
         || checkpoint.source.cluster_name != source.cluster_name
     {
@@ -424,15 +429,14 @@ async fn open_checkpoint(
 }
 
 /// Whether the manifest at `path` lists indices the dump failed on.
-fn lists_failures(path: &std::path::Path) -> bool {
+fn lists_failures(manifest: &[u8]) -> bool {
     #[derive(serde::Deserialize)]
     struct Failed {
         #[serde(default)]
         failed: Vec<serde::de::IgnoredAny>,
     }
-    std::fs::read(path)
+    serde_json::from_slice::<Failed>(manifest)
         .ok()
-        .and_then(|b| serde_json::from_slice::<Failed>(&b).ok())
         .is_some_and(|m| !m.failed.is_empty())
 }
 

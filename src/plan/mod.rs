@@ -216,7 +216,7 @@ pub async fn from_archive(
             plan.damaged.push((file.path.clone(), problem.to_string()));
             continue;
         }
-        let map: Map<String, Value> = read_json(reader.path_of(file)).await?;
+        let map: Map<String, Value> = read_json(reader, file).await?;
         match file.kind {
             FileKind::Templates => plan.templates.legacy = map,
             FileKind::IndexTemplates => plan.templates.index = Some(map),
@@ -255,20 +255,19 @@ pub async fn from_archive(
         };
         let mut chunks = Vec::new();
         for file in &index.files {
-            let path = reader.path_of(file);
             match file.kind {
-                FileKind::Settings => meta.settings = read_json(path).await?,
-                FileKind::Mappings => meta.mappings = read_json(path).await?,
-                FileKind::Aliases => meta.aliases = read_json(path).await?,
-                FileKind::Data => chunks.push(ChunkFile {
-                    path,
-                    docs: file.docs.unwrap_or(0),
-                    digest: Some(ChunkDigest {
+                FileKind::Settings => meta.settings = read_json(reader, file).await?,
+                FileKind::Mappings => meta.mappings = read_json(reader, file).await?,
+                FileKind::Aliases => meta.aliases = read_json(reader, file).await?,
+                FileKind::Data => chunks.push(ChunkFile::new(
+                    reader.store().clone(),
+                    &file.path,
+                    file.docs.unwrap_or(0),
+                    Some(ChunkDigest {
                         bytes: file.bytes,
                         sha256: file.sha256.clone(),
                     }),
-                    max_line: crate::source::archive::DEFAULT_MAX_LINE,
-                }),
+                )),
                 _ => {}
             }
         }
@@ -420,7 +419,7 @@ pub async fn check_data_digests(plan: &mut RestorePlan, force: bool) -> Result<(
             let Some(expected) = &file.digest else {
                 continue;
             };
-            let problem = match crate::archive::hash::file_digest(&file.path).await {
+            let problem = match file.stored_digest().await {
                 Ok((bytes, sha256)) if bytes == expected.bytes && sha256 == expected.sha256 => {
                     continue
                 }
@@ -565,13 +564,12 @@ pub async fn from_cluster(
 }
 
 async fn read_json<T: serde::de::DeserializeOwned>(
-    path: std::path::PathBuf,
+    reader: &crate::archive::reader::Reader,
+    file: &crate::archive::manifest::FileEntry,
 ) -> Result<T, PlanError> {
-    let bytes = tokio::fs::read(&path)
-        .await
-        .map_err(|e| crate::archive::ArchiveError::io(&path, e))?;
+    let bytes = reader.read(file).await?;
     serde_json::from_slice(&bytes).map_err(|e| PlanError::BadFile {
-        path: path.display().to_string(),
+        path: reader.path_of(file).display().to_string(),
         reason: e.to_string(),
     })
 }

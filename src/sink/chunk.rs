@@ -1,9 +1,11 @@
 //! Compressed chunk files of one slice of one index.
 //!
-//! A chunk is written as `<name>.partial` through compressor ->
-//! [`HashingWriter`] -> buffered file, so its sha256 is known when it closes
-//! without reading it again; it is fsynced and renamed into place when
-//! complete. A new chunk starts at the first page boundary after the
+//! A chunk is streamed to the archive's store ([`crate::archive::store::ArchiveStore::upload`])
+//! through compressor -> [`HashingWriter`] -> buffer -> upload, so its
+//! sha256 is known when it closes without reading it again; it is
+//! published under its name only when complete ([`ObjectUpload::commit`]:
+//! in a local folder, a `<name>.partial` file fsynced and renamed into
+//! place). A new chunk starts at the first page boundary after the
 //! compressed size reaches the `--file-size` limit.
 //!
 //! zstd chunks are a sequence of frames, one per page (archive format 3),
@@ -21,22 +23,22 @@ use std::path::PathBuf;
 
 use async_compression::tokio::write::GzipEncoder;
 use async_compression::Level;
-use tokio::fs::File;
 use tokio::io::{AsyncWriteExt, BufWriter};
 
 use crate::archive::compression::Compression;
 use crate::archive::hash::HashingWriter;
 use crate::archive::manifest::{FileEntry, FileKind};
-use crate::archive::writer::{create_private_file, partial_path, ArchiveWriter};
+use crate::archive::store::ObjectUpload;
+use crate::archive::writer::ArchiveWriter;
 use crate::archive::ArchiveError;
 
-/// Write buffer in front of the file: tokio hands each file write to a
+/// Write buffer in front of the upload: tokio hands each file write to a
 /// blocking thread, so fewer, larger writes matter. A zstd frame of a page
 /// (~350 KB) is larger and goes straight through; the buffer gathers gzip's
 /// and uncompressed output.
 const FILE_BUFFER: usize = 256 << 10;
 
-type Sink = HashingWriter<BufWriter<File>>;
+type Sink = HashingWriter<BufWriter<Box<dyn ObjectUpload>>>;
 
 /// Compresses pages into zstd frames, one per call, reusing the context
 /// and the output buffer from page to page.
@@ -119,8 +121,19 @@ impl Encoder {
         }
     }
 
-    /// Ends the compressed stream and flushes everything to the file.
-    async fn finish(self) -> std::io::Result<(File, u64, String)> {
+    /// The upload, without ending the compressed stream: what it holds is
+    /// to be dropped.
+    fn into_upload(self) -> Box<dyn ObjectUpload> {
+        let sink = match self {
+            Encoder::Zstd(e) => e.sink,
+            Encoder::Gzip(e) => e.into_inner(),
+            Encoder::Plain(e) => e,
+        };
+        sink.finish().0.into_inner()
+    }
+
+    /// Ends the compressed stream and flushes everything to the upload.
+    async fn finish(self) -> std::io::Result<(Box<dyn ObjectUpload>, u64, String)> {
         let sink = match self {
             Encoder::Zstd(e) => e.sink,
             Encoder::Gzip(mut e) => {
@@ -140,7 +153,8 @@ impl Encoder {
 
 struct OpenChunk {
     rel: String,
-    path: PathBuf,
+    /// Where the bytes go until committed, for error messages.
+    writing: PathBuf,
     encoder: Encoder,
     docs: u64,
 }
@@ -202,11 +216,10 @@ impl ChunkWriter {
     /// over at the first chunk name: the slice is being read again.
     pub async fn discard(&mut self) -> Result<(), ArchiveError> {
         if let Some(open) = self.open.take() {
-            drop(open.encoder);
-            remove_if_exists(&partial_path(&open.path)).await?;
+            open.encoder.into_upload().abort().await?;
         }
         for file in self.done.drain(..) {
-            remove_if_exists(&self.archive.path(&file.path)).await?;
+            self.archive.store().delete(&file.path).await?;
         }
         self.next_seq = 0;
         Ok(())
@@ -264,7 +277,7 @@ impl ChunkWriter {
             .encoder
             .write_all(bytes)
             .await
-            .map_err(|e| ArchiveError::io(partial_path(&chunk.path), e))?;
+            .map_err(|e| ArchiveError::io(&chunk.writing, e))?;
         chunk.docs += docs;
         if chunk.encoder.bytes_out() >= self.max_bytes {
             self.close_open().await?;
@@ -282,14 +295,14 @@ impl ChunkWriter {
         let name = Self::chunk_name(self.slice, self.next_seq, self.compression);
         self.next_seq += 1;
         let rel = format!("{}/{}", self.folder, name);
-        let path = self.archive.path(&rel);
-        let file = create_private_file(&partial_path(&path)).await?;
-        let sink = HashingWriter::new(BufWriter::with_capacity(FILE_BUFFER, file));
+        let upload = self.archive.store().upload(&rel).await?;
+        let writing = upload.location().to_path_buf();
+        let sink = HashingWriter::new(BufWriter::with_capacity(FILE_BUFFER, upload));
         let encoder = Encoder::new(sink, self.compression, self.level)
-            .map_err(|e| ArchiveError::io(partial_path(&path), e))?;
+            .map_err(|e| ArchiveError::io(&writing, e))?;
         Ok(OpenChunk {
             rel,
-            path,
+            writing,
             encoder,
             docs: 0,
         })
@@ -299,19 +312,12 @@ impl ChunkWriter {
         let Some(chunk) = self.open.take() else {
             return Ok(());
         };
-        let partial = partial_path(&chunk.path);
-        let (file, bytes, sha256) = chunk
+        let (upload, bytes, sha256) = chunk
             .encoder
             .finish()
             .await
-            .map_err(|e| ArchiveError::io(&partial, e))?;
-        file.sync_all()
-            .await
-            .map_err(|e| ArchiveError::io(&partial, e))?;
-        drop(file);
-        tokio::fs::rename(&partial, &chunk.path)
-            .await
-            .map_err(|e| ArchiveError::io(&chunk.path, e))?;
+            .map_err(|e| ArchiveError::io(&chunk.writing, e))?;
+        upload.commit().await?;
         self.done.push(FileEntry {
             kind: FileKind::Data,
             path: chunk.rel,
@@ -321,15 +327,6 @@ impl ChunkWriter {
             slice: Some(self.slice),
         });
         Ok(())
-    }
-}
-
-/// Removes a file; one already gone is fine.
-pub async fn remove_if_exists(path: &std::path::Path) -> Result<(), ArchiveError> {
-    match tokio::fs::remove_file(path).await {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(ArchiveError::io(path, e)),
     }
 }
 

@@ -1,13 +1,16 @@
 //! Reading the data lines of an archived index, chunk after chunk,
-//! decompressing on the fly. Errors name the file and the line.
+//! decompressing on the fly. Chunks are streamed from the archive's store
+//! ([`ArchiveStore::read`]). Errors name the file and the line.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 
 use crate::archive::compression::{decoding_reader, Compression};
 use crate::archive::hash::{HashingReader, ReadDigest};
+use crate::archive::store::ArchiveStore;
 
 /// Read buffer in front of each chunk file and each decoder.
 const READ_BUFFER: usize = 256 * 1024;
@@ -39,6 +42,10 @@ pub enum ChunkError {
 /// One data file to read.
 #[derive(Debug, Clone)]
 pub struct ChunkFile {
+    /// The store that holds it, and its key there.
+    pub store: Arc<dyn ArchiveStore>,
+    pub key: String,
+    /// How messages name it ([`ArchiveStore::locate`]).
     pub path: PathBuf,
     /// Documents the manifest says it holds.
     pub docs: u64,
@@ -46,6 +53,31 @@ pub struct ChunkFile {
     pub digest: Option<ChunkDigest>,
     /// Longest line accepted, in bytes ([`DEFAULT_MAX_LINE`]).
     pub max_line: u64,
+}
+
+impl ChunkFile {
+    /// The chunk `key` of `store`, holding `docs` documents, read with the
+    /// default line limit.
+    pub fn new(
+        store: Arc<dyn ArchiveStore>,
+        key: &str,
+        docs: u64,
+        digest: Option<ChunkDigest>,
+    ) -> ChunkFile {
+        ChunkFile {
+            path: store.locate(key),
+            store,
+            key: key.to_string(),
+            docs,
+            digest,
+            max_line: DEFAULT_MAX_LINE,
+        }
+    }
+
+    /// Size and hex sha256 of the file as stored, read whole.
+    pub async fn stored_digest(&self) -> std::io::Result<(u64, String)> {
+        crate::archive::hash::object_digest(self.store.as_ref(), &self.key).await
+    }
 }
 
 /// A data file's size and hex sha256, as the manifest records them.
@@ -198,20 +230,18 @@ async fn read_line_bounded<R: AsyncBufRead + Unpin + ?Sized>(
 }
 
 async fn open(file: ChunkFile) -> Result<OpenFile, ChunkError> {
-    let handle = tokio::fs::File::open(&file.path)
+    let handle = file
+        .store
+        .read(&file.key, 0)
         .await
-        .map_err(|error| ChunkError::Io {
+        .map_err(|e| ChunkError::Io {
             path: file.path.clone(),
-            error,
+            error: e.into_io(),
         })?;
     let (hashed, seen) = HashingReader::new(handle);
     let raw = BufReader::with_capacity(READ_BUFFER, hashed);
-    let name = file
-        .path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let reader = decoding_reader(raw, Compression::from_file_name(&name));
+    let name = file.key.rsplit('/').next().unwrap_or_default();
+    let reader = decoding_reader(raw, Compression::from_file_name(name));
     Ok(OpenFile {
         reader,
         path: file.path,
@@ -230,6 +260,15 @@ mod tests {
     use async_compression::tokio::write::ZstdEncoder;
     use tokio::io::AsyncWriteExt;
 
+    /// A chunk file in a local folder.
+    pub(super) fn local(path: &std::path::Path) -> ChunkFile {
+        let store = Arc::new(crate::archive::store::LocalStore::new(
+            path.parent().unwrap(),
+        ));
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        ChunkFile::new(store, &name, 0, None)
+    }
+
     async fn zst(path: &std::path::Path, text: &[u8]) {
         let f = tokio::fs::File::create(path).await.unwrap();
         let mut e = ZstdEncoder::new(f);
@@ -246,16 +285,16 @@ mod tests {
         tokio::fs::write(&b, b"3\n").await.unwrap();
         let mut lines = ChunkLines::new(vec![
             ChunkFile {
-                path: a.clone(),
                 docs: 2,
                 digest: None,
                 max_line: DEFAULT_MAX_LINE,
+                ..local(&a)
             },
             ChunkFile {
-                path: b.clone(),
                 docs: 1,
                 digest: None,
                 max_line: DEFAULT_MAX_LINE,
+                ..local(&b)
             },
         ]);
         let mut buf = Vec::new();
@@ -268,10 +307,10 @@ mod tests {
         // A compressed file with fewer documents than the manifest says: both
         // of its lines, then an error naming it (never a clean end).
         let mut wrong = ChunkLines::new(vec![ChunkFile {
-            path: a,
             docs: 3,
             digest: None,
             max_line: DEFAULT_MAX_LINE,
+            ..local(&a)
         }]);
         let mut read = 0;
         let err = loop {
@@ -289,10 +328,10 @@ mod tests {
             "{err}"
         );
         let mut wrong = ChunkLines::new(vec![ChunkFile {
-            path: b.clone(),
             docs: 3,
             digest: None,
             max_line: DEFAULT_MAX_LINE,
+            ..local(&b)
         }]);
         let err = loop {
             match wrong.next_line(&mut buf).await {
@@ -314,10 +353,10 @@ mod tests {
             .await
             .unwrap();
         let mut lines = ChunkLines::new(vec![ChunkFile {
-            path: a,
             docs: 1000,
             digest: None,
             max_line: DEFAULT_MAX_LINE,
+            ..local(&a)
         }]);
         let mut buf = Vec::new();
         let err = loop {
@@ -338,10 +377,10 @@ mod tests {
         let a = dir.path().join("a.jsonl.zst");
         zst(&a, &vec![b'x'; 4 << 20]).await;
         let mut lines = ChunkLines::new(vec![ChunkFile {
-            path: a,
             docs: 1,
             digest: None,
             max_line: 1 << 20,
+            ..local(&a)
         }]);
         let mut buf = Vec::new();
         let err = lines.next_line(&mut buf).await.unwrap_err();
@@ -352,10 +391,10 @@ mod tests {
         let b = dir.path().join("b.jsonl");
         tokio::fs::write(&b, b"12345\n").await.unwrap();
         let mut lines = ChunkLines::new(vec![ChunkFile {
-            path: b,
             docs: 1,
             digest: None,
             max_line: 5,
+            ..local(&b)
         }]);
         assert!(lines.next_line(&mut buf).await.unwrap());
         assert_eq!(buf, b"12345");
@@ -364,6 +403,7 @@ mod tests {
 
 #[cfg(test)]
 mod digest_tests {
+    use super::tests::local;
     use super::*;
 
     async fn read_all(file: ChunkFile) -> Result<u64, ChunkError> {
@@ -385,12 +425,12 @@ mod digest_tests {
         let text =
             b"{\"_id\":\"1\",\"_source\":{\"n\":1}}\n{\"_id\":\"2\",\"_source\":{\"n\":2}}\n";
         tokio::fs::write(&path, text).await.unwrap();
-        let (bytes, sha256) = crate::archive::hash::file_digest(&path).await.unwrap();
+        let (bytes, sha256) = local(&path).stored_digest().await.unwrap();
         let file = |digest| ChunkFile {
-            path: path.clone(),
             docs: 2,
             digest,
             max_line: DEFAULT_MAX_LINE,
+            ..local(&path)
         };
         let right = ChunkDigest { bytes, sha256 };
         assert_eq!(read_all(file(Some(right.clone()))).await.unwrap(), 2);

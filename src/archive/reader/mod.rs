@@ -2,6 +2,11 @@
 //! for that version ([`v1`] to [`v4`]), whose result is adapted to the current
 //! model; then [`Reader`] checks files against it. Every version shares the
 //! on-disk layout drawn in [`v1`].
+//!
+//! Files are read through the archive's [`ArchiveStore`]: [`open`] opens a
+//! local folder, [`open_store`] any store. Refusing files that are
+//! symbolic links out of the archive is done for a local folder only (no
+//! other store has links).
 
 pub mod v1;
 pub mod v2;
@@ -9,11 +14,14 @@ pub mod v3;
 pub mod v4;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use bytes::Bytes;
 use serde::Deserialize;
 
-use super::hash::file_digest;
+use super::hash::object_digest;
 use super::manifest::{FileEntry, Manifest};
+use super::store::{ArchiveStore, LocalStore, StoreError};
 use super::{ArchiveError, Version, FORMAT_NAME, MANIFEST_FILE};
 
 /// The two fields read before anything else.
@@ -40,8 +48,9 @@ impl Archive {
         self.version
     }
 
-    pub fn root(&self) -> &Path {
-        &self.reader.root
+    /// Where the archive is: its folder, or the store's name for it.
+    pub fn root(&self) -> PathBuf {
+        self.reader.root()
     }
 
     pub fn reader(&self) -> &Reader {
@@ -73,8 +82,26 @@ const CHECK_CONCURRENCY: usize = 4;
 /// Files of an opened archive.
 #[derive(Debug)]
 pub struct Reader {
-    root: PathBuf,
+    store: Arc<dyn ArchiveStore>,
     manifest: Manifest,
+}
+
+/// Why a manifest that parses is still not one esark wrote.
+#[derive(Debug, thiserror::Error)]
+pub enum InconsistentManifest {
+    /// An index listed twice would be restored twice.
+    #[error("index {0:?} is listed twice")]
+    IndexListedTwice(String),
+    #[error("file {0:?} is listed twice")]
+    FileListedTwice(String),
+    #[error(transparent)]
+    UnsafePath(ArchiveError),
+    #[error("index {index:?} claims {claimed} documents but its files hold {held}")]
+    DocumentCount {
+        index: String,
+        claimed: u64,
+        held: u64,
+    },
 }
 
 /// The outcome of checking one file against the manifest.
@@ -88,62 +115,69 @@ pub enum FileCheck {
 }
 
 impl Reader {
-    fn new(root: &Path, manifest: Manifest) -> Result<Reader, String> {
-        // An index listed twice would be restored twice.
+    fn new(store: Arc<dyn ArchiveStore>, manifest: Manifest) -> Result<Reader, InconsistentManifest> {
         let mut names = std::collections::HashSet::new();
         let listed = manifest.indices.iter().map(|i| &i.name);
         for name in listed.chain(manifest.failed.iter().map(|f| &f.name)) {
             if !names.insert(name.as_str()) {
-                return Err(format!("index {name:?} is listed twice"));
+                return Err(InconsistentManifest::IndexListedTwice(name.clone()));
             }
         }
         let mut paths = std::collections::HashSet::new();
         for file in manifest.files() {
-            safe_relative(&file.path).map_err(|e| e.to_string())?;
+            safe_relative(&file.path).map_err(InconsistentManifest::UnsafePath)?;
             if !paths.insert(file.path.as_str()) {
-                return Err(format!("file {:?} is listed twice", file.path));
+                return Err(InconsistentManifest::FileListedTwice(file.path.clone()));
             }
         }
         for index in &manifest.indices {
-            let data_docs: u64 = index.files.iter().filter_map(|f| f.docs).sum();
-            if data_docs != index.docs {
-                return Err(format!(
-                    "index {:?} claims {} documents but its files hold {}",
-                    index.name, index.docs, data_docs
-                ));
+            let held: u64 = index.files.iter().filter_map(|f| f.docs).sum();
+            if held != index.docs {
+                return Err(InconsistentManifest::DocumentCount {
+                    index: index.name.clone(),
+                    claimed: index.docs,
+                    held,
+                });
             }
         }
-        Ok(Reader {
-            root: root.into(),
-            manifest,
-        })
+        Ok(Reader { store, manifest })
     }
 
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// Where the archive is: its folder, or the store's name for it.
+    pub fn root(&self) -> PathBuf {
+        self.store.locate("")
     }
 
-    /// The absolute path of a file of the archive.
+    /// The store the archive's files are read from.
+    pub fn store(&self) -> &Arc<dyn ArchiveStore> {
+        &self.store
+    }
+
+    /// How messages name a file of the archive: its path in a local
+    /// folder.
     pub fn path_of(&self, file: &FileEntry) -> PathBuf {
-        file.path
-            .split('/')
-            .fold(self.root.clone(), |p, c| p.join(c))
+        self.store.locate(&file.path)
     }
 
-    /// Refuses an archive with a file that resolves outside its folder (a
-    /// symbolic link, of the file or of a folder on its way): reading it
-    /// would read, and restore, whatever it points to. Files that do not
-    /// exist are left to the checks that report them missing.
-    async fn check_links(&self) -> Result<(), ArchiveError> {
-        let root = tokio::fs::canonicalize(&self.root)
+    /// Reads a (small) file of the archive whole.
+    pub async fn read(&self, file: &FileEntry) -> Result<Bytes, ArchiveError> {
+        Ok(self.store.get(&file.path).await?)
+    }
+
+    /// Refuses an archive in `local` with a file that resolves outside its
+    /// folder (a symbolic link, of the file or of a folder on its way):
+    /// reading it would read, and restore, whatever it points to. Files
+    /// that do not exist are left to the checks that report them missing.
+    async fn check_links(&self, local: &LocalStore) -> Result<(), ArchiveError> {
+        let root = tokio::fs::canonicalize(local.root())
             .await
-            .map_err(|e| ArchiveError::io(&self.root, e))?;
+            .map_err(|e| ArchiveError::io(local.root(), e))?;
         for file in self.manifest.files() {
-            let path = self.path_of(file);
+            let path = local.path(&file.path);
             match tokio::fs::canonicalize(&path).await {
                 Ok(real) if !real.starts_with(&root) => {
                     return Err(ArchiveError::OutsideArchive { path, target: real })
@@ -156,19 +190,18 @@ impl Reader {
 
     /// Checks one file's size and sha256 against the manifest.
     pub async fn check_file(&self, file: &FileEntry) -> FileCheck {
-        let path = self.path_of(file);
-        match tokio::fs::metadata(&path).await {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return FileCheck::Missing,
-            Err(e) => return FileCheck::Unreadable(e.to_string()),
-            Ok(m) if m.len() != file.bytes => {
+        match self.store.head(&file.path).await {
+            Err(StoreError::NotFound { .. }) => return FileCheck::Missing,
+            Err(e) => return FileCheck::Unreadable(e.into_io().to_string()),
+            Ok(m) if m.size != file.bytes => {
                 return FileCheck::SizeMismatch {
                     expected: file.bytes,
-                    actual: m.len(),
+                    actual: m.size,
                 }
             }
             Ok(_) => {}
         }
-        match file_digest(&path).await {
+        match object_digest(self.store.as_ref(), &file.path).await {
             Ok((_, digest)) if digest == file.sha256 => FileCheck::Ok,
             Ok(_) => FileCheck::DigestMismatch,
             Err(e) => FileCheck::Unreadable(e.to_string()),
@@ -176,21 +209,27 @@ impl Reader {
     }
 }
 
-/// Opens the archive at `root`: checks that it is a folder with a manifest
-/// of a known format version.
+/// Opens the archive in the folder `root`: checks that it is a folder with
+/// a manifest of a known format version.
 pub async fn open(root: &Path) -> Result<Archive, ArchiveError> {
     match tokio::fs::metadata(root).await {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(ArchiveError::NotADirectory(root.into())),
         Err(e) => return Err(ArchiveError::io(root, e)),
     }
-    let path = root.join(MANIFEST_FILE);
-    let bytes = match tokio::fs::read(&path).await {
+    open_store(Arc::new(LocalStore::new(root))).await
+}
+
+/// Opens the archive in `store`: checks that it has a manifest of a known
+/// format version.
+pub async fn open_store(store: Arc<dyn ArchiveStore>) -> Result<Archive, ArchiveError> {
+    let path = store.locate(MANIFEST_FILE);
+    let bytes = match store.get(MANIFEST_FILE).await {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ArchiveError::MissingManifest(root.into()))
+        Err(StoreError::NotFound { .. }) => {
+            return Err(ArchiveError::MissingManifest(store.locate("")))
         }
-        Err(e) => return Err(ArchiveError::io(&path, e)),
+        Err(e) => return Err(e.into()),
     };
     let bad = |reason: String| ArchiveError::BadManifest {
         path: path.clone(),
@@ -221,8 +260,10 @@ pub async fn open(root: &Path) -> Result<Archive, ArchiveError> {
         Version::V4 => v4::parse(&bytes),
     }
     .map_err(|e| bad(e.to_string()))?;
-    let reader = Reader::new(root, manifest).map_err(bad)?;
-    reader.check_links().await?;
+    let reader = Reader::new(store.clone(), manifest).map_err(|e| bad(e.to_string()))?;
+    if let Some(local) = store.as_local() {
+        reader.check_links(local).await?;
+    }
     Ok(Archive { version, reader })
 }
 
