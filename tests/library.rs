@@ -1,4 +1,4 @@
-//! The engine as a library: dump and restore driven by their job calls
+//! The engine as a library: dump, restore and verify driven by their job calls
 //! alone (no esark process), with the events they emit and a
 //! cancellation token. The counts the events carry add up to the
 //! manifest's, and a cancelled job leaves a state that a resumed call
@@ -12,6 +12,7 @@ use esark::dump::{DumpConfig, DumpError};
 use esark::job::{CancellationToken, Event, Events, IndexOutcome, JobKind, JobOutcome};
 use esark::restore::job::{restore, RestoreJob};
 use esark::restore::RestoreConfig;
+use esark::verify::job::{verify, VerifyJob};
 
 use crate::util::archive::Archive;
 use crate::util::restore_support::{docs_of, target_cluster};
@@ -206,6 +207,37 @@ fn dump_and_restore_through_the_library_report_counts_that_add_up_to_the_manifes
         assert_eq!(counts(&seen)[name.as_str()].0, Some(docs));
         assert_eq!(target.count(&format!("copy-{name}")), docs);
     }
+
+    // And verified through its job call: each index read whole.
+    let job = VerifyJob {
+        target: config_of(&target),
+        input: out.clone(),
+        index: None,
+        selector: Default::default(),
+        renamer: esark::plan::Renamer {
+            rename: None,
+            prefix: "copy-".into(),
+            suffix: String::new(),
+        },
+        templates: false,
+        page_size: 100,
+        max_line: esark::source::archive::DEFAULT_MAX_LINE,
+    };
+    let (events, mut rx) = Events::channel();
+    let report = rt
+        .block_on(verify(job, &events, CancellationToken::new()))
+        .expect("the verification runs");
+    assert!(report.matches(), "{report:?}");
+    let seen = drain(&mut rx);
+    assert_eq!(
+        seen.last(),
+        Some(&Event::JobFinished {
+            outcome: JobOutcome::Succeeded
+        })
+    );
+    let counted = counts(&seen);
+    assert_eq!(counted[a.as_str()], (Some(1_200), Some(1_200)));
+    assert_eq!(counted[b.as_str()], (Some(300), Some(300)));
 }
 
 #[test]

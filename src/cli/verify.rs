@@ -3,15 +3,15 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Args;
 use serde_json::json;
 
 use super::select::{RenameArgs, SelectArgs};
 use super::{print_stdout, CliError, ConnectionArgs, TargetArgs};
-use crate::cluster::Cluster;
-use crate::verify::VerifyReport;
+use crate::plan::PlanError;
+use crate::verify::job::VerifyJob;
+use crate::verify::{VerifyError, VerifyReport};
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -52,28 +52,25 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
     let target_config = args.target.resolve(&args.connection)?;
     let page_size = args.page_size.unwrap_or(super::dump::DEFAULT_PAGE_SIZE);
     super::dump::check_page_size(page_size)?;
-    let max_line = args.lines.max_line()?;
-    let (mut plan, _) = crate::plan::input::from_input(
-        &args.input,
-        args.index.as_deref(),
-        &selector,
-        &renamer,
-        false,
-    )
-    .await
-    .map_err(|e| match e {
-        crate::plan::PlanError::IndexOnArchive => CliError::usage(e),
+    let job = VerifyJob {
+        target: target_config,
+        input: args.input.clone(),
+        index: args.index.clone(),
+        selector,
+        renamer,
+        templates: !args.no_templates,
+        page_size,
+        max_line: args.lines.max_line()?,
+    };
+    let progress = super::progress::Progress::new(args.json, false);
+    let (cancel, interrupt) = super::dump::interrupt_signal();
+    let result = crate::verify::job::verify(job, &progress.events(), cancel).await;
+    interrupt.abort();
+    progress.finish();
+    let report = result.map_err(|e| match e {
+        VerifyError::Plan(PlanError::IndexOnArchive) => CliError::usage(e),
         e => CliError::failure(e),
     })?;
-    crate::plan::input::limit_lines(&mut plan, max_line);
-    let target = Arc::new(
-        Cluster::connect(&target_config)
-            .await
-            .map_err(CliError::failure)?,
-    );
-    let report = crate::verify::run(&plan, target, !args.no_templates, page_size)
-        .await
-        .map_err(CliError::failure)?;
     if args.json {
         let value = json!({
             "status": if report.matches() { "match" } else { "differ" },

@@ -18,6 +18,7 @@ use super::{IndexVerdict, VerifyError, MAX_LISTED};
 use crate::archive::line::{parse_line, LineError};
 use crate::catalog::IndexMetadata;
 use crate::cluster::Cluster;
+use crate::job::{CancellationToken, IndexCounter};
 use crate::plan::{DataOrigin, IndexPlan};
 use crate::source::archive::ChunkLines;
 use crate::source::foreign::ForeignLines;
@@ -49,11 +50,15 @@ pub(super) async fn compare_documents(
     meta: &IndexMetadata,
     page_size: usize,
     verdict: &mut IndexVerdict,
+    progress: (&IndexCounter, &CancellationToken),
 ) -> Result<(), VerifyError> {
+    let (counter, cancel) = progress;
     let live = target_origin(target, meta, page_size);
+    // The target's documents are counted as they are read (the first
+    // pass); the archive side is read at the same time.
     let (archive_side, target_side) = tokio::join!(
-        digest_side(&index.data, &index.name, None),
-        digest_side(&live, &index.target, None)
+        digest_side(&index.data, &index.name, None, None, cancel),
+        digest_side(&live, &index.target, None, Some(counter), cancel)
     );
     let (archive_digest, _) = archive_side?;
     let (target_digest, _) = target_side?;
@@ -62,8 +67,8 @@ pub(super) async fn compare_documents(
     verdict.documents_match = differing.is_empty();
     if !differing.is_empty() {
         let (archive_side, target_side) = tokio::join!(
-            digest_side(&index.data, &index.name, Some(&differing)),
-            digest_side(&live, &index.target, Some(&differing))
+            digest_side(&index.data, &index.name, Some(&differing), None, cancel),
+            digest_side(&live, &index.target, Some(&differing), None, cancel)
         );
         let (_, archive_docs) = archive_side?;
         let (_, target_docs) = target_side?;
@@ -96,11 +101,14 @@ fn target_origin(target: &Arc<Cluster>, meta: &IndexMetadata, page_size: usize) 
 type Located = HashMap<String, [u8; 32]>;
 
 /// Streams one side. With `only`, also returns the documents of those
-/// buckets (None when there are more than [`MAX_LOCATE`]).
+/// buckets (None when there are more than [`MAX_LOCATE`]). A live side's
+/// documents are counted on `counter`, if given.
 async fn digest_side(
     origin: &DataOrigin,
     index: &str,
     only: Option<&[usize]>,
+    counter: Option<&IndexCounter>,
+    cancel: &CancellationToken,
 ) -> Result<(IndexDigest, Option<Located>), VerifyError> {
     match origin {
         DataOrigin::Stdin(_) => Err(VerifyError::StdinOnce),
@@ -116,6 +124,8 @@ async fn digest_side(
             // One side per slice, so that a restarted slice (a lost scroll
             // page) can start its own count again.
             let mut sides: Vec<Side> = (0..*slices).map(|_| Side::new(only)).collect();
+            // Per slice: documents and bytes counted, taken back on a restart.
+            let mut counted: Vec<(u64, u64)> = vec![(0, 0); *slices as usize];
             let (mut events, readers) = spawn_slices_matching(
                 cluster.clone(),
                 index,
@@ -123,14 +133,26 @@ async fn digest_side(
                 *page_size,
                 *reader,
                 query.clone(),
-                crate::job::CancellationToken::new(),
+                cancel.clone(),
             );
             let mut failed = None;
             while let Some((slice, event)) = events.next().await {
                 let side = &mut sides[slice as usize];
+                let (docs, bytes) = &mut counted[slice as usize];
                 match event {
-                    SliceEvent::Restart => *side = Side::new(only),
+                    SliceEvent::Restart => {
+                        *side = Side::new(only);
+                        if let Some(counter) = counter {
+                            counter.take_back(*docs, *bytes);
+                        }
+                        (*docs, *bytes) = (0, 0);
+                    }
                     SliceEvent::Page(page) => {
+                        if let Some(counter) = counter {
+                            counter.add(page.docs, page.lines.len() as u64);
+                        }
+                        *docs += page.docs;
+                        *bytes += page.lines.len() as u64;
                         for line in page.lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
                             if let Err(error) = side.visit(line) {
                                 failed.get_or_insert(VerifyError::BadDocument {
@@ -145,6 +167,9 @@ async fn digest_side(
             for r in readers {
                 match r.await {
                     Ok(Ok(())) => {}
+                    Ok(Err(crate::source::ReadError::Interrupted)) => {
+                        failed.get_or_insert(VerifyError::Interrupted);
+                    }
                     Ok(Err(e)) => {
                         failed.get_or_insert(VerifyError::Slice(e));
                     }

@@ -6,10 +6,12 @@
 //! again to name the missing, changed and unexpected documents
 //! ([`documents`]). Settings, mappings, aliases and templates are compared
 //! too ([`metadata`]). Memory stays bounded: one page or line at a time,
-//! plus the ids of the differing buckets.
+//! plus the ids of the differing buckets. [`job::verify`] is the command as
+//! a library call (input on disk, events, cancellation).
 
 pub mod digest;
 pub mod documents;
+pub mod job;
 pub mod metadata;
 
 use std::path::PathBuf;
@@ -19,7 +21,8 @@ use serde::Serialize;
 
 use crate::catalog::{read_index_metadata, IndexMetadata};
 use crate::cluster::{Cluster, ClusterError};
-use crate::plan::{IndexPlan, RestorePlan};
+use crate::job::{CancellationToken, Events, IndexCounter, IndexOutcome};
+use crate::plan::{IndexPlan, PlanError, RestorePlan};
 use crate::source::{LineReadError, ReadError};
 use documents::DocumentError;
 use metadata::{compare_metadata, compare_templates};
@@ -49,6 +52,10 @@ pub enum VerifyError {
     Panicked(tokio::task::JoinError),
     #[error("standard input can be read only once: verify needs an archive or a dump file")]
     StdinOnce,
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("interrupted: the verification did not finish")]
+    Interrupted,
 }
 
 /// The comparison of one index.
@@ -118,12 +125,17 @@ impl VerifyReport {
 /// Compares `plan` (read from an archive) with `target`, reading the
 /// target `page_size` documents at a time (at most each index's
 /// `max_result_window`). An index that cannot be compared is reported as
-/// such and the others are still compared.
+/// such and the others are still compared. Each index is reported through
+/// `events` (planned with the archive's count, progress of the target's
+/// documents read, finished `Done` when it matches); cancelling `cancel`
+/// stops with [`VerifyError::Interrupted`].
 pub async fn run(
     plan: &RestorePlan,
     target: Arc<Cluster>,
     templates: bool,
     page_size: usize,
+    events: &Events,
+    cancel: &CancellationToken,
 ) -> Result<VerifyReport, VerifyError> {
     let mut report = VerifyReport {
         indices: Vec::new(),
@@ -141,13 +153,31 @@ pub async fn run(
         report.differences.extend(diffs);
     }
     for index in &plan.indices {
-        let verdict = match verify_index(index, &target, page_size).await {
+        events.plan(&index.name, Some(&index.target), index.docs);
+    }
+    for index in &plan.indices {
+        if cancel.is_cancelled() {
+            return Err(VerifyError::Interrupted);
+        }
+        let counter = events.start(&index.name, 0, 0);
+        let verdict = match verify_index(index, &target, page_size, (&counter, cancel)).await {
             Ok(v) => v,
+            Err(VerifyError::Interrupted) => return Err(VerifyError::Interrupted),
             Err(e) => IndexVerdict {
                 error: Some(e.to_string()),
                 ..IndexVerdict::new(index)
             },
         };
+        let outcome = match &verdict.error {
+            Some(why) => IndexOutcome::Failed {
+                reason: format!("not verified: {why}"),
+            },
+            None if verdict.matches() => IndexOutcome::Done,
+            None => IndexOutcome::Failed {
+                reason: "differs from the archive".into(),
+            },
+        };
+        events.finish(&index.name, verdict.target_docs, outcome);
         report.indices.push(verdict);
     }
     Ok(report)
@@ -157,6 +187,7 @@ async fn verify_index(
     index: &IndexPlan,
     target: &Arc<Cluster>,
     page_size: usize,
+    progress: (&IndexCounter, &CancellationToken),
 ) -> Result<IndexVerdict, VerifyError> {
     let mut verdict = IndexVerdict::new(index);
     let meta = if index.data_stream {
@@ -193,7 +224,7 @@ async fn verify_index(
         meta
     };
 
-    documents::compare_documents(index, target, &meta, page_size, &mut verdict).await?;
+    documents::compare_documents(index, target, &meta, page_size, &mut verdict, progress).await?;
     Ok(verdict)
 }
 

@@ -115,7 +115,10 @@ pub enum FileCheck {
 }
 
 impl Reader {
-    fn new(store: Arc<dyn ArchiveStore>, manifest: Manifest) -> Result<Reader, InconsistentManifest> {
+    fn new(
+        store: Arc<dyn ArchiveStore>,
+        manifest: Manifest,
+    ) -> Result<Reader, InconsistentManifest> {
         let mut names = std::collections::HashSet::new();
         let listed = manifest.indices.iter().map(|i| &i.name);
         for name in listed.chain(manifest.failed.iter().map(|f| &f.name)) {
