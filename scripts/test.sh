@@ -20,6 +20,8 @@ ESARK_TEST_SKIP_LOG="$target_dir/esark-test-skips.log"
 export ESARK_TEST_SKIP_LOG
 : >"$ESARK_TEST_SKIP_LOG"
 status=0
+# The layers of src/lib.rs, and no import cycle among the files of src/.
+python3 scripts/import-graph.py src || status=$?
 cargo test --locked "$@" || status=$?
 skipped="$(grep -c . "$ESARK_TEST_SKIP_LOG" || true)"
 echo "$skipped skipped"

@@ -7,24 +7,46 @@
 //!
 //! # Layout
 //!
-//! | stage | module |
-//! |---|---|
-//! | command line: parse (`clap`) and resolve into configs | [`cli`] |
-//! | talking to a cluster: transport, flavor detection, endpoints, wire types | [`cluster`] |
-//! | reading documents: sliced scroll readers | [`source`] |
-//! | writing documents: compressed, checksummed chunk writers | [`sink`] |
-//! | the on-disk format: manifest, versions, naming, compression, readers | [`archive`] |
-//! | wiring a dump's readers to its writers with bounded channels | [`dump::pipeline`] |
-//! | a dump's checkpoint, for `--resume` | [`dump::checkpoint`] |
-//! | the catalog every command shares: selection, index metadata, templates | [`catalog`] |
-//! | the dump command end to end | [`dump`] |
-//! | the inspect command | [`inspect`] |
-//! | one index to or from a pipe (`--output -`) | [`stream`] |
-//! | what every job shares: its typed events and its cancellation token | [`job`] |
-//! | retry decisions and backoff mechanics | [`retry`] |
-//! | AWS credentials and SigV4 signing (foundation, no cluster knowledge) | [`aws`] |
-//! | error-chain helpers shared by every layer | [`errors`] |
-//! | the sample data set (quick start, benchmarks) | [`sample`] |
+//! Layers that only point down (`scripts/import-graph.py` checks them, and
+//! that no file of `src/` imports one that imports it back):
+//!
+//! ```text
+//! cli ──> commands ──> shared model ──> stages ──> foundations
+//!         dump          plan             source     archive (format, store)
+//!         restore       catalog          sink       cluster, retry, aws
+//!         verify                                    job (events, cancel)
+//!         inspect
+//! ```
+//!
+//! | layer | what | module |
+//! |---|---|---|
+//! | front end | parse (`clap`), resolve into configs, draw a job's events as bars, print reports | [`cli`] |
+//! | command | a dump end to end: catalog, metadata files, data pipeline, manifest last | [`dump`] |
+//! | | its slices wired to chunk writers through bounded channels; its checkpoint; `--output -` | [`dump::pipeline`], [`dump::checkpoint`], [`dump::pipe`] |
+//! | command | restore and copy as library jobs; one index; its load through the bulk stage | [`restore`], [`restore::job`] |
+//! | command | verify (documents by digest, metadata) as a library job | [`verify`], [`verify::job`] |
+//! | command | inspect: an archive checked without a cluster | [`inspect`] |
+//! | shared model | what a restore, copy or verify will do, from an archive, a cluster or a foreign dump | [`plan`] |
+//! | shared model | what a cluster holds and how it is selected: indices, metadata, templates | [`catalog`] |
+//! | stage | reading documents: sliced scroll/PIT readers, archive chunks, foreign dumps | [`source`] |
+//! | stage | writing documents: chunk writers, bulk builder and indexer, rate limits, rejects | [`sink`] |
+//! | foundation | the archive format: manifest, versions and their readers, naming, compression, the store | [`archive`], [`archive::store`] |
+//! | foundation | talking to a cluster: config, transport (one retry policy), endpoints, wire types | [`cluster`] |
+//! | foundation | retry decisions apart from retry mechanics (backoff) | [`retry`] |
+//! | foundation | what every job shares: typed events and the cancellation token | [`job`] |
+//! | foundation | AWS credentials and SigV4 signing | [`aws`] |
+//! | foundation | the esark stream format of pipes (header, documents, trailer) | [`stream`] |
+//! | foundation | error-chain helpers | [`errors`] |
+//! | data | the sample data set (quick start, benchmarks) | [`sample`] |
+//!
+//! # Jobs
+//!
+//! Every command is a library call taking its resolved config, an
+//! [`job::Events`] handle and a [`job::CancellationToken`], and returning a
+//! typed report: [`dump::run`], [`restore::job::restore`],
+//! [`restore::job::copy`], [`verify::job::verify`]. The engine reports only
+//! through the events; the command line draws them, a service would store
+//! them.
 
 pub mod archive;
 pub mod aws;

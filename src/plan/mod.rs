@@ -313,7 +313,7 @@ pub async fn from_foreign(
 /// documents the manifest says. A checksum proves a file is the one the
 /// dump wrote; this proves its content is what a restore can load, so that
 /// a broken archive is refused whole instead of half restored. With
-/// `force`, bad files are left out ([`drop_damaged`]).
+/// `force`, bad files are left out (`drop_damaged`).
 /// Files of a foreign dump are converted line by line as the load will
 /// convert them.
 pub async fn validate_data(plan: &mut RestorePlan, force: bool) -> Result<(), PlanError> {
@@ -408,7 +408,7 @@ fn drop_damaged(plan: &mut RestorePlan, mut bad: Vec<(usize, Option<usize>, Stri
 /// Checks the size and sha256 of every data file of the plan, without
 /// decompressing: what a restore that does not validate lines still proves
 /// before the first write. Damaged files stop it, or with `force` are left
-/// out ([`drop_damaged`]).
+/// out (`drop_damaged`).
 pub async fn check_data_digests(plan: &mut RestorePlan, force: bool) -> Result<(), PlanError> {
     let mut bad = Vec::new();
     for (i, index) in plan.indices.iter().enumerate() {
