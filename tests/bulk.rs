@@ -204,3 +204,59 @@ async fn a_create_conflict_is_written_only_when_esark_may_have_sent_it_before() 
     assert_eq!(stats, (2, 1, 0));
     assert!(rejects.contains("\"id\":\"1\""), "{rejects}");
 }
+
+/// Bug (found while moving the bulk retries onto `RetryPolicy::drive`:
+/// `request_once` dropped the header, so bulk retries never saw it): a
+/// `Retry-After` on a 429 paces the bulk retry, within the policy's cap,
+/// instead of the backoff alone.
+#[tokio::test]
+async fn a_retry_after_of_a_refused_bulk_request_is_honoured() {
+    let busy = r#"{"error":{"type":"es_rejected_execution_exception","reason":"busy"}}"#;
+    let ok = r#"{"errors":false,"items":[{"index":{"status":201}},{"index":{"status":201}},{"index":{"status":201}}]}"#;
+    let scripted = Arc::new(
+        Scripted::opensearch()
+            .retry_after(1)
+            .script(Route::bulk(), vec![(429, busy.into()), (200, ok.into())]),
+    );
+    let front = Front::start(None, vec![scripted.clone()]);
+    let (url, auth) = ClusterConfig::from_url(&front.url()).unwrap();
+    let cluster = Cluster::connect(&ClusterConfig {
+        url,
+        auth,
+        ca_cert: None,
+        client_cert: None,
+        insecure: false,
+        timeout: Duration::from_secs(10),
+    })
+    .await
+    .unwrap();
+    // Without the header the retry would wait at most 1 ms.
+    let policy = RetryPolicy {
+        initial: Duration::from_millis(1),
+        max_delay: Duration::from_secs(10),
+        max_attempts: 3,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rejects = Arc::new(RejectsWriter::new(&dir.path().join("r.jsonl")));
+    let indexer = BulkIndexer::new(
+        Arc::new(cluster),
+        1,
+        RateLimits::default(),
+        policy,
+        rejects.clone(),
+    );
+    let stats = Arc::new(IndexStats::default());
+    let mut pending = Pending::new();
+    let started = std::time::Instant::now();
+    indexer
+        .submit(&Arc::from("i"), three_docs(), &stats, &mut pending)
+        .await;
+    pending.wait().await;
+    let waited = started.elapsed();
+    assert_eq!(stats.snapshot(), (3, 0, 0));
+    assert_eq!(scripted.bodies(&Route::bulk()).len(), 2);
+    assert!(
+        waited >= Duration::from_millis(900),
+        "the retry came after {waited:?}, not after the 1 s asked for"
+    );
+}

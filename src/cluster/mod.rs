@@ -47,7 +47,7 @@ use model::info::{ClusterInfo, Flavor, RootResponse};
 
 pub use config::{redact_url_text, Auth, ClusterConfig};
 pub use error::ClusterError;
-pub use transport::Answer;
+pub use transport::{Answer, Reply};
 
 /// Characters escaped in a path segment: everything but unreserved ones, so
 /// that `%kuzzle` becomes `%25kuzzle` and `a:b` cannot be read as a scheme.

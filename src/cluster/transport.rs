@@ -24,6 +24,15 @@ pub struct Answer {
     pub resent: bool,
 }
 
+/// The answer to one attempt ([`Cluster::request_once`]).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Bytes,
+    /// What the server's `Retry-After` asked for.
+    pub retry_after: Option<Duration>,
+}
+
 /// One attempt's outcome, with what the server asked of a retry.
 struct Attempt {
     status: u16,
@@ -100,17 +109,20 @@ impl Cluster {
         }
     }
 
-    /// Sends a request once and returns status and body, without judging
-    /// the status: for requests whose caller decides about retries.
+    /// Sends a request once and returns its status, body and the delay a
+    /// `Retry-After` header asked for, without judging the status: for
+    /// requests whose caller decides about retries.
     pub async fn request_once(
         &self,
         method: Method,
         path: &str,
         body: Option<Bytes>,
-    ) -> Result<(u16, Bytes), ClusterError> {
-        self.attempt(method, path, body)
-            .await
-            .map(|a| (a.status, a.body))
+    ) -> Result<Reply, ClusterError> {
+        self.attempt(method, path, body).await.map(|a| Reply {
+            status: a.status,
+            body: a.body,
+            retry_after: a.retry_after,
+        })
     }
 
     async fn attempt(
@@ -191,8 +203,8 @@ impl Cluster {
         path: &str,
         body: Option<Bytes>,
     ) -> Result<Bytes, ClusterError> {
-        let (status, bytes) = self.request_once(method, path, body).await?;
-        self.judged(method, path, status, bytes)
+        let reply = self.request_once(method, path, body).await?;
+        self.judged(method, path, reply.status, reply.body)
     }
 
     fn judged(

@@ -20,6 +20,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use elasticsearch::http::Method;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -185,6 +186,8 @@ enum Outcome {
         /// document is recorded with if the attempts run out.
         http_status: u16,
         reason: String,
+        /// What the answer's `Retry-After` asked for.
+        after: Option<Duration>,
     },
 }
 
@@ -204,12 +207,15 @@ impl RequestTask {
                 || self.attempt(&round),
                 |outcome: &Outcome| match outcome {
                     Outcome::Settled => Verdict::Done,
-                    // `request_once` does not hand back a `Retry-After`:
-                    // the backoff alone paces bulk retries.
+                    // A `Retry-After` of the answer paces the retry (within
+                    // the policy's cap); the backoff otherwise.
                     Outcome::Retry {
-                        positions, reason, ..
+                        positions,
+                        reason,
+                        after,
+                        ..
                     } => Verdict::Retry {
-                        after: None,
+                        after: *after,
                         why: format!(
                             "bulk to {:?}: {} documents to retry: {reason}",
                             self.index,
@@ -223,6 +229,7 @@ impl RequestTask {
             positions,
             http_status,
             reason,
+            ..
         } = last
         {
             let round = round.into_inner().expect("no attempt panicked holding it");
@@ -248,17 +255,22 @@ impl RequestTask {
             .acquire(request.docs() as u64, request.bytes() as u64)
             .await;
         let mut http_status = 0;
+        let mut after = None;
         let (mut verdict, applied) = match self
             .cluster
             .request_once(Method::Post, "_bulk", Some(request.body().clone()))
             .await
         {
             // A whole request answered 429 was not applied.
-            Ok((status, body)) => {
-                if !(200..300).contains(&status) {
-                    http_status = status;
+            Ok(reply) => {
+                if !(200..300).contains(&reply.status) {
+                    http_status = reply.status;
                 }
-                (classify_bulk(status, &body, request.docs()), status != 429)
+                after = reply.retry_after;
+                (
+                    classify_bulk(reply.status, &reply.body, request.docs()),
+                    reply.status != 429,
+                )
             }
             Err(e) => (
                 BulkVerdict {
@@ -319,6 +331,7 @@ impl RequestTask {
             positions,
             http_status,
             reason: verdict.reason,
+            after,
         }
     }
 

@@ -27,12 +27,23 @@ enum Answers {
 /// Answers requests from a script; see the module doc.
 pub struct Scripted {
     routes: Vec<(Route, Mutex<Answers>)>,
+    /// `Retry-After` sent with every 429 and 503 answer, if set.
+    retry_after: Option<String>,
 }
 
 impl Scripted {
     /// A script that answers nothing yet.
     pub fn new() -> Scripted {
-        Scripted { routes: Vec::new() }
+        Scripted {
+            routes: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    /// Sends `Retry-After: SECONDS` with every 429 and 503 answer.
+    pub fn retry_after(mut self, seconds: u64) -> Scripted {
+        self.retry_after = Some(seconds.to_string());
+        self
     }
 
     /// A cluster of one kind: `GET /` answers like OpenSearch 2.11.
@@ -85,9 +96,13 @@ impl Scripted {
                     .unwrap_or((500, r#"{"error":"script exhausted"}"#.into()))
             }
         };
+        let mut headers = vec![("content-type".into(), "application/json".into())];
+        if let (Some(after), 429 | 503) = (&self.retry_after, status) {
+            headers.push(("retry-after".into(), after.clone()));
+        }
         Some(Response {
             status,
-            headers: vec![("content-type".into(), "application/json".into())],
+            headers,
             body: Bytes::from(body),
         })
     }
