@@ -14,7 +14,7 @@ use super::select::{RenameArgs, SelectArgs};
 use super::{parse_size, print_stdout, CliError, ConnectionArgs, SourceArgs, TargetArgs};
 use crate::cluster::Cluster;
 use crate::job::{CancellationToken, Events};
-use crate::plan;
+use crate::plan::{self, SourceReading};
 use crate::restore::job::{self, CopyJob, RestoreJob};
 use crate::restore::load::BulkSize;
 use crate::restore::report::{RestoreReport, Status};
@@ -295,14 +295,16 @@ pub async fn run_copy(args: CopyArgs) -> Result<ExitCode, CliError> {
         source: args.source.resolve(&args.connection)?,
         selector: args.select.resolve(false)?,
         renamer: args.load.rename.resolve()?,
-        slices: parse_slices(&args.slices)?,
-        page_size: args.page_size,
-        reader: args.reader,
-        query: args
-            .query
-            .as_deref()
-            .map(super::dump::parse_query)
-            .transpose()?,
+        reading: SourceReading {
+            slices: parse_slices(&args.slices)?,
+            page_size: args.page_size,
+            reader: args.reader,
+            query: args
+                .query
+                .as_deref()
+                .map(super::dump::parse_query)
+                .transpose()?,
+        },
     };
     execute(&args.load, Run::Copy, |events, cancel| async move {
         job::copy(job, &events, cancel).await

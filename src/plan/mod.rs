@@ -498,18 +498,33 @@ pub fn from_stdin(
     }
 }
 
+/// How a copy reads its source's documents.
+#[derive(Debug, Clone)]
+pub struct SourceReading {
+    /// Slices per index (resolved against each index's shards).
+    pub slices: SliceCount,
+    pub page_size: usize,
+    pub reader: ReaderKind,
+    /// Only the documents matching this query.
+    pub query: Option<Arc<str>>,
+}
+
 /// Reads the plan from a live cluster (for `copy`): its templates and, per
-/// selected open index, its metadata; documents will be scrolled.
+/// selected open index, its metadata; documents will be read as `reading`
+/// says.
 pub async fn from_cluster(
     source: Arc<Cluster>,
     selector: &IndexSelector,
     renamer: &Renamer,
-    slices: SliceCount,
-    page_size: usize,
-    reader: ReaderKind,
-    query: Option<Arc<str>>,
+    reading: &SourceReading,
     events: &Events,
 ) -> Result<RestorePlan, PlanError> {
+    let SourceReading {
+        slices,
+        page_size,
+        reader,
+        query,
+    } = reading.clone();
     let (selected, skipped) = crate::catalog::select_indices(&source, selector).await?;
     for closed in &skipped {
         events.warn(format!("index {:?} is closed; skipped", closed.name));

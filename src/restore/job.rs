@@ -14,9 +14,7 @@ use super::{RestoreConfig, RestoreError};
 use crate::catalog::IndexSelector;
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::job::{CancellationToken, Event, Events};
-use crate::plan::{self, input, Renamer, RestorePlan};
-use crate::source::slice::SliceCount;
-use crate::source::ReaderKind;
+use crate::plan::{self, input, Renamer, RestorePlan, SourceReading};
 
 /// A restore of what is on disk at `input`.
 #[derive(Debug, Clone)]
@@ -44,11 +42,8 @@ pub struct CopyJob {
     pub source: ClusterConfig,
     pub selector: IndexSelector,
     pub renamer: Renamer,
-    pub slices: SliceCount,
-    pub page_size: usize,
-    pub reader: ReaderKind,
-    /// Copy only the documents matching this query.
-    pub query: Option<Arc<str>>,
+    /// Slices, page size, reader, query.
+    pub reading: SourceReading,
 }
 
 /// Restores `job.input` into `job.config.target`. Nothing is written
@@ -134,17 +129,8 @@ pub async fn copy(
 ) -> Result<RestoreReport, RestoreError> {
     let source = Arc::new(Cluster::connect(&job.source).await?);
     let target = Arc::new(Cluster::connect(&job.config.target).await?);
-    let plan = plan::from_cluster(
-        source,
-        &job.selector,
-        &job.renamer,
-        job.slices,
-        job.page_size,
-        job.reader,
-        job.query.clone(),
-        events,
-    )
-    .await?;
+    let plan =
+        plan::from_cluster(source, &job.selector, &job.renamer, &job.reading, events).await?;
     run_checked(&job.config, plan, target, events, cancel).await
 }
 

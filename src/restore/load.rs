@@ -23,7 +23,7 @@ use crate::sink::bulk::{BulkBuilder, BulkIndexer, IndexStats, Pending, PushError
 use crate::source::archive::{ChunkError, ChunkFile, ChunkLines};
 use crate::source::foreign::{ForeignError, ForeignFile, ForeignLines};
 use crate::source::slice::spawn_slices_matching;
-use crate::source::{ReadError, ReaderKind, SliceEvent};
+use crate::source::{ReadError, SliceEvent};
 use crate::stream::{StreamError, StreamInput};
 
 #[derive(Debug, thiserror::Error)]
@@ -131,25 +131,7 @@ pub async fn load(
         DataOrigin::Chunks(files) => feeder.feed_chunks(files, chunks, cancel).await,
         DataOrigin::Foreign(files) => feeder.feed_foreign(files, cancel).await,
         DataOrigin::Stdin(input) => feeder.feed_stdin(input, cancel).await,
-        DataOrigin::Cluster {
-            cluster,
-            slices,
-            page_size,
-            reader,
-            query,
-        } => {
-            feeder
-                .feed_cluster(
-                    cluster.clone(),
-                    source_index,
-                    *slices,
-                    *page_size,
-                    *reader,
-                    query.clone(),
-                    cancel,
-                )
-                .await
-        }
+        DataOrigin::Cluster { .. } => feeder.feed_cluster(origin, source_index, cancel).await,
     };
     result.map(|()| Loaded {
         read: feeder.read,
@@ -347,16 +329,25 @@ impl Feeder<'_> {
         result
     }
 
+    /// Reads a live index (`origin` is a [`DataOrigin::Cluster`]).
     async fn feed_cluster(
         &mut self,
-        cluster: Arc<crate::cluster::Cluster>,
+        origin: &DataOrigin,
         index: &str,
-        slices: u32,
-        page_size: usize,
-        reader: ReaderKind,
-        query: Option<Arc<str>>,
         cancel: CancellationToken,
     ) -> Result<(), LoadError> {
+        let DataOrigin::Cluster {
+            cluster,
+            slices,
+            page_size,
+            reader,
+            query,
+        } = origin
+        else {
+            return Ok(());
+        };
+        let (cluster, slices, page_size, reader, query) =
+            (cluster.clone(), *slices, *page_size, *reader, query.clone());
         let stats = self.target.stats.clone();
         let mut pending = Pending::new();
         let (mut events, readers) =
