@@ -26,6 +26,20 @@ fn scripted_cluster(script: Vec<(u16, String)>) -> (Front, Arc<Scripted>) {
 }
 
 async fn indexer_for(url: &str, rejects: &Arc<RejectsWriter>) -> BulkIndexer {
+    let policy = RetryPolicy {
+        initial: Duration::from_millis(1),
+        max_delay: Duration::from_millis(5),
+        max_attempts: 3,
+    };
+    indexer_with(url, rejects, policy, 2).await
+}
+
+async fn indexer_with(
+    url: &str,
+    rejects: &Arc<RejectsWriter>,
+    policy: RetryPolicy,
+    concurrency: usize,
+) -> BulkIndexer {
     let (url, auth) = ClusterConfig::from_url(url).unwrap();
     assert!(matches!(auth, Auth::None));
     let cluster = Cluster::connect(&ClusterConfig {
@@ -38,14 +52,9 @@ async fn indexer_for(url: &str, rejects: &Arc<RejectsWriter>) -> BulkIndexer {
     })
     .await
     .unwrap();
-    let policy = RetryPolicy {
-        initial: Duration::from_millis(1),
-        max_delay: Duration::from_millis(5),
-        max_attempts: 3,
-    };
     BulkIndexer::new(
         Arc::new(cluster),
-        2,
+        concurrency,
         RateLimits::default(),
         policy,
         rejects.clone(),
@@ -219,17 +228,6 @@ async fn a_retry_after_of_a_refused_bulk_request_is_honoured() {
             .script(Route::bulk(), vec![(429, busy.into()), (200, ok.into())]),
     );
     let front = Front::start(None, vec![scripted.clone()]);
-    let (url, auth) = ClusterConfig::from_url(&front.url()).unwrap();
-    let cluster = Cluster::connect(&ClusterConfig {
-        url,
-        auth,
-        ca_cert: None,
-        client_cert: None,
-        insecure: false,
-        timeout: Duration::from_secs(10),
-    })
-    .await
-    .unwrap();
     // Without the header the retry would wait at most 1 ms.
     let policy = RetryPolicy {
         initial: Duration::from_millis(1),
@@ -238,13 +236,7 @@ async fn a_retry_after_of_a_refused_bulk_request_is_honoured() {
     };
     let dir = tempfile::tempdir().unwrap();
     let rejects = Arc::new(RejectsWriter::new(&dir.path().join("r.jsonl")));
-    let indexer = BulkIndexer::new(
-        Arc::new(cluster),
-        1,
-        RateLimits::default(),
-        policy,
-        rejects.clone(),
-    );
+    let indexer = indexer_with(&front.url(), &rejects, policy, 1).await;
     let stats = Arc::new(IndexStats::default());
     let mut pending = Pending::new();
     let started = std::time::Instant::now();

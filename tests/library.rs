@@ -87,6 +87,25 @@ fn counts(events: &[Event]) -> BTreeMap<String, (Option<u64>, Option<u64>)> {
     out
 }
 
+/// Events into a channel, and a token they cancel on the first progress
+/// of any index (as a service's cancel request arriving mid-run would).
+fn cancelled_by_first_progress() -> (
+    Events,
+    tokio::sync::mpsc::UnboundedReceiver<Event>,
+    CancellationToken,
+) {
+    let cancel = CancellationToken::new();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let trigger = cancel.clone();
+    let events = Events::new(move |event| {
+        if matches!(event, Event::IndexProgress { .. }) {
+            trigger.cancel();
+        }
+        let _ = tx.send(event);
+    });
+    (events, rx, cancel)
+}
+
 fn ids_in_archive(dir: &Path, index: &str) -> Vec<String> {
     Archive::open(dir)
         .docs(index)
@@ -258,17 +277,7 @@ fn a_cancelled_dump_and_a_cancelled_restore_resume_through_the_library_exactly_o
     config.page_size = 50;
     config.file_size = 4 << 10;
     // Cancelled by its own first page, as a service's cancel request would.
-    let cancel = CancellationToken::new();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let events = {
-        let cancel = cancel.clone();
-        Events::new(move |event| {
-            if matches!(event, Event::IndexProgress { .. }) {
-                cancel.cancel();
-            }
-            let _ = tx.send(event);
-        })
-    };
+    let (events, mut rx, cancel) = cancelled_by_first_progress();
     let stopped = rt.block_on(esark::dump::run(&config, &events, cancel));
     assert!(
         matches!(stopped, Err(DumpError::Interrupted(_))),
@@ -316,17 +325,7 @@ fn a_cancelled_dump_and_a_cancelled_restore_resume_through_the_library_exactly_o
         validate: true,
         max_line: esark::source::archive::DEFAULT_MAX_LINE,
     };
-    let cancel = CancellationToken::new();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let events = {
-        let cancel = cancel.clone();
-        Events::new(move |event| {
-            if matches!(event, Event::IndexProgress { .. }) {
-                cancel.cancel();
-            }
-            let _ = tx.send(event);
-        })
-    };
+    let (events, mut rx, cancel) = cancelled_by_first_progress();
     let report = rt
         .block_on(restore(job.clone(), &events, cancel))
         .expect("an interrupted restore still reports");

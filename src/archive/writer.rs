@@ -192,17 +192,7 @@ impl ArchiveWriter {
 mod tests {
     use super::*;
 
-    /// An archive folder with a manifest, an index folder and a file of
-    /// the user's.
-    fn archive(dir: &Path, marker: &str) {
-        std::fs::create_dir_all(dir.join("indices/a")).unwrap();
-        std::fs::write(dir.join(MANIFEST_FILE), marker).unwrap();
-        std::fs::write(dir.join("indices/a/settings.json"), marker).unwrap();
-    }
-
-    fn manifest_of(dir: &Path) -> String {
-        std::fs::read_to_string(dir.join(MANIFEST_FILE)).unwrap()
-    }
+    use crate::archive::store::swap::tests::{archive, manifest_of};
 
     #[tokio::test]
     async fn overwrite_writes_beside_and_swaps_when_whole() {

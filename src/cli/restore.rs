@@ -264,7 +264,7 @@ pub async fn run_restore(args: RestoreArgs) -> Result<ExitCode, CliError> {
                 .map_err(CliError::failure)?,
         );
         return execute(&args.load, Run::Pipe, |events, cancel| async move {
-            job::run_checked(&config, plan, target, &events, cancel).await
+            crate::restore::run(&config, plan, target, &events, cancel).await
         })
         .await;
     }

@@ -18,7 +18,7 @@ use crate::archive::ArchiveError;
 use crate::catalog::{extra_file, read_metadata, read_templates, IndexMetadata, Selected};
 use crate::cluster::extras::{ExtraKind, Offered};
 use crate::cluster::{Cluster, ClusterError};
-use crate::job::{CancellationToken, Events, IndexOutcome};
+use crate::job::{CancellationToken, Events};
 
 /// Writes lifecycle policies, ingest pipelines, stored scripts, data
 /// streams (and with `cluster_settings`, persistent cluster settings), each
@@ -99,44 +99,6 @@ pub(super) async fn dump_templates(
 /// does not stop the others.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn dump_index(
-    cluster: &Arc<Cluster>,
-    archive: &ArchiveWriter,
-    config: &DumpConfig,
-    selected: &Selected,
-    events: &Events,
-    checkpointer: &Arc<Checkpointer>,
-    earlier: Option<IndexCheckpoint>,
-    readers: Arc<tokio::sync::Semaphore>,
-    cancel: CancellationToken,
-) -> Result<IndexEntry, IndexFailure> {
-    let name = selected.name.as_str();
-    let result = dump_index_reported(
-        cluster,
-        archive,
-        config,
-        selected,
-        events,
-        checkpointer,
-        earlier,
-        readers,
-        cancel,
-    )
-    .await;
-    match &result {
-        Ok(entry) => events.finish(name, entry.docs, IndexOutcome::Done),
-        Err(failure) => events.finish(
-            name,
-            0,
-            IndexOutcome::Failed {
-                reason: failure.reason.clone(),
-            },
-        ),
-    }
-    result
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn dump_index_reported(
     cluster: &Arc<Cluster>,
     archive: &ArchiveWriter,
     config: &DumpConfig,

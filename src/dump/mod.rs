@@ -269,7 +269,7 @@ async fn write_archive(
                         Ok(done)
                     }
                     None => {
-                        dump_index(
+                        let r = dump_index(
                             &cluster,
                             &archive,
                             config,
@@ -280,7 +280,18 @@ async fn write_archive(
                             readers,
                             cancel,
                         )
-                        .await
+                        .await;
+                        let (docs, outcome) = match &r {
+                            Ok(entry) => (entry.docs, IndexOutcome::Done),
+                            Err(failure) => (
+                                0,
+                                IndexOutcome::Failed {
+                                    reason: failure.reason.clone(),
+                                },
+                            ),
+                        };
+                        events.finish(&name, docs, outcome);
+                        r
                     }
                 };
                 (name, r)

@@ -14,7 +14,7 @@ use super::{RestoreConfig, RestoreError};
 use crate::catalog::IndexSelector;
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::job::{CancellationToken, Event, Events};
-use crate::plan::{self, input, Renamer, RestorePlan, SourceReading};
+use crate::plan::{self, input, Renamer, SourceReading};
 
 /// A restore of what is on disk at `input`.
 #[derive(Debug, Clone)]
@@ -116,7 +116,7 @@ pub async fn restore(
         job.config.state = Some(default_state_path(&job.input, &target)?);
     }
     job.config.input = job.input.display().to_string();
-    run_checked(&job.config, plan, target, events, cancel).await
+    super::run(&job.config, plan, target, events, cancel).await
 }
 
 /// Copies what `job.selector` selects of `job.source` into
@@ -131,25 +131,7 @@ pub async fn copy(
     let target = Arc::new(Cluster::connect(&job.config.target).await?);
     let plan =
         plan::from_cluster(source, &job.selector, &job.renamer, &job.reading, events).await?;
-    run_checked(&job.config, plan, target, events, cancel).await
-}
-
-/// Runs `plan` once no two of its indices go to the same target.
-pub async fn run_checked(
-    config: &RestoreConfig,
-    plan: RestorePlan,
-    target: Arc<Cluster>,
-    events: &Events,
-    cancel: CancellationToken,
-) -> Result<RestoreReport, RestoreError> {
-    if let Some((first, second, name)) = plan.target_clash() {
-        return Err(RestoreError::TargetClash {
-            first: first.to_string(),
-            second: second.to_string(),
-            name: name.to_string(),
-        });
-    }
-    super::run(config, plan, target, events, cancel).await
+    super::run(&job.config, plan, target, events, cancel).await
 }
 
 /// The state file in the user's state folder, named after the input (its

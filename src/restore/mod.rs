@@ -168,8 +168,9 @@ impl RestoreConfig {
 }
 
 /// Runs a plan against `target`, reporting through `events` (see
-/// [`crate::job`]). Cancelling `cancel` (Ctrl-C) stops reading; requests
-/// in flight finish, settings are put back, the state is kept for
+/// [`crate::job`]). A plan restoring two indices under one name is refused
+/// before anything is written. Cancelling `cancel` (Ctrl-C) stops reading;
+/// requests in flight finish, settings are put back, the state is kept for
 /// `--resume`, and the report says `interrupted`.
 pub async fn run(
     config: &RestoreConfig,
@@ -188,7 +189,14 @@ pub async fn run(
         JobKind::Restore
     };
     events.emit(Event::JobStarted { kind });
-    let result = run_plan(config, plan, target, events, cancel).await;
+    let result = match plan.target_clash() {
+        Some((first, second, name)) => Err(RestoreError::TargetClash {
+            first: first.to_string(),
+            second: second.to_string(),
+            name: name.to_string(),
+        }),
+        None => run_plan(config, plan, target, events, cancel).await,
+    };
     events.emit(Event::JobFinished {
         outcome: match &result {
             Ok(report) if report.interrupted => JobOutcome::Cancelled,

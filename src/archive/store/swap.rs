@@ -210,18 +210,18 @@ async fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// An archive folder with a manifest, an index folder and a file of
     /// the user's.
-    fn archive(dir: &Path, marker: &str) {
+    pub(crate) fn archive(dir: &Path, marker: &str) {
         std::fs::create_dir_all(dir.join("indices/a")).unwrap();
         std::fs::write(dir.join(MANIFEST_FILE), marker).unwrap();
         std::fs::write(dir.join("indices/a/settings.json"), marker).unwrap();
     }
 
-    fn manifest_of(dir: &Path) -> String {
+    pub(crate) fn manifest_of(dir: &Path) -> String {
         std::fs::read_to_string(dir.join(MANIFEST_FILE)).unwrap()
     }
 
