@@ -174,6 +174,7 @@ fn dump_and_restore_through_the_library_report_counts_that_add_up_to_the_manifes
         force: false,
         validate: true,
         max_line: esark::source::archive::DEFAULT_MAX_LINE,
+        identity: None,
     };
     let (events, mut rx) = Events::channel();
     let report = rt
@@ -222,6 +223,7 @@ fn dump_and_restore_through_the_library_report_counts_that_add_up_to_the_manifes
         templates: false,
         page_size: 100,
         max_line: esark::source::archive::DEFAULT_MAX_LINE,
+        identity: None,
     };
     let (events, mut rx) = Events::channel();
     let report = rt
@@ -315,6 +317,7 @@ fn a_cancelled_dump_and_a_cancelled_restore_resume_through_the_library_exactly_o
         force: false,
         validate: true,
         max_line: esark::source::archive::DEFAULT_MAX_LINE,
+        identity: None,
     };
     let cancel = CancellationToken::new();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

@@ -18,11 +18,16 @@ pub struct InspectArgs {
     pub dir: PathBuf,
     /// Print the manifest and the check results as JSON.
     #[arg(long)]
-    pub json: bool,
+    pub json: bool,    /// An age identity file (`AGE-SECRET-KEY-1…` lines) that opens an
+    /// encrypted archive: checked
+    /// to open it (the checksums need no key).
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
 }
 
 pub async fn run(args: InspectArgs) -> Result<ExitCode, CliError> {
-    let report = crate::inspect::run(&args.dir)
+    let identities = super::restore::load_identity(args.identity.as_deref())?;
+    let report = crate::inspect::run(&args.dir, identities)
         .await
         .map_err(CliError::failure)?;
     if args.json {

@@ -210,7 +210,10 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
     #[command(flatten)]
-    pub lines: super::LineLimitArgs,
+    pub lines: super::LineLimitArgs,    /// An age identity file (`AGE-SECRET-KEY-1…` lines) that opens an
+    /// encrypted archive.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -280,6 +283,7 @@ pub async fn run_restore(args: RestoreArgs) -> Result<ExitCode, CliError> {
         force: args.force,
         validate: !args.no_validate,
         max_line: args.lines.max_line()?,
+        identity: load_identity(args.identity.as_deref())?,
     };
     execute(&args.load, Run::Restore, |events, cancel| async move {
         job::restore(job, &events, cancel).await
@@ -508,4 +512,15 @@ fn report_json(report: &RestoreReport) -> serde_json::Value {
         "interrupted": report.interrupted,
         "elapsed_secs": report.elapsed.as_secs_f64(),
     })
+}
+
+/// Reads `--identity FILE` of restore, verify and inspect: a file that
+/// cannot be read or holds no identity is a failure (exit 1), before any
+/// work.
+pub(super) fn load_identity(
+    path: Option<&std::path::Path>,
+) -> Result<Option<crate::archive::crypt::Identities>, CliError> {
+    path.map(crate::archive::crypt::Identities::load)
+        .transpose()
+        .map_err(CliError::failure)
 }

@@ -43,7 +43,10 @@ pub struct VerifyArgs {
     pub lines: super::LineLimitArgs,
     /// Print the comparison as JSON on stdout.
     #[arg(long)]
-    pub json: bool,
+    pub json: bool,    /// An age identity file (`AGE-SECRET-KEY-1…` lines) that opens an
+    /// encrypted archive.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
 }
 
 pub async fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
@@ -61,6 +64,7 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
         templates: !args.no_templates,
         page_size,
         max_line: args.lines.max_line()?,
+        identity: super::restore::load_identity(args.identity.as_deref())?,
     };
     let progress = super::progress::Progress::new(args.json, false);
     let (cancel, interrupt) = super::dump::interrupt_signal();

@@ -12,6 +12,7 @@ use super::DumpError;
 use crate::archive::compression::Compression;
 use crate::archive::manifest::{DumpOptions, RawQuery};
 use crate::catalog::IndexSelector;
+use crate::archive::crypt::{Identities, Recipients};
 use crate::cluster::ClusterConfig;
 pub use crate::source::slice::SliceCount;
 use crate::source::ReaderKind;
@@ -39,6 +40,12 @@ pub struct DumpConfig {
     pub query: Option<Arc<str>>,
     /// Also dump persistent cluster settings.
     pub include_cluster_settings: bool,
+    /// Encrypt every file but the manifest to these (`--encrypt-to`); a
+    /// resumed dump takes the ones its checkpoint recorded.
+    pub recipients: Option<Recipients>,
+    /// Opens the checkpoint of an interrupted encrypted dump (`--resume
+    /// --identity`).
+    pub identity: Option<Identities>,
     /// The options that shape an archive's files which the command line
     /// named explicitly: a resumed dump refuses those that contradict the
     /// ones it recorded.
@@ -172,6 +179,8 @@ impl DumpConfig {
             reader: ReaderKind::Auto,
             query: None,
             include_cluster_settings: false,
+            recipients: None,
+            identity: None,
             asked: AskedOptions::default(),
         }
     }
@@ -211,6 +220,18 @@ impl DumpConfig {
         if !contradictions.is_empty() {
             return Err(DumpError::ResumeContradicts(contradictions));
         }
+        let recorded = Recipients::from_strings(&checkpoint.recipients)
+            .map_err(|e| DumpError::BadCheckpoint(e.to_string()))?;
+        let names = |r: &Option<Recipients>| r.as_ref().map(Recipients::to_strings);
+        if self.recipients.is_some() && names(&self.recipients) != names(&recorded) {
+            return Err(DumpError::ResumeContradicts(vec![match &recorded {
+                Some(r) => format!(
+                    "--encrypt-to (the interrupted dump encrypts to {})",
+                    r.to_strings().join(", ")
+                ),
+                None => "--encrypt-to (the interrupted dump is not encrypted)".into(),
+            }]));
+        }
         let regex = |r: &Option<String>| -> Result<Option<Regex>, DumpError> {
             r.as_deref()
                 .map(|r| Regex::new(r).map_err(|e| DumpError::BadCheckpoint(e.to_string())))
@@ -235,6 +256,7 @@ impl DumpConfig {
             file_size: o.file_size,
             reader: checkpoint.reader,
             query: o.query.as_ref().map(|q| Arc::from(q.get())),
+            recipients: recorded,
             ..self.clone()
         })
     }

@@ -21,7 +21,7 @@ use crate::cluster::extras::ExtraKind;
 use crate::cluster::{Cluster, ClusterError};
 use crate::job::Events;
 use crate::source::archive::ChunkLines;
-use crate::source::archive::{ChunkDigest, ChunkFile};
+use crate::source::archive::ChunkFile;
 use crate::source::foreign::{ForeignError, ForeignFile, ForeignKind, ForeignLines};
 use crate::source::slice::SliceCount;
 use crate::source::{LineReader, ReaderKind};
@@ -185,6 +185,8 @@ pub async fn from_archive(
     force: bool,
 ) -> Result<RestorePlan, PlanError> {
     let reader = archive.reader();
+    // A missing or wrong identity stops here, before any write.
+    reader.check_identity().await?;
     let manifest = archive.manifest();
     let selected = || {
         manifest
@@ -259,15 +261,7 @@ pub async fn from_archive(
                 FileKind::Settings => meta.settings = read_json(reader, file).await?,
                 FileKind::Mappings => meta.mappings = read_json(reader, file).await?,
                 FileKind::Aliases => meta.aliases = read_json(reader, file).await?,
-                FileKind::Data => chunks.push(ChunkFile::new(
-                    reader.store().clone(),
-                    &file.path,
-                    file.docs.unwrap_or(0),
-                    Some(ChunkDigest {
-                        bytes: file.bytes,
-                        sha256: file.sha256.clone(),
-                    }),
-                )),
+                FileKind::Data => chunks.push(reader.chunk_file(file)),
                 _ => {}
             }
         }

@@ -28,7 +28,8 @@ pub struct VerifyJob {
     /// Documents per page read from the target.
     pub page_size: usize,
     /// The longest document line accepted from the input.
-    pub max_line: u64,
+    pub max_line: u64,    /// What opens an encrypted archive (`--identity`).
+    pub identity: Option<crate::archive::crypt::Identities>,
 }
 
 /// Compares `job.input` with `job.target`. The report says what differs;
@@ -68,6 +69,7 @@ async fn compare(
         &job.selector,
         &job.renamer,
         false,
+        job.identity.as_ref(),
     )
     .await?;
     input::limit_lines(&mut plan, job.max_line);

@@ -127,6 +127,7 @@ fn manifest(index: IndexEntry) -> Manifest {
         indices: vec![index],
         skipped: Vec::new(),
         failed: Vec::new(),
+        encryption: None,
     }
 }
 
