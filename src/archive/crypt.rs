@@ -482,4 +482,90 @@ mod tests {
         assert!(e.contains("line 1"), "{e}");
         assert!(Recipients::parse(&[], &[]).unwrap().is_none());
     }
+    /// An encrypted archive in a [`crate::archive::store::MemoryStore`]:
+    /// every file but the manifest is an age file, the checksums are of
+    /// the stored bytes, and the reader opens metadata and chunks (of
+    /// every compression) with the identity, and only with it.
+    #[tokio::test]
+    async fn an_encrypted_archive_round_trips_through_any_store() {
+        use crate::archive::compression::Compression;
+        use crate::archive::manifest::{FileKind, IndexEntry};
+        use crate::archive::store::MemoryStore;
+        use crate::archive::writer::ArchiveWriter;
+        use crate::sink::chunk::ChunkWriter;
+        use crate::source::archive::ChunkLines;
+
+        let (r, ids, _dir) = pair();
+        let store: Arc<dyn ArchiveStore> = Arc::new(MemoryStore::new());
+        let writer = ArchiveWriter::create_in(store.clone())
+            .await
+            .unwrap()
+            .encrypt_to(Some(r.clone()));
+        let mappings = serde_json::json!({"properties": {"zebrafield": {"type": "keyword"}}});
+        let mut files = vec![writer
+            .write_json("indices/logs/mappings.json", FileKind::Mappings, &mappings)
+            .await
+            .unwrap()];
+        let lines: String = (0..500)
+            .map(|n| format!("{{\"_id\":\"secret-{n}\",\"_source\":{{\"n\":{n}}}}}\n"))
+            .collect();
+        for (slice, compression) in [Compression::Zstd, Compression::Gzip, Compression::None]
+            .into_iter()
+            .enumerate()
+        {
+            let mut chunks =
+                ChunkWriter::new(writer.clone(), "indices/logs", slice as u32, compression, 1, 1 << 30);
+            chunks.push(lines.as_bytes(), 500).await.unwrap();
+            files.extend(chunks.finish().await.unwrap());
+        }
+        for f in &files {
+            assert!(f.encrypted, "{}", f.path);
+            let stored = store.get(&f.path).await.unwrap();
+            assert!(stored.starts_with(b"age-encryption.org/v1\n"), "{}", f.path);
+            assert_eq!(stored.len() as u64, f.bytes);
+            let text = String::from_utf8_lossy(&stored);
+            assert!(!text.contains("secret-") && !text.contains("zebrafield"));
+        }
+        let mut manifest = crate::archive::store::tests_manifest(IndexEntry {
+            name: "logs".into(),
+            folder: "indices/logs".into(),
+            docs: 1500,
+            expected_docs: 1500,
+            slices: 3,
+            files,
+            data_stream: false,
+        });
+        manifest.format_version = crate::archive::Version::V5;
+        manifest.encryption = Some(crate::archive::manifest::Encryption {
+            scheme: SCHEME.into(),
+            recipients: r.to_strings(),
+        });
+        writer.write_manifest(&manifest).await.unwrap();
+
+        // Without a key: the checksums, and nothing else.
+        let archive = crate::archive::reader::open_store(store.clone()).await.unwrap();
+        assert!(archive.check_files(archive.manifest().files()).await.is_empty());
+        let e = archive.reader().check_identity().await.unwrap_err().to_string();
+        assert!(e.contains("--identity"), "{e}");
+        let (_, other, _d) = pair();
+        let wrong = crate::archive::reader::open_store(store.clone())
+            .await
+            .unwrap()
+            .with_identities(Some(other));
+        let e = wrong.reader().check_identity().await.unwrap_err().to_string();
+        assert!(e.contains("does not open"), "{e}");
+
+        let archive = archive.with_identities(Some(ids));
+        archive.reader().check_identity().await.unwrap();
+        let files = &archive.manifest().indices[0].files;
+        let read = archive.reader().read(&files[0]).await.unwrap();
+        assert_eq!(serde_json::from_slice::<serde_json::Value>(&read).unwrap(), mappings);
+        let chunks = files[1..].iter().map(|f| archive.reader().chunk_file(f)).collect();
+        let mut lines_read = ChunkLines::new(chunks);
+        let (mut buf, mut n) = (Vec::new(), 0);
+        while lines_read.next_line(&mut buf).await.unwrap() {
+            n += 1;
+        }
+        assert_eq!(n, 1500);
+    }
 }
