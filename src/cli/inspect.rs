@@ -82,6 +82,14 @@ fn table(report: &InspectReport) -> String {
         "source    {} {} cluster {:?} ({}) at {}\n",
         s.flavor, s.version, s.cluster_name, s.cluster_uuid, s.url
     ));
+    if let Some(e) = &m.encryption {
+        // Public keys only: which identity the files need.
+        out.push_str(&format!(
+            "encrypted {} to {}\n",
+            e.scheme,
+            e.recipients.join(", ")
+        ));
+    }
     out.push_str(&format!(
         "options   compression {} level {}, slices {}, page size {}, file size {}\n\n",
         m.options.compression,

@@ -1,0 +1,253 @@
+//! Archives encrypted with age (`dump --encrypt-to`, `--identity`): no
+//! plaintext left beside the manifest, `inspect` without the key, a
+//! restore refused before any write without the right identity, format
+//! version 5 for encrypted archives only.
+
+use std::path::{Path, PathBuf};
+
+use age::secrecy::ExposeSecret;
+use serde_json::{json, Value};
+
+use crate::util::archive::files_on_disk;
+use crate::util::check::assert_one_error_line;
+use crate::util::esark::{dump_cmd, inspect, Esark};
+use crate::util::restore_support::{
+    all_index_names, assert_same_stored, docs_of, restore_cmd, seed_index, target_cluster,
+    verify_cmd,
+};
+use crate::util::server::TestCluster;
+
+/// A mapping field name, a document value and an id that must appear in
+/// no file of an encrypted archive but the manifest (which has none).
+const FIELD: &str = "zebrafieldname";
+const VALUE: &str = "plaintextvaluemarker";
+const ID: &str = "secretid0042";
+
+/// A key pair: the recipient string and the identity file in `dir`.
+fn keys(dir: &Path, name: &str) -> (String, PathBuf) {
+    let identity = age::x25519::Identity::generate();
+    let path = dir.join(format!("{name}.key"));
+    std::fs::write(
+        &path,
+        format!(
+            "# created: by the test\n# public key: {}\n{}\n",
+            identity.to_public(),
+            identity.to_string().expose_secret()
+        ),
+    )
+    .unwrap();
+    (identity.to_public().to_string(), path)
+}
+
+/// An index holding [`FIELD`], [`VALUE`] and [`ID`], among 300 documents.
+fn seed(cluster: &TestCluster) -> String {
+    let index = cluster.name("crypt");
+    let docs: Vec<(String, String)> = (0..300)
+        .map(|i| {
+            let id = if i == 42 {
+                ID.to_string()
+            } else {
+                format!("d{i}")
+            };
+            (id, format!(r#"{{"{FIELD}":"{VALUE}-{i}","n":{i}}}"#))
+        })
+        .collect();
+    let body = json!({"mappings": {"properties": {FIELD: {"type": "keyword"}}}});
+    seed_index(cluster, &index, &body, &docs);
+    index
+}
+
+fn manifest(archive: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(archive.join("manifest.json")).unwrap()).unwrap()
+}
+
+/// Every archive file but the manifest is an age file holding none of the
+/// plaintext; the manifest says version 5, the recipients, and which files.
+fn assert_sealed(archive: &Path, recipients: &[&str]) {
+    let m = manifest(archive);
+    assert_eq!(m["format_version"], 5, "{m:#}");
+    assert_eq!(m["encryption"]["scheme"], "age-x25519");
+    let mut want: Vec<&str> = recipients.to_vec();
+    want.sort();
+    assert_eq!(m["encryption"]["recipients"], json!(want));
+    let files = files_on_disk(archive);
+    assert!(files.iter().any(|f| f.contains("data-s")), "{files:?}");
+    for rel in files.iter().filter(|f| *f != "manifest.json") {
+        let bytes = std::fs::read(archive.join(rel)).unwrap();
+        assert!(
+            bytes.starts_with(b"age-encryption.org/v1\n"),
+            "{rel} is not an age file"
+        );
+        for needle in [FIELD, VALUE, ID] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{rel} holds {needle:?} in plaintext"
+            );
+        }
+    }
+    let text = std::fs::read_to_string(archive.join("manifest.json")).unwrap();
+    for needle in [FIELD, VALUE, ID] {
+        assert!(!text.contains(needle), "the manifest holds {needle:?}");
+    }
+    let listed: Vec<&Value> = m["indices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| i["files"].as_array().unwrap())
+        .chain(m["cluster_files"].as_array().unwrap())
+        .collect();
+    assert!(listed.iter().all(|f| f["encrypted"] == true), "{m:#}");
+}
+
+#[test]
+fn an_encrypted_dump_leaves_no_plaintext_and_restores_with_the_identity() {
+    let cluster = TestCluster::start("crypt-round-trip");
+    let Some(target) = target_cluster("crypt-round-trip") else {
+        return;
+    };
+    let index = seed(&cluster);
+    let tmp = tempfile::tempdir().unwrap();
+    let (alice, alice_key) = keys(tmp.path(), "alice");
+    let (bob, bob_key) = keys(tmp.path(), "bob");
+    let recipients = tmp.path().join("recipients.txt");
+    std::fs::write(&recipients, format!("# the team\n\n{bob}\n")).unwrap();
+    let archive = tmp.path().join("archive");
+    dump_cmd(&cluster, &archive)
+        .args(["--match", &index, "--encrypt-to", &alice])
+        .arg("--encrypt-to-file")
+        .arg(&recipients)
+        .args(["--file-size", "4KiB"])
+        .run()
+        .assert_success();
+    assert_sealed(&archive, &[&alice, &bob]);
+
+    // The checksums are of the stored bytes: no key needed to check them.
+    inspect(&archive).assert_success();
+    Esark::new()
+        .arg("inspect")
+        .arg(&archive)
+        .arg("--identity")
+        .arg(&bob_key)
+        .run()
+        .assert_success();
+
+    // Either recipient's identity opens it.
+    restore_cmd(&archive, &target)
+        .arg("--identity")
+        .arg(&alice_key)
+        .run()
+        .assert_success();
+    assert_same_stored(
+        &docs_of(&cluster, &index),
+        &docs_of(&target, &index),
+        "source vs target",
+    );
+    assert_eq!(target.mappings(&index), cluster.mappings(&index));
+    verify_cmd(&archive, &target)
+        .arg("--identity")
+        .arg(&bob_key)
+        .run()
+        .assert_success();
+}
+
+#[test]
+fn a_missing_or_wrong_identity_is_refused_before_any_write() {
+    let cluster = TestCluster::start("crypt-no-identity");
+    let Some(target) = target_cluster("crypt-no-identity") else {
+        return;
+    };
+    let index = seed(&cluster);
+    let tmp = tempfile::tempdir().unwrap();
+    let (alice, _) = keys(tmp.path(), "alice");
+    let (_, mallory_key) = keys(tmp.path(), "mallory");
+    let archive = tmp.path().join("archive");
+    dump_cmd(&cluster, &archive)
+        .args(["--match", &index, "--encrypt-to", &alice])
+        .args(["--compression", "none"])
+        .run()
+        .assert_success();
+    let before = all_index_names(&target);
+
+    let out = restore_cmd(&archive, &target).run();
+    let line = assert_one_error_line(&out);
+    assert!(line.contains("--identity"), "{out}");
+    let out = restore_cmd(&archive, &target)
+        .arg("--identity")
+        .arg(&mallory_key)
+        .run();
+    let line = assert_one_error_line(&out);
+    assert!(line.contains("does not open"), "{out}");
+    assert!(!line.contains("AGE-SECRET-KEY"), "{out}");
+    assert_eq!(all_index_names(&target), before, "the target was written to");
+
+    let out = verify_cmd(&archive, &target).run();
+    assert!(assert_one_error_line(&out).contains("--identity"), "{out}");
+    let out = Esark::new()
+        .arg("inspect")
+        .arg(&archive)
+        .arg("--identity")
+        .arg(&mallory_key)
+        .run();
+    assert!(assert_one_error_line(&out).contains("does not open"), "{out}");
+}
+
+#[test]
+fn inspect_names_a_tampered_encrypted_file_without_the_key() {
+    let cluster = TestCluster::start("crypt-tampered");
+    let index = seed(&cluster);
+    let tmp = tempfile::tempdir().unwrap();
+    let (alice, alice_key) = keys(tmp.path(), "alice");
+    let archive = tmp.path().join("archive");
+    dump_cmd(&cluster, &archive)
+        .args(["--match", &index, "--encrypt-to", &alice])
+        .args(["--compression", "gzip"])
+        .run()
+        .assert_success();
+    assert_sealed(&archive, &[&alice]);
+    let chunk = files_on_disk(&archive)
+        .into_iter()
+        .find(|f| f.contains("data-s"))
+        .unwrap();
+    let path = archive.join(&chunk);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    let out = inspect(&archive);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(out.stdout.contains(&chunk) || out.stderr.contains(&chunk), "{out}");
+
+    // A restore stops on it before any write, key or not.
+    if let Some(target) = target_cluster("crypt-tampered") {
+        let out = restore_cmd(&archive, &target)
+            .arg("--identity")
+            .arg(&alice_key)
+            .run();
+        assert!(assert_one_error_line(&out).contains(&chunk), "{out}");
+        assert!(!all_index_names(&target).contains(&index));
+    }
+}
+
+#[test]
+fn an_unencrypted_dump_is_still_format_4_and_bad_recipients_are_refused() {
+    let cluster = TestCluster::start("crypt-plain");
+    let index = seed(&cluster);
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    dump_cmd(&cluster, &archive)
+        .args(["--match", &index])
+        .run()
+        .assert_success();
+    let m = manifest(&archive);
+    assert_eq!(m["format_version"], 4, "{m:#}");
+    assert!(m.get("encryption").is_none(), "{m:#}");
+    let text = std::fs::read_to_string(archive.join("manifest.json")).unwrap();
+    assert!(!text.contains("encrypted"), "{text}");
+
+    let out = dump_cmd(&cluster, &tmp.path().join("other"))
+        .args(["--match", &index, "--encrypt-to", "age1notakey"])
+        .run();
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(out.stderr.contains("not an age X25519 recipient"), "{out}");
+    assert!(!tmp.path().join("other").exists());
+}
