@@ -142,3 +142,55 @@ pub fn checkpointer(archive: &ArchiveWriter, checkpoint: Checkpoint) -> Checkpoi
 
 /// How every age file begins.
 const AGE_MAGIC: &[u8] = b"age-encryption.org/";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::store::MemoryStore;
+
+    /// An encrypted dump's checkpoint is an age file, read back with the
+    /// identity only.
+    #[tokio::test]
+    async fn an_encrypted_checkpoint_needs_the_identity() {
+        let identity = age::x25519::Identity::generate();
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        use age::secrecy::ExposeSecret;
+        std::fs::write(&key, identity.to_string().expose_secret()).unwrap();
+        let identities = Identities::load(&key).unwrap();
+        let recipients = Recipients::parse(&[identity.to_public().to_string()], &[])
+            .unwrap()
+            .unwrap();
+        let store: Arc<dyn ArchiveStore> = Arc::new(MemoryStore::new());
+        let archive = ArchiveWriter::create_in(store.clone())
+            .await
+            .unwrap()
+            .encrypt_to(Some(recipients.clone()));
+        let source = SourceCluster {
+            url: "http://h/".into(),
+            cluster_name: "c".into(),
+            cluster_uuid: "u".into(),
+            flavor: Default::default(),
+            version: "2.0.0".into(),
+        };
+        let options = crate::dump::DumpConfig::new(
+            crate::cluster::ClusterConfig::new("http://h:9200").unwrap(),
+            "o".into(),
+        )
+        .options()
+        .unwrap();
+        let cp = Checkpoint::new("now".into(), source, options, ReaderKind::Auto)
+            .encrypted_to(Some(&recipients));
+        let writer = checkpointer(&archive, cp);
+        writer.update(|_| {}).unwrap();
+        writer.flush().await.unwrap();
+        let stored = store.get(CHECKPOINT_FILE).await.unwrap();
+        assert!(stored.starts_with(AGE_MAGIC));
+        let e = Checkpoint::load(store.as_ref(), None).await.unwrap_err();
+        assert!(e.to_string().contains("--identity"), "{e}");
+        let cp = Checkpoint::load(store.as_ref(), Some(&identities))
+            .await
+            .unwrap();
+        assert_eq!(cp.recipients, recipients.to_strings());
+    }
+}

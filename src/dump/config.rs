@@ -261,3 +261,59 @@ impl DumpConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::manifest::SourceCluster;
+
+    fn recipients(n: usize) -> Recipients {
+        let keys: Vec<String> = (0..n)
+            .map(|_| age::x25519::Identity::generate().to_public().to_string())
+            .collect();
+        Recipients::parse(&keys, &[]).unwrap().unwrap()
+    }
+
+    fn interrupted(config: &DumpConfig) -> Checkpoint {
+        let source = SourceCluster {
+            url: "http://h/".into(),
+            cluster_name: "c".into(),
+            cluster_uuid: "u".into(),
+            flavor: Default::default(),
+            version: "2.0.0".into(),
+        };
+        Checkpoint::new("now".into(), source, config.options().unwrap(), config.reader)
+            .encrypted_to(config.recipients.as_ref())
+    }
+
+    /// A resumed dump keeps the recipients its checkpoint recorded, and
+    /// refuses others (or encryption of a dump that was not encrypted).
+    #[test]
+    fn a_resumed_dump_keeps_its_recipients_and_refuses_others() {
+        let plain = DumpConfig::new(ClusterConfig::new("http://h:9200").unwrap(), "o".into());
+        let mut sealed = plain.clone();
+        sealed.recipients = Some(recipients(2));
+        let checkpoint = interrupted(&sealed);
+        let json = serde_json::to_string(&checkpoint).unwrap();
+        assert!(!json.contains("AGE-SECRET-KEY"), "{json}");
+
+        // Not given again: the recorded ones.
+        let resumed = plain.resumed_with(&checkpoint).unwrap();
+        let names = |c: &DumpConfig| c.recipients.as_ref().map(Recipients::to_strings);
+        assert_eq!(names(&resumed), names(&sealed));
+        // Given again, the same: fine.
+        assert_eq!(names(&sealed.resumed_with(&checkpoint).unwrap()), names(&sealed));
+        // Others: refused.
+        let mut other = plain.clone();
+        other.recipients = Some(recipients(1));
+        let e = other.resumed_with(&checkpoint).unwrap_err().to_string();
+        assert!(e.contains("--encrypt-to (the interrupted dump encrypts to"), "{e}");
+        // Encrypting a dump that started in the clear: refused.
+        let e = other
+            .resumed_with(&interrupted(&plain))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not encrypted"), "{e}");
+        assert!(plain.resumed_with(&interrupted(&plain)).unwrap().recipients.is_none());
+    }
+}
