@@ -251,3 +251,48 @@ fn an_unencrypted_dump_is_still_format_4_and_bad_recipients_are_refused() {
     assert!(out.stderr.contains("not an age X25519 recipient"), "{out}");
     assert!(!tmp.path().join("other").exists());
 }
+
+/// `tests/fixtures/archive-v5`: the documents of the older fixtures
+/// (big integers, unicode, a routing), written encrypted by this esark to
+/// the test key `archive-v5.key`, restore exactly with that key, as every
+/// later esark must.
+#[test]
+fn the_format_version_5_fixture_restores_exactly() {
+    let Some(target) = target_cluster("crypt-fixture-v5") else {
+        return;
+    };
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("fixture-v5");
+    crate::util::restore_support::copy_dir(&fixtures.join("archive-v5"), &archive);
+    let key = fixtures.join("archive-v5.key");
+    assert_eq!(manifest(&archive)["format_version"], 5);
+    let out = inspect(&archive);
+    assert!(out.stdout.contains("esark-archive v5"), "{out}");
+    out.assert_success();
+    let out = restore_cmd(&archive, &target)
+        .arg("--identity")
+        .arg(&key)
+        .arg("--quiet")
+        .run();
+    out.assert_success();
+    let docs = docs_of(&target, "fixture-v5");
+    assert_eq!(docs.len(), 3);
+    assert_eq!(
+        docs["a"].source,
+        r#"{"name":"Zoë","big":9223372036854775807,"nested":{"k":"v","n":[1,2,-9007199254740993]},"ratio":2.50}"#
+    );
+    assert_eq!(docs["b"].source, r#"{"name":"café","big":-9223372036854775808}"#);
+    assert_eq!(docs["b"].routing.as_deref(), Some("r1"));
+    assert_eq!(docs["c"].source, r#"{"name":"東京 🚀","big":9007199254740993}"#);
+    let aliases = target.get("/fixture-v5/_alias");
+    assert!(
+        aliases["fixture-v5"]["aliases"].get("fixture-v5-read").is_some(),
+        "{aliases}"
+    );
+    verify_cmd(&archive, &target)
+        .arg("--identity")
+        .arg(&key)
+        .run()
+        .assert_success();
+}
