@@ -296,3 +296,91 @@ fn the_format_version_5_fixture_restores_exactly() {
         .run()
         .assert_success();
 }
+
+/// An encrypted dump killed midway leaves an encrypted checkpoint; `--resume`
+/// needs the identity to read it, refuses other recipients, and completes
+/// the archive encrypted to the recipients it started with.
+#[test]
+fn a_killed_encrypted_dump_resumes_with_its_recipients() {
+    use crate::util::faults::{Fault, FaultProxy, Route, Rule, When};
+    use crate::util::restore_support::Spawned;
+    use std::time::Duration;
+
+    let cluster = TestCluster::start("crypt-resume");
+    let index = seed(&cluster);
+    let tmp = tempfile::tempdir().unwrap();
+    let (alice, alice_key) = keys(tmp.path(), "alice");
+    let (bob, _) = keys(tmp.path(), "bob");
+    let slow = Rule::new(
+        "slow",
+        Route::pages(),
+        When::Every {
+            every: 1,
+            max: 10_000,
+        },
+        Fault::Slow(Duration::from_millis(300)),
+    );
+    let proxy = FaultProxy::start(cluster.base_url(), vec![slow]);
+    let mut url = url::Url::parse(&proxy.url()).unwrap();
+    if let Some((user, password)) = cluster.credentials() {
+        url.set_username(user).unwrap();
+        url.set_password(Some(password)).unwrap();
+    }
+    let url = url.as_str().trim_end_matches('/').to_string();
+    let out = tmp.path().join("archive");
+    let args: Vec<String> = [
+        "dump", "--source", &url, "--output", &out.to_string_lossy(), "--match", &index,
+        "--slices", "1", "--page-size", "20", "--compression", "none", "--file-size", "2KiB",
+        "--encrypt-to", &alice,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let chunk = regex::Regex::new(r"/data-s\d{3}-\d{5}\.jsonl$").unwrap();
+    let chunks = |dir: &Path| {
+        if !dir.exists() {
+            return 0;
+        }
+        files_on_disk(dir)
+            .iter()
+            .filter(|f| chunk.is_match(f))
+            .count()
+    };
+    let mut run = Spawned::start(args, None);
+    run.wait_until("two finished chunks", Duration::from_secs(45), || {
+        chunks(&out) >= 2
+    });
+    run.kill9();
+    run.wait(Duration::from_secs(10));
+    assert!(!out.join("manifest.json").exists());
+    let checkpoint = std::fs::read(out.join("checkpoint.json")).unwrap();
+    assert!(checkpoint.starts_with(b"age-encryption.org/v1\n"));
+    proxy.set_rules(vec![]);
+
+    let resume = || {
+        Esark::new()
+            .arg("dump")
+            .args(["--source", &url])
+            .arg("--output")
+            .arg(&out)
+            .arg("--resume")
+    };
+    let refused = resume().run();
+    assert!(assert_one_error_line(&refused).contains("--identity"), "{refused}");
+    let refused = resume()
+        .arg("--identity")
+        .arg(&alice_key)
+        .args(["--encrypt-to", &bob])
+        .run();
+    assert_eq!(refused.code, Some(2), "{refused}");
+    assert!(refused.stderr.contains("--encrypt-to"), "{refused}");
+    resume()
+        .arg("--identity")
+        .arg(&alice_key)
+        .run()
+        .assert_success();
+    assert_sealed(&out, &[&alice]);
+    assert_eq!(manifest(&out)["indices"][0]["docs"], 300);
+    inspect(&out).assert_success();
+    assert!(!out.join("checkpoint.json").exists());
+}

@@ -255,6 +255,8 @@ pub struct CryptWriter<W> {
     pending: Pending,
     /// How much of `pending` already went to `inner`.
     sent: usize,
+    /// Bytes taken from the writer's user (before encryption).
+    accepted: u64,
 }
 
 impl<W: AsyncWrite + Unpin> CryptWriter<W> {
@@ -264,6 +266,7 @@ impl<W: AsyncWrite + Unpin> CryptWriter<W> {
             state: State::Plain,
             pending: Pending::default(),
             sent: 0,
+            accepted: 0,
         }
     }
 
@@ -280,11 +283,20 @@ impl<W: AsyncWrite + Unpin> CryptWriter<W> {
             state: State::Open(stream),
             pending,
             sent: 0,
+            accepted: 0,
         })
     }
 
     pub fn get_ref(&self) -> &W {
         &self.inner
+    }
+
+    /// Bytes written into this writer so far, before encryption: what a
+    /// chunk's `--file-size` is measured in (age holds up to 64 KiB before
+    /// any of it reaches the inner writer; the stored file is larger by
+    /// its header and 16 bytes per 64 KiB).
+    pub fn accepted(&self) -> u64 {
+        self.accepted
     }
 
     /// The inner writer, whatever is left unwritten: for an upload that is
@@ -341,7 +353,11 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for CryptWriter<W> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         match &mut this.state {
-            State::Plain => Pin::new(&mut this.inner).poll_write(cx, buf),
+            State::Plain => {
+                let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
+                this.accepted += n as u64;
+                Poll::Ready(Ok(n))
+            }
             State::Finished => Poll::Ready(Err(io::Error::other("write after the end"))),
             State::Open(_) => {
                 // What age produced for the last write goes out first, so
@@ -352,6 +368,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for CryptWriter<W> {
                 };
                 let step = buf.len().min(STEP);
                 stream.write_all(&buf[..step])?;
+                this.accepted += step as u64;
                 Poll::Ready(Ok(step))
             }
         }

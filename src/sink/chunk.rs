@@ -119,9 +119,9 @@ impl Encoder {
 
     fn bytes_out(&self) -> u64 {
         match self {
-            Encoder::Zstd(e) => e.sink.get_ref().bytes(),
-            Encoder::Gzip(e) => e.get_ref().get_ref().bytes(),
-            Encoder::Plain(e) => e.get_ref().bytes(),
+            Encoder::Zstd(e) => e.sink.accepted(),
+            Encoder::Gzip(e) => e.get_ref().accepted(),
+            Encoder::Plain(e) => e.accepted(),
         }
     }
 
