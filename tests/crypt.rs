@@ -178,7 +178,11 @@ fn a_missing_or_wrong_identity_is_refused_before_any_write() {
     let line = assert_one_error_line(&out);
     assert!(line.contains("does not open"), "{out}");
     assert!(!line.contains("AGE-SECRET-KEY"), "{out}");
-    assert_eq!(all_index_names(&target), before, "the target was written to");
+    assert_eq!(
+        all_index_names(&target),
+        before,
+        "the target was written to"
+    );
 
     let out = verify_cmd(&archive, &target).run();
     assert!(assert_one_error_line(&out).contains("--identity"), "{out}");
@@ -188,7 +192,10 @@ fn a_missing_or_wrong_identity_is_refused_before_any_write() {
         .arg("--identity")
         .arg(&mallory_key)
         .run();
-    assert!(assert_one_error_line(&out).contains("does not open"), "{out}");
+    assert!(
+        assert_one_error_line(&out).contains("does not open"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -215,7 +222,10 @@ fn inspect_names_a_tampered_encrypted_file_without_the_key() {
     std::fs::write(&path, bytes).unwrap();
     let out = inspect(&archive);
     assert_eq!(out.code, Some(1), "{out}");
-    assert!(out.stdout.contains(&chunk) || out.stderr.contains(&chunk), "{out}");
+    assert!(
+        out.stdout.contains(&chunk) || out.stderr.contains(&chunk),
+        "{out}"
+    );
 
     // A restore stops on it before any write, key or not.
     if let Some(target) = target_cluster("crypt-tampered") {
@@ -282,12 +292,20 @@ fn the_format_version_5_fixture_restores_exactly() {
         docs["a"].source,
         r#"{"name":"Zoë","big":9223372036854775807,"nested":{"k":"v","n":[1,2,-9007199254740993]},"ratio":2.50}"#
     );
-    assert_eq!(docs["b"].source, r#"{"name":"café","big":-9223372036854775808}"#);
+    assert_eq!(
+        docs["b"].source,
+        r#"{"name":"café","big":-9223372036854775808}"#
+    );
     assert_eq!(docs["b"].routing.as_deref(), Some("r1"));
-    assert_eq!(docs["c"].source, r#"{"name":"東京 🚀","big":9007199254740993}"#);
+    assert_eq!(
+        docs["c"].source,
+        r#"{"name":"東京 🚀","big":9007199254740993}"#
+    );
     let aliases = target.get("/fixture-v5/_alias");
     assert!(
-        aliases["fixture-v5"]["aliases"].get("fixture-v5-read").is_some(),
+        aliases["fixture-v5"]["aliases"]
+            .get("fixture-v5-read")
+            .is_some(),
         "{aliases}"
     );
     verify_cmd(&archive, &target)
@@ -329,9 +347,23 @@ fn a_killed_encrypted_dump_resumes_with_its_recipients() {
     let url = url.as_str().trim_end_matches('/').to_string();
     let out = tmp.path().join("archive");
     let args: Vec<String> = [
-        "dump", "--source", &url, "--output", &out.to_string_lossy(), "--match", &index,
-        "--slices", "1", "--page-size", "20", "--compression", "none", "--file-size", "2KiB",
-        "--encrypt-to", &alice,
+        "dump",
+        "--source",
+        &url,
+        "--output",
+        &out.to_string_lossy(),
+        "--match",
+        &index,
+        "--slices",
+        "1",
+        "--page-size",
+        "20",
+        "--compression",
+        "none",
+        "--file-size",
+        "2KiB",
+        "--encrypt-to",
+        &alice,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -366,7 +398,10 @@ fn a_killed_encrypted_dump_resumes_with_its_recipients() {
             .arg("--resume")
     };
     let refused = resume().run();
-    assert!(assert_one_error_line(&refused).contains("--identity"), "{refused}");
+    assert!(
+        assert_one_error_line(&refused).contains("--identity"),
+        "{refused}"
+    );
     let refused = resume()
         .arg("--identity")
         .arg(&alice_key)

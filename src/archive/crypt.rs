@@ -479,7 +479,10 @@ mod tests {
         assert_eq!(out, plain);
         // Another key is refused on the header.
         let (_, other, _d) = pair();
-        assert!(matches!(other.open(&sealed), Err(CryptError::WrongIdentity)));
+        assert!(matches!(
+            other.open(&sealed),
+            Err(CryptError::WrongIdentity)
+        ));
         let e = decrypting(std::io::Cursor::new(sealed), &other).await;
         assert!(matches!(e, Err(CryptError::WrongIdentity)));
     }
@@ -490,7 +493,7 @@ mod tests {
         let file = dir.path().join("recipients.txt");
         let key = r.to_strings()[0].clone();
         std::fs::write(&file, format!("# team\n\n{key}\n")).unwrap();
-        let parsed = Recipients::parse(&[key.clone()], &[file.clone()])
+        let parsed = Recipients::parse(std::slice::from_ref(&key), std::slice::from_ref(&file))
             .unwrap()
             .unwrap();
         assert_eq!(parsed.to_strings(), vec![key]);
@@ -530,8 +533,14 @@ mod tests {
             .into_iter()
             .enumerate()
         {
-            let mut chunks =
-                ChunkWriter::new(writer.clone(), "indices/logs", slice as u32, compression, 1, 1 << 30);
+            let mut chunks = ChunkWriter::new(
+                writer.clone(),
+                "indices/logs",
+                slice as u32,
+                compression,
+                1,
+                1 << 30,
+            );
             chunks.push(lines.as_bytes(), 500).await.unwrap();
             files.extend(chunks.finish().await.unwrap());
         }
@@ -560,24 +569,45 @@ mod tests {
         writer.write_manifest(&manifest).await.unwrap();
 
         // Without a key: the checksums, and nothing else.
-        let archive = crate::archive::reader::open_store(store.clone()).await.unwrap();
-        assert!(archive.check_files(archive.manifest().files()).await.is_empty());
-        let e = archive.reader().check_identity().await.unwrap_err().to_string();
+        let archive = crate::archive::reader::open_store(store.clone())
+            .await
+            .unwrap();
+        assert!(archive
+            .check_files(archive.manifest().files())
+            .await
+            .is_empty());
+        let e = archive
+            .reader()
+            .check_identity()
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--identity"), "{e}");
         let (_, other, _d) = pair();
         let wrong = crate::archive::reader::open_store(store.clone())
             .await
             .unwrap()
             .with_identities(Some(other));
-        let e = wrong.reader().check_identity().await.unwrap_err().to_string();
+        let e = wrong
+            .reader()
+            .check_identity()
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("does not open"), "{e}");
 
         let archive = archive.with_identities(Some(ids));
         archive.reader().check_identity().await.unwrap();
         let files = &archive.manifest().indices[0].files;
         let read = archive.reader().read(&files[0]).await.unwrap();
-        assert_eq!(serde_json::from_slice::<serde_json::Value>(&read).unwrap(), mappings);
-        let chunks = files[1..].iter().map(|f| archive.reader().chunk_file(f)).collect();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&read).unwrap(),
+            mappings
+        );
+        let chunks = files[1..]
+            .iter()
+            .map(|f| archive.reader().chunk_file(f))
+            .collect();
         let mut lines_read = ChunkLines::new(chunks);
         let (mut buf, mut n) = (Vec::new(), 0);
         while lines_read.next_line(&mut buf).await.unwrap() {

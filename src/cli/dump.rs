@@ -118,8 +118,8 @@ impl DumpArgs {
         let page_size = self.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
         check_page_size(page_size)?;
         let query = self.query.as_deref().map(parse_query).transpose()?;
-        let recipients = Recipients::parse(&self.encrypt_to, &self.encrypt_to_file)
-            .map_err(CliError::usage)?;
+        let recipients =
+            Recipients::parse(&self.encrypt_to, &self.encrypt_to_file).map_err(CliError::usage)?;
         if recipients.is_some() && self.output.as_os_str() == "-" {
             return Err(CliError::usage(anyhow::anyhow!(
                 "--encrypt-to encrypts an archive's files; --output - writes no archive"

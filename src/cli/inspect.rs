@@ -18,7 +18,8 @@ pub struct InspectArgs {
     pub dir: PathBuf,
     /// Print the manifest and the check results as JSON.
     #[arg(long)]
-    pub json: bool,    /// An age identity file (`AGE-SECRET-KEY-1…` lines) that opens an
+    pub json: bool,
+    /// An age identity file (`AGE-SECRET-KEY-1…` lines) that opens an
     /// encrypted archive: checked
     /// to open it (the checksums need no key).
     #[arg(long, value_name = "FILE")]

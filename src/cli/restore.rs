@@ -210,7 +210,8 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
     #[command(flatten)]
-    pub lines: super::LineLimitArgs,    /// An age identity file (`AGE-SECRET-KEY-1…` lines) that opens an
+    pub lines: super::LineLimitArgs,
+    /// An age identity file (`AGE-SECRET-KEY-1…` lines) that opens an
     /// encrypted archive.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,

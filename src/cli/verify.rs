@@ -43,7 +43,8 @@ pub struct VerifyArgs {
     pub lines: super::LineLimitArgs,
     /// Print the comparison as JSON on stdout.
     #[arg(long)]
-    pub json: bool,    /// An age identity file (`AGE-SECRET-KEY-1…` lines) that opens an
+    pub json: bool,
+    /// An age identity file (`AGE-SECRET-KEY-1…` lines) that opens an
     /// encrypted archive.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,

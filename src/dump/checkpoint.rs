@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::archive::manifest::{DumpOptions, FileEntry, IndexEntry, SkippedIndex, SourceCluster};
 use crate::archive::crypt::{CryptError, Identities, Recipients, SealingStore};
+use crate::archive::manifest::{DumpOptions, FileEntry, IndexEntry, SkippedIndex, SourceCluster};
 use crate::archive::state_file::StateWriter;
 use crate::archive::store::ArchiveStore;
 use crate::archive::writer::ArchiveWriter;

@@ -10,9 +10,9 @@ use regex::Regex;
 use super::checkpoint::Checkpoint;
 use super::DumpError;
 use crate::archive::compression::Compression;
+use crate::archive::crypt::{Identities, Recipients};
 use crate::archive::manifest::{DumpOptions, RawQuery};
 use crate::catalog::IndexSelector;
-use crate::archive::crypt::{Identities, Recipients};
 use crate::cluster::ClusterConfig;
 pub use crate::source::slice::SliceCount;
 use crate::source::ReaderKind;
@@ -282,8 +282,13 @@ mod tests {
             flavor: Default::default(),
             version: "2.0.0".into(),
         };
-        Checkpoint::new("now".into(), source, config.options().unwrap(), config.reader)
-            .encrypted_to(config.recipients.as_ref())
+        Checkpoint::new(
+            "now".into(),
+            source,
+            config.options().unwrap(),
+            config.reader,
+        )
+        .encrypted_to(config.recipients.as_ref())
     }
 
     /// A resumed dump keeps the recipients its checkpoint recorded, and
@@ -302,18 +307,28 @@ mod tests {
         let names = |c: &DumpConfig| c.recipients.as_ref().map(Recipients::to_strings);
         assert_eq!(names(&resumed), names(&sealed));
         // Given again, the same: fine.
-        assert_eq!(names(&sealed.resumed_with(&checkpoint).unwrap()), names(&sealed));
+        assert_eq!(
+            names(&sealed.resumed_with(&checkpoint).unwrap()),
+            names(&sealed)
+        );
         // Others: refused.
         let mut other = plain.clone();
         other.recipients = Some(recipients(1));
         let e = other.resumed_with(&checkpoint).unwrap_err().to_string();
-        assert!(e.contains("--encrypt-to (the interrupted dump encrypts to"), "{e}");
+        assert!(
+            e.contains("--encrypt-to (the interrupted dump encrypts to"),
+            "{e}"
+        );
         // Encrypting a dump that started in the clear: refused.
         let e = other
             .resumed_with(&interrupted(&plain))
             .unwrap_err()
             .to_string();
         assert!(e.contains("is not encrypted"), "{e}");
-        assert!(plain.resumed_with(&interrupted(&plain)).unwrap().recipients.is_none());
+        assert!(plain
+            .resumed_with(&interrupted(&plain))
+            .unwrap()
+            .recipients
+            .is_none());
     }
 }

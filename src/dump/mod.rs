@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use futures::stream::{self, StreamExt};
 
 use crate::archive::manifest::now_rfc3339;
-use crate::archive::manifest::{Encryption, FailedIndex, IndexEntry, Manifest, SkippedIndex, SourceCluster};
+use crate::archive::manifest::{
+    Encryption, FailedIndex, IndexEntry, Manifest, SkippedIndex, SourceCluster,
+};
 use crate::archive::writer::ArchiveWriter;
 use crate::archive::{ArchiveError, Version, FORMAT_NAME};
 use crate::catalog::{select_indices, IndexSelector, Selected};
@@ -155,8 +157,7 @@ async fn run_dump(
         version: info.version.clone(),
     };
     let (checkpoint, config) = if config.resume {
-        let checkpoint =
-            open_checkpoint(&config.output, &source, config.identity.as_ref()).await?;
+        let checkpoint = open_checkpoint(&config.output, &source, config.identity.as_ref()).await?;
         let resumed = config.resumed_with(&checkpoint)?;
         (checkpoint, resumed)
     } else {

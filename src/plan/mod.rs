@@ -20,8 +20,8 @@ use crate::catalog::{read_metadata, read_templates, IndexMetadata, IndexSelector
 use crate::cluster::extras::ExtraKind;
 use crate::cluster::{Cluster, ClusterError};
 use crate::job::Events;
-use crate::source::archive::ChunkLines;
 use crate::source::archive::ChunkFile;
+use crate::source::archive::ChunkLines;
 use crate::source::foreign::{ForeignError, ForeignFile, ForeignKind, ForeignLines};
 use crate::source::slice::SliceCount;
 use crate::source::{LineReader, ReaderKind};

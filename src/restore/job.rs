@@ -34,7 +34,8 @@ pub struct RestoreJob {
     /// checksums only (`--no-validate`).
     pub validate: bool,
     /// The longest document line accepted (`--max-line-size`).
-    pub max_line: u64,    /// What opens an encrypted archive (`--identity`).
+    pub max_line: u64,
+    /// What opens an encrypted archive (`--identity`).
     pub identity: Option<crate::archive::crypt::Identities>,
 }
 

@@ -28,7 +28,8 @@ pub struct VerifyJob {
     /// Documents per page read from the target.
     pub page_size: usize,
     /// The longest document line accepted from the input.
-    pub max_line: u64,    /// What opens an encrypted archive (`--identity`).
+    pub max_line: u64,
+    /// What opens an encrypted archive (`--identity`).
     pub identity: Option<crate::archive::crypt::Identities>,
 }
 

@@ -28,7 +28,9 @@ use super::super::manifest::{Manifest, ManifestError};
 pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
     let manifest: Manifest = serde_json::from_slice(bytes)?;
     match &manifest.encryption {
-        Some(e) if e.scheme != SCHEME => return Err(ManifestError::UnknownScheme(e.scheme.clone())),
+        Some(e) if e.scheme != SCHEME => {
+            return Err(ManifestError::UnknownScheme(e.scheme.clone()))
+        }
         Some(_) => {}
         None => {
             if let Some(f) = manifest.files().find(|f| f.encrypted) {
