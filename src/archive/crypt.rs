@@ -194,6 +194,11 @@ impl Identities {
         })
     }
 
+    /// `--identity FILE` when given.
+    pub fn load_given(path: Option<&Path>) -> Result<Option<Identities>, CryptError> {
+        path.map(Identities::load).transpose()
+    }
+
     fn iter(&self) -> impl Iterator<Item = &dyn age::Identity> {
         self.keys.iter().map(|k| k as &dyn age::Identity)
     }
@@ -606,7 +611,13 @@ mod tests {
         );
         let chunks = files[1..]
             .iter()
-            .map(|f| archive.reader().chunk_file(f))
+            .map(|f| {
+                let mut chunk =
+                    crate::source::archive::ChunkFile::new(store.clone(), &f.path, 500, None);
+                chunk.encrypted = true;
+                chunk.identities = archive.reader().identities().cloned();
+                chunk
+            })
             .collect();
         let mut lines_read = ChunkLines::new(chunks);
         let (mut buf, mut n) = (Vec::new(), 0);

@@ -11,7 +11,7 @@ use super::progress::Progress;
 use super::select::SelectArgs;
 use super::{parse_size, print_stdout, CliError, ConnectionArgs, SourceArgs};
 use crate::archive::compression::Compression;
-use crate::archive::crypt::Recipients;
+use crate::archive::crypt::{Identities, Recipients};
 use crate::archive::ArchiveError;
 use crate::dump::{AskedOptions, DumpConfig, DumpError, DumpReport, SliceCount};
 use crate::job::CancellationToken;
@@ -125,7 +125,8 @@ impl DumpArgs {
                 "--encrypt-to encrypts an archive's files; --output - writes no archive"
             )));
         }
-        let identity = super::restore::load_identity(self.identity.as_deref())?;
+        let identity =
+            Identities::load_given(self.identity.as_deref()).map_err(CliError::failure)?;
         Ok(DumpConfig {
             source: self.source.resolve(&self.connection)?,
             output: self.output.clone(),

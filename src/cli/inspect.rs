@@ -9,6 +9,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::{print_stdout, CliError};
+use crate::archive::crypt::Identities;
 use crate::inspect::InspectReport;
 
 #[derive(Debug, Args)]
@@ -27,7 +28,7 @@ pub struct InspectArgs {
 }
 
 pub async fn run(args: InspectArgs) -> Result<ExitCode, CliError> {
-    let identities = super::restore::load_identity(args.identity.as_deref())?;
+    let identities = Identities::load_given(args.identity.as_deref()).map_err(CliError::failure)?;
     let report = crate::inspect::run(&args.dir, identities)
         .await
         .map_err(CliError::failure)?;

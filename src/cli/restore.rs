@@ -12,6 +12,7 @@ use super::dump::{check_page_size, interrupt_signal, parse_slices, DEFAULT_PAGE_
 use super::progress::Progress;
 use super::select::{RenameArgs, SelectArgs};
 use super::{parse_size, print_stdout, CliError, ConnectionArgs, SourceArgs, TargetArgs};
+use crate::archive::crypt::Identities;
 use crate::cluster::Cluster;
 use crate::job::{CancellationToken, Events};
 use crate::plan;
@@ -284,7 +285,7 @@ pub async fn run_restore(args: RestoreArgs) -> Result<ExitCode, CliError> {
         force: args.force,
         validate: !args.no_validate,
         max_line: args.lines.max_line()?,
-        identity: load_identity(args.identity.as_deref())?,
+        identity: Identities::load_given(args.identity.as_deref()).map_err(CliError::failure)?,
     };
     execute(&args.load, Run::Restore, |events, cancel| async move {
         job::restore(job, &events, cancel).await
@@ -513,15 +514,4 @@ fn report_json(report: &RestoreReport) -> serde_json::Value {
         "interrupted": report.interrupted,
         "elapsed_secs": report.elapsed.as_secs_f64(),
     })
-}
-
-/// Reads `--identity FILE` of restore, verify and inspect: a file that
-/// cannot be read or holds no identity is a failure (exit 1), before any
-/// work.
-pub(super) fn load_identity(
-    path: Option<&std::path::Path>,
-) -> Result<Option<crate::archive::crypt::Identities>, CliError> {
-    path.map(crate::archive::crypt::Identities::load)
-        .transpose()
-        .map_err(CliError::failure)
 }

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::select::{RenameArgs, SelectArgs};
 use super::{print_stdout, CliError, ConnectionArgs, TargetArgs};
+use crate::archive::crypt::Identities;
 use crate::plan::PlanError;
 use crate::verify::job::VerifyJob;
 use crate::verify::{VerifyError, VerifyReport};
@@ -65,7 +66,7 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
         templates: !args.no_templates,
         page_size,
         max_line: args.lines.max_line()?,
-        identity: super::restore::load_identity(args.identity.as_deref())?,
+        identity: Identities::load_given(args.identity.as_deref()).map_err(CliError::failure)?,
     };
     let progress = super::progress::Progress::new(args.json, false);
     let (cancel, interrupt) = super::dump::interrupt_signal();

@@ -25,7 +25,6 @@ use super::hash::object_digest;
 use super::manifest::{FileEntry, Manifest};
 use super::store::{ArchiveStore, LocalStore, StoreError};
 use super::{ArchiveError, Version, FORMAT_NAME, MANIFEST_FILE};
-use crate::source::archive::{ChunkDigest, ChunkFile};
 
 /// The two fields read before anything else.
 #[derive(Deserialize)]
@@ -195,22 +194,9 @@ impl Reader {
         Ok(Bytes::from(identities.open(&stored).map_err(crypt)?))
     }
 
-    /// A data file to stream, decrypted on the way when it is encrypted.
-    pub fn chunk_file(&self, file: &FileEntry) -> ChunkFile {
-        let mut chunk = ChunkFile::new(
-            self.store.clone(),
-            &file.path,
-            file.docs.unwrap_or(0),
-            Some(ChunkDigest {
-                bytes: file.bytes,
-                sha256: file.sha256.clone(),
-            }),
-        );
-        if file.encrypted {
-            chunk.encrypted = true;
-            chunk.identities = self.identities.clone();
-        }
-        chunk
+    /// What opens the archive's encrypted files, if given.
+    pub fn identities(&self) -> Option<&Identities> {
+        self.identities.as_ref()
     }
 
     /// Proves, before anything is written anywhere, that the archive's
