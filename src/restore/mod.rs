@@ -9,8 +9,8 @@
 //! membership and index it changed or removed: a restore touches nothing
 //! else ([`templates`] decides which templates a selective one needs).
 
-mod index;
 pub mod job;
+mod index;
 pub mod load;
 pub mod report;
 pub mod state;
