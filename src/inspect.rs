@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::archive::crypt::Identities;
 use crate::archive::manifest::Manifest;
 use crate::archive::reader::{self, Archive, FileCheck};
 use crate::archive::ArchiveError;
@@ -21,9 +22,18 @@ impl InspectReport {
     }
 }
 
-/// Opens the archive and checks every file the manifest lists.
-pub async fn run(root: &Path) -> Result<InspectReport, ArchiveError> {
-    let archive = reader::open(root).await?;
+/// Opens the archive and checks every file the manifest lists (the
+/// stored bytes: no key needed); with `identities`, also that they open
+/// an encrypted archive.
+pub async fn run(
+    root: &Path,
+    identities: Option<Identities>,
+) -> Result<InspectReport, ArchiveError> {
+    let given = identities.is_some();
+    let archive = reader::open(root).await?.with_identities(identities);
+    if given {
+        archive.reader().check_identity().await?;
+    }
     let (checked, problems) = check_all(&archive).await;
     Ok(InspectReport {
         manifest: archive.manifest().clone(),

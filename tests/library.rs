@@ -193,6 +193,7 @@ fn dump_and_restore_through_the_library_report_counts_that_add_up_to_the_manifes
         force: false,
         validate: true,
         max_line: esark::source::archive::DEFAULT_MAX_LINE,
+        identity: None,
     };
     let (events, mut rx) = Events::channel();
     let report = rt
@@ -241,6 +242,7 @@ fn dump_and_restore_through_the_library_report_counts_that_add_up_to_the_manifes
         templates: false,
         page_size: 100,
         max_line: esark::source::archive::DEFAULT_MAX_LINE,
+        identity: None,
     };
     let (events, mut rx) = Events::channel();
     let report = rt
@@ -324,6 +326,7 @@ fn a_cancelled_dump_and_a_cancelled_restore_resume_through_the_library_exactly_o
         force: false,
         validate: true,
         max_line: esark::source::archive::DEFAULT_MAX_LINE,
+        identity: None,
     };
     let (events, mut rx, cancel) = cancelled_by_first_progress();
     let report = rt

@@ -36,6 +36,9 @@ mod hostile;
 mod connect;
 // The archive format: older versions, metadata kinds, partial dumps.
 mod formats;
+// Archives encrypted with age: no plaintext beside the manifest, inspect without the key,
+// a missing or wrong identity refused before any write, format 5 for encrypted archives only.
+mod crypt;
 // `esark restore` of other tools' dumps: multielasticdump, elasticdump, Kourou, bulk NDJSON.
 mod foreign;
 // AWS SigV4 signing (Amazon OpenSearch Service): dump, restore and copy through a verifying proxy.

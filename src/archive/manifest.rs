@@ -21,6 +21,12 @@ pub enum ManifestError {
     },
     #[error("\"failed\" indices appear in format version 4, not {0}")]
     FailedTooEarly(u32),
+    #[error("encrypted files appear in format version 5, not {0}")]
+    EncryptedTooEarly(u32),
+    #[error("{0}: marked encrypted, but the manifest has no \"encryption\"")]
+    EncryptedWithoutScheme(String),
+    #[error("unknown encryption scheme {0:?}")]
+    UnknownScheme(String),
 }
 
 /// The root of `manifest.json`.
@@ -47,6 +53,20 @@ pub struct Manifest {
     /// their files is listed; a restore reports them as not restorable.
     #[serde(default)]
     pub failed: Vec<FailedIndex>,
+    /// How the files marked `encrypted` are encrypted (format 5); absent
+    /// for an archive that is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+}
+
+/// The encryption of an archive (format 5): which scheme, and to which
+/// public keys (never a secret). Only the files marked `encrypted` are.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Encryption {
+    /// [`super::crypt::SCHEME`]: age, X25519 recipients, binary format.
+    pub scheme: String,
+    /// The recipients' public keys (`age1…`), sorted.
+    pub recipients: Vec<String>,
 }
 
 /// An index the dump failed on, and why.
@@ -166,6 +186,10 @@ pub struct FileEntry {
     /// The slice a data file was read from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slice: Option<u32>,
+    /// An age file (format 5): `bytes` and `sha256` are those of the
+    /// encrypted bytes as stored, checkable without the key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encrypted: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -180,6 +204,19 @@ impl Manifest {
         self.cluster_files
             .iter()
             .chain(self.indices.iter().flat_map(|i| i.files.iter()))
+    }
+
+    /// Whether any file is encrypted: reading it then needs an identity.
+    pub fn is_encrypted(&self) -> bool {
+        self.files().any(|f| f.encrypted)
+    }
+
+    /// Refuses encryption in a manifest of a version before 5.
+    pub fn refuse_encryption(&self, version: u32) -> Result<(), ManifestError> {
+        if self.encryption.is_some() || self.is_encrypted() {
+            return Err(ManifestError::EncryptedTooEarly(version));
+        }
+        Ok(())
     }
 
     /// Total documents in the archive.

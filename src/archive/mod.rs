@@ -10,9 +10,15 @@
 //! the versions this build reads, [`CURRENT_VERSION`] is the one
 //! [`writer::ArchiveWriter`] writes, and [`reader::open`] reads the version
 //! field first and dispatches to the reader for that version
-//! ([`reader::v1`] to [`reader::v4`]), adapting older versions to the current
+//! ([`reader::v1`] to [`reader::v5`]), adapting older versions to the current
 //! model. A change to the format adds a version, a reader for it, and an
 //! adapter from the older ones.
+//!
+//! Version 5 adds encryption with age ([`crypt`]). It is written only for
+//! an encrypted archive ([`Version::written`]): an archive that is not
+//! encrypted is still version 4, unchanged, so that every esark that
+//! reads version 4 keeps reading it; only an encrypted one, which an older
+//! esark could not read anyway, says 5.
 //!
 //! Every read and write of an archive's files goes through an
 //! [`store::ArchiveStore`]: [`store::LocalStore`] for a folder,
@@ -20,6 +26,7 @@
 //! an archive in place) is in [`store::swap`].
 
 pub mod compression;
+pub mod crypt;
 pub mod hash;
 pub mod line;
 pub mod manifest;
@@ -59,10 +66,27 @@ pub enum Version {
     /// The manifest lists the indices that could not be dumped
     /// (`failed`), beside the dumped ones.
     V4 = 4,
+    /// Files may be age-encrypted: the manifest says which and how
+    /// (`encryption`, `encrypted`), with sizes and checksums of the stored
+    /// bytes.
+    V5 = 5,
 }
 
-/// The version every new archive is written in.
-pub const CURRENT_VERSION: Version = Version::V4;
+/// The newest version this build writes (for an encrypted archive; see
+/// [`Version::written`]).
+pub const CURRENT_VERSION: Version = Version::V5;
+
+impl Version {
+    /// The version a new archive is written in: 5 when encrypted, else 4,
+    /// the same archive as before encryption existed.
+    pub fn written(encrypted: bool) -> Version {
+        if encrypted {
+            Version::V5
+        } else {
+            Version::V4
+        }
+    }
+}
 
 impl TryFrom<u32> for Version {
     type Error = ArchiveError;
@@ -72,6 +96,7 @@ impl TryFrom<u32> for Version {
             2 => Ok(Version::V2),
             3 => Ok(Version::V3),
             4 => Ok(Version::V4),
+            5 => Ok(Version::V5),
             other => Err(ArchiveError::UnsupportedVersion(other)),
         }
     }
@@ -109,6 +134,8 @@ pub enum ArchiveError {
     UnsafePath { path: String },
     #[error("{}: a link to {}, outside the archive: refused", path.display(), target.display())]
     OutsideArchive { path: PathBuf, target: PathBuf },
+    #[error("{}: {error}", .0.display(), error = .1)]
+    Crypt(PathBuf, crypt::CryptError),
 }
 
 impl ArchiveError {

@@ -13,6 +13,9 @@
 //! a non-empty folder unless `--overwrite`; the new archive is then
 //! written beside it and swapped in by [`ArchiveWriter::replace`] once
 //! complete (local folders only: [`crate::archive::store::swap`]).
+//!
+//! With [`ArchiveWriter::encrypt_to`], every file but the manifest is an
+//! age file ([`crate::archive::crypt`]); entries record the stored bytes.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -22,6 +25,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::crypt::Recipients;
 use super::manifest::{FileEntry, FileKind, Manifest};
 use super::store::{swap, ArchiveStore, LocalStore, PutMode};
 use super::{ArchiveError, MANIFEST_FILE};
@@ -40,6 +44,8 @@ pub struct ArchiveWriter {
     /// Opened to continue an interrupted dump, whose partial manifest (one
     /// listing failed indices) the new one replaces.
     resumed: bool,
+    /// Every file but the manifest is encrypted to these (format 5).
+    recipients: Option<Recipients>,
 }
 
 impl ArchiveWriter {
@@ -53,6 +59,7 @@ impl ArchiveWriter {
             store: Arc::new(LocalStore::new(folder)),
             replaces,
             resumed: false,
+            recipients: None,
         })
     }
 
@@ -65,6 +72,7 @@ impl ArchiveWriter {
             store,
             replaces: None,
             resumed: false,
+            recipients: None,
         })
     }
 
@@ -75,10 +83,23 @@ impl ArchiveWriter {
                 store: Arc::new(LocalStore::new(root)),
                 replaces: None,
                 resumed: true,
+                recipients: None,
             }),
             Ok(_) => Err(ArchiveError::NotADirectory(root.into())),
             Err(e) => Err(ArchiveError::io(root, e)),
         }
+    }
+
+    /// Encrypts every file written from now on but the manifest to
+    /// `recipients` (none: nothing is encrypted).
+    pub fn encrypt_to(mut self, recipients: Option<Recipients>) -> ArchiveWriter {
+        self.recipients = recipients;
+        self
+    }
+
+    /// The recipients files are encrypted to, if any.
+    pub fn recipients(&self) -> Option<&Recipients> {
+        self.recipients.as_ref()
     }
 
     /// The output folder this archive is to replace, when it is written
@@ -139,14 +160,22 @@ impl ArchiveWriter {
         Ok(self.store.create_folder(rel).await?)
     }
 
-    /// Writes a pretty-printed JSON file and returns its manifest entry.
+    /// Writes a pretty-printed JSON file (encrypted when the archive is)
+    /// and returns its manifest entry, with the size and sha256 of the
+    /// stored bytes.
     pub async fn write_json<T: Serialize>(
         &self,
         rel: &str,
         kind: FileKind,
         value: &T,
     ) -> Result<FileEntry, ArchiveError> {
-        let bytes = self.json(rel, value)?;
+        let mut bytes = self.json(rel, value)?;
+        if let Some(recipients) = &self.recipients {
+            let sealed = recipients
+                .seal(&bytes)
+                .map_err(|e| ArchiveError::io(self.store.locate(rel), e))?;
+            bytes = Bytes::from(sealed);
+        }
         let len = bytes.len() as u64;
         let sha256 = hex::encode(Sha256::digest(&bytes));
         self.store.put(rel, bytes, PutMode::Overwrite).await?;
@@ -157,6 +186,7 @@ impl ArchiveWriter {
             docs: None,
             sha256,
             slice: None,
+            encrypted: self.recipients.is_some(),
         })
     }
 

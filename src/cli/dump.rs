@@ -11,6 +11,7 @@ use super::progress::Progress;
 use super::select::SelectArgs;
 use super::{parse_size, print_stdout, CliError, ConnectionArgs, SourceArgs};
 use crate::archive::compression::Compression;
+use crate::archive::crypt::{Identities, Recipients};
 use crate::archive::ArchiveError;
 use crate::dump::{AskedOptions, DumpConfig, DumpError, DumpReport, SliceCount};
 use crate::job::CancellationToken;
@@ -80,6 +81,19 @@ pub struct DumpArgs {
     /// No progress bars and no summary line.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Encrypt every archive file but the manifest with age to this
+    /// X25519 recipient (`age1…`); repeatable. A resumed dump keeps the
+    /// recipients it started with.
+    #[arg(long, value_name = "RECIPIENT")]
+    pub encrypt_to: Vec<String>,
+    /// Encrypt to the recipients in FILE (one a line; `#` comments and
+    /// blank lines ignored); repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub encrypt_to_file: Vec<PathBuf>,
+    /// The age identity file that opens the checkpoint of an interrupted
+    /// encrypted dump (with --resume).
+    #[arg(long, value_name = "FILE", requires = "resume")]
+    pub identity: Option<PathBuf>,
 }
 
 impl DumpArgs {
@@ -104,6 +118,15 @@ impl DumpArgs {
         let page_size = self.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
         check_page_size(page_size)?;
         let query = self.query.as_deref().map(parse_query).transpose()?;
+        let recipients =
+            Recipients::parse(&self.encrypt_to, &self.encrypt_to_file).map_err(CliError::usage)?;
+        if recipients.is_some() && self.output.as_os_str() == "-" {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "--encrypt-to encrypts an archive's files; --output - writes no archive"
+            )));
+        }
+        let identity =
+            Identities::load_given(self.identity.as_deref()).map_err(CliError::failure)?;
         Ok(DumpConfig {
             source: self.source.resolve(&self.connection)?,
             output: self.output.clone(),
@@ -120,6 +143,8 @@ impl DumpArgs {
             reader: self.reader.unwrap_or(ReaderKind::Auto),
             query: query.clone(),
             include_cluster_settings: self.include_cluster_settings,
+            recipients,
+            identity,
             asked: AskedOptions {
                 compression: self.compression,
                 level: self.level,

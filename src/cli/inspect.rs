@@ -9,6 +9,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::{print_stdout, CliError};
+use crate::archive::crypt::Identities;
 use crate::inspect::InspectReport;
 
 #[derive(Debug, Args)]
@@ -19,10 +20,16 @@ pub struct InspectArgs {
     /// Print the manifest and the check results as JSON.
     #[arg(long)]
     pub json: bool,
+    /// An age identity file (`AGE-SECRET-KEY-1…` lines) that opens an
+    /// encrypted archive: checked
+    /// to open it (the checksums need no key).
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
 }
 
 pub async fn run(args: InspectArgs) -> Result<ExitCode, CliError> {
-    let report = crate::inspect::run(&args.dir)
+    let identities = Identities::load_given(args.identity.as_deref()).map_err(CliError::failure)?;
+    let report = crate::inspect::run(&args.dir, identities)
         .await
         .map_err(CliError::failure)?;
     if args.json {
@@ -77,6 +84,14 @@ fn table(report: &InspectReport) -> String {
         "source    {} {} cluster {:?} ({}) at {}\n",
         s.flavor, s.version, s.cluster_name, s.cluster_uuid, s.url
     ));
+    if let Some(e) = &m.encryption {
+        // Public keys only: which identity the files need.
+        out.push_str(&format!(
+            "encrypted {} to {}\n",
+            e.scheme,
+            e.recipients.join(", ")
+        ));
+    }
     out.push_str(&format!(
         "options   compression {} level {}, slices {}, page size {}, file size {}\n\n",
         m.options.compression,

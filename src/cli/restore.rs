@@ -12,6 +12,7 @@ use super::dump::{check_page_size, interrupt_signal, parse_slices, DEFAULT_PAGE_
 use super::progress::Progress;
 use super::select::{RenameArgs, SelectArgs};
 use super::{parse_size, print_stdout, CliError, ConnectionArgs, SourceArgs, TargetArgs};
+use crate::archive::crypt::Identities;
 use crate::cluster::Cluster;
 use crate::job::{CancellationToken, Events};
 use crate::plan::{self, SourceReading};
@@ -211,6 +212,10 @@ pub struct RestoreArgs {
     pub state: Option<PathBuf>,
     #[command(flatten)]
     pub lines: super::LineLimitArgs,
+    /// An age identity file (`AGE-SECRET-KEY-1…` lines) that opens an
+    /// encrypted archive.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -280,6 +285,7 @@ pub async fn run_restore(args: RestoreArgs) -> Result<ExitCode, CliError> {
         force: args.force,
         validate: !args.no_validate,
         max_line: args.lines.max_line()?,
+        identity: Identities::load_given(args.identity.as_deref()).map_err(CliError::failure)?,
     };
     execute(&args.load, Run::Restore, |events, cancel| async move {
         job::restore(job, &events, cancel).await

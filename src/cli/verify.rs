@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::select::{RenameArgs, SelectArgs};
 use super::{print_stdout, CliError, ConnectionArgs, TargetArgs};
+use crate::archive::crypt::Identities;
 use crate::plan::PlanError;
 use crate::verify::job::VerifyJob;
 use crate::verify::{VerifyError, VerifyReport};
@@ -44,6 +45,10 @@ pub struct VerifyArgs {
     /// Print the comparison as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// An age identity file (`AGE-SECRET-KEY-1…` lines) that opens an
+    /// encrypted archive.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
 }
 
 pub async fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
@@ -61,6 +66,7 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
         templates: !args.no_templates,
         page_size,
         max_line: args.lines.max_line()?,
+        identity: Identities::load_given(args.identity.as_deref()).map_err(CliError::failure)?,
     };
     let progress = super::progress::Progress::new(args.json, false);
     let (cancel, interrupt) = super::dump::interrupt_signal();

@@ -7,12 +7,18 @@
 //! It is a private file of the tool, not part of the archive format: an
 //! archive is what the manifest lists. It lives in the archive, so it is
 //! read and written through the archive's store.
+//!
+//! In an encrypted dump the checkpoint is an age file like the archive's
+//! other files (it holds the query and positions in the indices); it
+//! records the recipients' public keys, never a secret, so that a resumed
+//! dump keeps encrypting to them, and is read back with `--identity`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::archive::crypt::{CryptError, Identities, Recipients, SealingStore};
 use crate::archive::manifest::{DumpOptions, FileEntry, IndexEntry, SkippedIndex, SourceCluster};
 use crate::archive::state_file::StateWriter;
 use crate::archive::store::ArchiveStore;
@@ -35,6 +41,10 @@ pub struct Checkpoint {
     pub indices: BTreeMap<String, IndexCheckpoint>,
     #[serde(default)]
     pub skipped: Vec<SkippedIndex>,
+    /// The public keys (`age1…`) the dump encrypts to; empty when it does
+    /// not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -78,13 +88,29 @@ impl Checkpoint {
             reader,
             indices: BTreeMap::new(),
             skipped: Vec::new(),
+            recipients: Vec::new(),
         }
     }
 
-    /// Reads the checkpoint of the dump in `store`.
-    pub async fn load(store: &dyn ArchiveStore) -> Result<Checkpoint, ArchiveError> {
+    /// Records the recipients the dump encrypts to.
+    pub fn encrypted_to(mut self, recipients: Option<&Recipients>) -> Checkpoint {
+        self.recipients = recipients.map(Recipients::to_strings).unwrap_or_default();
+        self
+    }
+
+    /// Reads the checkpoint of the dump in `store`, opening an encrypted
+    /// one with `identities`.
+    pub async fn load(
+        store: &dyn ArchiveStore,
+        identities: Option<&Identities>,
+    ) -> Result<Checkpoint, ArchiveError> {
         let path = store.locate(CHECKPOINT_FILE);
-        let bytes = store.get(CHECKPOINT_FILE).await?;
+        let mut bytes = store.get(CHECKPOINT_FILE).await?;
+        if bytes.starts_with(AGE_MAGIC) {
+            let crypt = |e| ArchiveError::Crypt(path.clone(), e);
+            let identities = identities.ok_or_else(|| crypt(CryptError::IdentityNeeded))?;
+            bytes = identities.open(&bytes).map_err(crypt)?.into();
+        }
         let cp: Checkpoint =
             serde_json::from_slice(&bytes).map_err(|e| ArchiveError::BadManifest {
                 path: path.clone(),
@@ -105,6 +131,66 @@ impl Checkpoint {
 pub type Checkpointer = StateWriter<Checkpoint>;
 
 /// The checkpoint of the dump writing `archive`, kept in its store.
+/// Encrypted (to the archive's recipients) when the archive is.
 pub fn checkpointer(archive: &ArchiveWriter, checkpoint: Checkpoint) -> Checkpointer {
-    StateWriter::new(Arc::clone(archive.store()), CHECKPOINT_FILE, checkpoint)
+    let store = match archive.recipients() {
+        Some(r) => Arc::new(SealingStore::new(Arc::clone(archive.store()), r.clone())),
+        None => Arc::clone(archive.store()),
+    };
+    StateWriter::new(store, CHECKPOINT_FILE, checkpoint)
+}
+
+/// How every age file begins.
+const AGE_MAGIC: &[u8] = b"age-encryption.org/";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::store::MemoryStore;
+
+    /// An encrypted dump's checkpoint is an age file, read back with the
+    /// identity only.
+    #[tokio::test]
+    async fn an_encrypted_checkpoint_needs_the_identity() {
+        let identity = age::x25519::Identity::generate();
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        use age::secrecy::ExposeSecret;
+        std::fs::write(&key, identity.to_string().expose_secret()).unwrap();
+        let identities = Identities::load(&key).unwrap();
+        let recipients = Recipients::parse(&[identity.to_public().to_string()], &[])
+            .unwrap()
+            .unwrap();
+        let store: Arc<dyn ArchiveStore> = Arc::new(MemoryStore::new());
+        let archive = ArchiveWriter::create_in(store.clone())
+            .await
+            .unwrap()
+            .encrypt_to(Some(recipients.clone()));
+        let source = SourceCluster {
+            url: "http://h/".into(),
+            cluster_name: "c".into(),
+            cluster_uuid: "u".into(),
+            flavor: Default::default(),
+            version: "2.0.0".into(),
+        };
+        let options = crate::dump::DumpConfig::new(
+            crate::cluster::ClusterConfig::new("http://h:9200").unwrap(),
+            "o".into(),
+        )
+        .options()
+        .unwrap();
+        let cp = Checkpoint::new("now".into(), source, options, ReaderKind::Auto)
+            .encrypted_to(Some(&recipients));
+        let writer = checkpointer(&archive, cp);
+        writer.update(|_| {}).unwrap();
+        writer.flush().await.unwrap();
+        let stored = store.get(CHECKPOINT_FILE).await.unwrap();
+        assert!(stored.starts_with(AGE_MAGIC));
+        let e = Checkpoint::load(store.as_ref(), None).await.unwrap_err();
+        assert!(e.to_string().contains("--identity"), "{e}");
+        let cp = Checkpoint::load(store.as_ref(), Some(&identities))
+            .await
+            .unwrap();
+        assert_eq!(cp.recipients, recipients.to_strings());
+    }
 }

@@ -10,6 +10,7 @@ use regex::Regex;
 use super::checkpoint::Checkpoint;
 use super::DumpError;
 use crate::archive::compression::Compression;
+use crate::archive::crypt::{Identities, Recipients};
 use crate::archive::manifest::{DumpOptions, RawQuery};
 use crate::catalog::IndexSelector;
 use crate::cluster::ClusterConfig;
@@ -39,6 +40,12 @@ pub struct DumpConfig {
     pub query: Option<Arc<str>>,
     /// Also dump persistent cluster settings.
     pub include_cluster_settings: bool,
+    /// Encrypt every file but the manifest to these (`--encrypt-to`); a
+    /// resumed dump takes the ones its checkpoint recorded.
+    pub recipients: Option<Recipients>,
+    /// Opens the checkpoint of an interrupted encrypted dump (`--resume
+    /// --identity`).
+    pub identity: Option<Identities>,
     /// The options that shape an archive's files which the command line
     /// named explicitly: a resumed dump refuses those that contradict the
     /// ones it recorded.
@@ -172,6 +179,8 @@ impl DumpConfig {
             reader: ReaderKind::Auto,
             query: None,
             include_cluster_settings: false,
+            recipients: None,
+            identity: None,
             asked: AskedOptions::default(),
         }
     }
@@ -211,6 +220,18 @@ impl DumpConfig {
         if !contradictions.is_empty() {
             return Err(DumpError::ResumeContradicts(contradictions));
         }
+        let recorded = Recipients::from_strings(&checkpoint.recipients)
+            .map_err(|e| DumpError::BadCheckpoint(e.to_string()))?;
+        let names = |r: &Option<Recipients>| r.as_ref().map(Recipients::to_strings);
+        if self.recipients.is_some() && names(&self.recipients) != names(&recorded) {
+            return Err(DumpError::ResumeContradicts(vec![match &recorded {
+                Some(r) => format!(
+                    "--encrypt-to (the interrupted dump encrypts to {})",
+                    r.to_strings().join(", ")
+                ),
+                None => "--encrypt-to (the interrupted dump is not encrypted)".into(),
+            }]));
+        }
         let regex = |r: &Option<String>| -> Result<Option<Regex>, DumpError> {
             r.as_deref()
                 .map(|r| Regex::new(r).map_err(|e| DumpError::BadCheckpoint(e.to_string())))
@@ -235,7 +256,79 @@ impl DumpConfig {
             file_size: o.file_size,
             reader: checkpoint.reader,
             query: o.query.as_ref().map(|q| Arc::from(q.get())),
+            recipients: recorded,
             ..self.clone()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::manifest::SourceCluster;
+
+    fn recipients(n: usize) -> Recipients {
+        let keys: Vec<String> = (0..n)
+            .map(|_| age::x25519::Identity::generate().to_public().to_string())
+            .collect();
+        Recipients::parse(&keys, &[]).unwrap().unwrap()
+    }
+
+    fn interrupted(config: &DumpConfig) -> Checkpoint {
+        let source = SourceCluster {
+            url: "http://h/".into(),
+            cluster_name: "c".into(),
+            cluster_uuid: "u".into(),
+            flavor: Default::default(),
+            version: "2.0.0".into(),
+        };
+        Checkpoint::new(
+            "now".into(),
+            source,
+            config.options().unwrap(),
+            config.reader,
+        )
+        .encrypted_to(config.recipients.as_ref())
+    }
+
+    /// A resumed dump keeps the recipients its checkpoint recorded, and
+    /// refuses others (or encryption of a dump that was not encrypted).
+    #[test]
+    fn a_resumed_dump_keeps_its_recipients_and_refuses_others() {
+        let plain = DumpConfig::new(ClusterConfig::new("http://h:9200").unwrap(), "o".into());
+        let mut sealed = plain.clone();
+        sealed.recipients = Some(recipients(2));
+        let checkpoint = interrupted(&sealed);
+        let json = serde_json::to_string(&checkpoint).unwrap();
+        assert!(!json.contains("AGE-SECRET-KEY"), "{json}");
+
+        // Not given again: the recorded ones.
+        let resumed = plain.resumed_with(&checkpoint).unwrap();
+        let names = |c: &DumpConfig| c.recipients.as_ref().map(Recipients::to_strings);
+        assert_eq!(names(&resumed), names(&sealed));
+        // Given again, the same: fine.
+        assert_eq!(
+            names(&sealed.resumed_with(&checkpoint).unwrap()),
+            names(&sealed)
+        );
+        // Others: refused.
+        let mut other = plain.clone();
+        other.recipients = Some(recipients(1));
+        let e = other.resumed_with(&checkpoint).unwrap_err().to_string();
+        assert!(
+            e.contains("--encrypt-to (the interrupted dump encrypts to"),
+            "{e}"
+        );
+        // Encrypting a dump that started in the clear: refused.
+        let e = other
+            .resumed_with(&interrupted(&plain))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not encrypted"), "{e}");
+        assert!(plain
+            .resumed_with(&interrupted(&plain))
+            .unwrap()
+            .recipients
+            .is_none());
     }
 }

@@ -18,9 +18,11 @@ use std::time::{Duration, Instant};
 use futures::stream::{self, StreamExt};
 
 use crate::archive::manifest::now_rfc3339;
-use crate::archive::manifest::{FailedIndex, IndexEntry, Manifest, SkippedIndex, SourceCluster};
+use crate::archive::manifest::{
+    Encryption, FailedIndex, IndexEntry, Manifest, SkippedIndex, SourceCluster,
+};
 use crate::archive::writer::ArchiveWriter;
-use crate::archive::{ArchiveError, CURRENT_VERSION, FORMAT_NAME};
+use crate::archive::{ArchiveError, Version, FORMAT_NAME};
 use crate::catalog::{select_indices, IndexSelector, Selected};
 use crate::cluster::{Cluster, ClusterError};
 use crate::job::{CancellationToken, Event, Events, IndexOutcome, JobKind, JobOutcome};
@@ -155,7 +157,7 @@ async fn run_dump(
         version: info.version.clone(),
     };
     let (checkpoint, config) = if config.resume {
-        let checkpoint = open_checkpoint(&config.output, &source).await?;
+        let checkpoint = open_checkpoint(&config.output, &source, config.identity.as_ref()).await?;
         let resumed = config.resumed_with(&checkpoint)?;
         (checkpoint, resumed)
     } else {
@@ -164,7 +166,8 @@ async fn run_dump(
             source.clone(),
             config.options()?,
             config.reader,
-        );
+        )
+        .encrypted_to(config.recipients.as_ref());
         (checkpoint, config.clone())
     };
     let config = &config;
@@ -180,7 +183,8 @@ async fn run_dump(
         ArchiveWriter::open_existing(&config.output).await?
     } else {
         ArchiveWriter::create(&config.output, config.overwrite).await?
-    };
+    }
+    .encrypt_to(config.recipients.clone());
     for closed in &skipped {
         events.warn(format!("index {:?} is closed; skipped", closed.name));
     }
@@ -330,7 +334,7 @@ async fn write_archive(
 
     let manifest = Manifest {
         format: FORMAT_NAME.into(),
-        format_version: CURRENT_VERSION,
+        format_version: Version::written(config.recipients.is_some()),
         tool_version: crate::TOOL_VERSION.into(),
         created_at: checkpoint.created_at.clone(),
         completed_at: now_rfc3339(),
@@ -340,6 +344,10 @@ async fn write_archive(
         indices,
         skipped,
         failed: failed.clone(),
+        encryption: config.recipients.as_ref().map(|r| Encryption {
+            scheme: crate::archive::crypt::SCHEME.into(),
+            recipients: r.to_strings(),
+        }),
     };
     archive.write_manifest(&manifest).await?;
     if !failed.is_empty() {
@@ -403,6 +411,7 @@ async fn nothing_selected(
 async fn open_checkpoint(
     root: &std::path::Path,
     source: &SourceCluster,
+    identities: Option<&crate::archive::crypt::Identities>,
 ) -> Result<Checkpoint, DumpError> {
     use crate::archive::store::{ArchiveStore, LocalStore, StoreError};
     let store = LocalStore::new(root);
@@ -423,7 +432,7 @@ async fn open_checkpoint(
             root.display()
         )));
     }
-    let checkpoint = Checkpoint::load(&store).await?;
+    let checkpoint = Checkpoint::load(&store, identities).await?;
     if checkpoint.source.cluster_uuid != source.cluster_uuid
         || checkpoint.source.cluster_name != source.cluster_name
     {

@@ -4,18 +4,21 @@
 use std::path::Path;
 
 use super::{from_archive, from_foreign, DataOrigin, PlanError, Renamer, RestorePlan};
+use crate::archive::crypt::Identities;
 use crate::archive::reader;
 use crate::catalog::IndexSelector;
 use crate::source::foreign::{self, ForeignError};
 
 /// Reads what `input` names: an esark archive (any format version) or a
 /// dump another tool wrote (detected). Also returns the detected kind.
+/// `identities` read an encrypted archive (`--identity`).
 pub async fn from_input(
     input: &Path,
     index: Option<&str>,
     selector: &IndexSelector,
     renamer: &Renamer,
     force: bool,
+    identities: Option<&Identities>,
 ) -> Result<(RestorePlan, Option<foreign::ForeignKind>), PlanError> {
     let kind = foreign::detect(input).await;
     if kind.is_none() {
@@ -33,7 +36,9 @@ pub async fn from_input(
             None,
         ),
         None => {
-            let archive = reader::open(input).await?;
+            let archive = reader::open(input)
+                .await?
+                .with_identities(identities.cloned());
             let m = archive.manifest();
             let names = m.indices.iter().map(|i| i.name.clone());
             let names: Vec<String> = names

@@ -20,8 +20,7 @@ use crate::catalog::{read_metadata, read_templates, IndexMetadata, IndexSelector
 use crate::cluster::extras::ExtraKind;
 use crate::cluster::{Cluster, ClusterError};
 use crate::job::Events;
-use crate::source::archive::ChunkLines;
-use crate::source::archive::{ChunkDigest, ChunkFile};
+use crate::source::archive::{ChunkDigest, ChunkFile, ChunkLines};
 use crate::source::foreign::{ForeignError, ForeignFile, ForeignKind, ForeignLines};
 use crate::source::slice::SliceCount;
 use crate::source::{LineReader, ReaderKind};
@@ -185,6 +184,8 @@ pub async fn from_archive(
     force: bool,
 ) -> Result<RestorePlan, PlanError> {
     let reader = archive.reader();
+    // A missing or wrong identity stops here, before any write.
+    reader.check_identity().await?;
     let manifest = archive.manifest();
     let selected = || {
         manifest
@@ -259,15 +260,7 @@ pub async fn from_archive(
                 FileKind::Settings => meta.settings = read_json(reader, file).await?,
                 FileKind::Mappings => meta.mappings = read_json(reader, file).await?,
                 FileKind::Aliases => meta.aliases = read_json(reader, file).await?,
-                FileKind::Data => chunks.push(ChunkFile::new(
-                    reader.store().clone(),
-                    &file.path,
-                    file.docs.unwrap_or(0),
-                    Some(ChunkDigest {
-                        bytes: file.bytes,
-                        sha256: file.sha256.clone(),
-                    }),
-                )),
+                FileKind::Data => chunks.push(chunk_file(reader, file)),
                 _ => {}
             }
         }
@@ -281,6 +274,28 @@ pub async fn from_archive(
         });
     }
     Ok(plan)
+}
+
+/// A data file of `reader`'s archive to stream, checked against its
+/// digest, and decrypted on the way when it is encrypted.
+fn chunk_file(
+    reader: &crate::archive::reader::Reader,
+    file: &crate::archive::manifest::FileEntry,
+) -> ChunkFile {
+    let mut chunk = ChunkFile::new(
+        reader.store().clone(),
+        &file.path,
+        file.docs.unwrap_or(0),
+        Some(ChunkDigest {
+            bytes: file.bytes,
+            sha256: file.sha256.clone(),
+        }),
+    );
+    if file.encrypted {
+        chunk.encrypted = true;
+        chunk.identities = reader.identities().cloned();
+    }
+    chunk
 }
 
 /// The plan of a foreign dump: its indices (named as the format says, or

@@ -33,6 +33,8 @@ pub struct RestoreJob {
     pub validate: bool,
     /// The longest document line accepted (`--max-line-size`).
     pub max_line: u64,
+    /// What opens an encrypted archive (`--identity`).
+    pub identity: Option<crate::archive::crypt::Identities>,
 }
 
 /// A copy from a live cluster.
@@ -90,6 +92,7 @@ pub async fn restore(
         &job.selector,
         &job.renamer,
         job.force,
+        job.identity.as_ref(),
     )
     .await?;
     input::limit_lines(&mut plan, job.max_line);

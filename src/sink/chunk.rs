@@ -1,8 +1,10 @@
 //! Compressed chunk files of one slice of one index.
 //!
 //! A chunk is streamed to the archive's store ([`crate::archive::store::ArchiveStore::upload`])
-//! through compressor -> [`HashingWriter`] -> buffer -> upload, so its
-//! sha256 is known when it closes without reading it again; it is
+//! through compressor -> [`CryptWriter`] (age, when the archive is
+//! encrypted; else a pass-through) -> [`HashingWriter`] -> buffer ->
+//! upload, so its sha256 (of the stored bytes) is known when it closes
+//! without reading it again; it is
 //! published under its name only when complete ([`ObjectUpload::commit`]:
 //! in a local folder, a `<name>.partial` file fsynced and renamed into
 //! place). A new chunk starts at the first page boundary after the
@@ -26,6 +28,7 @@ use async_compression::Level;
 use tokio::io::{AsyncWriteExt, BufWriter};
 
 use crate::archive::compression::Compression;
+use crate::archive::crypt::CryptWriter;
 use crate::archive::hash::HashingWriter;
 use crate::archive::manifest::{FileEntry, FileKind};
 use crate::archive::store::ObjectUpload;
@@ -38,7 +41,8 @@ use crate::archive::ArchiveError;
 /// and uncompressed output.
 const FILE_BUFFER: usize = 256 << 10;
 
-type Sink = HashingWriter<BufWriter<Box<dyn ObjectUpload>>>;
+type Sink = CryptWriter<Stored>;
+type Stored = HashingWriter<BufWriter<Box<dyn ObjectUpload>>>;
 
 /// Compresses pages into zstd frames, one per call, reusing the context
 /// and the output buffer from page to page.
@@ -115,9 +119,9 @@ impl Encoder {
 
     fn bytes_out(&self) -> u64 {
         match self {
-            Encoder::Zstd(e) => e.sink.bytes(),
-            Encoder::Gzip(e) => e.get_ref().bytes(),
-            Encoder::Plain(e) => e.bytes(),
+            Encoder::Zstd(e) => e.sink.accepted(),
+            Encoder::Gzip(e) => e.get_ref().accepted(),
+            Encoder::Plain(e) => e.accepted(),
         }
     }
 
@@ -129,7 +133,7 @@ impl Encoder {
             Encoder::Gzip(e) => e.into_inner(),
             Encoder::Plain(e) => e,
         };
-        sink.finish().0.into_inner()
+        sink.into_inner_unfinished().finish().0.into_inner()
     }
 
     /// Ends the compressed stream and flushes everything to the upload.
@@ -140,12 +144,11 @@ impl Encoder {
                 e.shutdown().await?;
                 e.into_inner()
             }
-            Encoder::Plain(mut e) => {
-                e.flush().await?;
-                e
-            }
+            Encoder::Plain(e) => e,
         };
-        let (mut buffered, bytes, sha256) = sink.finish();
+        // Ends the age file, if any, and writes what is left of it.
+        let stored = sink.finish().await?;
+        let (mut buffered, bytes, sha256) = stored.finish();
         buffered.flush().await?;
         Ok((buffered.into_inner(), bytes, sha256))
     }
@@ -297,7 +300,9 @@ impl ChunkWriter {
         let rel = format!("{}/{}", self.folder, name);
         let upload = self.archive.store().upload(&rel).await?;
         let writing = upload.location().to_path_buf();
-        let sink = HashingWriter::new(BufWriter::with_capacity(FILE_BUFFER, upload));
+        let stored = HashingWriter::new(BufWriter::with_capacity(FILE_BUFFER, upload));
+        let sink = CryptWriter::new(stored, self.archive.recipients())
+            .map_err(|e| ArchiveError::io(&writing, e))?;
         let encoder = Encoder::new(sink, self.compression, self.level)
             .map_err(|e| ArchiveError::io(&writing, e))?;
         Ok(OpenChunk {
@@ -325,6 +330,7 @@ impl ChunkWriter {
             docs: Some(chunk.docs),
             sha256,
             slice: Some(self.slice),
+            encrypted: self.archive.recipients().is_some(),
         });
         Ok(())
     }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 
 use crate::archive::compression::{decoding_reader, Compression};
+use crate::archive::crypt::{decrypting, CryptError, Identities};
 use crate::archive::hash::{HashingReader, ReadDigest};
 use crate::archive::store::ArchiveStore;
 
@@ -53,6 +54,10 @@ pub struct ChunkFile {
     pub digest: Option<ChunkDigest>,
     /// Longest line accepted, in bytes ([`DEFAULT_MAX_LINE`]).
     pub max_line: u64,
+    /// An age file (archive format 5), decrypted with `identities` as it
+    /// is read; the digest is that of the stored bytes.
+    pub encrypted: bool,
+    pub identities: Option<Identities>,
 }
 
 impl ChunkFile {
@@ -71,6 +76,8 @@ impl ChunkFile {
             docs,
             digest,
             max_line: DEFAULT_MAX_LINE,
+            encrypted: false,
+            identities: None,
         }
     }
 
@@ -241,7 +248,23 @@ async fn open(file: ChunkFile) -> Result<OpenFile, ChunkError> {
     let (hashed, seen) = HashingReader::new(handle);
     let raw = BufReader::with_capacity(READ_BUFFER, hashed);
     let name = file.key.rsplit('/').next().unwrap_or_default();
-    let reader = decoding_reader(raw, Compression::from_file_name(name));
+    let compression = Compression::from_file_name(name);
+    let reader = if file.encrypted {
+        // stored -> sha256 -> age -> decompression: the digest is of the
+        // stored bytes, as the manifest records it.
+        let crypt = |error: CryptError| ChunkError::Io {
+            path: file.path.clone(),
+            error: error.into(),
+        };
+        let identities = file
+            .identities
+            .as_ref()
+            .ok_or_else(|| crypt(CryptError::IdentityNeeded))?;
+        let plain = decrypting(raw, identities).await.map_err(crypt)?;
+        decoding_reader(BufReader::with_capacity(READ_BUFFER, plain), compression)
+    } else {
+        decoding_reader(raw, compression)
+    };
     Ok(OpenFile {
         reader,
         path: file.path,

@@ -29,6 +29,8 @@ pub struct VerifyJob {
     pub page_size: usize,
     /// The longest document line accepted from the input.
     pub max_line: u64,
+    /// What opens an encrypted archive (`--identity`).
+    pub identity: Option<crate::archive::crypt::Identities>,
 }
 
 /// Compares `job.input` with `job.target`. The report says what differs;
@@ -68,6 +70,7 @@ async fn compare(
         &job.selector,
         &job.renamer,
         false,
+        job.identity.as_ref(),
     )
     .await?;
     input::limit_lines(&mut plan, job.max_line);

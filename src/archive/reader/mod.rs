@@ -1,5 +1,5 @@
 //! Reading an archive: the manifest's version field first, then the parser
-//! for that version ([`v1`] to [`v4`]), whose result is adapted to the current
+//! for that version ([`v1`] to [`v5`]), whose result is adapted to the current
 //! model; then [`Reader`] checks files against it. Every version shares the
 //! on-disk layout drawn in [`v1`].
 //!
@@ -12,6 +12,7 @@ pub mod v1;
 pub mod v2;
 pub mod v3;
 pub mod v4;
+pub mod v5;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Deserialize;
 
+use super::crypt::{decrypting, CryptError, Identities};
 use super::hash::object_digest;
 use super::manifest::{FileEntry, Manifest};
 use super::store::{ArchiveStore, LocalStore, StoreError};
@@ -57,6 +59,12 @@ impl Archive {
         &self.reader
     }
 
+    /// The identities to read an encrypted archive with (`--identity`).
+    pub fn with_identities(mut self, identities: Option<Identities>) -> Archive {
+        self.reader.identities = identities;
+        self
+    }
+
     /// Checks `files` (size and sha256 against the manifest), a few at a
     /// time; returns the failures, sorted by path.
     pub async fn check_files<'a>(
@@ -84,6 +92,8 @@ const CHECK_CONCURRENCY: usize = 4;
 pub struct Reader {
     store: Arc<dyn ArchiveStore>,
     manifest: Manifest,
+    /// What opens its encrypted files, when given.
+    identities: Option<Identities>,
 }
 
 /// Why a manifest that parses is still not one esark wrote.
@@ -143,7 +153,11 @@ impl Reader {
                 });
             }
         }
-        Ok(Reader { store, manifest })
+        Ok(Reader {
+            store,
+            manifest,
+            identities: None,
+        })
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -166,9 +180,45 @@ impl Reader {
         self.store.locate(&file.path)
     }
 
-    /// Reads a (small) file of the archive whole.
+    /// Reads a (small) file of the archive whole, decrypted.
     pub async fn read(&self, file: &FileEntry) -> Result<Bytes, ArchiveError> {
-        Ok(self.store.get(&file.path).await?)
+        let stored = self.store.get(&file.path).await?;
+        if !file.encrypted {
+            return Ok(stored);
+        }
+        let crypt = |e| ArchiveError::Crypt(self.path_of(file), e);
+        let identities = self
+            .identities
+            .as_ref()
+            .ok_or_else(|| crypt(CryptError::IdentityNeeded))?;
+        Ok(Bytes::from(identities.open(&stored).map_err(crypt)?))
+    }
+
+    /// What opens the archive's encrypted files, if given.
+    pub fn identities(&self) -> Option<&Identities> {
+        self.identities.as_ref()
+    }
+
+    /// Proves, before anything is written anywhere, that the archive's
+    /// encrypted files can be read: an identity is given, and it opens the
+    /// header of the first encrypted file. An archive that is not
+    /// encrypted needs nothing.
+    pub async fn check_identity(&self) -> Result<(), ArchiveError> {
+        let Some(file) = self.manifest.files().find(|f| f.encrypted) else {
+            return Ok(());
+        };
+        let crypt = |e| ArchiveError::Crypt(self.store.locate(""), e);
+        let identities = self
+            .identities
+            .as_ref()
+            .ok_or_else(|| crypt(CryptError::IdentityNeeded))?;
+        let stored = self.store.read(&file.path, 0).await?;
+        let buffered = tokio::io::BufReader::new(stored);
+        match decrypting(buffered, identities).await {
+            Ok(_) => Ok(()),
+            Err(CryptError::WrongIdentity) => Err(crypt(CryptError::WrongIdentity)),
+            Err(e) => Err(ArchiveError::Crypt(self.path_of(file), e)),
+        }
     }
 
     /// Refuses an archive in `local` with a file that resolves outside its
@@ -261,6 +311,7 @@ pub async fn open_store(store: Arc<dyn ArchiveStore>) -> Result<Archive, Archive
         Version::V2 => v2::parse(&bytes),
         Version::V3 => v3::parse(&bytes),
         Version::V4 => v4::parse(&bytes),
+        Version::V5 => v5::parse(&bytes),
     }
     .map_err(|e| bad(e.to_string()))?;
     let reader = Reader::new(store.clone(), manifest).map_err(|e| bad(e.to_string()))?;

@@ -33,6 +33,7 @@ pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
             version: 1,
         });
     }
+    manifest.refuse_encryption(1)?;
     Ok(manifest)
 }
 

@@ -21,5 +21,6 @@ pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
     if !manifest.failed.is_empty() {
         return Err(ManifestError::FailedTooEarly(3));
     }
+    manifest.refuse_encryption(3)?;
     Ok(manifest)
 }

@@ -15,5 +15,7 @@ use super::super::manifest::{Manifest, ManifestError};
 
 /// Parses a version 4 manifest.
 pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
-    Ok(serde_json::from_slice(bytes)?)
+    let manifest: Manifest = serde_json::from_slice(bytes)?;
+    manifest.refuse_encryption(4)?;
+    Ok(manifest)
 }

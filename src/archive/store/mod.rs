@@ -213,3 +213,5 @@ pub(crate) fn components(key: &str) -> impl Iterator<Item = &str> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(crate) use tests::manifest as tests_manifest;

@@ -99,7 +99,7 @@ async fn memory_keeps_the_store_contract() {
     contract(&MemoryStore::new()).await;
 }
 
-fn manifest(index: IndexEntry) -> Manifest {
+pub(crate) fn manifest(index: IndexEntry) -> Manifest {
     Manifest {
         format: FORMAT_NAME.into(),
         format_version: CURRENT_VERSION,
@@ -127,6 +127,7 @@ fn manifest(index: IndexEntry) -> Manifest {
         indices: vec![index],
         skipped: Vec::new(),
         failed: Vec::new(),
+        encryption: None,
     }
 }
 
