@@ -5,6 +5,7 @@ use std::path::Path;
 
 use crate::archive::manifest::Manifest;
 use crate::archive::reader::{self, Archive, FileCheck};
+use crate::archive::store::Location;
 use crate::archive::ArchiveError;
 
 /// The manifest and every file that failed its check.
@@ -23,7 +24,15 @@ impl InspectReport {
 
 /// Opens the archive and checks every file the manifest lists.
 pub async fn run(root: &Path) -> Result<InspectReport, ArchiveError> {
-    let archive = reader::open(root).await?;
+    run_at(&Location::from(root)).await
+}
+
+/// [`run`] for an archive anywhere: a folder, or a prefix of a bucket.
+pub async fn run_at(location: &Location) -> Result<InspectReport, ArchiveError> {
+    let archive = match location {
+        Location::Local(root) => reader::open(root).await?,
+        Location::Object(_) => reader::open_store(location.open().await?).await?,
+    };
     let (checked, problems) = check_all(&archive).await;
     Ok(InspectReport {
         manifest: archive.manifest().clone(),

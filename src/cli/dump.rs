@@ -104,9 +104,17 @@ impl DumpArgs {
         let page_size = self.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
         check_page_size(page_size)?;
         let query = self.query.as_deref().map(parse_query).transpose()?;
+        let output = super::parse_location(&self.output)?;
+        if self.overwrite && output.as_local().is_none() {
+            // No atomic swap of a prefix: the old objects would be deleted
+            // before the new archive is whole.
+            return Err(CliError::usage(anyhow::anyhow!(
+                "{output}: --overwrite replaces folders only; on object storage delete the old archive first or dump to another prefix"
+            )));
+        }
         Ok(DumpConfig {
             source: self.source.resolve(&self.connection)?,
-            output: self.output.clone(),
+            output,
             selector: self.select.resolve(false)?,
             compression,
             level,

@@ -22,7 +22,8 @@ pub struct InspectArgs {
 }
 
 pub async fn run(args: InspectArgs) -> Result<ExitCode, CliError> {
-    let report = crate::inspect::run(&args.dir)
+    let location = super::parse_location(&args.dir)?;
+    let report = crate::inspect::run_at(&location)
         .await
         .map_err(CliError::failure)?;
     if args.json {

@@ -2,7 +2,6 @@
 //! command line named explicitly ([`AskedOptions`], checked against a
 //! checkpoint on `--resume`), and how many slices an index is read with.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use regex::Regex;
@@ -11,6 +10,7 @@ use super::checkpoint::Checkpoint;
 use super::DumpError;
 use crate::archive::compression::Compression;
 use crate::archive::manifest::{DumpOptions, RawQuery};
+use crate::archive::store::Location;
 use crate::catalog::IndexSelector;
 use crate::cluster::ClusterConfig;
 pub use crate::source::slice::SliceCount;
@@ -20,7 +20,8 @@ use crate::source::ReaderKind;
 #[derive(Debug, Clone)]
 pub struct DumpConfig {
     pub source: ClusterConfig,
-    pub output: PathBuf,
+    /// Where the archive is written: a folder, or a prefix of a bucket.
+    pub output: Location,
     pub selector: IndexSelector,
     pub compression: Compression,
     pub level: i32,
@@ -153,12 +154,13 @@ pub const DEFAULT_PAGE_SIZE: usize = 1000;
 pub const DEFAULT_FILE_SIZE: u64 = 1 << 30;
 
 impl DumpConfig {
-    /// A dump of `source` into the folder `output` with the command line's
-    /// defaults: indices not starting with `.`, zstd, slices per shard.
-    pub fn new(source: ClusterConfig, output: PathBuf) -> DumpConfig {
+    /// A dump of `source` into `output` (a folder, as a path) with the
+    /// command line's defaults: indices not starting with `.`, zstd, slices
+    /// per shard.
+    pub fn new(source: ClusterConfig, output: impl Into<Location>) -> DumpConfig {
         DumpConfig {
             source,
-            output,
+            output: output.into(),
             selector: IndexSelector::default(),
             compression: Compression::Zstd,
             level: Compression::Zstd.default_level(),
