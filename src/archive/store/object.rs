@@ -144,10 +144,12 @@ async fn s3_builder(bucket: &str, env: AwsEnv) -> Result<AmazonS3Builder, String
         .await
         .map_err(|e| e.to_string())?
         .unwrap_or_else(|| "us-east-1".to_string());
-    let endpoint = env
-        .get("AWS_ENDPOINT_URL_S3")
-        .or_else(|| env.get("AWS_ENDPOINT_URL"))
-        .map(str::to_string);
+    // The AWS SDKs' variables; blank counts as unset, as there.
+    let endpoint = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .map(|v| v.trim().to_string())
+        .find(|v| !v.is_empty());
     let cache = CredentialCache::load(env, &region)
         .await
         .map_err(|e| e.to_string())?;
