@@ -373,14 +373,14 @@ fn unserved_scheme_is_refused_not_written_as_a_folder() {
             Esark::new().args([
                 "dump",
                 "--source",
-                &cluster.url(),
+                cluster.url(),
                 "--match",
                 &Fixture::exactly(&index),
                 "--output",
                 location,
             ]),
-            Esark::new().args(["restore", "--target", &cluster.url(), "--input", location]),
-            Esark::new().args(["verify", "--target", &cluster.url(), "--input", location]),
+            Esark::new().args(["restore", "--target", cluster.url(), "--input", location]),
+            Esark::new().args(["verify", "--target", cluster.url(), "--input", location]),
             Esark::new().args(["inspect", location]),
         ];
         for command in commands {

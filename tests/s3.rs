@@ -193,6 +193,29 @@ fn s3_missing_credentials_is_one_line_exit_1() {
 }
 
 #[test]
+fn s3_wrong_credentials_is_one_line_exit_1() {
+    let Some(moto) = Moto::start_with_auth("s3-wrong-credentials") else {
+        return;
+    };
+    let source = TestCluster::start("s3-wrong-credentials");
+    let index = source.name("w");
+    seed_index(&source, &index, &json!({}), &docs(3, 10));
+    let cwd = tempfile::tempdir().unwrap();
+    let run = esark(&moto)
+        .arg("dump")
+        .args(source.source_args())
+        .args(["--match", &Fixture::exactly(&index), "--output"])
+        .arg(format!("s3://{BUCKET}/w"))
+        .current_dir(cwd.path())
+        .run();
+    let line = assert_one_error_line(&run);
+    assert!(line.contains(BUCKET), "must name the bucket: {line}");
+    assert!(line.contains("InvalidAccessKeyId"), "must say why: {line}");
+    assert!(!run.stderr.contains(SECRET), "secret printed\n{run}");
+    assert_no_local_folder(cwd.path());
+}
+
+#[test]
 fn s3_tampered_object_is_refused_before_any_write() {
     let Some(moto) = Moto::start("s3-tampered") else {
         return;

@@ -42,6 +42,17 @@ impl Moto {
     /// missing and `ESARK_SKIP_MOTO` says that is expected (the test
     /// command installs it, so normally a missing binary fails the test).
     pub fn start(test: &str) -> Option<Moto> {
+        Moto::launch(test, false)
+    }
+
+    /// [`Moto::start`] with authentication on: moto then checks every
+    /// request's access key and signature against its IAM users, of which
+    /// there are none, so every request is refused (`InvalidAccessKeyId`).
+    pub fn start_with_auth(test: &str) -> Option<Moto> {
+        Moto::launch(test, true)
+    }
+
+    fn launch(test: &str, auth: bool) -> Option<Moto> {
         let bin = Self::binary();
         if !bin.exists() {
             if std::env::var_os("ESARK_SKIP_MOTO").is_some_and(|v| !v.is_empty()) {
@@ -57,7 +68,12 @@ impl Moto {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("moto.log");
         let port = free_port();
-        let child = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        if auth {
+            // moto's switch: authenticate every request after the first N.
+            command.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
+        }
+        let child = command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).unwrap())
