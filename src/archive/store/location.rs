@@ -15,50 +15,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use super::object::{ObjectLocation, Service};
 use super::{ArchiveStore, LocalStore, StoreError};
-
-/// The object storage services esark serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Service {
-    /// Amazon S3 and S3-compatible servers (`s3://`).
-    S3,
-    /// Google Cloud Storage (`gs://`).
-    Gcs,
-    /// Azure Blob Storage (`az://`).
-    Azure,
-}
-
-impl Service {
-    /// The URL scheme that names it.
-    pub fn scheme(self) -> &'static str {
-        match self {
-            Service::S3 => "s3",
-            Service::Gcs => "gs",
-            Service::Azure => "az",
-        }
-    }
-}
-
-/// An archive on object storage: a bucket (an Azure container) and the
-/// prefix under which its objects are.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectLocation {
-    pub service: Service,
-    pub bucket: String,
-    /// `/`-separated, without leading or trailing `/`; `""` is the bucket's
-    /// root.
-    pub prefix: String,
-}
-
-impl fmt::Display for ObjectLocation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}", self.service.scheme(), self.bucket)?;
-        if !self.prefix.is_empty() {
-            write!(f, "/{}", self.prefix)?;
-        }
-        Ok(())
-    }
-}
 
 /// Where an archive is read or written.
 #[derive(Debug, Clone, PartialEq, Eq)]

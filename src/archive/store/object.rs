@@ -23,6 +23,7 @@
 //! (`GOOGLE_APPLICATION_CREDENTIALS`; `AZURE_STORAGE_ACCOUNT_NAME` with
 //! `AZURE_STORAGE_ACCOUNT_KEY` or a SAS).
 
+use std::fmt;
 use std::io;
 use std::path::{Path as FsPath, PathBuf};
 use std::pin::Pin;
@@ -39,7 +40,6 @@ use object_store::path::{Path, PathPart};
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::location::{ObjectLocation, Service};
 use super::{
     ArchiveStore, ObjectMeta, ObjectReader, ObjectUpload, PutMode, StoreError, StoreFuture,
 };
@@ -53,6 +53,49 @@ pub const PART_SIZE: usize = 8 << 20;
 /// Parts uploading at once per chunk: with [`PART_SIZE`], at most about
 /// 40 MiB per chunk being written.
 pub const PARTS_IN_FLIGHT: usize = 4;
+
+/// The object storage services esark serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// Amazon S3 and S3-compatible servers (`s3://`).
+    S3,
+    /// Google Cloud Storage (`gs://`).
+    Gcs,
+    /// Azure Blob Storage (`az://`).
+    Azure,
+}
+
+impl Service {
+    /// The URL scheme that names it.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Service::S3 => "s3",
+            Service::Gcs => "gs",
+            Service::Azure => "az",
+        }
+    }
+}
+
+/// An archive on object storage: a bucket (an Azure container) and the
+/// prefix under which its objects are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectLocation {
+    pub service: Service,
+    pub bucket: String,
+    /// `/`-separated, without leading or trailing `/`; `""` is the bucket's
+    /// root.
+    pub prefix: String,
+}
+
+impl fmt::Display for ObjectLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.service.scheme(), self.bucket)?;
+        if !self.prefix.is_empty() {
+            write!(f, "/{}", self.prefix)?;
+        }
+        Ok(())
+    }
+}
 
 /// An archive under `PREFIX` of a bucket.
 #[derive(Debug)]
@@ -401,6 +444,33 @@ impl Drop for ObjectStoreUpload {
             runtime.spawn(async move {
                 let _ = writer.abort().await;
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_errors_become_one_line_naming_the_bucket_and_cause() {
+        let cases = [
+            (
+                "Client error with status 404: <?xml version=\"1.0\"?>\n<Error><Code>NoSuchBucket</Code></Error>",
+                "bucket \"bars\" does not exist (NoSuchBucket)",
+            ),
+            (
+                "status 403: <Error><Code>InvalidAccessKeyId</Code><Message>x</Message></Error>",
+                "access to bucket \"bars\" refused (InvalidAccessKeyId): check the credentials",
+            ),
+            (
+                "status 400: <Error><Code>SlowDown</Code></Error>",
+                "request to bucket \"bars\" refused (SlowDown)",
+            ),
+            ("error sending\n  request", "error sending request"),
+        ];
+        for (message, expected) in cases {
+            assert_eq!(explain("bars", message), expected);
         }
     }
 }
