@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests and the integration tests, which
 # start their own in-memory servers (osmem-server, installed pinned into
-# .venv/ by scripts/install-osmem.sh). Set ESARK_TEST_URL to run the
+# .venv/ by scripts/install-osmem.sh; moto_server for archives on S3, by
+# scripts/install-moto.sh). Set ESARK_TEST_URL to run the
 # integration tests against a real cluster instead, and ESARK_TEST_TARGET_URL
 # to a second one for the restore, copy and verify tests (see
 # docker/README.md).
@@ -14,6 +15,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 ESARK_OSMEM_BIN="$(./scripts/install-osmem.sh)"
 export ESARK_OSMEM_BIN
+ESARK_MOTO_BIN="$(./scripts/install-moto.sh)"
+export ESARK_MOTO_BIN
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 mkdir -p "$target_dir"
 ESARK_TEST_SKIP_LOG="$target_dir/esark-test-skips.log"

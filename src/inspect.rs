@@ -6,6 +6,7 @@ use std::path::Path;
 use crate::archive::crypt::Identities;
 use crate::archive::manifest::Manifest;
 use crate::archive::reader::{self, Archive, FileCheck};
+use crate::archive::store::Location;
 use crate::archive::ArchiveError;
 
 /// The manifest and every file that failed its check.
@@ -29,8 +30,20 @@ pub async fn run(
     root: &Path,
     identities: Option<Identities>,
 ) -> Result<InspectReport, ArchiveError> {
+    run_at(&Location::from(root), identities).await
+}
+
+/// [`run`] for an archive anywhere: a folder, or a prefix of a bucket.
+pub async fn run_at(
+    location: &Location,
+    identities: Option<Identities>,
+) -> Result<InspectReport, ArchiveError> {
+    let archive = match location {
+        Location::Local(root) => reader::open(root).await?,
+        Location::Object(_) => reader::open_store(location.open().await?).await?,
+    };
     let given = identities.is_some();
-    let archive = reader::open(root).await?.with_identities(identities);
+    let archive = archive.with_identities(identities);
     if given {
         archive.reader().check_identity().await?;
     }

@@ -354,3 +354,46 @@ fn dump_refuses_non_empty_output_without_overwrite() {
     dump(&f.cluster, &empty, &["--match", &main_only]).assert_success();
     verify_archive(&Archive::open(&empty), &f.cluster, "zstd");
 }
+
+// ---- archive locations --------------------------------------------------------------
+
+/// Regression: `--output s3x://bars/b1` (any scheme esark does not serve)
+/// exited 0 having written a local folder `s3x:/bars/b1`, so a user believed
+/// the backup was elsewhere. It is refused in one line, exit 2, before
+/// anything is written; `restore`, `verify` and `inspect` refuse it too.
+#[test]
+fn unserved_scheme_is_refused_not_written_as_a_folder() {
+    let cluster = TestCluster::start("dump-unserved-scheme");
+    let index = cluster.name("scheme");
+    cluster.create_index(&index, &json!({"settings": {"number_of_replicas": 0}}));
+    let tmp = tempfile::tempdir().unwrap();
+    for location in ["ftp://bars/b1", "s3x://bars/b1", "https://bars.example/b1"] {
+        let scheme = location.split("://").next().unwrap();
+        let commands = [
+            Esark::new().args([
+                "dump",
+                "--source",
+                cluster.url(),
+                "--match",
+                &Fixture::exactly(&index),
+                "--output",
+                location,
+            ]),
+            Esark::new().args(["restore", "--target", cluster.url(), "--input", location]),
+            Esark::new().args(["verify", "--target", cluster.url(), "--input", location]),
+            Esark::new().args(["inspect", location]),
+        ];
+        for command in commands {
+            let run = command.current_dir(tmp.path()).run();
+            assert_eq!(run.code, Some(2), "expected exit 2 (usage)\n{run}");
+            let lines = run.stderr_lines();
+            assert_eq!(lines.len(), 1, "expected one stderr line\n{run}");
+            assert!(
+                lines[0].starts_with("error:") && lines[0].contains(&format!("{scheme}://")),
+                "the error must name the scheme\n{run}"
+            );
+        }
+        let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+        assert!(left.is_empty(), "{location}: wrote {left:?} locally");
+    }
+}

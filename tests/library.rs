@@ -182,7 +182,7 @@ fn dump_and_restore_through_the_library_report_counts_that_add_up_to_the_manifes
     restore_config.rejects = dir.path().join("rejects.jsonl");
     let job = RestoreJob {
         config: restore_config,
-        input: out.clone(),
+        input: out.clone().into(),
         index: None,
         selector: Default::default(),
         renamer: esark::plan::Renamer {
@@ -231,7 +231,7 @@ fn dump_and_restore_through_the_library_report_counts_that_add_up_to_the_manifes
     // And verified through its job call: each index read whole.
     let job = VerifyJob {
         target: config_of(&target),
-        input: out.clone(),
+        input: out.clone().into(),
         index: None,
         selector: Default::default(),
         renamer: esark::plan::Renamer {
@@ -319,7 +319,7 @@ fn a_cancelled_dump_and_a_cancelled_restore_resume_through_the_library_exactly_o
     restore_config.rate_docs = Some(1_000);
     let job = RestoreJob {
         config: restore_config,
-        input: out.clone(),
+        input: out.clone().into(),
         index: None,
         selector: Default::default(),
         renamer: Default::default(),

@@ -56,5 +56,8 @@ mod restore_resume;
 mod safety;
 // The engine as a library: dump and restore job calls, their events, cancellation and resume.
 mod library;
+// Issue 15: archives on S3 against a private moto_server: round trip, multipart chunks,
+// missing bucket and credentials, tampered objects, two dumps into one prefix, kill -9 and --resume.
+mod s3;
 // Issue 11: a restore never harms what it was not asked to touch (--atomic, renames, templates, aliases, --force).
 mod restore_safety;

@@ -76,6 +76,16 @@ impl ArchiveWriter {
         })
     }
 
+    /// Continues the interrupted dump in `store`, as it is.
+    pub fn resume_in(store: Arc<dyn ArchiveStore>) -> ArchiveWriter {
+        ArchiveWriter {
+            store,
+            replaces: None,
+            resumed: true,
+            recipients: None,
+        }
+    }
+
     /// Opens the folder of an interrupted dump, as it is.
     pub async fn open_existing(root: &Path) -> Result<ArchiveWriter, ArchiveError> {
         match tokio::fs::metadata(root).await {

@@ -127,9 +127,17 @@ impl DumpArgs {
         }
         let identity =
             Identities::load_given(self.identity.as_deref()).map_err(CliError::failure)?;
+        let output = super::parse_location(&self.output)?;
+        if self.overwrite && output.as_local().is_none() {
+            // No atomic swap of a prefix: the old objects would be deleted
+            // before the new archive is whole.
+            return Err(CliError::usage(anyhow::anyhow!(
+                "{output}: --overwrite replaces folders only; on object storage delete the old archive first or dump to another prefix"
+            )));
+        }
         Ok(DumpConfig {
             source: self.source.resolve(&self.connection)?,
-            output: self.output.clone(),
+            output,
             selector: self.select.resolve(false)?,
             compression,
             level,

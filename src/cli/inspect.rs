@@ -29,7 +29,8 @@ pub struct InspectArgs {
 
 pub async fn run(args: InspectArgs) -> Result<ExitCode, CliError> {
     let identities = Identities::load_given(args.identity.as_deref()).map_err(CliError::failure)?;
-    let report = crate::inspect::run(&args.dir, identities)
+    let location = super::parse_location(&args.dir)?;
+    let report = crate::inspect::run_at(&location, identities)
         .await
         .map_err(CliError::failure)?;
     if args.json {

@@ -18,6 +18,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::archive::store::Location;
+
 pub use cluster_args::{ConnectionArgs, SourceArgs, TargetArgs};
 
 /// Streaming Elasticsearch/OpenSearch dump and restore.
@@ -83,6 +85,12 @@ impl CliError {
             .collect::<Vec<_>>()
             .join(" ")
     }
+}
+
+/// Parses an archive location (`--output`, `--input`, `inspect`'s
+/// argument); a scheme esark does not serve is a usage error.
+pub(crate) fn parse_location(raw: &std::path::Path) -> Result<Location, CliError> {
+    Location::parse(raw.as_os_str()).map_err(CliError::usage)
 }
 
 /// Runs a parsed command line.

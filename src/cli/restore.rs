@@ -273,12 +273,13 @@ pub async fn run_restore(args: RestoreArgs) -> Result<ExitCode, CliError> {
         })
         .await;
     }
+    let input = super::parse_location(&args.input)?;
     config.resume = args.resume;
     config.discard_state = args.discard_state;
     config.state = args.state.clone();
     let job = RestoreJob {
         config: config.clone(),
-        input: args.input.clone(),
+        input,
         index: args.index.clone(),
         selector,
         renamer,

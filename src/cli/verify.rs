@@ -52,6 +52,7 @@ pub struct VerifyArgs {
 }
 
 pub async fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
+    let input = super::parse_location(&args.input)?;
     let selector = args.select.resolve(true)?;
     let renamer = args.rename.resolve()?;
     let target_config = args.target.resolve(&args.connection)?;
@@ -59,7 +60,7 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
     super::dump::check_page_size(page_size)?;
     let job = VerifyJob {
         target: target_config,
-        input: args.input.clone(),
+        input,
         index: args.index.clone(),
         selector,
         renamer,

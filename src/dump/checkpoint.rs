@@ -175,7 +175,7 @@ mod tests {
         };
         let options = crate::dump::DumpConfig::new(
             crate::cluster::ClusterConfig::new("http://h:9200").unwrap(),
-            "o".into(),
+            std::path::PathBuf::from("o"),
         )
         .options()
         .unwrap();

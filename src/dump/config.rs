@@ -2,7 +2,6 @@
 //! command line named explicitly ([`AskedOptions`], checked against a
 //! checkpoint on `--resume`), and how many slices an index is read with.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use regex::Regex;
@@ -12,6 +11,7 @@ use super::DumpError;
 use crate::archive::compression::Compression;
 use crate::archive::crypt::{Identities, Recipients};
 use crate::archive::manifest::{DumpOptions, RawQuery};
+use crate::archive::store::Location;
 use crate::catalog::IndexSelector;
 use crate::cluster::ClusterConfig;
 pub use crate::source::slice::SliceCount;
@@ -21,7 +21,8 @@ use crate::source::ReaderKind;
 #[derive(Debug, Clone)]
 pub struct DumpConfig {
     pub source: ClusterConfig,
-    pub output: PathBuf,
+    /// Where the archive is written: a folder, or a prefix of a bucket.
+    pub output: Location,
     pub selector: IndexSelector,
     pub compression: Compression,
     pub level: i32,
@@ -160,12 +161,13 @@ pub const DEFAULT_PAGE_SIZE: usize = 1000;
 pub const DEFAULT_FILE_SIZE: u64 = 1 << 30;
 
 impl DumpConfig {
-    /// A dump of `source` into the folder `output` with the command line's
-    /// defaults: indices not starting with `.`, zstd, slices per shard.
-    pub fn new(source: ClusterConfig, output: PathBuf) -> DumpConfig {
+    /// A dump of `source` into `output` (a folder, as a path) with the
+    /// command line's defaults: indices not starting with `.`, zstd, slices
+    /// per shard.
+    pub fn new(source: ClusterConfig, output: impl Into<Location>) -> DumpConfig {
         DumpConfig {
             source,
-            output,
+            output: output.into(),
             selector: IndexSelector::default(),
             compression: Compression::Zstd,
             level: Compression::Zstd.default_level(),
@@ -295,7 +297,10 @@ mod tests {
     /// refuses others (or encryption of a dump that was not encrypted).
     #[test]
     fn a_resumed_dump_keeps_its_recipients_and_refuses_others() {
-        let plain = DumpConfig::new(ClusterConfig::new("http://h:9200").unwrap(), "o".into());
+        let plain = DumpConfig::new(
+            ClusterConfig::new("http://h:9200").unwrap(),
+            std::path::PathBuf::from("o"),
+        );
         let mut sealed = plain.clone();
         sealed.recipients = Some(recipients(2));
         let checkpoint = interrupted(&sealed);

@@ -21,6 +21,7 @@ use crate::archive::manifest::now_rfc3339;
 use crate::archive::manifest::{
     Encryption, FailedIndex, IndexEntry, Manifest, SkippedIndex, SourceCluster,
 };
+use crate::archive::store::{ArchiveStore, Location};
 use crate::archive::writer::ArchiveWriter;
 use crate::archive::{ArchiveError, Version, FORMAT_NAME};
 use crate::catalog::{select_indices, IndexSelector, Selected};
@@ -156,8 +157,11 @@ async fn run_dump(
         flavor: info.flavor,
         version: info.version.clone(),
     };
+    // Object storage reads its credentials here: missing ones fail
+    // before any work.
+    let store = config.output.open().await.map_err(ArchiveError::from)?;
     let (checkpoint, config) = if config.resume {
-        let checkpoint = open_checkpoint(&config.output, &source, config.identity.as_ref()).await?;
+        let checkpoint = open_checkpoint(store.as_ref(), &source, config.identity.as_ref()).await?;
         let resumed = config.resumed_with(&checkpoint)?;
         (checkpoint, resumed)
     } else {
@@ -179,10 +183,13 @@ async fn run_dump(
         return Err(nothing_selected(&cluster, &config.selector, &skipped).await);
     }
 
-    let archive = if config.resume {
-        ArchiveWriter::open_existing(&config.output).await?
-    } else {
-        ArchiveWriter::create(&config.output, config.overwrite).await?
+    let archive = match (&config.output, config.resume) {
+        (Location::Local(root), true) => ArchiveWriter::open_existing(root).await?,
+        (Location::Local(root), false) => ArchiveWriter::create(root, config.overwrite).await?,
+        (Location::Object(_), true) => ArchiveWriter::resume_in(store),
+        // No swap on object storage: a prefix that holds anything is
+        // refused, with --overwrite too (the command line refuses it).
+        (Location::Object(_), false) => ArchiveWriter::create_in(store).await?,
     }
     .encrypt_to(config.recipients.clone());
     for closed in &skipped {
@@ -194,7 +201,7 @@ async fn run_dump(
     .await;
     if archive.replaces().is_none() {
         return written.map(|manifest| DumpReport {
-            output: config.output.clone(),
+            output: config.output.to_path(),
             manifest,
             elapsed: started.elapsed(),
         });
@@ -204,7 +211,7 @@ async fn run_dump(
         Ok(manifest) => {
             archive.replace().await?;
             Ok(DumpReport {
-                output: config.output.clone(),
+                output: config.output.to_path(),
                 manifest,
                 elapsed: started.elapsed(),
             })
@@ -223,7 +230,7 @@ async fn run_dump(
                 other => other,
             };
             Err(DumpError::NotReplaced {
-                output: config.output.clone(),
+                output: config.output.to_path(),
                 error: Box::new(error),
             })
         }
@@ -308,7 +315,7 @@ async fn write_archive(
     checkpointer.flush().await?;
 
     if cancel.is_cancelled() {
-        return Err(DumpError::Interrupted(config.output.clone()));
+        return Err(DumpError::Interrupted(config.output.to_path()));
     }
     let mut indices = Vec::new();
     let mut failed = Vec::new();
@@ -409,17 +416,20 @@ async fn nothing_selected(
 /// The checkpoint of an interrupted dump in `root`, checked against the
 /// cluster it is resumed from.
 async fn open_checkpoint(
-    root: &std::path::Path,
+    store: &dyn ArchiveStore,
     source: &SourceCluster,
     identities: Option<&crate::archive::crypt::Identities>,
 ) -> Result<Checkpoint, DumpError> {
-    use crate::archive::store::{ArchiveStore, LocalStore, StoreError};
-    let store = LocalStore::new(root);
+    use crate::archive::store::StoreError;
+    let root = store.locate("");
     // A manifest that lists failed indices leaves them to a resumed run.
     match store.get(crate::archive::MANIFEST_FILE).await {
         Err(StoreError::NotFound { .. }) => {}
         Ok(manifest) if lists_failures(&manifest) => {}
-        _ => {
+        Err(e @ (StoreError::Io { .. } | StoreError::AlreadyExists { .. })) => {
+            return Err(ArchiveError::from(e).into())
+        }
+        Ok(_) => {
             return Err(DumpError::NothingToResume(format!(
                 "{}: the dump is complete (it has a manifest)",
                 root.display()
@@ -432,7 +442,7 @@ async fn open_checkpoint(
             root.display()
         )));
     }
-    let checkpoint = Checkpoint::load(&store, identities).await?;
+    let checkpoint = Checkpoint::load(store, identities).await?;
     if checkpoint.source.cluster_uuid != source.cluster_uuid
         || checkpoint.source.cluster_name != source.cluster_name
     {

@@ -6,8 +6,47 @@ use std::path::Path;
 use super::{from_archive, from_foreign, DataOrigin, PlanError, Renamer, RestorePlan};
 use crate::archive::crypt::Identities;
 use crate::archive::reader;
+use crate::archive::store::Location;
 use crate::catalog::IndexSelector;
 use crate::source::foreign::{self, ForeignError};
+
+/// Reads what `input` names: a local input as [`from_input`] does, or an
+/// esark archive on object storage (other tools' dumps are read from
+/// local files only).
+pub async fn from_location(
+    input: &Location,
+    index: Option<&str>,
+    selector: &IndexSelector,
+    renamer: &Renamer,
+    force: bool,
+    identities: Option<&Identities>,
+) -> Result<(RestorePlan, Option<foreign::ForeignKind>), PlanError> {
+    let Location::Object(_) = input else {
+        let path = input.as_local().unwrap_or(Path::new(""));
+        return from_input(path, index, selector, renamer, force, identities).await;
+    };
+    if index.is_some() {
+        return Err(PlanError::IndexOnArchive);
+    }
+    let store = input
+        .open()
+        .await
+        .map_err(crate::archive::ArchiveError::from)?;
+    let archive = reader::open_store(store)
+        .await?
+        .with_identities(identities.cloned());
+    let m = archive.manifest();
+    let names: Vec<String> = m.indices.iter().map(|i| i.name.clone()).collect();
+    let names: Vec<String> = names
+        .into_iter()
+        .chain(m.failed.iter().map(|f| f.name.clone()))
+        .collect();
+    let plan = from_archive(&archive, selector, renamer, force).await?;
+    if plan.indices.is_empty() && plan.damaged.is_empty() {
+        refuse_empty(selector, Some(&names), &input.to_path())?;
+    }
+    Ok((plan, None))
+}
 
 /// Reads what `input` names: an esark archive (any format version) or a
 /// dump another tool wrote (detected). Also returns the detected kind.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::report::RestoreReport;
 use super::{RestoreConfig, RestoreError};
+use crate::archive::store::Location;
 use crate::catalog::IndexSelector;
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::job::{CancellationToken, Event, Events};
@@ -20,8 +21,9 @@ use crate::plan::{self, input, Renamer, SourceReading};
 #[derive(Debug, Clone)]
 pub struct RestoreJob {
     pub config: RestoreConfig,
-    /// An esark archive folder, or another tool's dump (file or folder).
-    pub input: PathBuf,
+    /// An esark archive (a folder, or a prefix of a bucket), or another
+    /// tool's dump (file or folder).
+    pub input: Location,
     /// The index a foreign dump of one index goes to (`--index`).
     pub index: Option<String>,
     pub selector: IndexSelector,
@@ -86,7 +88,7 @@ pub async fn restore(
         "--force".into(),
         if job.force { "on" } else { "off" }.into(),
     );
-    let (mut plan, kind) = input::from_input(
+    let (mut plan, kind) = input::from_location(
         &job.input,
         job.index.as_deref(),
         &job.selector,
@@ -111,14 +113,14 @@ pub async fn restore(
     }
     if let Some(kind) = kind {
         events.emit(Event::Info {
-            message: format!("{}: importing {kind}", job.input.display()),
+            message: format!("{}: importing {kind}", job.input),
         });
     }
     let target = Arc::new(Cluster::connect(&job.config.target).await?);
     if job.config.state.is_none() {
-        job.config.state = Some(default_state_path(&job.input, &target)?);
+        job.config.state = Some(default_state_path(&job.input, &target).await?);
     }
-    job.config.input = job.input.display().to_string();
+    job.config.input = job.input.to_string();
     super::run(&job.config, plan, target, events, cancel).await
 }
 
@@ -141,13 +143,23 @@ pub async fn copy(
 /// path and its manifest, so a new archive at the same path is another
 /// restore) and the target cluster (URL and uuid). Never in the archive:
 /// it may be read-only, and reading a backup must not change it.
-fn default_state_path(input: &Path, target: &Cluster) -> Result<PathBuf, RestoreError> {
+async fn default_state_path(input: &Location, target: &Cluster) -> Result<PathBuf, RestoreError> {
     let dir = super::state::default_dir()?;
     create_private_dir(&dir).map_err(|e| crate::archive::ArchiveError::io(&dir, e))?;
-    let identity = std::fs::read(input.join("manifest.json")).unwrap_or_default();
+    let identity = match input {
+        Location::Local(path) => std::fs::read(path.join("manifest.json")).unwrap_or_default(),
+        Location::Object(_) => match input.open().await {
+            Ok(store) => store
+                .get(crate::archive::MANIFEST_FILE)
+                .await
+                .map(|b| b.to_vec())
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        },
+    };
     Ok(super::state::default_path(
         &dir,
-        input,
+        &input.to_path(),
         &identity,
         target.url().as_str(),
         &target.info().cluster_uuid,

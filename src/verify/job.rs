@@ -3,10 +3,10 @@
 //! target and compares, reporting through [`Events`] and stopping on its
 //! [`CancellationToken`].
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{run, VerifyError, VerifyReport};
+use crate::archive::store::Location;
 use crate::catalog::IndexSelector;
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::job::{CancellationToken, Event, Events, JobKind, JobOutcome};
@@ -16,8 +16,9 @@ use crate::plan::{input, Renamer};
 #[derive(Debug, Clone)]
 pub struct VerifyJob {
     pub target: ClusterConfig,
-    /// An esark archive folder, or another tool's dump.
-    pub input: PathBuf,
+    /// An esark archive (a folder, or a prefix of a bucket), or another
+    /// tool's dump.
+    pub input: Location,
     /// The index a foreign dump of one index went to (`--index`).
     pub index: Option<String>,
     pub selector: IndexSelector,
@@ -64,7 +65,7 @@ async fn compare(
     events: &Events,
     cancel: CancellationToken,
 ) -> Result<VerifyReport, VerifyError> {
-    let (mut plan, _) = input::from_input(
+    let (mut plan, _) = input::from_location(
         &job.input,
         job.index.as_deref(),
         &job.selector,

@@ -25,6 +25,8 @@ pub struct Esark {
     args: Vec<OsString>,
     envs: Vec<(String, String)>,
     timeout: Duration,
+    /// The working directory, where one is given (relative outputs).
+    dir: Option<std::path::PathBuf>,
 }
 
 /// What an `esark` run did.
@@ -44,7 +46,14 @@ impl Esark {
             args: Vec::new(),
             envs: Vec::new(),
             timeout: Duration::from_secs(60),
+            dir: None,
         }
+    }
+
+    /// Runs in `dir`, where relative paths land.
+    pub fn current_dir(mut self, dir: &Path) -> Esark {
+        self.dir = Some(dir.to_path_buf());
+        self
     }
 
     pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Esark {
@@ -97,6 +106,9 @@ impl Esark {
         cmd.env("ESARK_STATE_DIR", test_state_dir());
         for (k, v) in &self.envs {
             cmd.env(k, v);
+        }
+        if let Some(dir) = &self.dir {
+            cmd.current_dir(dir);
         }
         let mut child = cmd
             .spawn()

@@ -3,6 +3,8 @@
 //! - [`server`]: a [`server::TestCluster`] (private osmem, `ESARK_TEST_URL`,
 //!   or `ESARK_TEST_TARGET_URL` as the target) with a small blocking JSON
 //!   client that names, creates and cleans up per-test indices and templates.
+//! - [`moto`]: a private `moto_server` (S3) for the tests of archives on
+//!   object storage.
 //! - [`osmem`]: the private osmem-server child process behind a test cluster.
 //! - [`front`]: one test HTTP front (hyper) with a stack of layers: Basic
 //!   or bearer authentication, SigV4 verification, data stream emulation,
@@ -32,6 +34,7 @@ pub mod esark;
 pub mod faults;
 pub mod fixture;
 pub mod front;
+pub mod moto;
 pub mod osmem;
 pub mod proxy;
 pub mod restore_support;

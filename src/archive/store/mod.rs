@@ -1,6 +1,7 @@
 //! Where an archive's files are read and written: one interface,
-//! [`ArchiveStore`], for a local folder ([`LocalStore`]) today and object
-//! storage (S3, GCS, Azure through the `object_store` crate) next.
+//! [`ArchiveStore`], for a local folder ([`LocalStore`]) and object storage
+//! (S3, GCS, Azure through the `object_store` crate: [`ObjectArchiveStore`]).
+//! Which one a command line means is parsed once, into a [`Location`].
 //!
 //! A store holds *objects* named by archive-relative, `/`-separated keys
 //! (`manifest.json`, `indices/logs/data-s000-00000.jsonl.zst`): the same
@@ -38,7 +39,9 @@
 //! nothing above depends on a file system.
 
 pub mod local;
+pub mod location;
 pub mod memory;
+pub mod object;
 pub mod swap;
 
 use std::io;
@@ -49,7 +52,9 @@ use futures::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use local::LocalStore;
+pub use location::{Location, LocationError, ObjectLocation, Service};
 pub use memory::MemoryStore;
+pub use object::ObjectArchiveStore;
 
 /// What a store operation returns: a boxed future, so that the trait can be
 /// used as `Arc<dyn ArchiveStore>`.
