@@ -11,7 +11,7 @@
 //! that no file of `src/` imports one that imports it back):
 //!
 //! ```text
-//! cli ──> commands ──> shared model ──> stages ──> foundations
+//! cli, serve ──> commands ──> shared model ──> stages ──> foundations
 //!         dump          plan             source     archive (format, store)
 //!         restore       catalog          sink       cluster, retry, aws
 //!         verify                                    job (events, cancel)
@@ -21,6 +21,7 @@
 //! | layer | what | module |
 //! |---|---|---|
 //! | front end | parse (`clap`), resolve into configs, draw a job's events as bars, print reports | [`cli`] |
+//! | front end | the HTTP job service (`esark serve`): jobs in a database, roles, archives over HTTP | [`serve`] |
 //! | command | a dump end to end: catalog, metadata files, data pipeline, manifest last | [`dump`] |
 //! | | its slices wired to chunk writers through bounded channels; its checkpoint; `--output -` | [`dump::pipeline`], [`dump::checkpoint`], [`dump::pipe`] |
 //! | command | restore and copy as library jobs; one index; its load through the bulk stage | [`restore`], [`restore::job`] |
@@ -61,6 +62,7 @@ pub mod plan;
 pub mod restore;
 pub mod retry;
 pub mod sample;
+pub mod serve;
 pub mod sink;
 pub mod source;
 pub mod stream;

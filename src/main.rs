@@ -6,6 +6,15 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// `esark serve`: runs until SIGTERM or Ctrl-C.
+async fn serve(args: esark::cli::ServeArgs) -> Result<ExitCode, esark::cli::CliError> {
+    let (shutdown, _signals) = esark::cli::interrupt_signal();
+    esark::serve::run(&args.config, shutdown)
+        .await
+        .map(|()| ExitCode::SUCCESS)
+        .map_err(esark::cli::CliError::failure)
+}
+
 fn main() -> ExitCode {
     let cli = esark::cli::Cli::parse();
     tracing_subscriber::fmt()
@@ -26,7 +35,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(esark::cli::run(cli));
+    let result = match cli.command {
+        esark::cli::Command::Serve(args) => runtime.block_on(serve(args)),
+        _ => runtime.block_on(esark::cli::run(cli)),
+    };
     // A read of standard input (`restore --input -` stopped while its pipe
     // is silent) blocks a runtime thread until the next line: do not wait
     // for it to exit.

@@ -61,3 +61,6 @@ mod library;
 mod s3;
 // Issue 11: a restore never harms what it was not asked to touch (--atomic, renames, templates, aliases, --force).
 mod restore_safety;
+// `esark serve`: the HTTP job service as a child process (config, tokens and roles,
+// jobs, archives over HTTP, restarts).
+mod serve;

@@ -218,7 +218,7 @@ pub(crate) fn check_page_size(page_size: usize) -> Result<(), CliError> {
 /// `kill`, `timeout`, systemd and Kubernetes: the run stops gracefully
 /// (settings put back, progress kept for `--resume`). A second signal
 /// exits at once.
-pub(crate) fn interrupt_signal() -> (CancellationToken, tokio::task::JoinHandle<()>) {
+pub fn interrupt_signal() -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let cancel = CancellationToken::new();
     let cancel_tx = cancel.clone();
     // Installed now, not when the task first runs: a signal that arrives

@@ -6,12 +6,12 @@
 //! progress bars ([`progress`]).
 
 mod cluster_args;
-mod dump;
+pub(crate) mod dump;
 mod inspect;
 pub mod progress;
 pub(crate) mod restore;
 mod select;
-mod verify;
+pub(crate) mod verify;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -21,6 +21,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::archive::store::Location;
 
 pub use cluster_args::{ConnectionArgs, SourceArgs, TargetArgs};
+pub use dump::interrupt_signal;
 
 /// Streaming Elasticsearch/OpenSearch dump and restore.
 #[derive(Debug, Parser)]
@@ -42,6 +43,16 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Show an archive's manifest and check every file's checksum.
     Inspect(inspect::InspectArgs),
+    /// Run the HTTP job service (export, import, verify and copy jobs).
+    Serve(ServeArgs),
+}
+
+/// `esark serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// The service's TOML config file (listener, state, archives, clusters, tokens).
+    #[arg(long, value_name = "FILE")]
+    pub config: std::path::PathBuf,
 }
 
 /// A failure with the exit code it maps to: 1 for a failed run, 2 for a
@@ -104,7 +115,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Restore(args) => args.load.json,
         Command::Copy(args) => args.load.json,
         Command::Verify(args) => args.json,
-        Command::Inspect(_) => false,
+        Command::Inspect(_) | Command::Serve(_) => false,
     };
     let result = match cli.command {
         Command::Dump(args) => dump::run(args).await,
@@ -112,6 +123,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Copy(args) => restore::run_copy(args).await,
         Command::Verify(args) => verify::run(args).await,
         Command::Inspect(args) => inspect::run(args).await,
+        // The service is another front end: `main` starts it.
+        Command::Serve(_) => Err(CliError::usage(anyhow::anyhow!(
+            "esark serve is started by the binary's main, not by cli::run"
+        ))),
     };
     match result {
         Err(e) if json && !e.summarized => {

@@ -20,6 +20,7 @@
 //! - [`archive`]: reads an archive folder back (manifest, metadata, data lines).
 //! - [`check`]: assertions on archives and on failed runs.
 //! - [`fixture`]: the standard seeded data set (indices, aliases, templates).
+//! - [`serve`]: `esark serve` as a child process, with a blocking JSON client.
 //! - [`skip`]: visible skips (`SKIPPED <test>: <reason>`), counted by
 //!   `scripts/test.sh`.
 //! - [`faults`]: an HTTP proxy that injects seeded, bounded faults (429/503,
@@ -38,6 +39,7 @@ pub mod moto;
 pub mod osmem;
 pub mod proxy;
 pub mod restore_support;
+pub mod serve;
 pub mod server;
 pub mod sigv4;
 pub mod skip;

@@ -1,0 +1,237 @@
+//! `esark serve` as a child process for the service tests: a config file
+//! written into a temporary folder (state and archives beside it), the
+//! bound URL read from the first stdout line, a blocking JSON client with
+//! a bearer token, and `kill -9` / SIGTERM for the restart tests. The
+//! process is killed when the handle is dropped.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running `esark serve`.
+pub struct Serve {
+    child: Option<Child>,
+    pub url: String,
+    /// The folder of the config file (state and archives are relative to it
+    /// unless the config says otherwise).
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    stderr: Arc<Mutex<String>>,
+    envs: Vec<(String, String)>,
+}
+
+/// The sha256 (hex) of a token, as a `[[tokens]]` entry wants it.
+pub fn token_digest(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+impl Serve {
+    /// Writes `config` (a whole TOML file) into `dir/esark-serve.toml` and
+    /// starts the service with it; `envs` are added to its environment
+    /// (cluster passwords, AWS settings).
+    pub fn start(dir: &Path, config: &str, envs: &[(&str, &str)]) -> Serve {
+        let path = dir.join("esark-serve.toml");
+        std::fs::write(&path, config).unwrap();
+        Serve::start_with(
+            dir,
+            path,
+            envs.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    fn start_with(dir: &Path, config: PathBuf, envs: Vec<(String, String)>) -> Serve {
+        let bin = env!("CARGO_BIN_EXE_esark");
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("ESARK_") {
+                cmd.env_remove(&key);
+            }
+        }
+        cmd.env("ESARK_STATE_DIR", super::esark::test_state_dir());
+        for (k, v) in &envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        {
+            let mut pipe = child.stderr.take().unwrap();
+            let stderr = stderr.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    stderr
+                        .lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the service never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "esark serve did not print its address; stderr:\n{}",
+                    stderr.lock().unwrap()
+                );
+            }
+        };
+        let url = serde_json::from_str::<Value>(&line)
+            .ok()
+            .and_then(|v| v["listen"].as_str().map(String::from))
+            .unwrap_or_else(|| panic!("unexpected first line of esark serve: {line}"));
+        Serve {
+            child: Some(child),
+            url,
+            dir: dir.to_path_buf(),
+            config,
+            stderr,
+            envs,
+        }
+    }
+
+    /// Runs `esark serve --config FILE` expecting it to refuse to start:
+    /// its exit code and stderr.
+    pub fn refused(dir: &Path, config: &str) -> (Option<i32>, String) {
+        let path = dir.join("esark-serve.toml");
+        std::fs::write(&path, config).unwrap();
+        let out = super::esark::Esark::new()
+            .args(["serve", "--config"])
+            .arg(&path)
+            .timeout(Duration::from_secs(30))
+            .run();
+        (out.code, out.stderr)
+    }
+
+    /// What the service wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// `kill -9`, then starts it again on the same config. The config's
+    /// `listen` should be a fixed port for clients to find it again, or
+    /// the caller reads [`Serve::url`] anew.
+    pub fn kill_and_restart(&mut self) {
+        self.kill9();
+        let restarted = Serve::start_with(&self.dir, self.config.clone(), self.envs.clone());
+        *self = restarted;
+    }
+
+    /// `kill -9` (no clean up by the service).
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits (up to `timeout`) for the exit code.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        let mut child = self.child.take()?;
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            if start.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("esark serve did not stop within {timeout:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A request with an optional bearer token: status and body (JSON when
+    /// it parses, else a string value).
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let (status, _, text) = self.call_raw(
+            method,
+            path,
+            token,
+            body.map(|b| b.to_string().into_bytes()),
+            &[],
+        );
+        let value = serde_json::from_slice(&text)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&text).into()));
+        (status, value)
+    }
+
+    /// A request with raw body and extra headers: status, headers, body.
+    pub fn call_raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let mut request = client.request(method.parse().unwrap(), format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        let response = request
+            .send()
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().unwrap().to_vec();
+        (status, headers, bytes)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
