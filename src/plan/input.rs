@@ -10,9 +10,10 @@ use crate::archive::store::Location;
 use crate::catalog::IndexSelector;
 use crate::source::foreign::{self, ForeignError};
 
-/// Reads what `input` names: a local input as [`from_input`] does, or an
-/// esark archive on object storage (other tools' dumps are read from
-/// local files only).
+/// Reads what `input` names: an esark archive (any format version, in a
+/// folder or on object storage) or a dump another tool wrote (detected;
+/// read from local files only). Also returns the detected kind.
+/// `identities` read an encrypted archive (`--identity`).
 pub async fn from_location(
     input: &Location,
     index: Option<&str>,
@@ -21,66 +22,44 @@ pub async fn from_location(
     force: bool,
     identities: Option<&Identities>,
 ) -> Result<(RestorePlan, Option<foreign::ForeignKind>), PlanError> {
-    let Location::Object(_) = input else {
-        let path = input.as_local().unwrap_or(Path::new(""));
-        return from_input(path, index, selector, renamer, force, identities).await;
+    let local = input.as_local();
+    let kind = match local {
+        Some(path) => foreign::detect(path).await,
+        None => None,
     };
-    if index.is_some() {
-        return Err(PlanError::IndexOnArchive);
-    }
-    let store = input
-        .open()
-        .await
-        .map_err(crate::archive::ArchiveError::from)?;
-    let archive = reader::open_store(store)
-        .await?
-        .with_identities(identities.cloned());
-    let m = archive.manifest();
-    let names: Vec<String> = m.indices.iter().map(|i| i.name.clone()).collect();
-    let names: Vec<String> = names
-        .into_iter()
-        .chain(m.failed.iter().map(|f| f.name.clone()))
-        .collect();
-    let plan = from_archive(&archive, selector, renamer, force).await?;
-    if plan.indices.is_empty() && plan.damaged.is_empty() {
-        refuse_empty(selector, Some(&names), &input.to_path())?;
-    }
-    Ok((plan, None))
-}
-
-/// Reads what `input` names: an esark archive (any format version) or a
-/// dump another tool wrote (detected). Also returns the detected kind.
-/// `identities` read an encrypted archive (`--identity`).
-pub async fn from_input(
-    input: &Path,
-    index: Option<&str>,
-    selector: &IndexSelector,
-    renamer: &Renamer,
-    force: bool,
-    identities: Option<&Identities>,
-) -> Result<(RestorePlan, Option<foreign::ForeignKind>), PlanError> {
-    let kind = foreign::detect(input).await;
     if kind.is_none() {
-        if !foreign::looks_like_archive(input).await {
-            return Err(ForeignError::Unrecognized(input.to_path_buf()).into());
+        if let Some(path) = local {
+            if !foreign::looks_like_archive(path).await {
+                return Err(ForeignError::Unrecognized(path.to_path_buf()).into());
+            }
         }
         if index.is_some() {
             return Err(PlanError::IndexOnArchive);
         }
     }
     // The input is checked whole before the target is even contacted.
-    let (plan, names) = match kind {
-        Some(kind) => (
-            from_foreign(input, kind, index, selector, renamer).await?,
+    let (plan, names) = match (kind, local) {
+        (Some(kind), Some(path)) => (
+            from_foreign(path, kind, index, selector, renamer).await?,
             None,
         ),
-        None => {
-            let archive = reader::open(input)
-                .await?
-                .with_identities(identities.cloned());
+        _ => {
+            let archive = match local {
+                Some(path) => reader::open(path).await?,
+                None => {
+                    let store = input
+                        .open()
+                        .await
+                        .map_err(crate::archive::ArchiveError::from)?;
+                    reader::open_store(store).await?
+                }
+            }
+            .with_identities(identities.cloned());
             let m = archive.manifest();
-            let names = m.indices.iter().map(|i| i.name.clone());
-            let names: Vec<String> = names
+            let names: Vec<String> = m
+                .indices
+                .iter()
+                .map(|i| i.name.clone())
                 .chain(m.failed.iter().map(|f| f.name.clone()))
                 .collect();
             (
@@ -90,7 +69,7 @@ pub async fn from_input(
         }
     };
     if plan.indices.is_empty() && plan.damaged.is_empty() {
-        refuse_empty(selector, names.as_deref(), input)?;
+        refuse_empty(selector, names.as_deref(), &input.to_path())?;
     }
     Ok((plan, kind))
 }
