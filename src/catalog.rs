@@ -183,6 +183,50 @@ pub async fn select_indices(
     Ok((selected, skipped))
 }
 
+/// The one line of a selection of `cluster` that picked nothing (dump,
+/// copy): what was matched against, closed indices it matched, and what a
+/// `--match` naming an alias should name instead.
+pub async fn nothing_selected(
+    cluster: &Cluster,
+    selector: &IndexSelector,
+    skipped: &[SkippedIndex],
+) -> String {
+    let listed = cluster.list_indices().await.map(|l| l.len()).unwrap_or(0);
+    let mut line = match &selector.include {
+        Some(re) => format!(
+            "--match '{}' selects none of the {listed} indices",
+            re.as_str()
+        ),
+        None => format!(
+            "none of the {listed} indices is selected by default (names not starting with '.')"
+        ),
+    };
+    line.push_str(&format!(" of {}", cluster.url()));
+    if let Some(exclude) = &selector.exclude {
+        line.push_str(&format!(
+            " once --exclude '{}' is applied",
+            exclude.as_str()
+        ));
+    }
+    if !skipped.is_empty() {
+        let names: Vec<&str> = skipped.iter().map(|s| s.name.as_str()).collect();
+        line.push_str(&format!(
+            "; it matches only closed indices ({}): open them to dump them",
+            names.join(", ")
+        ));
+    }
+    if let Some(re) = &selector.include {
+        let aliases = cluster.aliases().await.unwrap_or_default();
+        for (alias, indices) in aliases.iter().filter(|(a, _)| re.is_match(a)).take(3) {
+            line.push_str(&format!(
+                "; {alias} is an alias of {}: match those",
+                indices.join(", ")
+            ));
+        }
+    }
+    line
+}
+
 /// Like [`read_index_metadata`], for an index or a data stream. A data
 /// stream's mappings and settings belong to its index template: only the
 /// settings of its write index are read, for its number of shards.

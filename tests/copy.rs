@@ -71,3 +71,27 @@ fn copy_between_clusters_then_verify_is_clean() {
     dump_archive(&f.cluster, &archive, &f.match_all());
     verify_cmd(&archive, &target).run().assert_success();
 }
+
+/// A `--match` that selects nothing is an error naming what it was matched
+/// against (as for dump and restore), not a successful copy of nothing.
+#[test]
+fn copy_of_a_selection_that_picks_nothing_is_refused() {
+    let Some(target) = target_cluster("copy-none") else {
+        return;
+    };
+    let f = Fixture::seed("copy-none", 20);
+    let pattern = format!("{}-no-such-index-.*", f.cluster.prefix());
+    let run = copy_cmd(&f.cluster, &target)
+        .args(["--match", &pattern])
+        .run();
+    assert_eq!(run.code, Some(1), "expected exit 1\n{run}");
+    let line = crate::util::check::assert_one_error_line(&run);
+    assert!(
+        line.contains(&format!("--match '{pattern}' selects none of the")),
+        "{line}"
+    );
+    assert!(
+        all_index_names(&target).is_empty(),
+        "nothing may be written"
+    );
+}

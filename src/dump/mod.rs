@@ -24,7 +24,7 @@ use crate::archive::manifest::{
 use crate::archive::store::{ArchiveStore, Location};
 use crate::archive::writer::ArchiveWriter;
 use crate::archive::{ArchiveError, Version, FORMAT_NAME};
-use crate::catalog::{select_indices, IndexSelector, Selected};
+use crate::catalog::{select_indices, Selected};
 use crate::cluster::{Cluster, ClusterError};
 use crate::job::{CancellationToken, Event, Events, IndexOutcome, JobKind, JobOutcome};
 use checkpoint::{checkpointer, Checkpoint, CHECKPOINT_FILE};
@@ -180,7 +180,9 @@ async fn run_dump(
     // not an empty archive.
     let (selected, skipped) = select_indices(&cluster, &config.selector).await?;
     if selected.is_empty() {
-        return Err(nothing_selected(&cluster, &config.selector, &skipped).await);
+        return Err(DumpError::NothingSelected(
+            crate::catalog::nothing_selected(&cluster, &config.selector, &skipped).await,
+        ));
     }
 
     let archive = match (&config.output, config.resume) {
@@ -368,49 +370,6 @@ async fn write_archive(
     }
     checkpointer.remove().await?;
     Ok(manifest)
-}
-
-/// The error of a selection that picked nothing, saying what was matched
-/// against, and what a `--match` naming an alias should name instead.
-async fn nothing_selected(
-    cluster: &Cluster,
-    selector: &IndexSelector,
-    skipped: &[SkippedIndex],
-) -> DumpError {
-    let listed = cluster.list_indices().await.map(|l| l.len()).unwrap_or(0);
-    let mut line = match &selector.include {
-        Some(re) => format!(
-            "--match '{}' selects none of the {listed} indices",
-            re.as_str()
-        ),
-        None => format!(
-            "none of the {listed} indices is selected by default (names not starting with '.')"
-        ),
-    };
-    line.push_str(&format!(" of {}", cluster.url()));
-    if let Some(exclude) = &selector.exclude {
-        line.push_str(&format!(
-            " once --exclude '{}' is applied",
-            exclude.as_str()
-        ));
-    }
-    if !skipped.is_empty() {
-        let names: Vec<&str> = skipped.iter().map(|s| s.name.as_str()).collect();
-        line.push_str(&format!(
-            "; it matches only closed indices ({}): open them to dump them",
-            names.join(", ")
-        ));
-    }
-    if let Some(re) = &selector.include {
-        let aliases = cluster.aliases().await.unwrap_or_default();
-        for (alias, indices) in aliases.iter().filter(|(a, _)| re.is_match(a)).take(3) {
-            line.push_str(&format!(
-                "; {alias} is an alias of {}: match those",
-                indices.join(", ")
-            ));
-        }
-    }
-    DumpError::NothingSelected(line)
 }
 
 /// The checkpoint of an interrupted dump in `root`, checked against the

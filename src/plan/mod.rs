@@ -541,6 +541,13 @@ pub async fn from_cluster(
         query,
     } = reading.clone();
     let (selected, skipped) = crate::catalog::select_indices(&source, selector).await?;
+    // Said before anything is read or written: copying nothing is an
+    // error, as dumping nothing is.
+    if selected.is_empty() {
+        return Err(PlanError::NothingSelected(
+            crate::catalog::nothing_selected(&source, selector, &skipped).await,
+        ));
+    }
     for closed in &skipped {
         events.warn(format!("index {:?} is closed; skipped", closed.name));
     }
