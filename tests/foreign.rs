@@ -481,6 +481,33 @@ fn malformed_lines_stop_the_restore_before_any_write() {
     assert_eq!(all_template_names(&target), before_templates);
 }
 
+/// A foreign dump's line is capped like an archive's (`--max-line-size`):
+/// a longer one is refused in one line naming the file and the line,
+/// before any write, instead of being read into memory whole.
+#[test]
+fn a_foreign_line_longer_than_the_cap_is_refused_before_any_write() {
+    let Some(target) = target_cluster("foreign-long-line") else {
+        return;
+    };
+    let before = all_index_names(&target);
+    let dir = staged("multielasticdump");
+    let data = dir.path.join("fx-events.json");
+    let text = std::fs::read_to_string(&data).unwrap();
+    // A valid hit of 3 MiB on line 2.
+    let long = json!({
+        "_id": "long", "_index": "fx-events", "_score": 1,
+        "_source": {"kind": "x".repeat(3 << 20)}
+    });
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    lines.insert(1, long.to_string());
+    std::fs::write(&data, lines.join("\n") + "\n").unwrap();
+    let run = dir.restore(&target).args(["--max-line-size", "1MiB"]).run();
+    let line = assert_one_error_line(&run);
+    assert!(line.contains("fx-events.json: line 2:"), "{line}");
+    assert!(line.contains("--max-line-size"), "{line}");
+    assert_eq!(all_index_names(&target), before, "nothing may be written");
+}
+
 #[test]
 fn unrecognised_inputs_and_misused_index_flag_are_clear_errors() {
     let Some(target) = target_cluster("foreign-unrecognised") else {

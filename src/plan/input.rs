@@ -119,13 +119,14 @@ fn refuse_empty(
     )))
 }
 
-/// Sets the longest line accepted from the plan's archive chunks.
+/// Sets the longest line accepted from the plan's archive chunks and
+/// foreign files.
 pub fn limit_lines(plan: &mut RestorePlan, max_line: u64) {
     for index in &mut plan.indices {
-        if let DataOrigin::Chunks(files) = &mut index.data {
-            for file in files {
-                file.max_line = max_line;
-            }
+        match &mut index.data {
+            DataOrigin::Chunks(files) => files.iter_mut().for_each(|f| f.max_line = max_line),
+            DataOrigin::Foreign(files) => files.iter_mut().for_each(|f| f.max_line = max_line),
+            DataOrigin::Stdin(_) | DataOrigin::Cluster { .. } => {}
         }
     }
 }

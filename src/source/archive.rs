@@ -207,7 +207,7 @@ impl ChunkLines {
 /// Like `read_until(b'\n')`, but stops once `buf` holds more than `max`
 /// bytes without a newline: `None`, with the line's start in `buf` and the
 /// rest unread. The newline itself does not count.
-async fn read_line_bounded<R: AsyncBufRead + Unpin + ?Sized>(
+pub(crate) async fn read_line_bounded<R: AsyncBufRead + Unpin + ?Sized>(
     reader: &mut R,
     buf: &mut Vec<u8>,
     max: u64,

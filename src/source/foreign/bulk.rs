@@ -150,6 +150,7 @@ pub(crate) async fn read_file(
                 format: LineFormat::Bulk,
                 only_index: several.then(|| name.clone()),
                 docs,
+                max_line: crate::source::archive::DEFAULT_MAX_LINE,
             }],
             name,
             docs,

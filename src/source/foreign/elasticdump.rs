@@ -205,6 +205,7 @@ pub(crate) async fn read_folder(
                 format: LineFormat::Hit,
                 only_index: None,
                 docs: n,
+                max_line: crate::source::archive::DEFAULT_MAX_LINE,
             });
         }
         let mut docs_meta = BTreeMap::new();
@@ -264,6 +265,7 @@ pub(crate) async fn read_file(
                 format: LineFormat::Hit,
                 only_index: (several).then(|| name.clone()),
                 docs,
+                max_line: crate::source::archive::DEFAULT_MAX_LINE,
             }],
             name,
             docs,

@@ -39,6 +39,7 @@ pub(crate) async fn read_file(path: &Path) -> Result<Vec<ForeignIndex>, ForeignE
             format: LineFormat::Stream,
             only_index: None,
             docs,
+            max_line: crate::source::archive::DEFAULT_MAX_LINE,
         }],
     }])
 }

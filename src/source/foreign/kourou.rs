@@ -147,6 +147,7 @@ pub(crate) async fn read(input: &Path) -> Result<Vec<ForeignIndex>, ForeignError
                 format: LineFormat::Kourou,
                 only_index: None,
                 docs,
+                max_line: crate::source::archive::DEFAULT_MAX_LINE,
             }],
         });
     }

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
 
+use crate::source::archive::{read_line_bounded, DEFAULT_MAX_LINE};
+
 use super::{bulk, elasticdump, esark_stream, kourou, ForeignError, ForeignFile, LineFormat};
 use crate::archive::compression::{decoding_reader, Compression};
 
@@ -55,18 +57,28 @@ pub(crate) async fn read_all(path: &Path) -> Result<Vec<u8>, ForeignError> {
 
 /// The non-blank lines of one file, without their line break (`\n` or
 /// `\r\n`), numbered from 1 as in an editor.
+/// A line longer than `max_line` is refused before it is read whole.
 pub(crate) struct RawLines {
     reader: Box<dyn AsyncBufRead + Unpin + Send>,
     path: PathBuf,
     line: u64,
+    max_line: u64,
 }
 
 impl RawLines {
+    /// Opens `path` with the default cap ([`DEFAULT_MAX_LINE`]): planning,
+    /// before `--max-line-size` is applied to the plan.
     pub(crate) async fn open(path: &Path) -> Result<RawLines, ForeignError> {
+        RawLines::open_limited(path, DEFAULT_MAX_LINE).await
+    }
+
+    /// Opens `path`, refusing lines longer than `max_line` bytes.
+    pub(crate) async fn open_limited(path: &Path, max_line: u64) -> Result<RawLines, ForeignError> {
         Ok(RawLines {
             reader: open_decoded(path).await?,
             path: path.to_path_buf(),
             line: 0,
+            max_line,
         })
     }
 
@@ -74,11 +86,16 @@ impl RawLines {
     pub(crate) async fn next(&mut self, buf: &mut Vec<u8>) -> Result<bool, ForeignError> {
         loop {
             buf.clear();
-            let n = self
-                .reader
-                .read_until(b'\n', buf)
+            let n = read_line_bounded(&mut self.reader, buf, self.max_line)
                 .await
                 .map_err(|e| ForeignError::io(&self.path, e))?;
+            let Some(n) = n else {
+                self.line += 1;
+                return Err(self.malformed(format!(
+                    "longer than {} (--max-line-size): refused without reading the rest",
+                    bytesize::ByteSize::b(self.max_line).display().iec()
+                )));
+            };
             if n == 0 {
                 return Ok(false);
             }
@@ -143,7 +160,7 @@ impl ForeignLines {
                 let Some(file) = self.files.pop_front() else {
                     return Ok(false);
                 };
-                let mut lines = RawLines::open(&file.path).await?;
+                let mut lines = RawLines::open_limited(&file.path, file.max_line).await?;
                 if file.format == LineFormat::Kourou {
                     // The first line names the index and the collection.
                     if !lines.next(&mut self.raw).await? {
@@ -238,6 +255,7 @@ mod tests {
             format,
             only_index: only.map(str::to_string),
             docs: 0,
+            max_line: DEFAULT_MAX_LINE,
         }
     }
 

@@ -165,6 +165,9 @@ pub struct ForeignFile {
     pub only_index: Option<String>,
     /// Documents counted when planning.
     pub docs: u64,
+    /// Longest line accepted, in bytes (`--max-line-size`, applied to the
+    /// plan by [`crate::plan::input::limit_lines`]).
+    pub max_line: u64,
 }
 
 /// One index found in a foreign dump.
