@@ -433,7 +433,7 @@ fn lists_failures(manifest: &[u8]) -> bool {
 mod tests {
     use super::index::source_disabled;
     use super::*;
-    use crate::catalog::IndexMetadata;
+    use crate::catalog::{IndexMetadata, IndexSelector};
     use regex::Regex;
     use serde_json::Value;
 
