@@ -6,7 +6,7 @@
 //! copy, verify and the importers of other tools' dumps read it; it
 //! imports none of them.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use regex::Regex;
 use serde_json::{Map, Value};
@@ -261,6 +261,77 @@ pub struct TemplateSet {
     pub component: Option<Map<String, Value>>,
 }
 
+impl TemplateSet {
+    /// Keeps only the templates that shape one of `names` (the target names of
+    /// the selected indices): the index and legacy templates whose patterns
+    /// match one, and the component templates those index templates compose.
+    pub fn keep_needed(&mut self, names: &[&str]) {
+        self.legacy.retain(|_, body| matches_any(body, names));
+        let mut composed: BTreeSet<String> = BTreeSet::new();
+        if let Some(index) = self.index.as_mut() {
+            index.retain(|_, body| matches_any(body, names));
+            for body in index.values() {
+                for c in body
+                    .get("composed_of")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                {
+                    composed.insert(c.to_string());
+                }
+            }
+        }
+        if let Some(component) = self.component.as_mut() {
+            component.retain(|name, _| composed.contains(name));
+        }
+    }
+}
+
+/// Whether an index pattern (`logs-*`, `*`) matches `name`: `*` is any
+/// run of characters, everything else is literal.
+pub fn glob_matches(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || name.len() < first.len() + last.len() {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    if !name.ends_with(last) {
+        return false;
+    }
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// The `index_patterns` of a template body (a string or a list), or the
+/// `template` field of a legacy template of Elasticsearch 5.
+pub fn template_patterns(body: &Value) -> Vec<String> {
+    match body.get("index_patterns").or_else(|| body.get("template")) {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(list)) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+pub fn matches_any(body: &Value, names: &[&str]) -> bool {
+    template_patterns(body)
+        .iter()
+        .any(|p| names.iter().any(|n| glob_matches(p, n)))
+}
+
 /// Reads every template of the cluster.
 pub async fn read_templates(
     cluster: &Cluster,
@@ -288,4 +359,31 @@ pub async fn read_templates(
         }
     }
     Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Map, Value};
+
+    use super::*;
+
+    #[test]
+    fn only_templates_of_selected_indices_and_their_components_are_kept() {
+        let map = |v: Value| v.as_object().unwrap().clone();
+        let mut set = TemplateSet {
+            legacy: map(json!({"l-logs": {"index_patterns": ["logs-*"]},
+                               "l-old": {"template": "logs-*"},
+                               "l-other": {"index_patterns": "other-*"}})),
+            index: Some(map(
+                json!({"t-logs": {"index_patterns": ["logs-*"], "composed_of": ["c-logs"]},
+                                   "t-other": {"index_patterns": ["other-*"], "composed_of": ["c-other"]}}),
+            )),
+            component: Some(map(json!({"c-logs": {}, "c-other": {}}))),
+        };
+        set.keep_needed(&["logs-1"]);
+        let names = |m: &Map<String, Value>| m.keys().cloned().collect::<Vec<_>>();
+        assert_eq!(names(&set.legacy), ["l-logs", "l-old"]);
+        assert_eq!(names(set.index.as_ref().unwrap()), ["t-logs"]);
+        assert_eq!(names(set.component.as_ref().unwrap()), ["c-logs"]);
+    }
 }

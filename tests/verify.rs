@@ -167,3 +167,40 @@ fn verify_reports_settings_alias_and_template_differences() {
         r.template
     );
 }
+
+/// A selective verify compares the templates a selective restore puts
+/// back (those shaping the selected indices), not every template of the
+/// archive: after `restore --match X`, `verify --match X` matches.
+#[test]
+fn a_selective_verify_compares_only_the_templates_of_the_selection() {
+    let Some(target) = target_cluster("verify-select") else {
+        return;
+    };
+    let source = TestCluster::start("verify-select");
+    let index = source.name("v");
+    seed_index(
+        &source,
+        &index,
+        &json!({}),
+        &[("d1".into(), r#"{"i":1}"#.into())],
+    );
+    // A template for other indices than the selected one.
+    let other = source.name("tpl-other");
+    source.put_legacy_template(
+        &other,
+        &json!({"index_patterns": [format!("{}-other-*", source.prefix())], "order": 1}),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    dump_archive(&source, &archive, &Fixture::exactly(&index));
+    let only = format!("^{}$", regex::escape(&index));
+    restore_cmd(&archive, &target)
+        .args(["--match", &only])
+        .run()
+        .assert_success();
+    let run = verify_cmd(&archive, &target)
+        .args(["--match", &only, "--json"])
+        .run();
+    assert_eq!(json_report(&run)["status"], "match", "{run}");
+    run.assert_success();
+}

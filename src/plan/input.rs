@@ -38,7 +38,7 @@ pub async fn from_location(
         }
     }
     // The input is checked whole before the target is even contacted.
-    let (plan, names) = match (kind, local) {
+    let (mut plan, names) = match (kind, local) {
         (Some(kind), Some(path)) => (
             from_foreign(path, kind, index, selector, renamer).await?,
             None,
@@ -71,6 +71,7 @@ pub async fn from_location(
     if plan.indices.is_empty() && plan.damaged.is_empty() {
         refuse_empty(selector, names.as_deref(), &input.to_path())?;
     }
+    super::keep_selected_templates(&mut plan, selector);
     Ok((plan, kind))
 }
 

@@ -524,6 +524,18 @@ pub struct SourceReading {
     pub query: Option<Arc<str>>,
 }
 
+/// A selective plan (`--match`, `--exclude`) takes only the templates its
+/// indices need: the ones whose patterns match a target name, and the
+/// component templates those compose, so that verify compares what
+/// restore puts back. (A copy takes every template of the source.)
+pub fn keep_selected_templates(plan: &mut RestorePlan, selector: &IndexSelector) {
+    if selector.include.is_none() && selector.exclude.is_none() {
+        return;
+    }
+    let names: Vec<&str> = plan.indices.iter().map(|i| i.target.as_str()).collect();
+    plan.templates.keep_needed(&names);
+}
+
 /// Reads the plan from a live cluster (for `copy`): its templates and, per
 /// selected open index, its metadata; documents will be read as `reading`
 /// says.

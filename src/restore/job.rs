@@ -98,12 +98,6 @@ pub async fn restore(
     )
     .await?;
     input::limit_lines(&mut plan, job.max_line);
-    // A selective restore takes only the templates its indices need.
-    if job.selector.include.is_some() || job.selector.exclude.is_some() {
-        let names: Vec<String> = plan.indices.iter().map(|i| i.target.clone()).collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        super::templates::keep_needed(&mut plan.templates, &names);
-    }
     if job.config.data {
         if job.validate {
             plan::validate_data(&mut plan, job.force).await?

@@ -8,88 +8,13 @@
 //! when no composable template matches
 //! (<https://www.elastic.co/guide/en/elasticsearch/reference/current/index-templates.html>).
 
-use std::collections::BTreeSet;
-
 use serde_json::{Map, Value};
 
 use super::report::{Status, TemplateReport};
 use super::target::Mode;
-use crate::catalog::TemplateSet;
+use crate::catalog::{matches_any, TemplateSet};
 use crate::cluster::templates::{PutOutcome, TemplateKind};
 use crate::cluster::Cluster;
-
-/// Whether an index pattern (`logs-*`, `*`) matches `name`: `*` is any
-/// run of characters, everything else is literal.
-pub fn glob_matches(pattern: &str, name: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == name;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !name.starts_with(first) || name.len() < first.len() + last.len() {
-        return false;
-    }
-    let mut rest = &name[first.len()..name.len() - last.len()];
-    if !name.ends_with(last) {
-        return false;
-    }
-    for part in &parts[1..parts.len() - 1] {
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
-        }
-    }
-    true
-}
-
-/// The `index_patterns` of a template body (a string or a list), or the
-/// `template` field of a legacy template of Elasticsearch 5.
-fn patterns(body: &Value) -> Vec<String> {
-    match body.get("index_patterns").or_else(|| body.get("template")) {
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(list)) => list
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-fn matches_any(body: &Value, names: &[&str]) -> bool {
-    patterns(body)
-        .iter()
-        .any(|p| names.iter().any(|n| glob_matches(p, n)))
-}
-
-fn priority(body: &Value) -> i64 {
-    body.get("priority").and_then(Value::as_i64).unwrap_or(0)
-}
-
-/// Keeps only the templates that shape one of `names` (the target names of
-/// the selected indices): the index and legacy templates whose patterns
-/// match one, and the component templates those index templates compose.
-pub fn keep_needed(set: &mut TemplateSet, names: &[&str]) {
-    set.legacy.retain(|_, body| matches_any(body, names));
-    let mut composed: BTreeSet<String> = BTreeSet::new();
-    if let Some(index) = set.index.as_mut() {
-        index.retain(|_, body| matches_any(body, names));
-        for body in index.values() {
-            for c in body
-                .get("composed_of")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-            {
-                composed.insert(c.to_string());
-            }
-        }
-    }
-    if let Some(component) = set.component.as_mut() {
-        component.retain(|name, _| composed.contains(name));
-    }
-}
 
 /// The target's composable templates that are not being put back and that
 /// outrank, for one of `names`, every template of the archive matching it.
@@ -176,9 +101,14 @@ pub async fn restore(
     (out, warnings)
 }
 
+fn priority(body: &Value) -> i64 {
+    body.get("priority").and_then(Value::as_i64).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::glob_matches;
     use serde_json::json;
 
     #[test]
@@ -197,26 +127,6 @@ mod tests {
         ] {
             assert_eq!(glob_matches(pattern, name), expected, "{pattern} {name}");
         }
-    }
-
-    #[test]
-    fn only_templates_of_selected_indices_and_their_components_are_kept() {
-        let map = |v: Value| v.as_object().unwrap().clone();
-        let mut set = TemplateSet {
-            legacy: map(json!({"l-logs": {"index_patterns": ["logs-*"]},
-                               "l-old": {"template": "logs-*"},
-                               "l-other": {"index_patterns": "other-*"}})),
-            index: Some(map(
-                json!({"t-logs": {"index_patterns": ["logs-*"], "composed_of": ["c-logs"]},
-                                   "t-other": {"index_patterns": ["other-*"], "composed_of": ["c-other"]}}),
-            )),
-            component: Some(map(json!({"c-logs": {}, "c-other": {}}))),
-        };
-        keep_needed(&mut set, &["logs-1"]);
-        let names = |m: &Map<String, Value>| m.keys().cloned().collect::<Vec<_>>();
-        assert_eq!(names(&set.legacy), ["l-logs", "l-old"]);
-        assert_eq!(names(set.index.as_ref().unwrap()), ["t-logs"]);
-        assert_eq!(names(set.component.as_ref().unwrap()), ["c-logs"]);
     }
 
     #[test]
