@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
 # Runs esark's end-to-end benchmark on 127.0.0.1 and writes
 # benches/RESULTS.md: dump and restore against elasticdump and raw
-# baselines, a null bulk sink, memory flatness (see benches/README.md).
+# baselines, a null bulk sink, memory flatness, archives on S3 (moto) and
+# encrypted with age (see benches/README.md).
 #
-#   ./benches/run.sh            # 100,000 documents, 7 runs per dump row, 3 per restore row
-#   ./benches/run.sh --quick    # 3,000 documents: a smoke run of every row
+#   ./benches/run.sh                  # 100,000 documents, 7 runs per dump row, 3 per restore row
+#   ./benches/run.sh --quick          # 3,000 documents: a smoke run of every row
+#   ./benches/run.sh --rows storage   # only the S3 and encryption rows and the folder
+#                                     # rows they are compared with, written to
+#                                     # benches/RESULTS-storage.md (RESULTS.md is left alone)
 #
 # Environment: ESARK_BENCH_DOCS (default 100000, --quick 3000),
 # ESARK_BENCH_REPEAT (default 3: restore rows), ESARK_BENCH_DUMP_REPEAT
 # (default 7: the dump rows take a second each, and some runs meet a burst
 # of over a second of server CPU, whichever tool runs), ESARK_BENCH_SEED (default 42),
-# ESARK_BENCH_RESULTS (default benches/RESULTS.md).
+# ESARK_BENCH_ROWS (all or storage; as --rows, default all),
+# ESARK_BENCH_RESULTS (default benches/RESULTS.md, with storage rows only
+# benches/RESULTS-storage.md).
 #
 # Installs everything it needs, pinned: osmem-server through
-# scripts/install-osmem.sh, elasticdump with npm into benches/work/node
-# (git-ignored). Scratch data and per-step logs go to benches/work/run.
+# scripts/install-osmem.sh, moto through scripts/install-moto.sh (if that
+# fails, the S3 rows are reported as SKIPPED with the reason), elasticdump
+# with npm into benches/work/node (git-ignored; not with storage rows
+# only). Scratch data and per-step logs go to benches/work/run.
 set -euo pipefail
 
 ELASTICDUMP_VERSION="6.125.1"
@@ -24,17 +32,27 @@ cd "$root"
 
 quick=()
 docs="${ESARK_BENCH_DOCS:-100000}"
-for arg in "$@"; do
-  case "$arg" in
+rows="${ESARK_BENCH_ROWS:-all}"
+while [ $# -gt 0 ]; do
+  case "$1" in
     --quick) quick=(--quick); docs="${ESARK_BENCH_DOCS:-3000}" ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
-    *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
+    --rows) [ $# -ge 2 ] || { echo "--rows needs a value: all or storage" >&2; exit 2; }
+            rows="$2"; shift ;;
+    --rows=*) rows="${1#--rows=}" ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
   esac
+  shift
 done
+case "$rows" in
+  all) default_results="$root/benches/RESULTS.md" ;;
+  storage) default_results="$root/benches/RESULTS-storage.md" ;;
+  *) echo "--rows $rows: all or storage" >&2; exit 2 ;;
+esac
 repeat="${ESARK_BENCH_REPEAT:-3}"
 dump_repeat="${ESARK_BENCH_DUMP_REPEAT:-7}"
 seed="${ESARK_BENCH_SEED:-42}"
-results="${ESARK_BENCH_RESULTS:-$root/benches/RESULTS.md}"
+results="${ESARK_BENCH_RESULTS:-$default_results}"
 work="$root/benches/work"
 mkdir -p "$work"
 
@@ -56,9 +74,21 @@ step() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 step "osmem-server (pinned)"
 osmem="$(timeout 600 ./scripts/install-osmem.sh)"
 
+# Without moto the harness still runs every other row and reports the S3
+# rows as SKIPPED, with the installer's last words as the reason.
+step "moto_server (pinned)"
+moto_log="$work/install-moto.log"
+if moto="$(timeout 900 ./scripts/install-moto.sh 2>"$moto_log")" && [ -x "$moto" ]; then
+  moto_args=(--moto "$moto")
+else
+  why="scripts/install-moto.sh failed: $(tail -n 1 "$moto_log" 2>/dev/null || true)"
+  echo "$why (the S3 rows will be reported as SKIPPED)" >&2
+  moto_args=(--moto-skip "$why")
+fi
+
 node_prefix="$work/node"
 installed="$(node -p "require('$node_prefix/node_modules/elasticdump/package.json').version" 2>/dev/null || true)"
-if [ "$installed" != "$ELASTICDUMP_VERSION" ]; then
+if [ "$rows" = all ] && [ "$installed" != "$ELASTICDUMP_VERSION" ]; then
   step "elasticdump@$ELASTICDUMP_VERSION (npm)"
   mkdir -p "$node_prefix"
   timeout 900 npm install --prefix "$node_prefix" --no-audit --no-fund --loglevel=error \
@@ -70,11 +100,11 @@ timeout 1800 cargo build --release --locked --bins >&2
 timeout 1800 cargo bench --locked --bench compare --no-run >&2
 rm -rf "$work/run"
 
-step "running: $docs documents, $dump_repeat run(s) per dump row, $repeat per restore row"
+step "running: rows $rows, $docs documents, $dump_repeat run(s) per dump row, $repeat per restore row"
 ESARK_BENCH_REPO="$root" cargo bench --locked --bench compare -- run \
   --docs "$docs" --repeat "$repeat" --dump-repeat "$dump_repeat" --seed "$seed" \
-  --work "$work" --results "$results" \
+  --work "$work" --results "$results" --rows "$rows" \
   --esark "$root/target/release/esark" --esark-seed "$root/target/release/esark-seed" \
-  --osmem "$osmem" --elasticdump "$node_prefix" "${quick[@]}" &
+  --osmem "$osmem" --elasticdump "$node_prefix" "${moto_args[@]}" "${quick[@]}" &
 child=$!
 wait "$child"

@@ -12,8 +12,10 @@
 //! | `null-sink`: the null bulk sink server | [`null_sink`] |
 //! | measuring a child: wall, CPU of its tree, peak RSS, deadline; `launch`: the launcher | [`measure`] |
 //! | osmem and null-sink processes, the harness's own HTTP calls | [`servers`] |
+//! | the S3 test server (moto) of the storage rows | [`moto`] |
 
 mod measure;
+mod moto;
 mod null_sink;
 mod raw;
 mod report;
@@ -47,13 +49,38 @@ pub struct Config {
     pub elasticdump: PathBuf,
     /// `--quick`: only a label in the report.
     pub quick: bool,
+    /// Which rows run (`--rows`).
+    pub rows: Rows,
+    /// `moto_server` for the S3 rows, or why there is none (`--moto-skip`):
+    /// those rows are then reported as skipped, with this reason.
+    pub moto: Result<PathBuf, String>,
+}
+
+/// The rows a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// Every row (the default).
+    All,
+    /// The storage rows only (S3, encryption) and the folder rows they are
+    /// compared with: esark dump to a folder, esark restore → null sink.
+    Storage,
+}
+
+impl Rows {
+    pub fn name(self) -> &'static str {
+        match self {
+            Rows::All => "all",
+            Rows::Storage => "storage",
+        }
+    }
 }
 
 const USAGE: &str = "\
-compare: esark's end-to-end benchmark. Run it with ./benches/run.sh [--quick].
+compare: esark's end-to-end benchmark. Run it with ./benches/run.sh [--quick] [--rows storage].
 
   compare run --docs N --repeat R [--dump-repeat D] --seed S --work DIR --results FILE \\
-              --esark BIN --esark-seed BIN --osmem BIN --elasticdump NPM_PREFIX [--quick]
+              --esark BIN --esark-seed BIN --osmem BIN --elasticdump NPM_PREFIX \\
+              (--moto BIN | --moto-skip REASON) [--rows all|storage] [--quick]
   compare raw-scroll --source URL [--workers 2] [--page-size 5000]
   compare raw-bulk --target URL --dir DIR [--connections 2]
   compare null-sink
@@ -117,6 +144,16 @@ fn parse_run(args: &[String]) -> Result<Config, String> {
         osmem: value("--osmem")?.into(),
         elasticdump: value("--elasticdump")?.into(),
         quick: args.iter().any(|a| a == "--quick"),
+        rows: match value("--rows").as_deref() {
+            Err(_) | Ok("all") => Rows::All,
+            Ok("storage") => Rows::Storage,
+            Ok(other) => return Err(format!("--rows {other}: all or storage")),
+        },
+        moto: match (value("--moto"), value("--moto-skip")) {
+            (Ok(bin), _) => Ok(bin.into()),
+            (Err(_), Ok(reason)) => Err(reason),
+            (Err(_), Err(_)) => Err("the harness was given no --moto".into()),
+        },
     };
     if config.docs < 10 {
         return Err("--docs must be at least 10".into());

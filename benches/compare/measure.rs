@@ -177,7 +177,7 @@ pub fn launch_main(args: &[String]) -> std::process::ExitCode {
     }
 }
 
-/// Runs `cmd` (its program, arguments and working directory) through the
+/// Runs `cmd` (its program, arguments, environment and working directory) through the
 /// launcher, to its end or to `timeout`. Stdout is captured, stderr goes
 /// to `log` (appended), stdin is closed.
 pub fn run(cmd: Command, timeout: Duration, log: &Path) -> Outcome {
@@ -198,6 +198,14 @@ pub fn run(cmd: Command, timeout: Duration, log: &Path) -> Outcome {
         .args(cmd.get_args());
     if let Some(dir) = cmd.get_current_dir() {
         launcher.current_dir(dir);
+    }
+    // The launcher passes its environment on to the tool: the variables
+    // set on `cmd` (the S3 endpoint and keys of the storage rows) go there.
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(v) => launcher.env(key, v),
+            None => launcher.env_remove(key),
+        };
     }
     launcher
         .env(REPORT_ENV, &report_path)

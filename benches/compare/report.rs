@@ -14,6 +14,8 @@ pub enum RunStatus {
     /// It finished, but not every document arrived.
     Incomplete(String),
     Failed(String),
+    /// It could not run (no moto for the S3 rows); the reason is reported.
+    Skipped(String),
 }
 
 #[derive(Debug, Clone)]
@@ -54,16 +56,22 @@ impl Row {
         }
     }
 
-    /// Runs that produced numbers (not failed).
+    /// Runs that produced numbers (not failed or skipped).
     fn measured(&self) -> Vec<&Run> {
         self.runs
             .iter()
-            .filter(|r| !matches!(r.status, RunStatus::Failed(_)))
+            .filter(|r| matches!(r.status, RunStatus::Ok | RunStatus::Incomplete(_)))
             .collect()
     }
 
     pub fn status(&self) -> &'static str {
         if self
+            .runs
+            .iter()
+            .any(|r| matches!(r.status, RunStatus::Skipped(_)))
+        {
+            "SKIPPED"
+        } else if self
             .runs
             .iter()
             .any(|r| matches!(r.status, RunStatus::Failed(_)))
@@ -88,6 +96,7 @@ impl Row {
                 RunStatus::Ok => continue,
                 RunStatus::Incomplete(s) => format!("INCOMPLETE: {s}"),
                 RunStatus::Failed(s) => format!("FAILED: {s}"),
+                RunStatus::Skipped(s) => format!("SKIPPED: {s}"),
             };
             if !out.contains(&p) {
                 out.push(p);
@@ -185,7 +194,11 @@ pub fn table(rows: &[Row]) -> String {
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.side,
             r.tool,
-            r.runs.len(),
+            if r.status() == "SKIPPED" {
+                0
+            } else {
+                r.runs.len()
+            },
             num(secs(r.wall())),
             num(r.wall_range()),
             num(rate(r.docs_per_s())),

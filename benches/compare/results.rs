@@ -1,10 +1,12 @@
-//! The report of a run: printed to stdout and written to `RESULTS.md`.
+//! The report of a run: printed to stdout and written to `RESULTS.md`
+//! (with `--rows storage`, run.sh's default is `RESULTS-storage.md`: the
+//! storage section alone, saying which rows ran).
 
 use std::fmt::Write as _;
 
 use crate::report::{machine, mib, npm_version, output, ratio, table, Row};
 use crate::steps::Bench;
-use crate::Config;
+use crate::{Config, Rows};
 
 /// Tool versions, read before the run starts.
 pub fn versions(cfg: &Config) -> Vec<(String, String)> {
@@ -29,6 +31,27 @@ pub fn versions(cfg: &Config) -> Vec<(String, String)> {
         ),
         ("rustc".into(), output("rustc", &["--version"])),
     ]
+    .into_iter()
+    .filter(|(k, _)| cfg.rows == Rows::All || k != "elasticdump")
+    .chain([("moto".into(), moto_version(cfg))])
+    .collect()
+}
+
+/// moto's version, from the Python next to `moto_server`.
+fn moto_version(cfg: &Config) -> String {
+    match &cfg.moto {
+        Ok(bin) => match bin.parent() {
+            Some(dir) => format!(
+                "moto[server] {} (PyPI, scripts/install-moto.sh)",
+                output(
+                    dir.join("python"),
+                    &["-c", "import moto; print(moto.__version__)"]
+                )
+            ),
+            None => "unknown".into(),
+        },
+        Err(why) => format!("not available: {why}"),
+    }
 }
 
 fn find<'a>(rows: &'a [Row], key: &str) -> Option<&'a Row> {
@@ -59,36 +82,98 @@ fn cpu_ratio(rows: &[Row], a: &str, b: &str) -> String {
 }
 
 pub fn write(b: &Bench, versions: &[(String, String)]) -> Result<(), String> {
-    let rows = &b.rows;
+    let all = b.cfg.rows == Rows::All;
     let mut s = String::new();
-    let _ = writeln!(s, "# esark benchmark results\n");
+    if all {
+        let _ = writeln!(s, "# esark benchmark results\n");
+    } else {
+        let _ = writeln!(
+            s,
+            "# esark benchmark results: archives on object storage and encryption\n"
+        );
+    }
     let _ = writeln!(
         s,
-        "Written by `./benches/run.sh{}` on {} (the whole run took {:.1} min). \
+        "Written by `./benches/run.sh{}{}` on {} (the whole run took {:.1} min). \
          Everything ran on 127.0.0.1 of one machine; the servers are osmem-server \
          (in-memory, OpenSearch-compatible), so restore rows into osmem are bounded by its indexing speed.\n",
         if b.cfg.quick { " --quick" } else { "" },
+        if all { "" } else { " --rows storage" },
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         b.started.elapsed().as_secs_f64() / 60.0
     );
+    if !all {
+        let _ = writeln!(
+            s,
+            "Rows run: `storage` only: esark dump to a folder, to S3 (moto) and to a folder with \
+             `--encrypt-to`, and esark restore into the null sink from each of those archives. \
+             Not run: the raw baselines, multielasticdump, the restores into osmem and the memory \
+             flatness runs; [RESULTS.md](RESULTS.md) holds those from a full run.\n"
+        );
+    }
     let _ = writeln!(s, "## Machine and versions\n");
     for (k, v) in machine().iter().chain(versions) {
         let _ = writeln!(s, "- {k}: {v}");
     }
     let _ = writeln!(
         s,
-        "\n## Data set\n\n`esark-seed --docs {} --seed {}`: {} documents (by `_count`) in {} indices ({}), seeded in {:.1} s. \
-         The raw scroll and esark dump rows ran {} time(s) each, alternating (`ESARK_BENCH_DUMP_REPEAT`), the \
-         raw bulk and esark restore rows {} time(s) (`ESARK_BENCH_REPEAT`), elasticdump once; the table shows medians.\n",
+        "\n## Data set\n\n`esark-seed --docs {} --seed {}`: {} documents (by `_count`) in {} indices ({}), seeded in {:.1} s. ",
         b.cfg.docs,
         b.cfg.seed,
         b.expected,
         b.indices.len(),
         b.indices.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", "),
         b.seed_secs,
-        b.cfg.dump_repeat,
-        b.cfg.repeat
     );
+    s.pop();
+    if all {
+        let _ = writeln!(
+            s,
+            "The raw scroll and esark dump rows ran {} time(s) each, alternating (`ESARK_BENCH_DUMP_REPEAT`), the \
+             raw bulk and esark restore rows {} time(s) (`ESARK_BENCH_REPEAT`), elasticdump once; the table shows medians.\n",
+            b.cfg.dump_repeat, b.cfg.repeat
+        );
+        tool_sections(b, &mut s);
+    } else {
+        let _ = writeln!(
+            s,
+            "The esark dump rows ran {} time(s) each (`ESARK_BENCH_DUMP_REPEAT`), the restore rows {} time(s) \
+             (`ESARK_BENCH_REPEAT`), in rounds as described below; the tables show medians.\n",
+            b.cfg.dump_repeat, b.cfg.repeat
+        );
+    }
+    storage_section(b, &mut s);
+    let problems: Vec<String> = b
+        .rows
+        .iter()
+        .chain(&b.small_rows)
+        .chain(&b.storage_rows)
+        .flat_map(|r| {
+            r.problems()
+                .into_iter()
+                .map(move |p| format!("{} / {}: {p}", r.side, r.tool))
+        })
+        .collect();
+    if !b.notes.is_empty() || !problems.is_empty() {
+        let _ = writeln!(s, "\n## Notes and problems\n");
+        for n in b.notes.iter().chain(&problems) {
+            let _ = writeln!(s, "- {n}");
+        }
+    }
+    s.push_str(METHOD);
+    if all {
+        s.push_str(TOOL_ROWS);
+    }
+    s.push_str(STORAGE_ROWS);
+    println!("\n{s}");
+    std::fs::write(&b.cfg.results, &s).map_err(|e| format!("{}: {e}", b.cfg.results.display()))?;
+    eprintln!("wrote {}", b.cfg.results.display());
+    Ok(())
+}
+
+/// The tool comparison: the main table, its ratios, memory flatness.
+fn tool_sections(b: &Bench, s: &mut String) {
+    let rows = &b.rows;
     let _ = writeln!(s, "## Results\n\n{}", table(rows));
     let _ = writeln!(s, "### Ratios (docs/s of the first over the second)\n");
     for (label, a, bb) in [
@@ -164,27 +249,82 @@ pub fn write(b: &Bench, versions: &[(String, String)]) -> Result<(), String> {
             table(&b.small_rows)
         );
     }
-    let problems: Vec<String> = rows
-        .iter()
-        .chain(&b.small_rows)
-        .flat_map(|r| {
-            r.problems()
-                .into_iter()
-                .map(move |p| format!("{} / {}: {p}", r.side, r.tool))
-        })
-        .collect();
-    if !b.notes.is_empty() || !problems.is_empty() {
-        let _ = writeln!(s, "\n### Notes and problems\n");
-        for n in b.notes.iter().chain(&problems) {
-            let _ = writeln!(s, "- {n}");
-        }
-    }
-    s.push_str(METHOD);
-    println!("\n{s}");
-    std::fs::write(&b.cfg.results, &s).map_err(|e| format!("{}: {e}", b.cfg.results.display()))?;
-    eprintln!("wrote {}", b.cfg.results.display());
-    Ok(())
 }
+
+/// The storage rows next to the folder rows they are compared with, and
+/// the ratios the object-storage issue asks for.
+fn storage_section(b: &Bench, s: &mut String) {
+    let _ = writeln!(s, "## Archives on object storage and encryption\n");
+    let _ = writeln!(
+        s,
+        "The same source and options as the folder rows (`--match '.*'`, esark's defaults otherwise), \
+         written to S3 (moto on 127.0.0.1) and to a folder encrypted with age; each round runs folder, \
+         S3 and encrypted back to back. The restores read each archive into the **null sink**, not \
+         osmem, so the server's indexing speed does not hide the cost of reading the archive.\n"
+    );
+    let rows: Vec<Row> = STORAGE_KEYS
+        .iter()
+        .filter_map(|k| find(&b.rows, k).or_else(|| find(&b.storage_rows, k)))
+        .cloned()
+        .collect();
+    let _ = writeln!(s, "{}", table(&rows));
+    let _ = writeln!(s, "### Ratios (first over second, medians)\n");
+    let _ = writeln!(
+        s,
+        "| comparison | wall | docs/s | client CPU | peak RSS MiB | peak RSS difference |\n\
+         |---|---:|---:|---:|---:|---:|"
+    );
+    for (label, a, base) in STORAGE_RATIOS {
+        let (Some(x), Some(y)) = (find(&rows, a), find(&rows, base)) else {
+            let _ = writeln!(s, "| {label} | - | - | - | - | - |");
+            continue;
+        };
+        let diff = x.max_rss() - y.max_rss();
+        let _ = writeln!(
+            s,
+            "| {label} | {} | {} | {} | {} vs {} | {} |",
+            ratio(x.wall(), y.wall()),
+            docs_ratio(&rows, a, base),
+            ratio(x.cpu(), y.cpu()),
+            mib(x.max_rss()),
+            mib(y.max_rss()),
+            if diff.is_finite() {
+                format!("{:+.1} MiB", diff / 1048576.0)
+            } else {
+                "-".into()
+            }
+        );
+    }
+}
+
+/// The storage section's rows: each folder row, then what it is compared with.
+const STORAGE_KEYS: [&str; 6] = [
+    "dump.esark",
+    "dump.s3",
+    "dump.encrypted",
+    "restore.null",
+    "restore.null_s3",
+    "restore.null_encrypted",
+];
+
+const STORAGE_RATIOS: [(&str, &str, &str); 4] = [
+    ("dump: S3 / folder", "dump.s3", "dump.esark"),
+    (
+        "dump: encrypted / plain (folders)",
+        "dump.encrypted",
+        "dump.esark",
+    ),
+    (
+        "restore → null sink: S3 / folder",
+        "restore.null_s3",
+        "restore.null",
+    ),
+    (
+        "restore → null sink: encrypted / plain (folders)",
+        "restore.null_encrypted",
+        "restore.null",
+    ),
+];
 
 const METHOD: &str = r#"
 ## How each row is measured
@@ -203,9 +343,12 @@ const METHOD: &str = r#"
   its `<index>.json` data files; raw scroll: hits received). Restore rows count documents in the
   target with `_count` per index after `_refresh`; the null sink counts what it received and must
   agree with esark's `written`. A row is INCOMPLETE when any run is short, FAILED when a tool
-  exits non-zero, times out or cannot be verified.
+  exits non-zero, times out or cannot be verified, SKIPPED when it could not run at all (the S3
+  rows without moto; the reason is in the notes).
 - Every restore row gets a fresh target (osmem or null sink).
+"#;
 
+const TOOL_ROWS: &str = r#"
 Rows:
 
 - **raw scroll**: `compare raw-scroll` (benches/compare/raw.rs): 2 threads, one keep-alive
@@ -232,4 +375,24 @@ Rows:
   the dump side), plus `--support-big-int=true` for the second row.
 - **Memory flatness**: esark dump and esark restore into the null sink, run on a second source
   seeded with a tenth of the documents, compared with the main rows.
+"#;
+
+const STORAGE_ROWS: &str = r#"
+Storage rows (section "Archives on object storage and encryption"):
+
+- **folder rows**: `esark dump --source URL --output DIR --match '.*' --json -q` into a fresh
+  folder, and `esark restore --input DIR --target NULL_SINK --json -q` into a fresh null sink.
+- **esark dump → S3 (moto)**: the same dump with `--output s3://esark-bench/dump-N` (a fresh prefix
+  per run) and `AWS_ENDPOINT_URL_S3`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`
+  naming moto (`moto_server`, pinned by `scripts/install-moto.sh`, in memory, on 127.0.0.1,
+  started by the harness with one bucket and stopped at the end). Verified with
+  `esark inspect s3://… --json`; data MiB is the objects' total size (ListObjectsV2).
+- **esark dump --encrypt-to**: the same dump into a folder with `--encrypt-to age1…`, an X25519
+  key pair the harness generates for the run; verified with `esark inspect DIR --json --identity FILE`.
+- **esark restore from S3 / --identity → null sink**: `esark restore --input s3://…` (the last
+  complete S3 dump) or `--input DIR --identity FILE` (the encrypted folder), into a fresh null
+  sink, so the read cost is not hidden behind a server's indexing speed.
+- Each round runs the folder, S3 and encrypted row back to back (dump rounds also hold the raw
+  scroll run in a full run; restore rounds the restores into osmem). moto is a separate process:
+  its CPU is not in client CPU (the notes give it).
 "#;

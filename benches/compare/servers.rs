@@ -1,5 +1,6 @@
-//! Servers the comparison starts (osmem-server, the null bulk sink) and the
-//! few HTTP calls it makes itself (listing indices, counting documents).
+//! Servers the comparison starts (osmem-server, the null bulk sink; moto
+//! in [`crate::moto`]) and the few HTTP calls it makes itself (listing
+//! indices, counting documents).
 //!
 //! A [`Server`] kills its process when dropped, so every server is gone at
 //! the end of a run, on an error too; osmem is also told our pid
@@ -87,6 +88,12 @@ impl Server {
         cmd.args(["-addr", "127.0.0.1:0", "-no-stdin-watch", "-parent-pid"])
             .arg(std::process::id().to_string());
         Server::start(name, cmd, log)
+    }
+
+    /// A server started elsewhere that does not announce its URL (moto):
+    /// killed and reaped on drop like the others.
+    pub fn adopt(child: Child, url: String) -> Server {
+        Server { child, url }
     }
 
     /// A fresh null bulk sink (this very binary, `null-sink`).

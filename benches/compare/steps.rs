@@ -1,6 +1,8 @@
 //! The orchestrator: seeds one source, measures every dump row against it,
-//! then every restore row into a fresh target each time, then the memory
-//! flatness runs, and writes the report.
+//! then the memory flatness runs, then every restore row into a fresh
+//! target each time, and writes the report. With `--rows storage`, only
+//! the storage rows ([`storage`]) and the folder rows they are compared
+//! with run; the multielasticdump rows are in [`elasticdump`].
 //!
 //! A row that fails shows as FAILED with its reason; only a source that
 //! cannot be started or seeded stops the run. Every server is a
@@ -17,7 +19,12 @@ use crate::measure::{self, Outcome};
 use crate::raw;
 use crate::report::{Row, Run, RunStatus};
 use crate::servers::{encode, Http, Server};
-use crate::Config;
+use crate::{Config, Rows};
+
+mod elasticdump;
+mod storage;
+
+use storage::{Archive, Storage};
 
 /// esark restore's defaults, used for the raw bulk bodies too.
 const BULK_BYTES: usize = 10 << 20;
@@ -37,6 +44,9 @@ pub struct Bench {
     /// The memory-flatness rows at a tenth of the documents.
     pub small_rows: Vec<Row>,
     pub small_docs: u64,
+    /// The storage rows (S3, encryption), compared with `dump.esark` and
+    /// `restore.null` of `rows`.
+    pub storage_rows: Vec<Row>,
     pub notes: Vec<String>,
     pub seed_secs: f64,
     pub started: Instant,
@@ -57,6 +67,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         rows: Vec::new(),
         small_rows: Vec::new(),
         small_docs: 0,
+        storage_rows: Vec::new(),
         notes: Vec::new(),
         seed_secs: f64::NAN,
         started: Instant::now(),
@@ -92,10 +103,15 @@ pub fn run(cfg: Config) -> Result<(), String> {
                 b.expected, b.cfg.docs
             ));
         }
-        b.dump_side(&source);
+        let mut storage = b.storage_setup();
+        b.dump_side(&source, &mut storage);
+        drop(source);
+        if b.cfg.rows == Rows::All {
+            b.flatness();
+        }
+        b.restore_side(&mut storage);
+        b.storage_finish(storage);
     }
-    b.flatness();
-    b.restore_side();
     crate::results::write(&b, &versions)
 }
 
@@ -148,14 +164,6 @@ impl Bench {
         let mut cmd = self.command(std::env::current_exe().expect("the current executable"));
         cmd.arg(role);
         cmd
-    }
-
-    fn elasticdump(&self) -> Command {
-        self.command(
-            self.cfg
-                .elasticdump
-                .join("node_modules/.bin/multielasticdump"),
-        )
     }
 
     /// Runs an unmeasured helper step; `Err` names its log.
@@ -230,7 +238,8 @@ impl Bench {
 
     // ---- dump side ----------------------------------------------------
 
-    fn dump_side(&mut self, server: &Server) {
+    fn dump_side(&mut self, server: &Server, storage: &mut Storage) {
+        let all = self.cfg.rows == Rows::All;
         let source = server.url.as_str();
         let n = self.expected;
         let mut raw = Row::new(
@@ -241,6 +250,7 @@ impl Bench {
         );
         let mut esark = Row::new("dump.esark", "dump", "esark dump (zstd, defaults)", n);
         let out = self.path("dump-esark");
+        let folder = Archive::Folder(out.clone());
         // What the server spent during each run: some runs meet a burst of
         // over a second of server CPU (seen with either tool; the server
         // holds a few GB for 100,000 documents) and are slow whichever tool
@@ -252,14 +262,17 @@ impl Bench {
             }
         };
         for r in 1..=self.cfg.dump_repeat {
+            if all {
+                let before = server.cpu_seconds();
+                let run = self.raw_scroll(source, r);
+                during(format!("raw {r}"), &run, before);
+                raw.runs.push(run);
+            }
             let before = server.cpu_seconds();
-            let run = self.raw_scroll(source, r);
-            during(format!("raw {r}"), &run, before);
-            raw.runs.push(run);
-            let before = server.cpu_seconds();
-            let run = self.esark_dump(source, &out, &format!("dump-esark-{r}"), n);
+            let run = self.esark_dump(source, &folder, &format!("dump-esark-{r}"), n);
             during(format!("esark {r}"), &run, before);
             esark.runs.push(run);
+            self.storage_dump(storage, source, r);
         }
         if !server_cpu.is_empty() {
             let list: Vec<String> = server_cpu
@@ -281,6 +294,10 @@ impl Bench {
                 "esark dump's options, as its manifest records them: `{options}`."
             ));
         }
+        if !all {
+            self.rows.push(esark);
+            return;
+        }
         let default = self.elasticdump_dump(source, false);
         let big_int = self.elasticdump_dump(source, true);
         self.rows.extend([raw, esark, default, big_int]);
@@ -299,22 +316,25 @@ impl Bench {
         )
     }
 
-    fn esark_dump(&self, source: &str, out: &Path, name: &str, expected: u64) -> Run {
-        let _ = std::fs::remove_dir_all(out);
+    fn esark_dump(&self, source: &str, out: &Archive, name: &str, expected: u64) -> Run {
+        out.clear();
         let mut cmd = self.command(&self.cfg.esark);
         cmd.args(["dump", "--source", source, "--output"])
-            .arg(out)
+            .arg(out.location())
             .args(["--match", ".*", "--json", "-q"]);
+        out.writing(&mut cmd);
         self.measured(name, cmd, self.budget(60, 2.0), expected, |_| {
             self.inspect(out, name)
         })
     }
 
     /// Documents of an esark archive per its manifest, after `esark inspect`
-    /// checked every file's size and sha256.
-    fn inspect(&self, archive: &Path, name: &str) -> Result<u64, String> {
+    /// checked every file's size and sha256 (and, encrypted, that the
+    /// identity opens it).
+    fn inspect(&self, archive: &Archive, name: &str) -> Result<u64, String> {
         let mut cmd = self.command(&self.cfg.esark);
-        cmd.arg("inspect").arg(archive).arg("--json");
+        cmd.arg("inspect").arg(archive.location()).arg("--json");
+        archive.reading(&mut cmd);
         let out = self.helper(&format!("{name}-inspect"), cmd, self.budget(60, 0.5))?;
         let v: Value =
             serde_json::from_str(&out).map_err(|e| format!("esark inspect --json: {e}"))?;
@@ -327,79 +347,6 @@ impl Bench {
             .iter()
             .map(|i| i["docs"].as_u64().unwrap_or(0))
             .sum())
-    }
-
-    fn elasticdump_dir(big_int: bool) -> &'static str {
-        if big_int {
-            "dump-elasticdump-bigint"
-        } else {
-            "dump-elasticdump"
-        }
-    }
-
-    fn elasticdump_dump(&self, source: &str, big_int: bool) -> Row {
-        let (key, tool) = if big_int {
-            (
-                "dump.elasticdump_bigint",
-                "multielasticdump --support-big-int",
-            )
-        } else {
-            ("dump.elasticdump", "multielasticdump (defaults)")
-        };
-        let mut row = Row::new(key, "dump", tool, self.expected);
-        let out = self.path(Self::elasticdump_dir(big_int));
-        let _ = std::fs::remove_dir_all(&out);
-        if let Err(e) = std::fs::create_dir_all(&out) {
-            row.runs.push(failed(format!("{}: {e}", out.display())));
-            return row;
-        }
-        let mut cmd = self.elasticdump();
-        cmd.args([
-            "--direction=dump",
-            "--match=.*",
-            &format!("--input={source}"),
-            &format!("--output={}", out.display()),
-            "--limit=5000",
-            "--parallel=2",
-            r#"--searchBody={"query":{"match_all":{}},"track_total_hits":true}"#,
-        ]);
-        if big_int {
-            cmd.arg("--support-big-int=true");
-        }
-        let name = if big_int {
-            "dump-elasticdump-bigint"
-        } else {
-            "dump-elasticdump"
-        };
-        row.runs.push(
-            self.measured(name, cmd, self.budget(120, 5.0), self.expected, |_| {
-                count_elasticdump_lines(&out)
-            }),
-        );
-        row.data_bytes = Some(dir_size(&out));
-        row
-    }
-
-    /// Says so when elasticdump's default dump rounded integers above 2^53
-    /// (the seed writes i64::MAX, which comes back as a double).
-    fn big_int_note(&mut self) {
-        let dir = self.path(Self::elasticdump_dir(false));
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return;
-        };
-        let mut rounded = 0;
-        for e in entries.flatten() {
-            if let Ok(text) = std::fs::read_to_string(e.path()) {
-                rounded += text.matches("9223372036854776000").count();
-            }
-        }
-        if rounded > 0 {
-            self.notes.push(format!(
-                "elasticdump's default dump parses documents as JS numbers: {rounded} values of 9223372036854775807 (i64::MAX) \
-                 in the source were written as 9223372036854776000, and other integers above 2^53 rounded. \
-                 The `--support-big-int` rows keep them."
-            ));
-        }
     }
 
     // ---- memory flatness ----------------------------------------------
@@ -435,6 +382,7 @@ impl Bench {
             }
         };
         let out = self.path("dump-esark-small");
+        let folder = Archive::Folder(out.clone());
         let mut dump = Row::new(
             "small.dump",
             "dump",
@@ -450,7 +398,7 @@ impl Bench {
         for r in 1..=self.cfg.repeat {
             dump.runs.push(self.esark_dump(
                 &source.url,
-                &out,
+                &folder,
                 &format!("small-dump-esark-{r}"),
                 expected,
             ));
@@ -460,7 +408,7 @@ impl Bench {
         let dumped = matches!(dump.runs.last().map(|r| &r.status), Some(RunStatus::Ok));
         for r in 1..=self.cfg.repeat {
             restore.runs.push(if dumped {
-                self.esark_restore_null(&out, &format!("small-restore-null-{r}"), expected)
+                self.esark_restore_null(&folder, &format!("small-restore-null-{r}"), expected)
             } else {
                 failed("no complete small esark dump".into())
             });
@@ -471,9 +419,11 @@ impl Bench {
 
     // ---- restore side -------------------------------------------------
 
-    fn restore_side(&mut self) {
+    fn restore_side(&mut self, storage: &mut Storage) {
+        let all = self.cfg.rows == Rows::All;
         let n = self.expected;
         let archive = self.path("dump-esark");
+        let folder = Archive::Folder(archive.clone());
         let archive_ok = self
             .rows
             .iter()
@@ -481,7 +431,9 @@ impl Bench {
             .and_then(|r| r.runs.last())
             .is_some_and(|r| matches!(r.status, RunStatus::Ok));
         let bulk_dir = self.path("bulk");
-        let prepared = if archive_ok {
+        let prepared = if !all {
+            Err("not run (--rows storage)".into())
+        } else if archive_ok {
             progress("building the raw _bulk bodies from the esark archive");
             raw::prepare_bulk_bodies(&archive, &bulk_dir, BULK_BYTES, BULK_DOCS)
         } else {
@@ -512,26 +464,33 @@ impl Bench {
             n,
         );
         let mut null = Row::new("restore.null", "restore", "esark restore → null sink", n);
+        let no_archive = || failed("no complete esark dump".into());
         for r in 1..=self.cfg.repeat {
-            raw.runs.push(match &prepared {
-                Ok(_) => self.raw_bulk(&archive, &bulk_dir, r),
-                Err(e) => failed(e.clone()),
-            });
-            let no_archive = || failed("no complete esark dump".into());
-            esark.runs.push(if archive_ok {
-                self.esark_restore(&archive, r)
-            } else {
-                no_archive()
-            });
+            if all {
+                raw.runs.push(match &prepared {
+                    Ok(_) => self.raw_bulk(&archive, &bulk_dir, r),
+                    Err(e) => failed(e.clone()),
+                });
+                esark.runs.push(if archive_ok {
+                    self.esark_restore(&archive, r)
+                } else {
+                    no_archive()
+                });
+            }
             null.runs.push(if archive_ok {
-                self.esark_restore_null(&archive, &format!("restore-null-{r}"), n)
+                self.esark_restore_null(&folder, &format!("restore-null-{r}"), n)
             } else {
                 no_archive()
             });
+            self.storage_restore(storage, r);
         }
         raw.data_bytes = prepared.as_ref().ok().map(|p| p.bytes);
         esark.data_bytes = Some(dir_size(&archive));
         null.data_bytes = esark.data_bytes;
+        if !all {
+            self.rows.push(null);
+            return;
+        }
         let default = self.elasticdump_load(false);
         let big_int = self.elasticdump_load(true);
         self.rows.extend([raw, esark, null, default, big_int]);
@@ -600,15 +559,16 @@ impl Bench {
         })
     }
 
-    fn esark_restore_null(&self, archive: &Path, name: &str, expected: u64) -> Run {
+    fn esark_restore_null(&self, archive: &Archive, name: &str, expected: u64) -> Run {
         let sink = match Server::null_sink(&self.logs.join(format!("{name}-sink.log"))) {
             Ok(s) => s,
             Err(e) => return failed(e),
         };
         let mut cmd = self.command(&self.cfg.esark);
         cmd.args(["restore", "--input"])
-            .arg(archive)
+            .arg(archive.location())
             .args(["--target", &sink.url, "--json", "-q"]);
+        archive.reading(&mut cmd);
         self.measured(name, cmd, self.budget(60, 2.0), expected, |o| {
             let stats = self
                 .http
@@ -625,64 +585,6 @@ impl Bench {
             }
             Ok(received)
         })
-    }
-
-    fn elasticdump_load(&self, big_int: bool) -> Row {
-        let (key, tool, dump_key) = if big_int {
-            (
-                "restore.elasticdump_bigint",
-                "multielasticdump --support-big-int → osmem",
-                "dump.elasticdump_bigint",
-            )
-        } else {
-            (
-                "restore.elasticdump",
-                "multielasticdump (defaults) → osmem",
-                "dump.elasticdump",
-            )
-        };
-        let mut row = Row::new(key, "restore", tool, self.expected);
-        let input = self.path(Self::elasticdump_dir(big_int));
-        row.data_bytes = Some(dir_size(&input));
-        let dumped = self
-            .rows
-            .iter()
-            .find(|r| r.key == dump_key)
-            .and_then(|r| r.runs.last())
-            .is_some_and(|r| !matches!(r.status, RunStatus::Failed(_)));
-        if !dumped {
-            row.runs.push(failed("its dump failed".into()));
-            return row;
-        }
-        let name = if big_int {
-            "restore-elasticdump-bigint"
-        } else {
-            "restore-elasticdump"
-        };
-        let target = match self.target(name) {
-            Ok(t) => t,
-            Err(e) => {
-                row.runs.push(failed(e));
-                return row;
-            }
-        };
-        let mut cmd = self.elasticdump();
-        cmd.args([
-            "--direction=load",
-            &format!("--input={}", input.display()),
-            &format!("--output={}", target.url),
-            "--limit=5000",
-            "--parallel=2",
-        ]);
-        if big_int {
-            cmd.arg("--support-big-int=true");
-        }
-        row.runs.push(
-            self.measured(name, cmd, self.budget(120, 6.0), self.expected, |_| {
-                self.http.count_docs(&target.url, &self.indices)
-            }),
-        );
-        row
     }
 }
 
@@ -710,31 +612,4 @@ fn json_u64(stdout: &str, field: &str) -> Result<u64, String> {
     v[field]
         .as_u64()
         .ok_or_else(|| format!("no {field:?} in {line}"))
-}
-
-/// Lines of elasticdump's data files: `<index>.json`, not the
-/// `<index>.<mapping|settings|template|analyzer|alias|index>.json` ones.
-fn count_elasticdump_lines(dir: &Path) -> Result<u64, String> {
-    const META: [&str; 6] = [
-        "mapping", "settings", "template", "analyzer", "alias", "index",
-    ];
-    let mut total = 0;
-    for e in std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .flatten()
-    {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(stem) = name.strip_suffix(".json") else {
-            continue;
-        };
-        if META.iter().any(|m| stem.ends_with(&format!(".{m}"))) {
-            continue;
-        }
-        let bytes = std::fs::read(e.path()).map_err(|err| format!("{name}: {err}"))?;
-        total += bytes
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .count() as u64;
-    }
-    Ok(total)
 }
