@@ -100,9 +100,7 @@ struct Client {
 
 pub async fn run(args: JobsArgs) -> Result<ExitCode, CliError> {
     let server = args.server.ok_or_else(|| {
-        CliError::usage(anyhow!(
-            "no service: pass --server URL or set ESARK_SERVER"
-        ))
+        CliError::usage(anyhow!("no service: pass --server URL or set ESARK_SERVER"))
     })?;
     let client = Client::new(&server)?;
     match args.command {
@@ -137,9 +135,9 @@ fn print_json(value: &Value) -> Result<(), CliError> {
 fn options(pairs: &[String]) -> Result<Map<String, Value>, CliError> {
     let mut given: Vec<(String, Vec<Value>)> = Vec::new();
     for pair in pairs {
-        let (key, raw) = pair.split_once('=').ok_or_else(|| {
-            CliError::usage(anyhow!("--option {pair:?}: expected KEY=VALUE"))
-        })?;
+        let (key, raw) = pair
+            .split_once('=')
+            .ok_or_else(|| CliError::usage(anyhow!("--option {pair:?}: expected KEY=VALUE")))?;
         let value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.into()));
         match given.iter_mut().find(|(k, _)| k == key) {
             Some((_, values)) => values.push(value),
@@ -337,9 +335,8 @@ impl Client {
         let path = format!("/v1/archives/{}/download", segment(name));
         let response = self.send(self.request(Method::GET, &path)).await?;
         let mut stream = response.bytes_stream();
-        let failure = |e: std::io::Error, what: &Path| {
-            CliError::failure(anyhow!("{}: {e}", what.display()))
-        };
+        let failure =
+            |e: std::io::Error, what: &Path| CliError::failure(anyhow!("{}: {e}", what.display()));
         if output.as_os_str() == "-" {
             let mut out = tokio::io::stdout();
             while let Some(chunk) = stream.try_next().await.map_err(|e| self.cut(e))? {
@@ -348,7 +345,9 @@ impl Client {
                     other => other.map_err(|e| failure(e, Path::new("stdout")))?,
                 }
             }
-            out.flush().await.map_err(|e| failure(e, Path::new("stdout")))?;
+            out.flush()
+                .await
+                .map_err(|e| failure(e, Path::new("stdout")))?;
             return Ok(());
         }
         let partial = PathBuf::from(format!("{}.partial", output.display()));

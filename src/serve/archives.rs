@@ -253,7 +253,12 @@ async fn download(
     // The manifest's own bytes, not a re-serialization: its checksums are
     // what the receiver checks the files against.
     let manifest_bytes = store.get(MANIFEST_FILE).await.map_err(store_error)?;
-    let body = tarball::tar_body(name.clone(), store, archive.manifest().clone(), manifest_bytes);
+    let body = tarball::tar_body(
+        name.clone(),
+        store,
+        archive.manifest().clone(),
+        manifest_bytes,
+    );
     Ok((
         [
             (header::CONTENT_TYPE, "application/x-tar".to_string()),

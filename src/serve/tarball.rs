@@ -251,7 +251,9 @@ impl Upload<'_> {
                 // A pax global header only carries defaults for what follows.
                 EntryType::XGlobalHeader => continue,
                 EntryType::Symlink | EntryType::Link => {
-                    return Err(refused("links are refused (an archive holds regular files)"))
+                    return Err(refused(
+                        "links are refused (an archive holds regular files)",
+                    ))
                 }
                 EntryType::Char | EntryType::Block | EntryType::Fifo => {
                     return Err(refused("devices and fifos are refused"))
@@ -382,7 +384,10 @@ fn archive_key(raw: &str, is_dir: bool, layout: &mut Layout) -> Result<Option<St
     if raw.starts_with('/') {
         return Err("an absolute path is refused".into());
     }
-    let mut parts: Vec<&str> = raw.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    let mut parts: Vec<&str> = raw
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
     if parts.iter().any(|p| *p == "..") {
         return Err("a path leaving the archive (..) is refused".into());
     }
@@ -486,7 +491,12 @@ mod tests {
 
     #[test]
     fn entries_at_the_root_are_kept() {
-        for first in ["manifest.json", "./indices/", "cluster/templates.json", "./"] {
+        for first in [
+            "manifest.json",
+            "./indices/",
+            "cluster/templates.json",
+            "./",
+        ] {
             let mut layout = Layout::Undecided;
             key(first, first.ends_with('/'), &mut layout).unwrap();
             if first != "./" {
@@ -513,7 +523,10 @@ mod tests {
         use crate::archive::manifest::{FileKind, IndexEntry};
         use sha2::Digest;
         let files: Vec<(String, Vec<u8>)> = vec![
-            ("indices/logs/settings.json".into(), b"{\"index\":{}}".to_vec()),
+            (
+                "indices/logs/settings.json".into(),
+                b"{\"index\":{}}".to_vec(),
+            ),
             (
                 "indices/logs/data-s000-00000.jsonl".into(),
                 b"{\"_id\":\"1\",\"_source\":{}}\n{\"_id\":\"2\",\"_source\":{}}\n".to_vec(),
@@ -554,9 +567,15 @@ mod tests {
                 .unwrap();
         }
         let manifest_bytes = Bytes::from(serde_json::to_vec(&manifest).unwrap());
-        let tar = write_tar(Vec::new(), "b1", source.as_ref(), &manifest, manifest_bytes.clone())
-            .await
-            .unwrap();
+        let tar = write_tar(
+            Vec::new(),
+            "b1",
+            source.as_ref(),
+            &manifest,
+            manifest_bytes.clone(),
+        )
+        .await
+        .unwrap();
         let body = futures::stream::iter(
             tar.chunks(1000)
                 .map(|c| Ok::<_, io::Error>(Bytes::copy_from_slice(c)))
@@ -571,7 +590,10 @@ mod tests {
         // One flipped byte of a file: refused, naming it, nothing kept.
         let first = &files[0].0;
         let mut tampered = tar.clone();
-        let at = tar.windows(files[0].1.len()).position(|w| w == &files[0].1[..]).unwrap();
+        let at = tar
+            .windows(files[0].1.len())
+            .position(|w| w == &files[0].1[..])
+            .unwrap();
         tampered[at] ^= 1;
         let target = Arc::new(MemoryStore::new());
         let body = futures::stream::iter([Ok::<_, io::Error>(Bytes::from(tampered))]);
