@@ -64,3 +64,6 @@ mod restore_safety;
 // `esark serve`: the HTTP job service as a child process (config, tokens and roles,
 // jobs, archives over HTTP, restarts).
 mod serve;
+// `esark serve`'s archive endpoints: list, summary, tar download and checked upload, roles,
+// refused tars leaving nothing, the `esark jobs download|upload` client.
+mod serve_archives;
