@@ -65,5 +65,7 @@ mod restore_safety;
 // jobs, archives over HTTP, restarts).
 mod serve;
 // `esark serve`'s archive endpoints: list, summary, tar download and checked upload, roles,
-// refused tars leaving nothing, the `esark jobs download|upload` client.
+// refused tars leaving nothing, archives on S3.
 mod serve_archives;
+// `esark jobs`, the service's client: archives down and up, one-line errors, jobs against a stub.
+mod serve_client;

@@ -6,7 +6,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use serde_json::{json, Value};
+
+use super::esark::dump;
+use super::fixture::Fixture;
+use super::restore_support::seed_index;
 use super::serve::{token_digest, Serve};
+use super::server::TestCluster;
 
 /// One token per role: `(name, role)`; the token is `NAME-secret`.
 pub const ROLES: &[(&str, &str)] = &[
@@ -181,4 +187,61 @@ impl Stub {
         });
         Stub { url, requests }
     }
+}
+
+/// An index of `n` documents of about 130 bytes in `cluster`.
+pub fn seed(cluster: &TestCluster, n: usize) -> String {
+    let index = cluster.name("logs");
+    let docs: Vec<(String, String)> = (0..n)
+        .map(|i| {
+            (
+                format!("d{i}"),
+                format!(r#"{{"i":{i},"text":"{}"}}"#, "x".repeat(100)),
+            )
+        })
+        .collect();
+    seed_index(cluster, &index, &json!({}), &docs);
+    index
+}
+
+/// `index` dumped into `archives/NAME` uncompressed in chunks of 16 KiB
+/// (several files).
+pub fn dump_into(cluster: &TestCluster, dir: &Path, name: &str, index: &str) {
+    dump(
+        cluster,
+        &archives(dir).join(name),
+        &[
+            "--match",
+            &Fixture::exactly(index),
+            "--file-size",
+            "16KiB",
+            "--compression",
+            "none",
+        ],
+    )
+    .assert_success();
+}
+
+/// `GET`/`PUT` with a role's token: status, headers, body bytes.
+pub fn call(
+    serve: &Serve,
+    method: &str,
+    path: &str,
+    role: Option<&str>,
+    body: Option<Vec<u8>>,
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let token = role.map(token);
+    serve.call_raw(method, path, token.as_deref(), body, &[])
+}
+
+pub fn json_of(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(bytes)))
+}
+
+pub fn message(bytes: &[u8]) -> String {
+    json_of(bytes)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }

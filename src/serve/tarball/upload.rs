@@ -1,35 +1,18 @@
-//! Archives as tar streams, both ways, never whole in memory.
-//!
-//! Out ([`tar_body`]): the files the manifest lists, then `manifest.json`,
-//! under `NAME/`, read from the store object by object into a tar writer
-//! whose output is the response body. The manifest comes last, as in the
-//! store: a transfer cut short leaves an extracted folder without it,
-//! which every esark command treats as incomplete. Each file is checked
-//! against the manifest on the way; one that changed ends the transfer
-//! with an error instead of a complete-looking tar.
-//!
-//! In ([`receive`]): the request body as a tar stream. Entries are either
-//! all at the root of the tar or all under one top folder (stripped).
-//! Regular files go to the store as they arrive, with their size and
-//! sha256 computed on the way; `manifest.json` is held back (capped at
-//! [`MAX_MANIFEST`]) and written last with a conditional create, only
-//! once every file it lists arrived intact and nothing else came. Links,
-//! devices, fifos and paths leaving the archive are refused. On any
-//! failure every object written is removed.
+//! An upload: a tar read from the request body into the archive's store,
+//! checked against its manifest on the way (see [`super`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::body::Body;
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio_tar::{Builder, EntryType, Header};
-use tokio_util::io::{ReaderStream, StreamReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_tar::EntryType;
+use tokio_util::io::StreamReader;
 
-use crate::archive::hash::{HashingReader, HashingWriter};
+use crate::archive::hash::HashingWriter;
 use crate::archive::manifest::{FileEntry, Manifest};
 use crate::archive::reader;
 use crate::archive::store::local::partial_path;
@@ -71,109 +54,8 @@ pub enum UploadError {
     Stored(String),
 }
 
-/// Why a download stopped half way.
-#[derive(Debug, thiserror::Error)]
-enum DownloadError {
-    #[error("{path}: {problem}; transfer stopped")]
-    Changed { path: String, problem: String },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("writing the tar: {0}")]
-    Io(#[from] io::Error),
-}
-
-/// A header for a regular file of `size` bytes: owner-only, as the store
-/// keeps archives (they hold user data), dated when the dump completed.
-fn file_header(size: u64, mtime: u64) -> Header {
-    let mut header = Header::new_gnu();
-    header.set_entry_type(EntryType::Regular);
-    header.set_size(size);
-    header.set_mode(0o600);
-    header.set_mtime(mtime);
-    header
-}
-
-/// The response body of a download: a task writes the tar into one end
-/// of a pipe, the body reads the other. The pipe holds at most 256 KiB,
-/// so the store is read only as fast as the client takes the bytes. A
-/// failure of the task ends the body with an error (the connection is
-/// cut), never with a clean end the client would take for a whole tar.
-pub fn tar_body(
-    name: String,
-    store: Arc<dyn ArchiveStore>,
-    manifest: Manifest,
-    manifest_bytes: Bytes,
-) -> Body {
-    let (writer, reader) = tokio::io::duplex(256 * 1024);
-    let task = tokio::spawn(async move {
-        let result = write_tar(writer, &name, store.as_ref(), &manifest, manifest_bytes)
-            .await
-            .map(drop);
-        if let Err(e) = &result {
-            tracing::warn!(archive = %name, "download stopped: {e}");
-        }
-        result
-    });
-    let outcome = futures::stream::once(async move {
-        match task.await {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(Err(io::Error::other(e.to_string()))),
-            Err(e) => Some(Err(io::Error::other(format!("download task: {e}")))),
-        }
-    })
-    .filter_map(futures::future::ready);
-    Body::from_stream(ReaderStream::with_capacity(reader, 64 * 1024).chain(outcome))
-}
-
-/// Writes the tar into `out` and shuts it down; gives it back.
-async fn write_tar<W: AsyncWrite + Unpin + Send + 'static>(
-    out: W,
-    name: &str,
-    store: &dyn ArchiveStore,
-    manifest: &Manifest,
-    manifest_bytes: Bytes,
-) -> Result<W, DownloadError> {
-    let mtime = chrono::DateTime::parse_from_rfc3339(&manifest.completed_at)
-        .map(|t| t.timestamp().max(0) as u64)
-        .unwrap_or(0);
-    let mut builder = Builder::new(out);
-    for file in manifest.files() {
-        let object = store.read(&file.path, 0).await?;
-        let (data, seen) = HashingReader::new(object.take(file.bytes));
-        let mut header = file_header(file.bytes, mtime);
-        builder
-            .append_data(&mut header, format!("{name}/{}", file.path), data)
-            .await?;
-        let (bytes, sha256) = seen.get();
-        let changed = |problem: String| DownloadError::Changed {
-            path: file.path.clone(),
-            problem,
-        };
-        if bytes != file.bytes {
-            return Err(changed(format!(
-                "{bytes} bytes in the store, {} in the manifest",
-                file.bytes
-            )));
-        }
-        if sha256 != file.sha256 {
-            return Err(changed("sha256 differs from the manifest's".into()));
-        }
-    }
-    let mut header = file_header(manifest_bytes.len() as u64, mtime);
-    builder
-        .append_data(
-            &mut header,
-            format!("{name}/{MANIFEST_FILE}"),
-            manifest_bytes.as_ref(),
-        )
-        .await?;
-    let mut out = builder.into_inner().await?;
-    out.shutdown().await?;
-    Ok(out)
-}
-
 /// Where entries are in the tar, decided by the first one.
-enum Layout {
+pub(super) enum Layout {
     Undecided,
     Root,
     Under(String),
@@ -380,7 +262,11 @@ impl Upload<'_> {
 /// (or `.`). The first entry decides the layout: a file at the root, or
 /// anything under `cluster/` or `indices/`, means entries are at the root;
 /// anything else names the top folder every entry must be under.
-fn archive_key(raw: &str, is_dir: bool, layout: &mut Layout) -> Result<Option<String>, String> {
+pub(super) fn archive_key(
+    raw: &str,
+    is_dir: bool,
+    layout: &mut Layout,
+) -> Result<Option<String>, String> {
     if raw.starts_with('/') {
         return Err("an absolute path is refused".into());
     }
@@ -388,7 +274,7 @@ fn archive_key(raw: &str, is_dir: bool, layout: &mut Layout) -> Result<Option<St
         .split('/')
         .filter(|p| !p.is_empty() && *p != ".")
         .collect();
-    if parts.iter().any(|p| *p == "..") {
+    if parts.contains(&"..") {
         return Err("a path leaving the archive (..) is refused".into());
     }
     if parts.iter().any(|p| p.contains('\\') || p.contains(':')) {
@@ -462,148 +348,4 @@ fn check_received(manifest: &Manifest, key: &str, got: &(u64, String)) -> Result
         });
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(raw: &str, is_dir: bool, layout: &mut Layout) -> Result<Option<String>, String> {
-        archive_key(raw, is_dir, layout)
-    }
-
-    #[test]
-    fn entries_under_one_top_folder_are_stripped() {
-        let mut layout = Layout::Undecided;
-        assert_eq!(key("b1/", true, &mut layout), Ok(None));
-        assert_eq!(
-            key("b1/indices/x/data.jsonl", false, &mut layout),
-            Ok(Some("indices/x/data.jsonl".into()))
-        );
-        assert_eq!(
-            key("./b1/manifest.json", false, &mut layout),
-            Ok(Some("manifest.json".into()))
-        );
-        assert!(key("b2/manifest.json", false, &mut layout)
-            .unwrap_err()
-            .contains("outside the top folder"));
-    }
-
-    #[test]
-    fn entries_at_the_root_are_kept() {
-        for first in [
-            "manifest.json",
-            "./indices/",
-            "cluster/templates.json",
-            "./",
-        ] {
-            let mut layout = Layout::Undecided;
-            key(first, first.ends_with('/'), &mut layout).unwrap();
-            if first != "./" {
-                assert!(matches!(layout, Layout::Root), "{first}");
-            }
-            assert_eq!(
-                key("indices/x/settings.json", false, &mut layout),
-                Ok(Some("indices/x/settings.json".into())),
-                "{first}"
-            );
-        }
-    }
-
-    #[test]
-    fn paths_leaving_the_archive_are_refused() {
-        for raw in ["/etc/passwd", "b1/../x", "../x", "b1/a\\b", "b1/c:d"] {
-            let mut layout = Layout::Undecided;
-            assert!(key(raw, false, &mut layout).is_err(), "{raw}");
-        }
-    }
-
-    /// A manifest of one index with a settings file and a data file.
-    fn sample() -> (Manifest, Vec<(String, Vec<u8>)>) {
-        use crate::archive::manifest::{FileKind, IndexEntry};
-        use sha2::Digest;
-        let files: Vec<(String, Vec<u8>)> = vec![
-            (
-                "indices/logs/settings.json".into(),
-                b"{\"index\":{}}".to_vec(),
-            ),
-            (
-                "indices/logs/data-s000-00000.jsonl".into(),
-                b"{\"_id\":\"1\",\"_source\":{}}\n{\"_id\":\"2\",\"_source\":{}}\n".to_vec(),
-            ),
-        ];
-        let entry = |(path, bytes): &(String, Vec<u8>), kind, docs| FileEntry {
-            kind,
-            path: path.clone(),
-            bytes: bytes.len() as u64,
-            docs,
-            sha256: hex::encode(sha2::Sha256::digest(bytes)),
-            slice: docs.map(|_| 0),
-            encrypted: false,
-        };
-        let index = IndexEntry {
-            name: "logs".into(),
-            folder: "logs".into(),
-            docs: 2,
-            expected_docs: 2,
-            slices: 1,
-            files: vec![
-                entry(&files[0], FileKind::Settings, None),
-                entry(&files[1], FileKind::Data, Some(2)),
-            ],
-            data_stream: false,
-        };
-        (crate::archive::store::tests_manifest(index), files)
-    }
-
-    #[tokio::test]
-    async fn a_tar_round_trips_through_a_store() {
-        let (manifest, files) = sample();
-        let source = Arc::new(MemoryStore::new());
-        for (path, bytes) in &files {
-            source
-                .put(path, Bytes::from(bytes.clone()), PutMode::Create)
-                .await
-                .unwrap();
-        }
-        let manifest_bytes = Bytes::from(serde_json::to_vec(&manifest).unwrap());
-        let tar = write_tar(
-            Vec::new(),
-            "b1",
-            source.as_ref(),
-            &manifest,
-            manifest_bytes.clone(),
-        )
-        .await
-        .unwrap();
-        let body = futures::stream::iter(
-            tar.chunks(1000)
-                .map(|c| Ok::<_, io::Error>(Bytes::copy_from_slice(c)))
-                .collect::<Vec<_>>(),
-        );
-        let target = Arc::new(MemoryStore::new());
-        receive(target.clone(), body, u64::MAX).await.unwrap();
-        assert_eq!(target.get(MANIFEST_FILE).await.unwrap(), manifest_bytes);
-        for (path, bytes) in &files {
-            assert_eq!(target.get(path).await.unwrap().as_ref(), &bytes[..]);
-        }
-        // One flipped byte of a file: refused, naming it, nothing kept.
-        let first = &files[0].0;
-        let mut tampered = tar.clone();
-        let at = tar
-            .windows(files[0].1.len())
-            .position(|w| w == &files[0].1[..])
-            .unwrap();
-        tampered[at] ^= 1;
-        let target = Arc::new(MemoryStore::new());
-        let body = futures::stream::iter([Ok::<_, io::Error>(Bytes::from(tampered))]);
-        let error = receive(target.clone(), body, u64::MAX).await.unwrap_err();
-        assert!(error.to_string().starts_with(first.as_str()), "{error}");
-        assert!(target.list("").await.unwrap().is_empty());
-        // Over the maximum: too large, nothing kept.
-        let body = futures::stream::iter([Ok::<_, io::Error>(Bytes::from(tar.clone()))]);
-        let error = receive(target.clone(), body, 1000).await.unwrap_err();
-        assert!(matches!(error, UploadError::TooLarge), "{error}");
-        assert!(target.list("").await.unwrap().is_empty());
-    }
 }
