@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_tar::EntryType;
 use tokio_util::io::StreamReader;
 
@@ -217,15 +217,20 @@ impl Upload<'_> {
         self.started.push(key.to_string());
         let object = self.store.upload(key).await.map_err(UploadError::Store)?;
         let mut writer = HashingWriter::new(object);
-        let copied = tokio::io::copy(entry, &mut writer).await;
+        let copied = copy(entry, &mut writer).await;
         let (object, bytes, sha256) = writer.finish();
-        match copied {
-            Ok(_) => object.commit().await.map_err(UploadError::Store)?,
-            Err(e) => {
-                let _ = object.abort().await;
-                return Err(UploadError::Tar(e));
-            }
+        if let Err(error) = copied {
+            let _ = object.abort().await;
+            return Err(match error {
+                // The body ended or broke inside this file: name it.
+                Copy::Read(e) => UploadError::Mismatch {
+                    path: key.to_string(),
+                    problem: format!("cut short in the request body: {e}"),
+                },
+                Copy::Write(e) => UploadError::Store(StoreError::io(self.store.locate(key), e)),
+            });
         }
+        object.commit().await.map_err(UploadError::Store)?;
         Ok((bytes, sha256))
     }
 
@@ -255,6 +260,28 @@ impl Upload<'_> {
                 path.pop();
             }
         }
+    }
+}
+
+/// Which side of a copy failed: the request body, or the store.
+enum Copy {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// Copies an entry into an upload, telling read errors (the client's)
+/// from write errors (the store's).
+async fn copy<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    from: &mut R,
+    to: &mut W,
+) -> Result<(), Copy> {
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = from.read(&mut buf).await.map_err(Copy::Read)?;
+        if n == 0 {
+            return Ok(());
+        }
+        to.write_all(&buf[..n]).await.map_err(Copy::Write)?;
     }
 }
 
