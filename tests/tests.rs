@@ -64,3 +64,8 @@ mod restore_safety;
 // `esark serve`: the HTTP job service as a child process (config, tokens and roles,
 // jobs, archives over HTTP, restarts).
 mod serve;
+// `esark serve`'s archive endpoints: list, summary, tar download and checked upload, roles,
+// refused tars leaving nothing, archives on S3.
+mod serve_archives;
+// `esark jobs`, the service's client: archives down and up, one-line errors, jobs against a stub.
+mod serve_client;

@@ -8,6 +8,7 @@
 mod cluster_args;
 pub(crate) mod dump;
 mod inspect;
+pub mod jobs;
 pub mod progress;
 pub(crate) mod restore;
 mod select;
@@ -45,6 +46,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Run the HTTP job service (export, import, verify and copy jobs).
     Serve(ServeArgs),
+    /// A client of `esark serve`: submit, watch, list and control jobs; download and upload archives.
+    Jobs(jobs::JobsArgs),
 }
 
 /// `esark serve`.
@@ -115,7 +118,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Restore(args) => args.load.json,
         Command::Copy(args) => args.load.json,
         Command::Verify(args) => args.json,
-        Command::Inspect(_) | Command::Serve(_) => false,
+        Command::Inspect(_) | Command::Serve(_) | Command::Jobs(_) => false,
     };
     let result = match cli.command {
         Command::Dump(args) => dump::run(args).await,
@@ -123,6 +126,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Copy(args) => restore::run_copy(args).await,
         Command::Verify(args) => verify::run(args).await,
         Command::Inspect(args) => inspect::run(args).await,
+        Command::Jobs(args) => jobs::run(args).await,
         // The service is another front end: `main` starts it.
         Command::Serve(_) => Err(CliError::usage(anyhow::anyhow!(
             "esark serve is started by the binary's main, not by cli::run"

@@ -24,6 +24,11 @@ use crate::cluster::{Auth, ClusterConfig};
 /// Jobs running at once when the file does not say.
 pub const DEFAULT_MAX_JOBS: usize = 2;
 
+/// Largest archive upload (`PUT /v1/archives/{name}`) when the file does
+/// not say: uploads are streamed to the archives' store, so this bounds
+/// the space one upload can take, not memory.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 100 << 30;
+
 /// Why a config file is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -49,6 +54,8 @@ struct RawConfig {
     archives: String,
     #[serde(default = "default_max_jobs")]
     max_jobs: usize,
+    /// Bytes (`107374182400`) or a size (`"100GiB"`).
+    max_upload_bytes: Option<RawSize>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     #[serde(default)]
@@ -59,6 +66,14 @@ struct RawConfig {
 
 fn default_max_jobs() -> usize {
     DEFAULT_MAX_JOBS
+}
+
+/// A size as a number of bytes or a text such as `"100GiB"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    Bytes(u64),
+    Text(String),
 }
 
 /// A `[clusters.NAME]` table. One kind of credentials at most.
@@ -108,6 +123,8 @@ pub struct ServeConfig {
     /// Export jobs write archive NAME under it; import jobs read it.
     pub archives: Location,
     pub max_jobs: usize,
+    /// The largest archive upload accepted, in bytes.
+    pub max_upload_bytes: u64,
     pub tls: Option<TlsFiles>,
     /// Clusters by name, credentials resolved. `Debug` of [`Auth`] hides them.
     pub clusters: BTreeMap<String, ClusterConfig>,
@@ -148,6 +165,12 @@ impl ServeConfig {
         if raw.max_jobs == 0 {
             return Err(invalid("max_jobs must be at least 1".into()));
         }
+        let max_upload_bytes = match raw.max_upload_bytes {
+            None => DEFAULT_MAX_UPLOAD_BYTES,
+            Some(RawSize::Bytes(n)) => n,
+            Some(RawSize::Text(text)) => crate::cli::parse_size(&text)
+                .map_err(|e| invalid(format!("max_upload_bytes: {e}")))?,
+        };
         let resolve = |p: &Path| {
             if p.is_absolute() {
                 p.to_path_buf()
@@ -215,6 +238,7 @@ impl ServeConfig {
             state: resolve(&raw.state),
             archives,
             max_jobs: raw.max_jobs,
+            max_upload_bytes,
             tls,
             clusters,
             tokens,
@@ -386,8 +410,18 @@ clusters = ["prod"]
             Auth::Basic { user, password } if user == "backup" && password == "s3cret"
         ));
         assert_eq!(config.tokens[0].role, Role::Exporter);
+        assert_eq!(config.max_upload_bytes, DEFAULT_MAX_UPLOAD_BYTES);
         // Debug output (logs) never holds the password.
         assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn max_upload_bytes_is_bytes_or_a_size() {
+        let base = "listen = \"127.0.0.1:0\"\nstate = \"s\"\narchives = \"a\"\n";
+        for (value, bytes) in [("4096", 4096), ("\"2GiB\"", 2 << 30)] {
+            let config = parse(&format!("{base}max_upload_bytes = {value}\n")).unwrap();
+            assert_eq!(config.max_upload_bytes, bytes, "{value}");
+        }
     }
 
     #[test]
@@ -425,6 +459,7 @@ clusters = ["prod"]
                 "unknown variant",
             ),
             ("max_jobs = 0\n", "max_jobs"),
+            ("max_upload_bytes = \"lots\"\n", "max_upload_bytes"),
             ("tls_cert = \"c.pem\"\n", "tls_cert and tls_key"),
         ] {
             let error = parse(&format!("{base}{extra}")).unwrap_err().to_string();

@@ -10,14 +10,18 @@
 //! | [`config`] | the TOML file: listener, state, archives, clusters, tokens |
 //! | [`auth`] | bearer tokens, roles, the per-request check |
 //! | [`error`] | API errors as JSON answers |
+//! | [`archives`] | the archive endpoints: list, summary, download, upload |
+//! | [`tarball`] | archives as tar streams, out and in |
 //!
 //! Front ends sit side by side: this module may use the command line's
 //! option parsing ([`crate::cli`]), nothing below may use this module
 //! (`scripts/import-graph.py` checks it).
 
+pub mod archives;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod tarball;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -51,12 +55,15 @@ pub enum ServeError {
 pub struct AppState {
     pub config: Arc<ServeConfig>,
     pub tokens: Arc<Tokens>,
+    /// Archive names being uploaded, refused to a second upload.
+    pub uploads: Arc<archives::Uploads>,
 }
 
 impl AppState {
     pub fn new(config: ServeConfig) -> AppState {
         AppState {
             tokens: Arc::new(Tokens::new(config.tokens.clone())),
+            uploads: Arc::default(),
             config: Arc::new(config),
         }
     }
@@ -80,6 +87,7 @@ impl FromRequestParts<AppState> for Caller {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/health", get(health))
+        .merge(archives::routes())
         .with_state(state)
 }
 

@@ -40,6 +40,7 @@ pub mod osmem;
 pub mod proxy;
 pub mod restore_support;
 pub mod serve;
+pub mod serve_archives;
 pub mod server;
 pub mod sigv4;
 pub mod skip;
