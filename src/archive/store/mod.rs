@@ -40,6 +40,7 @@
 
 pub mod local;
 pub mod location;
+pub mod lock;
 pub mod memory;
 pub mod object;
 pub mod swap;
@@ -177,6 +178,14 @@ pub trait ArchiveStore: Send + Sync + std::fmt::Debug {
     /// creates it (owner-only); object storage has no folders and nothing
     /// to do.
     fn create_folder<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, ()>;
+
+    /// Waits (a bounded time) for what the store finishes in the
+    /// background: object storage aborts the multipart uploads of chunks
+    /// dropped unfinished in spawned tasks, which the end of the process
+    /// would otherwise cut short, leaving their parts stored (and billed).
+    fn settle(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 
     /// The local folder behind this store, for what only a folder can do
     /// (see the module documentation); `None` for any other store.
