@@ -14,7 +14,7 @@ use crate::util::moto::Moto;
 use crate::util::restore_support::{
     assert_same_stored, docs_of, seed_index, target_args, target_cluster, try_count, Spawned,
 };
-use crate::util::server::TestCluster;
+use crate::util::server::{BulkBody, TestCluster};
 
 /// Chunks acknowledged in the one state file of `dir` (0 while none).
 fn acked_chunks(dir: &Path) -> usize {
@@ -127,8 +127,17 @@ fn s3_failed_chunk_leaves_no_multipart_upload_open() {
     let body = json!({"settings": {"number_of_shards": 1, "number_of_replicas": 0}});
     // About 48 MiB in one chunk: six parts of 8 MiB, more than the four
     // in flight, so that the failure is seen while the chunk is written
-    // (seen when it is completed, object_store aborts it itself).
-    seed_index(&source, &index, &body, &docs(6000, 8192));
+    // (seen when it is completed, object_store aborts it itself). Sent in
+    // bulks of 4 MiB: one of 16 MiB timed out on a loaded machine.
+    source.create_index(&index, &body);
+    for chunk in docs(6000, 8192).chunks(500) {
+        let mut bulk = BulkBody::new();
+        for (id, doc) in chunk {
+            bulk.index(&index, id, None, doc);
+        }
+        source.bulk(bulk.as_str());
+    }
+    assert_eq!(source.count(&index), 6000);
     let proxy = FaultProxy::start(
         &moto.url,
         vec![

@@ -34,6 +34,14 @@
 //! answers. Folders themselves ([`ArchiveStore::create_folder`]) exist
 //! only in a local store; object storage has nothing to create.
 //!
+//! # What only object storage needs
+//!
+//! Without renames, a dump claims its prefix with a lock object created
+//! with [`PutMode::Create`] before it writes anything, and `--overwrite`
+//! deletes the old archive (manifest first) before the new one is written:
+//! [`lock`], used by
+//! [`crate::archive::writer::ArchiveWriter::create_locked`].
+//!
 //! [`MemoryStore`] keeps objects in memory: for tests and for embedding
 //! esark where an archive is not a folder. It is also the proof that
 //! nothing above depends on a file system.
