@@ -2,7 +2,13 @@
 //! `moto_server` per test ([`Moto`]). Dump -> inspect -> restore exact, a
 //! chunk of several multipart parts, a missing bucket as a one-line error,
 //! a tampered object refused before any write, two dumps into one prefix,
-//! and `kill -9` then `--resume`.
+//! and `kill -9` then `--resume`. Submodules: [`prefix`] (`--overwrite`
+//! and the dump lock), [`crypt`] (encrypted archives), [`interrupted`]
+//! (`restore --resume` after a kill, aborted multipart uploads).
+
+mod crypt;
+mod interrupted;
+mod prefix;
 
 use std::path::Path;
 use std::time::Duration;

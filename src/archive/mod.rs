@@ -130,6 +130,14 @@ pub enum ArchiveError {
     },
     #[error("{}: already exists: another dump wrote this archive", .0.display())]
     AlreadyExists(PathBuf),
+    /// The dump lock of an object-storage prefix is taken
+    /// ([`store::lock`]).
+    #[error("{}: another dump is writing there ({holder}; {}), or one that was interrupted: continue that with `esark dump --resume` and the same --source and --output, or start over with --overwrite", path.display(), lock.display())]
+    Locked {
+        path: PathBuf,
+        lock: PathBuf,
+        holder: String,
+    },
     #[error("{path}: the manifest names a file outside the archive")]
     UnsafePath { path: String },
     #[error("{}: a link to {}, outside the archive: refused", path.display(), target.display())]

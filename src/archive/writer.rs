@@ -13,6 +13,10 @@
 //! a non-empty folder unless `--overwrite`; the new archive is then
 //! written beside it and swapped in by [`ArchiveWriter::replace`] once
 //! complete (local folders only: [`crate::archive::store::swap`]).
+//! Under an object-storage prefix, [`ArchiveWriter::create_locked`] claims
+//! the prefix with a lock object first, and `--overwrite` deletes the old
+//! archive before the new one is written
+//! ([`crate::archive::store::lock`]).
 //!
 //! With [`ArchiveWriter::encrypt_to`], every file but the manifest is an
 //! age file ([`crate::archive::crypt`]); entries record the stored bytes.
@@ -27,6 +31,7 @@ use sha2::{Digest, Sha256};
 
 use super::crypt::Recipients;
 use super::manifest::{FileEntry, FileKind, Manifest};
+use super::store::lock::{self, DumpLock};
 use super::store::{swap, ArchiveStore, LocalStore, PutMode};
 use super::{ArchiveError, MANIFEST_FILE};
 
@@ -46,6 +51,9 @@ pub struct ArchiveWriter {
     resumed: bool,
     /// Every file but the manifest is encrypted to these (format 5).
     recipients: Option<Recipients>,
+    /// Holds the dump lock of an object-storage prefix, released once the
+    /// manifest is written.
+    locked: bool,
 }
 
 impl ArchiveWriter {
@@ -60,6 +68,7 @@ impl ArchiveWriter {
             replaces,
             resumed: false,
             recipients: None,
+            locked: false,
         })
     }
 
@@ -73,6 +82,7 @@ impl ArchiveWriter {
             replaces: None,
             resumed: false,
             recipients: None,
+            locked: false,
         })
     }
 
@@ -83,7 +93,44 @@ impl ArchiveWriter {
             replaces: None,
             resumed: true,
             recipients: None,
+            locked: false,
         }
+    }
+
+    /// Writes a new archive under an object-storage prefix, claiming it with
+    /// the dump lock before anything else is written ([`lock::claim`]): a
+    /// prefix that holds anything is refused. With `overwrite`, whatever it
+    /// holds is deleted first, manifest first ([`lock::clear`]): object
+    /// storage cannot swap an archive in, so the old one is gone from here
+    /// on. Returns the writer and how many objects were deleted.
+    pub async fn create_locked(
+        store: Arc<dyn ArchiveStore>,
+        overwrite: bool,
+    ) -> Result<(ArchiveWriter, usize), ArchiveError> {
+        let removed = match overwrite {
+            true => lock::clear(store.as_ref()).await?,
+            false => 0,
+        };
+        lock::claim(store.as_ref(), &DumpLock::new()).await?;
+        let writer = ArchiveWriter {
+            store,
+            replaces: None,
+            resumed: false,
+            recipients: None,
+            locked: true,
+        };
+        Ok((writer, removed))
+    }
+
+    /// Continues the interrupted dump under an object-storage prefix,
+    /// taking its dump lock over.
+    pub async fn resume_locked(
+        store: Arc<dyn ArchiveStore>,
+    ) -> Result<ArchiveWriter, ArchiveError> {
+        lock::take_over(store.as_ref(), &DumpLock::new()).await?;
+        let mut writer = ArchiveWriter::resume_in(store);
+        writer.locked = true;
+        Ok(writer)
     }
 
     /// Opens the folder of an interrupted dump, as it is.
@@ -94,6 +141,7 @@ impl ArchiveWriter {
                 replaces: None,
                 resumed: true,
                 recipients: None,
+                locked: false,
             }),
             Ok(_) => Err(ArchiveError::NotADirectory(root.into())),
             Err(e) => Err(ArchiveError::io(root, e)),
@@ -201,20 +249,24 @@ impl ArchiveWriter {
     }
 
     /// Writes the manifest, last: the commit point of the dump. A local
-    /// folder gets a temporary file, fsync, rename, fsync of the folder.
+    /// folder gets a temporary file, fsync, rename, fsync of the folder;
+    /// an object-storage prefix's dump lock is released after it.
     pub async fn write_manifest(&self, manifest: &Manifest) -> Result<(), ArchiveError> {
         let bytes = self.json(MANIFEST_FILE, manifest)?;
         if !self.resumed {
-            return Ok(self
-                .store
+            self.store
                 .put(MANIFEST_FILE, bytes, PutMode::Create)
-                .await?);
+                .await?;
+        } else {
+            self.store
+                .put(MANIFEST_FILE, bytes, PutMode::Overwrite)
+                .await?;
+            if let Some(local) = self.store.as_local() {
+                local.sync_folder("").await?;
+            }
         }
-        self.store
-            .put(MANIFEST_FILE, bytes, PutMode::Overwrite)
-            .await?;
-        if let Some(local) = self.store.as_local() {
-            local.sync_folder("").await?;
+        if self.locked {
+            lock::release(self.store.as_ref()).await?;
         }
         Ok(())
     }

@@ -55,7 +55,9 @@ pub struct DumpArgs {
     /// Start a new chunk file once one reaches this size [default: 1GiB].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub file_size: Option<u64>,
-    /// Replace the archive in a non-empty output folder.
+    /// Replace the archive in a non-empty output folder (it stays until the
+    /// new one is whole); on object storage, what the prefix holds is
+    /// deleted before the new archive is written.
     #[arg(long, conflicts_with = "resume")]
     pub overwrite: bool,
     /// Continue the interrupted dump in the output folder with the options
@@ -128,13 +130,6 @@ impl DumpArgs {
         let identity =
             Identities::load_given(self.identity.as_deref()).map_err(CliError::failure)?;
         let output = super::parse_location(&self.output)?;
-        if self.overwrite && output.as_local().is_none() {
-            // No atomic swap of a prefix: the old objects would be deleted
-            // before the new archive is whole.
-            return Err(CliError::usage(anyhow::anyhow!(
-                "{output}: --overwrite replaces folders only; on object storage delete the old archive first or dump to another prefix"
-            )));
-        }
         Ok(DumpConfig {
             source: self.source.resolve(&self.connection)?,
             output,
@@ -295,6 +290,7 @@ pub async fn run(args: DumpArgs) -> Result<ExitCode, CliError> {
         Err(DumpError::Archive(
             e @ (ArchiveError::NotEmpty(_)
             | ArchiveError::UnfinishedDump(_)
+            | ArchiveError::Locked { .. }
             | ArchiveError::NotADirectory(_)),
         )) => Err(CliError::usage(e)),
         Err(e @ DumpError::ResumeContradicts(_)) => Err(CliError::usage(e)),

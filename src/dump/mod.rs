@@ -188,10 +188,19 @@ async fn run_dump(
     let archive = match (&config.output, config.resume) {
         (Location::Local(root), true) => ArchiveWriter::open_existing(root).await?,
         (Location::Local(root), false) => ArchiveWriter::create(root, config.overwrite).await?,
-        (Location::Object(_), true) => ArchiveWriter::resume_in(store),
-        // No swap on object storage: a prefix that holds anything is
-        // refused, with --overwrite too (the command line refuses it).
-        (Location::Object(_), false) => ArchiveWriter::create_in(store).await?,
+        (Location::Object(_), true) => ArchiveWriter::resume_locked(store).await?,
+        // No swap on object storage: `--overwrite` deletes the old
+        // archive before the new one is written.
+        (Location::Object(_), false) => {
+            let (writer, removed) = ArchiveWriter::create_locked(store, config.overwrite).await?;
+            if removed > 0 {
+                events.warn(format!(
+                    "{}: removed the old archive there ({removed} objects) before writing the new one: object storage cannot swap archives, so unlike a folder's it is gone even if this dump fails",
+                    config.output
+                ));
+            }
+            writer
+        }
     }
     .encrypt_to(config.recipients.clone());
     for closed in &skipped {
@@ -201,6 +210,9 @@ async fn run_dump(
         &cluster, &archive, config, checkpoint, source, selected, skipped, events, cancel,
     )
     .await;
+    // Chunks dropped unfinished (a failed or cancelled slice) are aborted
+    // in the background on object storage: done before the process ends.
+    archive.store().settle().await;
     if archive.replaces().is_none() {
         return written.map(|manifest| DumpReport {
             output: config.output.to_path(),

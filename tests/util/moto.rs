@@ -172,6 +172,28 @@ impl Moto {
         assert!(resp.status().is_success(), "put {key}: {resp:?}");
     }
 
+    /// The keys of the multipart uploads in progress (started, neither
+    /// completed nor aborted) in `bucket`: S3's `ListMultipartUploads`.
+    pub fn open_uploads(&self, bucket: &str) -> Vec<String> {
+        let resp = self
+            .http
+            .get(format!("{}/{bucket}?uploads", self.url))
+            .send()
+            .unwrap();
+        assert!(resp.status().is_success(), "list uploads: {resp:?}");
+        let text = resp.text().unwrap();
+        assert!(
+            text.contains("ListMultipartUploadsResult"),
+            "not a list of uploads: {text}"
+        );
+        assert!(!text.contains("IsTruncated>true"), "more than one page");
+        text.split("<Upload>")
+            .skip(1)
+            .filter_map(|u| u.split("<Key>").nth(1)?.split("</Key>").next())
+            .map(str::to_string)
+            .collect()
+    }
+
     /// What the server logged, for failure messages.
     pub fn server_log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

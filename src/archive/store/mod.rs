@@ -34,12 +34,21 @@
 //! answers. Folders themselves ([`ArchiveStore::create_folder`]) exist
 //! only in a local store; object storage has nothing to create.
 //!
+//! # What only object storage needs
+//!
+//! Without renames, a dump claims its prefix with a lock object created
+//! with [`PutMode::Create`] before it writes anything, and `--overwrite`
+//! deletes the old archive (manifest first) before the new one is written:
+//! [`lock`], used by
+//! [`crate::archive::writer::ArchiveWriter::create_locked`].
+//!
 //! [`MemoryStore`] keeps objects in memory: for tests and for embedding
 //! esark where an archive is not a folder. It is also the proof that
 //! nothing above depends on a file system.
 
 pub mod local;
 pub mod location;
+pub mod lock;
 pub mod memory;
 pub mod object;
 pub mod swap;
@@ -177,6 +186,14 @@ pub trait ArchiveStore: Send + Sync + std::fmt::Debug {
     /// creates it (owner-only); object storage has no folders and nothing
     /// to do.
     fn create_folder<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, ()>;
+
+    /// Waits (a bounded time) for what the store finishes in the
+    /// background: object storage aborts the multipart uploads of chunks
+    /// dropped unfinished in spawned tasks, which the end of the process
+    /// would otherwise cut short, leaving their parts stored (and billed).
+    fn settle(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 
     /// The local folder behind this store, for what only a folder can do
     /// (see the module documentation); `None` for any other store.

@@ -7,7 +7,9 @@
 //!   buffered and [`PARTS_IN_FLIGHT`] parts uploading, whatever
 //!   `--file-size`, so memory stays bounded. An upload that is aborted or
 //!   dropped before its commit is aborted on the server: nothing appears
-//!   under the name.
+//!   under the name, and no parts are left stored. A dropped one is
+//!   aborted by a spawned task, which [`ArchiveStore::settle`] waits for
+//!   (the end of the process would cut it short).
 //! - The manifest is put with [`PutMode::Create`]: `If-None-Match: *` on S3
 //!   (supported by AWS since 2024, and by MinIO, R2, Ceph), a generation
 //!   precondition on GCS, `If-None-Match` on Azure. Of two dumps into one
@@ -27,10 +29,12 @@ use std::fmt;
 use std::io;
 use std::path::{Path as FsPath, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3Builder, AwsCredential, S3ConditionalPut};
 use object_store::azure::MicrosoftAzureBuilder;
@@ -39,6 +43,7 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::path::{Path, PathPart};
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::task::JoinHandle;
 
 use super::{
     ArchiveStore, ObjectMeta, ObjectReader, ObjectUpload, PutMode, StoreError, StoreFuture,
@@ -53,6 +58,12 @@ pub const PART_SIZE: usize = 8 << 20;
 /// Parts uploading at once per chunk: with [`PART_SIZE`], at most about
 /// 40 MiB per chunk being written.
 pub const PARTS_IN_FLIGHT: usize = 4;
+/// How long [`ArchiveStore::settle`] waits for the aborts of dropped
+/// uploads: each is one request, retried if the server fails.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The aborts of uploads dropped unfinished, spawned by their `Drop`.
+type PendingAborts = Arc<Mutex<Vec<JoinHandle<()>>>>;
 
 /// The object storage services esark serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +113,9 @@ impl fmt::Display for ObjectLocation {
 pub struct ObjectArchiveStore {
     store: Arc<dyn ObjectStore>,
     location: ObjectLocation,
+    /// Shared with every upload, which adds its abort when dropped
+    /// unfinished; [`ArchiveStore::settle`] waits for them.
+    aborts: PendingAborts,
 }
 
 impl ObjectArchiveStore {
@@ -140,6 +154,7 @@ impl ObjectArchiveStore {
         Ok(ObjectArchiveStore {
             store,
             location: location.clone(),
+            aborts: PendingAborts::default(),
         })
     }
 
@@ -298,6 +313,7 @@ impl ArchiveStore for ObjectArchiveStore {
             Ok(Box::new(ObjectStoreUpload {
                 writer: Some(writer),
                 location: self.locate(key),
+                aborts: self.aborts.clone(),
             }) as Box<dyn ObjectUpload>)
         })
     }
@@ -364,6 +380,19 @@ impl ArchiveStore for ObjectArchiveStore {
         // Object storage has no folders.
         Box::pin(async { Ok(()) })
     }
+
+    fn settle(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let pending: Vec<JoinHandle<()>> = {
+                let mut aborts = self.aborts.lock().unwrap_or_else(|p| p.into_inner());
+                aborts.drain(..).collect()
+            };
+            let all = futures::future::join_all(pending);
+            // An abort that does not get through in time leaves its parts
+            // to the bucket's lifecycle rule; the run's outcome stands.
+            let _ = tokio::time::timeout(SETTLE_TIMEOUT, all).await;
+        })
+    }
 }
 
 /// A chunk streaming to a multipart upload.
@@ -371,6 +400,23 @@ struct ObjectStoreUpload {
     /// `None` once committed or aborted.
     writer: Option<BufWriter>,
     location: PathBuf,
+    /// Where a drop unfinished leaves its abort, for
+    /// [`ArchiveStore::settle`].
+    aborts: PendingAborts,
+}
+
+/// Aborts the multipart upload of `writer`, if it started one. One being
+/// started (its create request in flight) is finished first: aborting
+/// only what is already started would leave it open.
+async fn abort_writer(writer: &mut BufWriter) -> object_store::Result<()> {
+    writer
+        .flush()
+        .await
+        .map_err(|e| object_store::Error::Generic {
+            store: "object storage",
+            source: Box::new(e),
+        })?;
+    writer.abort().await
 }
 
 impl ObjectStoreUpload {
@@ -424,7 +470,7 @@ impl ObjectUpload for ObjectStoreUpload {
         Box::pin(async move {
             let location = self.location.clone();
             match self.writer.take() {
-                Some(mut writer) => writer.abort().await.map_err(|e| {
+                Some(mut writer) => abort_writer(&mut writer).await.map_err(|e| {
                     StoreError::io(location, io::Error::other(one_line(&e.to_string())))
                 }),
                 None => Ok(()),
@@ -441,9 +487,12 @@ impl Drop for ObjectStoreUpload {
             return;
         };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = writer.abort().await;
+            let abort = runtime.spawn(async move {
+                let _ = abort_writer(&mut writer).await;
             });
+            let mut aborts = self.aborts.lock().unwrap_or_else(|p| p.into_inner());
+            aborts.retain(|a| !a.is_finished());
+            aborts.push(abort);
         }
     }
 }
