@@ -189,12 +189,18 @@ impl Db {
         }
     }
 
-    pub fn by_key(&self, created_by: &str, key: Option<&str>) -> Result<Option<JobRecord>, DbError> {
+    pub fn by_key(
+        &self,
+        created_by: &str,
+        key: Option<&str>,
+    ) -> Result<Option<JobRecord>, DbError> {
         let Some(key) = key else { return Ok(None) };
         Ok(self
             .lock()
             .query_row(
-                &format!("SELECT {COLUMNS} FROM jobs WHERE created_by = ?1 AND idempotency_key = ?2"),
+                &format!(
+                    "SELECT {COLUMNS} FROM jobs WHERE created_by = ?1 AND idempotency_key = ?2"
+                ),
                 params![created_by, key],
                 record,
             )
@@ -213,7 +219,11 @@ impl Db {
     }
 
     /// Jobs, newest first, filtered by status and kind.
-    pub fn list(&self, status: Option<Status>, kind: Option<Kind>) -> Result<Vec<JobRecord>, DbError> {
+    pub fn list(
+        &self,
+        status: Option<Status>,
+        kind: Option<Kind>,
+    ) -> Result<Vec<JobRecord>, DbError> {
         let conn = self.lock();
         let mut statement = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM jobs WHERE (?1 IS NULL OR status = ?1)
@@ -246,8 +256,9 @@ impl Db {
             s if s.is_final() => (", finished_at = ?3", true),
             _ => ("", false),
         };
-        let sql =
-            format!("UPDATE jobs SET status = ?2{extra} WHERE id = ?1 AND status IN ({placeholders})");
+        let sql = format!(
+            "UPDATE jobs SET status = ?2{extra} WHERE id = ?1 AND status IN ({placeholders})"
+        );
         let conn = self.lock();
         let changed = if stamped {
             conn.execute(&sql, params![id, to.as_str(), now()])?
@@ -278,7 +289,10 @@ impl Db {
     pub fn set_progress(&self, id: &str, progress: &Progress) -> Result<(), DbError> {
         self.lock().execute(
             "UPDATE jobs SET progress = ?2 WHERE id = ?1",
-            params![id, serde_json::to_string(progress).expect("progress serializes")],
+            params![
+                id,
+                serde_json::to_string(progress).expect("progress serializes")
+            ],
         )?;
         Ok(())
     }
@@ -293,7 +307,8 @@ impl Db {
                  WHERE status IN ('running', 'cancelling')",
             params![now()],
         )?;
-        let mut statement = conn.prepare("SELECT id FROM jobs WHERE status = 'queued' ORDER BY seq")?;
+        let mut statement =
+            conn.prepare("SELECT id FROM jobs WHERE status = 'queued' ORDER BY seq")?;
         let ids = statement.query_map([], |row| row.get::<_, String>(0))?;
         Ok(ids.collect::<Result<_, _>>()?)
     }
@@ -372,7 +387,10 @@ mod tests {
         let db = Db::open(dir.path()).unwrap();
         let (job, created) = db.insert(new_job(Some("k"), "ci")).unwrap();
         assert!(created);
-        assert_eq!(db.insert(new_job(Some("k"), "ci")).unwrap(), (job.clone(), false));
+        assert_eq!(
+            db.insert(new_job(Some("k"), "ci")).unwrap(),
+            (job.clone(), false)
+        );
         let (ops, created) = db.insert(new_job(Some("k"), "ops")).unwrap();
         assert!(created, "keys are per caller");
         assert!(!db.transition(&job.id, Status::Succeeded).unwrap());
@@ -388,9 +406,24 @@ mod tests {
         assert!(job.finished_at.is_some());
         assert!(db.transition(&job.id, Status::Queued).unwrap());
         assert_eq!(db.get(&job.id).unwrap().unwrap().finished_at, None);
-        let listed: Vec<String> = db.list(None, None).unwrap().into_iter().map(|j| j.id).collect();
+        let listed: Vec<String> = db
+            .list(None, None)
+            .unwrap()
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
         assert_eq!(listed.first(), Some(&other.id), "newest first");
-        assert_eq!(db.list(Some(Status::Queued), Some(Kind::Copy)).unwrap().len(), 0);
-        assert_eq!(db.list(Some(Status::Queued), Some(Kind::Export)).unwrap().len(), 3);
+        assert_eq!(
+            db.list(Some(Status::Queued), Some(Kind::Copy))
+                .unwrap()
+                .len(),
+            0
+        );
+        assert_eq!(
+            db.list(Some(Status::Queued), Some(Kind::Export))
+                .unwrap()
+                .len(),
+            3
+        );
     }
 }

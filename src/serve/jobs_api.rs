@@ -72,7 +72,9 @@ pub async fn submit(
             v.to_str()
                 .ok()
                 .filter(|k| !k.is_empty() && k.len() <= 200)
-                .ok_or_else(|| ApiError::bad_request("Idempotency-Key: 1 to 200 visible characters"))?
+                .ok_or_else(|| {
+                    ApiError::bad_request("Idempotency-Key: 1 to 200 visible characters")
+                })?
                 .to_string(),
         ),
         None => None,
@@ -179,7 +181,9 @@ pub async fn list(
     let status = query
         .status
         .as_deref()
-        .map(|s| Status::parse(s).ok_or_else(|| ApiError::bad_request(format!("unknown status {s:?}"))))
+        .map(|s| {
+            Status::parse(s).ok_or_else(|| ApiError::bad_request(format!("unknown status {s:?}")))
+        })
         .transpose()?;
     let kind = query
         .kind
@@ -187,7 +191,10 @@ pub async fn list(
         .map(|k| Kind::parse(k).ok_or_else(|| ApiError::bad_request(format!("unknown kind {k:?}"))))
         .transpose()?;
     let jobs = state.db.list(status, kind).map_err(ApiError::internal)?;
-    let jobs: Vec<Value> = jobs.into_iter().map(|j| fresh(&state, j).to_json()).collect();
+    let jobs: Vec<Value> = jobs
+        .into_iter()
+        .map(|j| fresh(&state, j).to_json())
+        .collect();
     Ok(Json(json!({ "jobs": jobs })))
 }
 
@@ -230,7 +237,11 @@ pub async fn errors(
     let body = match tokio::fs::read(&file).await {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(ApiError::internal(format!("reading the rejected documents: {e}"))),
+        Err(e) => {
+            return Err(ApiError::internal(format!(
+                "reading the rejected documents: {e}"
+            )))
+        }
     };
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }
@@ -242,9 +253,7 @@ pub async fn cancel(
 ) -> Result<Response, ApiError> {
     let job = find(&state, &id)?;
     caller.check_control(&job.created_by)?;
-    if job.status != Status::Cancelling
-        && !state.runner.cancel(&id).map_err(ApiError::internal)?
-    {
+    if job.status != Status::Cancelling && !state.runner.cancel(&id).map_err(ApiError::internal)? {
         let now = find(&state, &id)?;
         if now.status != Status::Cancelling {
             return Err(ApiError::conflict(format!(
@@ -273,7 +282,12 @@ pub async fn resume(
         job.status,
         Status::Interrupted | Status::Failed | Status::Cancelled
     );
-    if !resumable || !state.db.transition(&id, Status::Queued).map_err(ApiError::internal)? {
+    if !resumable
+        || !state
+            .db
+            .transition(&id, Status::Queued)
+            .map_err(ApiError::internal)?
+    {
         return Err(ApiError::conflict(format!(
             "job {id} is {}: only interrupted, failed or cancelled jobs resume",
             find(&state, &id)?.status.as_str()

@@ -68,8 +68,12 @@ impl Metrics {
         self.documents
             .get_or_create(&labels)
             .inc_by(progress.docs_done);
-        self.bytes.get_or_create(&labels).inc_by(progress.bytes_done);
-        self.rejected.get_or_create(&labels).inc_by(progress.rejected);
+        self.bytes
+            .get_or_create(&labels)
+            .inc_by(progress.bytes_done);
+        self.rejected
+            .get_or_create(&labels)
+            .inc_by(progress.rejected);
     }
 
     /// The text of a scrape.

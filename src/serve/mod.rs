@@ -39,8 +39,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
-use axum::http::request::Parts;
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
@@ -164,7 +164,10 @@ async fn metrics(
     caller: Caller,
 ) -> Result<axum::response::Response, ApiError> {
     caller.check(Action::ReadMetrics, &[])?;
-    let text = state.metrics.render(&state.db).map_err(ApiError::internal)?;
+    let text = state
+        .metrics
+        .render(&state.db)
+        .map_err(ApiError::internal)?;
     Ok((
         [(
             header::CONTENT_TYPE,

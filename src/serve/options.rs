@@ -255,10 +255,7 @@ pub fn prepare(kind: Kind, options: &Value, ctx: &Context<'_>) -> Result<Prepare
             )?
             .args;
             let mut config = args.load.resolve(&args.connection).map_err(bad)?;
-            config.target = ctx
-                .target_cluster
-                .expect("a copy names its target")
-                .clone();
+            config.target = ctx.target_cluster.expect("a copy names its target").clone();
             config.state = Some(ctx.job_dir.join("restore.state"));
             config.rejects = ctx.job_dir.join("rejects.jsonl");
             crate::cli::dump::check_page_size(args.page_size).map_err(bad)?;
@@ -357,7 +354,9 @@ pub fn to_argv(kind: Kind, options: &Map<String, Value>) -> Result<Vec<String>, 
         if name == "query" {
             let text = match value {
                 Value::String(s) if s.trim_start().starts_with('@') => {
-                    return Err(bad("@FILE reads the server's files: give the query as JSON"))
+                    return Err(bad(
+                        "@FILE reads the server's files: give the query as JSON",
+                    ))
                 }
                 Value::String(s) => s.clone(),
                 Value::Object(_) => value.to_string(),
@@ -479,18 +478,41 @@ mod tests {
             panic!("an import")
         };
         assert_eq!(job.renamer.prefix, "-x");
-        assert_eq!(job.config.rejects, Path::new("/srv/state/jobs/1/rejects.jsonl"));
+        assert_eq!(
+            job.config.rejects,
+            Path::new("/srv/state/jobs/1/rejects.jsonl")
+        );
         assert_eq!(job.config.target.url.host_str(), Some("real"));
     }
 
     #[test]
     fn unknown_forbidden_and_bad_options_are_named() {
         for (kind, options, expected) in [
-            (Kind::Export, json!({"pagesize": 1}), OptionsError::Unknown("pagesize".into())),
-            (Kind::Export, json!({"output": "/etc"}), OptionsError::Forbidden("output".into())),
-            (Kind::Import, json!({"state": "/x"}), OptionsError::Forbidden("state".into())),
-            (Kind::Copy, json!({"source_user": "u"}), OptionsError::Forbidden("source_user".into())),
-            (Kind::Import, json!({"encrypt_to": "age1x"}), OptionsError::NotForKind("encrypt_to".into(), "import")),
+            (
+                Kind::Export,
+                json!({"pagesize": 1}),
+                OptionsError::Unknown("pagesize".into()),
+            ),
+            (
+                Kind::Export,
+                json!({"output": "/etc"}),
+                OptionsError::Forbidden("output".into()),
+            ),
+            (
+                Kind::Import,
+                json!({"state": "/x"}),
+                OptionsError::Forbidden("state".into()),
+            ),
+            (
+                Kind::Copy,
+                json!({"source_user": "u"}),
+                OptionsError::Forbidden("source_user".into()),
+            ),
+            (
+                Kind::Import,
+                json!({"encrypt_to": "age1x"}),
+                OptionsError::NotForKind("encrypt_to".into(), "import"),
+            ),
         ] {
             assert_eq!(ctx_prepare(kind, options).unwrap_err(), expected);
         }

@@ -110,11 +110,7 @@ mod tests {
             progress.apply(&e);
         }
         assert_eq!(
-            (
-                progress.docs_done,
-                progress.docs_total,
-                progress.bytes_done
-            ),
+            (progress.docs_done, progress.docs_total, progress.bytes_done),
             (10, 15, 400)
         );
         let statuses: Vec<&str> = progress.indices.iter().map(|i| i.status.as_str()).collect();

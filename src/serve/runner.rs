@@ -210,7 +210,11 @@ impl Runner {
         };
         if let Some(job) = job {
             let ended = self.execute(&job, &live).await;
-            let progress = live.progress.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let progress = live
+                .progress
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             self.metrics.job_ended(job.kind, &progress);
             let error = ended.error.map(|e| self.secrets.redact(&e));
             let report = ended.report.map(|r| self.secrets.redact_json(r));
@@ -278,7 +282,11 @@ impl Runner {
                 let mut last = Progress::default();
                 loop {
                     tokio::time::sleep(PERSIST_EVERY).await;
-                    let now = live.progress.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    let now = live
+                        .progress
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone();
                     if now != last {
                         let _ = db.set_progress(&id, &now);
                         last = now;
@@ -303,9 +311,10 @@ impl Runner {
             Prepared::Export(mut config) => {
                 config.resume = has_checkpoint(&config.output).await;
                 let events = events.clone();
-                let result =
-                    on_own_thread(move || async move { crate::dump::run(&config, &events, cancel).await })
-                        .await;
+                let result = on_own_thread(move || async move {
+                    crate::dump::run(&config, &events, cancel).await
+                })
+                .await;
                 match result {
                     Ok(Ok(report)) => Ended {
                         status: Status::Succeeded,
@@ -460,7 +469,11 @@ async fn has_checkpoint(location: &Location) -> bool {
 
 /// Writes a job's rejected documents (`errors.ndjson`) and warnings
 /// (`log.txt`) as they come.
-async fn write_events(dir: std::path::PathBuf, mut rx: mpsc::UnboundedReceiver<Event>, secrets: Secrets) {
+async fn write_events(
+    dir: std::path::PathBuf,
+    mut rx: mpsc::UnboundedReceiver<Event>,
+    secrets: Secrets,
+) {
     let mut errors = None;
     while let Some(event) = rx.recv().await {
         match event {
@@ -482,7 +495,9 @@ async fn write_events(dir: std::path::PathBuf, mut rx: mpsc::UnboundedReceiver<E
                     let _ = writeln!(file, "{line}");
                 }
             }
-            Event::Warning { message } => log_line(&dir, &format!("warning: {}", secrets.redact(&message))),
+            Event::Warning { message } => {
+                log_line(&dir, &format!("warning: {}", secrets.redact(&message)))
+            }
             Event::Info { message } => log_line(&dir, &secrets.redact(&message)),
             _ => {}
         }

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::server::TestCluster;
+
 /// A running `esark serve`.
 pub struct Serve {
     child: Option<Child>,
@@ -22,6 +24,9 @@ pub struct Serve {
     pub config: PathBuf,
     stderr: Arc<Mutex<String>>,
     envs: Vec<(String, String)>,
+    /// A CA certificate (PEM) the client trusts: the service's own
+    /// self-signed one in the TLS tests.
+    ca: Option<Vec<u8>>,
 }
 
 /// The sha256 (hex) of a token, as a `[[tokens]]` entry wants it.
@@ -116,7 +121,14 @@ impl Serve {
             config,
             stderr,
             envs,
+            ca: None,
         }
+    }
+
+    /// Trusts `pem` (a CA or self-signed certificate) in [`Serve::call`].
+    pub fn trust(mut self, pem: &Path) -> Serve {
+        self.ca = Some(std::fs::read(pem).unwrap());
+        self
     }
 
     /// Runs `esark serve --config FILE` expecting it to refuse to start:
@@ -142,7 +154,14 @@ impl Serve {
     /// the caller reads [`Serve::url`] anew.
     pub fn kill_and_restart(&mut self) {
         self.kill9();
-        let restarted = Serve::start_with(&self.dir, self.config.clone(), self.envs.clone());
+        self.restart();
+    }
+
+    /// Starts the service again on the same config (after [`Serve::kill9`]
+    /// or [`Serve::terminate`]); the URL is read anew.
+    pub fn restart(&mut self) {
+        let mut restarted = Serve::start_with(&self.dir, self.config.clone(), self.envs.clone());
+        restarted.ca = self.ca.take();
         *self = restarted;
     }
 
@@ -204,10 +223,11 @@ impl Serve {
         body: Option<Vec<u8>>,
         headers: &[(&str, &str)],
     ) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap();
+        let mut client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60));
+        if let Some(pem) = &self.ca {
+            client = client.add_root_certificate(reqwest::Certificate::from_pem(pem).unwrap());
+        }
+        let client = client.build().unwrap();
         let mut request = client.request(method.parse().unwrap(), format!("{}{path}", self.url));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -227,6 +247,87 @@ impl Serve {
         let headers = response.headers().clone();
         let bytes = response.bytes().unwrap().to_vec();
         (status, headers, bytes)
+    }
+}
+
+/// A `[clusters.NAME]` table reaching `cluster`, and the environment its
+/// password needs (a shared cluster's credentials go through a variable:
+/// the service refuses them in the URL).
+pub fn cluster_table(name: &str, cluster: &TestCluster) -> (String, Vec<(String, String)>) {
+    let mut table = format!("[clusters.{name}]\nurl = \"{}\"\n", cluster.base_url());
+    let mut envs = Vec::new();
+    if let Some((user, password)) = cluster.credentials() {
+        let var = format!("ESARK_TEST_SERVE_PW_{}", name.to_uppercase());
+        table.push_str(&format!("user = \"{user}\"\npassword_env = \"{var}\"\n"));
+        envs.push((var, password.to_string()));
+    }
+    match cluster.tls_args().as_slice() {
+        [flag] if flag == "--insecure" => table.push_str("insecure = true\n"),
+        [_, ca] => table.push_str(&format!("ca_cert = \"{ca}\"\n")),
+        _ => {}
+    }
+    (table, envs)
+}
+
+/// A `[[tokens]]` entry for token `NAME-secret`.
+pub fn token_table(name: &str, role: &str) -> String {
+    format!(
+        "[[tokens]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{}\"\n",
+        token_digest(&format!("{name}-secret"))
+    )
+}
+
+impl Serve {
+    /// `POST /v1/jobs` that must be accepted: the job.
+    pub fn submit(&self, token: Option<&str>, body: &Value) -> Value {
+        let (status, job) = self.call("POST", "/v1/jobs", token, Some(body));
+        assert_eq!(status, 202, "submit {body}: {job}\n{}", self.stderr());
+        job
+    }
+
+    /// The job `id`.
+    pub fn job(&self, token: Option<&str>, id: &str) -> Value {
+        let (status, job) = self.call("GET", &format!("/v1/jobs/{id}"), token, None);
+        assert_eq!(status, 200, "{job}");
+        job
+    }
+
+    /// Polls job `id` until `done` holds (panics after `timeout`).
+    pub fn wait_job(
+        &self,
+        token: Option<&str>,
+        id: &str,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let start = Instant::now();
+        loop {
+            let job = self.job(token, id);
+            if done(&job) {
+                return job;
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "job {id}: not {what} after {timeout:?}: {job}\nstderr:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Polls job `id` until it has status `status`.
+    pub fn wait_status(&self, token: Option<&str>, id: &str, status: &str) -> Value {
+        let finals = ["succeeded", "partial", "failed", "cancelled", "interrupted"];
+        self.wait_job(token, id, Duration::from_secs(120), status, |j| {
+            let now = j["status"].as_str().unwrap_or("");
+            assert!(
+                now == status || !finals.contains(&now),
+                "job {id} ended {now}, expected {status}: {j}"
+            );
+            now == status
+        })
     }
 }
 
