@@ -18,6 +18,7 @@
 //! | [`runner`] | the job queue: slots, events into progress, cancel, shutdown |
 //! | [`progress`] | events folded into a job's progress |
 //! | [`metrics`] | `/metrics` (Prometheus) |
+//! | [`secrets`] | cluster secrets scrubbed from what jobs record |
 //!
 //! Front ends sit side by side: this module may use the command line's
 //! option parsing ([`crate::cli`]), nothing below may use this module
@@ -33,6 +34,7 @@ pub mod openapi;
 pub mod options;
 pub mod progress;
 pub mod runner;
+pub mod secrets;
 pub mod status;
 
 use std::path::Path;

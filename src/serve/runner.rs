@@ -25,9 +25,9 @@ use super::db::{create_private_dir, now, Db, JobRecord};
 use super::metrics::Metrics;
 use super::options::{self, archive_location, job_dir, Context, Prepared};
 use super::progress::Progress;
+use super::secrets::Secrets;
 use super::status::Status;
 use crate::archive::store::Location;
-use crate::cluster::Auth;
 use crate::dump::DumpError;
 use crate::job::{Event, Events};
 use crate::restore::report::RestoreReport;
@@ -36,44 +36,6 @@ use crate::verify::VerifyError;
 
 /// How often a running job's progress is written to the database.
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
-
-/// The secrets of the configured clusters, to scrub from anything a job
-/// records: an engine error that quoted one must not reach the API.
-#[derive(Debug, Default)]
-pub struct Secrets(Vec<String>);
-
-impl Secrets {
-    pub fn of(config: &ServeConfig) -> Secrets {
-        let secrets = config
-            .clusters
-            .values()
-            .filter_map(|c| match &c.auth {
-                Auth::Basic { password, .. } => Some(password.clone()),
-                Auth::ApiKey(key) => Some(key.clone()),
-                Auth::Bearer(token) => Some(token.clone()),
-                _ => None,
-            })
-            .filter(|s| !s.is_empty())
-            .collect();
-        Secrets(secrets)
-    }
-
-    pub fn redact(&self, text: &str) -> String {
-        self.0
-            .iter()
-            .fold(text.to_string(), |text, secret| text.replace(secret, "***"))
-    }
-
-    fn redact_json(&self, value: Value) -> Value {
-        let text = value.to_string();
-        let clean = self.redact(&text);
-        if clean == text {
-            value
-        } else {
-            serde_json::from_str(&clean).unwrap_or(Value::Null)
-        }
-    }
-}
 
 /// Why a running job was asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,13 +159,17 @@ impl Runner {
             _ = self.stopping.cancelled() => return,
             permit = self.slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
         };
-        if self.stopping.is_cancelled() {
-            return;
-        }
         let live = Arc::new(Live::default());
         // Registered before it is `running`, so a cancel that sees it
         // running finds its token.
         self.live_map().insert(id.clone(), live.clone());
+        // Checked after registering: `shutdown` sets `stopping` before it
+        // cancels the registered jobs, so a job either sees it here or is
+        // cancelled there, never neither.
+        if self.stopping.is_cancelled() {
+            self.live_map().remove(&id);
+            return;
+        }
         let job = match self.db.transition(&id, Status::Running) {
             Ok(true) => self.db.get(&id).ok().flatten(),
             _ => None,
@@ -271,11 +237,7 @@ impl Runner {
                 let _ = tx.send(event);
             }
         });
-        let writer = tokio::spawn(write_events(
-            dir.clone(),
-            rx,
-            Secrets(self.secrets.0.clone()),
-        ));
+        let writer = tokio::spawn(write_events(dir.clone(), rx, self.secrets.clone()));
         let persist = {
             let (db, id, live) = (self.db.clone(), job.id.clone(), live.clone());
             tokio::spawn(async move {
@@ -512,18 +474,5 @@ fn log_line(dir: &Path, line: &str) {
         .open(dir.join("log.txt"))
     {
         let _ = writeln!(file, "{} {line}", now());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_scrubbed_from_text_and_reports() {
-        let secrets = Secrets(vec!["hunter2".into()]);
-        assert_eq!(secrets.redact("401 for hunter2 at x"), "401 for *** at x");
-        let report = secrets.redact_json(json!({"warnings": ["pw hunter2"], "n": 1}));
-        assert_eq!(report, json!({"warnings": ["pw ***"], "n": 1}));
     }
 }

@@ -10,9 +10,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use std::collections::BTreeSet;
 
-use super::server::TestCluster;
+use serde_json::{json, Value};
+
+use super::archive::Archive;
+use super::faults::{Fault, FaultProxy, Route, Rule, When};
+use super::server::{BulkBody, TestCluster};
 
 /// A running `esark serve`.
 pub struct Serve {
@@ -335,4 +339,95 @@ impl Drop for Serve {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+// ---- configs, data and jobs of the service tests ----------------------------
+
+/// `listen` (loopback, any port), `state` and `archives` in `dir`.
+pub fn base(dir: &Path) -> String {
+    format!(
+        "listen = \"127.0.0.1:0\"\nstate = \"{}\"\narchives = \"{}\"\n",
+        dir.join("state").display(),
+        dir.join("archives").display()
+    )
+}
+
+/// A service in `dir`: the base keys, `top` (max_jobs, TLS), the
+/// `clusters` (name, cluster), then `tail` (more clusters, tokens).
+pub fn serve_with(dir: &Path, top: &str, clusters: &[(&str, &TestCluster)], tail: &str) -> Serve {
+    let mut config = format!("{}{top}\n", base(dir));
+    let mut envs = Vec::new();
+    for (name, cluster) in clusters {
+        let (table, env) = cluster_table(name, cluster);
+        config.push_str(&table);
+        envs.extend(env);
+    }
+    config.push_str(tail);
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Serve::start(dir, &config, &envs)
+}
+
+/// `n` documents into `index`, ids `0..n`.
+pub fn seed(cluster: &TestCluster, index: &str, n: usize) {
+    cluster.create_index(index, &json!({"settings": {"number_of_shards": 2}}));
+    let mut body = BulkBody::new();
+    for i in 0..n {
+        body.index(
+            index,
+            &i.to_string(),
+            None,
+            &format!(r#"{{"n":{i},"text":"document {i}"}}"#),
+        );
+    }
+    cluster.bulk(body.as_str());
+    cluster.refresh(index);
+}
+
+/// A proxy in front of `cluster` that delays every page of a dump.
+pub fn slow_pages(cluster: &TestCluster, delay_ms: u64) -> FaultProxy {
+    FaultProxy::start(
+        cluster.base_url(),
+        vec![Rule::new(
+            "slow-pages",
+            Route::pages(),
+            When::Every {
+                every: 1,
+                max: 100_000,
+            },
+            Fault::Slow(Duration::from_millis(delay_ms)),
+        )],
+    )
+}
+
+/// A `[clusters.slow]` table for the slowed proxy (plain http, no credentials).
+pub fn proxy_table(name: &str, proxy: &FaultProxy) -> String {
+    format!("[clusters.{name}]\nurl = \"{}\"\n", proxy.url())
+}
+
+/// The ids of `index` in the archive `name` of the service in `dir`: each
+/// once.
+pub fn archive_ids(dir: &Path, name: &str, index: &str) -> BTreeSet<String> {
+    let ids: Vec<String> = Archive::open(&dir.join("archives").join(name))
+        .docs(index)
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    let unique: BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(ids.len(), unique.len(), "an id twice in the archive");
+    unique
+}
+
+/// The log of job `id` of the service in `dir`.
+pub fn job_log(dir: &Path, id: &str) -> String {
+    std::fs::read_to_string(dir.join("state/jobs").join(id).join("log.txt")).unwrap_or_default()
+}
+
+/// An export job's request.
+pub fn export(cluster: &str, archive: &str, options: Value) -> Value {
+    json!({"kind": "export", "cluster": cluster, "archive": archive, "options": options})
+}
+
+/// A job's id.
+pub fn id_of(job: &Value) -> String {
+    job["id"].as_str().expect("a job id").to_string()
 }
