@@ -137,12 +137,16 @@ fn export_then_import_and_verify_through_jobs_are_exact() {
 /// A slow export of 1,000 documents (pages of 50, each delayed) that has
 /// started moving documents: the service, the job id, the index, and the
 /// proxy (kept alive by the caller).
-fn slow_export(test: &str, dir: &Path) -> (Serve, String, String, TestCluster, FaultProxy) {
+fn slow_export(
+    test: &str,
+    dir: &Path,
+    top: &str,
+) -> (Serve, String, String, TestCluster, FaultProxy) {
     let cluster = TestCluster::start(test);
     let proxy = slow_pages(&cluster, 300);
     let index = cluster.name("slow");
     seed(&cluster, &index, 1_000);
-    let serve = serve_with(dir, "", &[], &proxy_table("slow", &proxy));
+    let serve = serve_with(dir, top, &[], &proxy_table("slow", &proxy));
     let job = serve.submit(
         None,
         &export(
@@ -184,7 +188,19 @@ fn resume_to_the_end(serve: &Serve, dir: &Path, id: &str, index: &str) {
 #[test]
 fn a_job_killed_with_the_server_is_interrupted_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut serve, id, index, _cluster, _proxy) = slow_export("serve_kill9", dir.path());
+    let (mut serve, id, index, _cluster, _proxy) =
+        slow_export("serve_kill9", dir.path(), "max_jobs = 1");
+    // Waiting for the one slot when the service dies: it runs after the
+    // restart.
+    let queued = id_of(&serve.submit(
+        None,
+        &export(
+            "slow",
+            "slow-2",
+            json!({"match": format!("^{index}$"), "page_size": 100}),
+        ),
+    ));
+    assert_eq!(serve.job(None, &queued)["status"], "queued");
     serve.kill_and_restart();
     let job = serve.job(None, &id);
     assert_eq!(job["status"], "interrupted", "{job}");
@@ -194,13 +210,15 @@ fn a_job_killed_with_the_server_is_interrupted_and_resumes_exactly() {
         job["progress"]["docs_done"].as_u64().unwrap() >= 100,
         "progress was persisted: {job}"
     );
+    serve.wait_status(None, &queued, "succeeded");
+    assert_eq!(archive_ids(dir.path(), "slow-2", &index).len(), 1_000);
     resume_to_the_end(&serve, dir.path(), &id, &index);
 }
 
 #[test]
 fn a_cancelled_export_is_cancelled_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let (serve, id, index, _cluster, _proxy) = slow_export("serve_cancel", dir.path());
+    let (serve, id, index, _cluster, _proxy) = slow_export("serve_cancel", dir.path(), "");
     let (status, job) = serve.call("POST", &format!("/v1/jobs/{id}/cancel"), None, None);
     assert_eq!(status, 202, "{job}");
     assert!(
@@ -220,7 +238,7 @@ fn a_cancelled_export_is_cancelled_and_resumes_exactly() {
 #[test]
 fn sigterm_stops_the_server_and_leaves_the_job_interrupted_and_resumable() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut serve, id, index, _cluster, _proxy) = slow_export("serve_sigterm", dir.path());
+    let (mut serve, id, index, _cluster, _proxy) = slow_export("serve_sigterm", dir.path(), "");
     assert_eq!(
         serve.terminate(Duration::from_secs(60)),
         Some(0),
