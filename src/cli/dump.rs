@@ -331,7 +331,8 @@ fn summary_line(report: &DumpReport) -> String {
     line
 }
 
-fn summary_json(report: &DumpReport) -> serde_json::Value {
+/// The `--json` summary of a finished dump (also a service job's report).
+pub(crate) fn summary_json(report: &DumpReport) -> serde_json::Value {
     let m = &report.manifest;
     json!({
         "status": "ok",

@@ -83,7 +83,7 @@ pub struct LoadArgs {
 }
 
 impl LoadArgs {
-    fn resolve(&self, connection: &ConnectionArgs) -> Result<RestoreConfig, CliError> {
+    pub(crate) fn resolve(&self, connection: &ConnectionArgs) -> Result<RestoreConfig, CliError> {
         if self.atomic && self.mode == Mode::Merge {
             return Err(CliError::usage(anyhow::anyhow!(
                 "--atomic loads into a fresh index: it cannot be combined with --mode merge"
@@ -503,7 +503,8 @@ fn report_lines(report: &RestoreReport) -> Vec<String> {
     lines
 }
 
-fn report_json(report: &RestoreReport) -> serde_json::Value {
+/// The `--json` report of a restore or copy (also a service job's report).
+pub(crate) fn report_json(report: &RestoreReport) -> serde_json::Value {
     json!({
         "status": report.status_word(),
         "indices": report.indices,

@@ -79,13 +79,7 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
         e => CliError::failure(e),
     })?;
     if args.json {
-        let value = json!({
-            "status": if report.matches() { "match" } else { "differ" },
-            "indices": report.indices,
-            "templates_match": report.templates_match,
-            "differences": report.differences,
-        });
-        print_stdout(&format!("{value}\n"))?;
+        print_stdout(&format!("{}\n", report_json(&report)))?;
     } else {
         print_stdout(&text(&report))?;
     }
@@ -110,6 +104,16 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode, CliError> {
         ))
         .summarized())
     }
+}
+
+/// The `--json` comparison (also a service job's report).
+pub(crate) fn report_json(report: &VerifyReport) -> serde_json::Value {
+    json!({
+        "status": if report.matches() { "match" } else { "differ" },
+        "indices": report.indices,
+        "templates_match": report.templates_match,
+        "differences": report.differences,
+    })
 }
 
 fn text(report: &VerifyReport) -> String {

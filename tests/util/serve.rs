@@ -10,7 +10,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+
+use super::archive::Archive;
+use super::faults::{Fault, FaultProxy, Route, Rule, When};
+use super::server::{BulkBody, TestCluster};
 
 /// A running `esark serve`.
 pub struct Serve {
@@ -22,6 +28,9 @@ pub struct Serve {
     pub config: PathBuf,
     stderr: Arc<Mutex<String>>,
     envs: Vec<(String, String)>,
+    /// A CA certificate (PEM) the client trusts: the service's own
+    /// self-signed one in the TLS tests.
+    ca: Option<Vec<u8>>,
 }
 
 /// The sha256 (hex) of a token, as a `[[tokens]]` entry wants it.
@@ -116,7 +125,14 @@ impl Serve {
             config,
             stderr,
             envs,
+            ca: None,
         }
+    }
+
+    /// Trusts `pem` (a CA or self-signed certificate) in [`Serve::call`].
+    pub fn trust(mut self, pem: &Path) -> Serve {
+        self.ca = Some(std::fs::read(pem).unwrap());
+        self
     }
 
     /// Runs `esark serve --config FILE` expecting it to refuse to start:
@@ -142,7 +158,14 @@ impl Serve {
     /// the caller reads [`Serve::url`] anew.
     pub fn kill_and_restart(&mut self) {
         self.kill9();
-        let restarted = Serve::start_with(&self.dir, self.config.clone(), self.envs.clone());
+        self.restart();
+    }
+
+    /// Starts the service again on the same config (after [`Serve::kill9`]
+    /// or [`Serve::terminate`]); the URL is read anew.
+    pub fn restart(&mut self) {
+        let mut restarted = Serve::start_with(&self.dir, self.config.clone(), self.envs.clone());
+        restarted.ca = self.ca.take();
         *self = restarted;
     }
 
@@ -204,10 +227,11 @@ impl Serve {
         body: Option<Vec<u8>>,
         headers: &[(&str, &str)],
     ) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap();
+        let mut client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60));
+        if let Some(pem) = &self.ca {
+            client = client.add_root_certificate(reqwest::Certificate::from_pem(pem).unwrap());
+        }
+        let client = client.build().unwrap();
         let mut request = client.request(method.parse().unwrap(), format!("{}{path}", self.url));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -230,8 +254,180 @@ impl Serve {
     }
 }
 
+/// A `[clusters.NAME]` table reaching `cluster`, and the environment its
+/// password needs (a shared cluster's credentials go through a variable:
+/// the service refuses them in the URL).
+pub fn cluster_table(name: &str, cluster: &TestCluster) -> (String, Vec<(String, String)>) {
+    let mut table = format!("[clusters.{name}]\nurl = \"{}\"\n", cluster.base_url());
+    let mut envs = Vec::new();
+    if let Some((user, password)) = cluster.credentials() {
+        let var = format!("ESARK_TEST_SERVE_PW_{}", name.to_uppercase());
+        table.push_str(&format!("user = \"{user}\"\npassword_env = \"{var}\"\n"));
+        envs.push((var, password.to_string()));
+    }
+    match cluster.tls_args().as_slice() {
+        [flag] if flag == "--insecure" => table.push_str("insecure = true\n"),
+        [_, ca] => table.push_str(&format!("ca_cert = \"{ca}\"\n")),
+        _ => {}
+    }
+    (table, envs)
+}
+
+/// A `[[tokens]]` entry for token `NAME-secret`.
+pub fn token_table(name: &str, role: &str) -> String {
+    format!(
+        "[[tokens]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{}\"\n",
+        token_digest(&format!("{name}-secret"))
+    )
+}
+
+impl Serve {
+    /// `POST /v1/jobs` that must be accepted: the job.
+    pub fn submit(&self, token: Option<&str>, body: &Value) -> Value {
+        let (status, job) = self.call("POST", "/v1/jobs", token, Some(body));
+        assert_eq!(status, 202, "submit {body}: {job}\n{}", self.stderr());
+        job
+    }
+
+    /// The job `id`.
+    pub fn job(&self, token: Option<&str>, id: &str) -> Value {
+        let (status, job) = self.call("GET", &format!("/v1/jobs/{id}"), token, None);
+        assert_eq!(status, 200, "{job}");
+        job
+    }
+
+    /// Polls job `id` until `done` holds (panics after `timeout`).
+    pub fn wait_job(
+        &self,
+        token: Option<&str>,
+        id: &str,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let start = Instant::now();
+        loop {
+            let job = self.job(token, id);
+            if done(&job) {
+                return job;
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "job {id}: not {what} after {timeout:?}: {job}\nstderr:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Polls job `id` until it has status `status`.
+    pub fn wait_status(&self, token: Option<&str>, id: &str, status: &str) -> Value {
+        let finals = ["succeeded", "partial", "failed", "cancelled", "interrupted"];
+        self.wait_job(token, id, Duration::from_secs(120), status, |j| {
+            let now = j["status"].as_str().unwrap_or("");
+            assert!(
+                now == status || !finals.contains(&now),
+                "job {id} ended {now}, expected {status}: {j}"
+            );
+            now == status
+        })
+    }
+}
+
 impl Drop for Serve {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+// ---- configs, data and jobs of the service tests ----------------------------
+
+/// `listen` (loopback, any port), `state` and `archives` in `dir`.
+pub fn base(dir: &Path) -> String {
+    format!(
+        "listen = \"127.0.0.1:0\"\nstate = \"{}\"\narchives = \"{}\"\n",
+        dir.join("state").display(),
+        dir.join("archives").display()
+    )
+}
+
+/// A service in `dir`: the base keys, `top` (max_jobs, TLS), the
+/// `clusters` (name, cluster), then `tail` (more clusters, tokens).
+pub fn serve_with(dir: &Path, top: &str, clusters: &[(&str, &TestCluster)], tail: &str) -> Serve {
+    let mut config = format!("{}{top}\n", base(dir));
+    let mut envs = Vec::new();
+    for (name, cluster) in clusters {
+        let (table, env) = cluster_table(name, cluster);
+        config.push_str(&table);
+        envs.extend(env);
+    }
+    config.push_str(tail);
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Serve::start(dir, &config, &envs)
+}
+
+/// `n` documents into `index`, ids `0..n`.
+pub fn seed(cluster: &TestCluster, index: &str, n: usize) {
+    cluster.create_index(index, &json!({"settings": {"number_of_shards": 2}}));
+    let mut body = BulkBody::new();
+    for i in 0..n {
+        body.index(
+            index,
+            &i.to_string(),
+            None,
+            &format!(r#"{{"n":{i},"text":"document {i}"}}"#),
+        );
+    }
+    cluster.bulk(body.as_str());
+    cluster.refresh(index);
+}
+
+/// A proxy in front of `cluster` that delays every page of a dump.
+pub fn slow_pages(cluster: &TestCluster, delay_ms: u64) -> FaultProxy {
+    FaultProxy::start(
+        cluster.base_url(),
+        vec![Rule::new(
+            "slow-pages",
+            Route::pages(),
+            When::Every {
+                every: 1,
+                max: 100_000,
+            },
+            Fault::Slow(Duration::from_millis(delay_ms)),
+        )],
+    )
+}
+
+/// A `[clusters.slow]` table for the slowed proxy (plain http, no credentials).
+pub fn proxy_table(name: &str, proxy: &FaultProxy) -> String {
+    format!("[clusters.{name}]\nurl = \"{}\"\n", proxy.url())
+}
+
+/// The ids of `index` in the archive `name` of the service in `dir`: each
+/// once.
+pub fn archive_ids(dir: &Path, name: &str, index: &str) -> BTreeSet<String> {
+    let ids: Vec<String> = Archive::open(&dir.join("archives").join(name))
+        .docs(index)
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    let unique: BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(ids.len(), unique.len(), "an id twice in the archive");
+    unique
+}
+
+/// The log of job `id` of the service in `dir`.
+pub fn job_log(dir: &Path, id: &str) -> String {
+    std::fs::read_to_string(dir.join("state/jobs").join(id).join("log.txt")).unwrap_or_default()
+}
+
+/// An export job's request.
+pub fn export(cluster: &str, archive: &str, options: Value) -> Value {
+    json!({"kind": "export", "cluster": cluster, "archive": archive, "options": options})
+}
+
+/// A job's id.
+pub fn id_of(job: &Value) -> String {
+    job["id"].as_str().expect("a job id").to_string()
 }
