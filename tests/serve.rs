@@ -70,7 +70,12 @@ fn archive_rows() -> Vec<Row> {
     };
     vec![
         row("GET", "/v1/archives", None, [200, 200, 200, 200, 401]),
-        row("GET", "/v1/archives/none-such", None, [404, 404, 404, 404, 401]),
+        row(
+            "GET",
+            "/v1/archives/none-such",
+            None,
+            [404, 404, 404, 404, 401],
+        ),
         row(
             "GET",
             "/v1/archives/none-such/download",

@@ -1,17 +1,16 @@
 //! `esark jobs`, the client of `esark serve`: archives down and up
 //! against the service (byte-equal round trip, one-line errors), and the
-//! jobs commands against a scripted stand-in for the jobs API.
+//! jobs commands against the service's jobs.
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
-
 use crate::util::check::assert_one_error_line;
 use crate::util::esark::{inspect, Esark, Output};
-use crate::util::serve::Serve;
-use crate::util::serve_archives::{
-    archives, call, dump_into, files, json_of, seed, start, token, Stub,
+use crate::util::fixture::Fixture;
+use crate::util::serve::{
+    archive_ids, proxy_table, seed as seed_docs, serve_with, slow_pages, token_table, Serve,
 };
+use crate::util::serve_archives::{archives, call, dump_into, files, json_of, seed, start, token};
 use crate::util::server::TestCluster;
 
 fn client(serve: &Serve, role: &str) -> Esark {
@@ -89,93 +88,93 @@ fn the_jobs_client_downloads_and_uploads_and_errors_in_one_line() {
     assert_eq!(no_server.code, Some(2), "{no_server}");
 }
 
-/// The jobs commands of the client against a scripted stand-in for the
-/// jobs API (the real one is another module's): the submitted body and
-/// headers, `watch`'s exit codes, `list`'s lines.
+/// The jobs commands of the client against the real service: submit
+/// (options, idempotency key), watch (progress, exit code), status, list,
+/// cancel and resume of a running export (slowed by the fault proxy), and
+/// the service's refusals as one line.
 #[test]
-fn the_jobs_client_sends_jobs_and_exits_with_their_outcome() {
-    let job = |id: &str, status: &str, done: u64| {
-        json!({
-            "id": id, "kind": "export", "status": status, "cluster": "prod", "archive": "nightly",
-            "progress": {"docs_done": done, "docs_total": 10, "bytes_done": 0, "indices": []},
-            "error": if status == "failed" { json!({"message": "the cluster went away"}) } else { Value::Null },
-        })
-        .to_string()
-    };
-    let stub =
-        Stub::start(
-            move |request, n| match (request.method.as_str(), request.path.as_str()) {
-                ("POST", "/v1/jobs") => (202, job("j1", "queued", 0)),
-                ("GET", "/v1/jobs/j1") if n < 3 => (200, job("j1", "running", 5)),
-                ("GET", "/v1/jobs/j1") => (200, job("j1", "partial", 9)),
-                ("GET", "/v1/jobs/j2") => (200, job("j2", "succeeded", 10)),
-                ("GET", "/v1/jobs/j3") => (200, job("j3", "failed", 1)),
-                ("GET", path) if path.starts_with("/v1/jobs?") => (
-                    200,
-                    format!(
-                        r#"{{"jobs":[{},{}]}}"#,
-                        job("j2", "succeeded", 10),
-                        job("j3", "failed", 1)
-                    ),
-                ),
-                _ => (404, r#"{"error":{"message":"no such job"}}"#.into()),
-            },
-        );
+fn the_jobs_client_drives_jobs_of_the_service() {
+    let cluster = TestCluster::start("serve-client-jobs");
+    let index = cluster.name("docs");
+    seed_docs(&cluster, &index, 300);
+    let proxy = slow_pages(&cluster, 300);
+    let dir = tempfile::tempdir().unwrap();
+    let tail = format!(
+        "{}{}",
+        proxy_table("slow", &proxy),
+        token_table("ops", "admin")
+    );
+    let serve = serve_with(dir.path(), "", &[("prod", &cluster)], &tail);
     let client = || {
         Esark::new()
-            .args(["jobs", "--server", &stub.url])
-            .env("ESARK_TOKEN", "stub-token")
-            .timeout(Duration::from_secs(60))
+            .args(["jobs", "--server", &serve.url])
+            .env("ESARK_TOKEN", "ops-secret")
+            .timeout(Duration::from_secs(120))
     };
-    let submit = client()
-        .args([
-            "submit",
-            "--kind",
-            "export",
-            "--cluster",
-            "prod",
-            "--archive",
-            "nightly",
-        ])
-        .args(["--option", "slices=4", "--option", "match=logs-*"])
-        .args(["--option", "exclude=a", "--option", "exclude=b"])
-        .args(["--idempotency-key", "k1", "--id-only"])
-        .run();
-    submit.assert_success();
-    assert_eq!(submit.stdout, "j1\n");
-    let sent = stub.requests.lock().unwrap()[0].clone();
-    assert_eq!(
-        serde_json::from_str::<Value>(&sent.body).unwrap(),
-        json!({"kind": "export", "cluster": "prod", "archive": "nightly",
-               "options": {"slices": 4, "match": "logs-*", "exclude": ["a", "b"]}})
-    );
-    assert_eq!(sent.headers["idempotency-key"], "k1");
-    assert_eq!(sent.headers["authorization"], "Bearer stub-token");
+    let only = Fixture::exactly(&index);
+    let submit = |cluster: &str, archive: &str, key: &str| {
+        let run = client()
+            .args(["submit", "--kind", "export", "--cluster", cluster])
+            .args(["--archive", archive, "--option"])
+            .arg(format!("match={only}"))
+            .args(["--option", "page_size=50", "--option", "slices=1"])
+            .args(["--idempotency-key", key, "--id-only"])
+            .run();
+        run.assert_success();
+        run.stdout.trim().to_string()
+    };
 
-    for (id, code) in [("j1", 3), ("j2", 0), ("j3", 1)] {
-        let watch = client().args(["watch", id]).run();
-        assert_eq!(watch.code, Some(code), "{watch}");
-        assert_eq!(json_of(watch.stdout.as_bytes())["id"], id, "{watch}");
-        if id == "j3" {
-            assert!(watch.stderr.contains("the cluster went away"), "{watch}");
-        }
-    }
-    let list = client().args(["list", "--status", "succeeded"]).run();
+    // A job to completion: watch exits 0, status and list agree.
+    let id = submit("prod", "nightly", "k1");
+    assert_eq!(submit("prod", "nightly", "k1"), id, "same key, same job");
+    let watch = client().args(["watch", &id]).run();
+    watch.assert_success();
+    let job = json_of(watch.stdout.as_bytes());
+    assert_eq!(job["status"], "succeeded", "{watch}");
+    assert_eq!(job["progress"]["docs_done"], 300, "{watch}");
+    let status = client().args(["status", &id]).run();
+    status.assert_success();
+    assert_eq!(json_of(status.stdout.as_bytes())["id"], id.as_str());
+    let list = client().args(["list", "--kind", "export"]).run();
     list.assert_success();
-    assert_eq!(list.stdout.lines().count(), 2, "{list}");
     assert!(
         list.stdout
             .lines()
-            .next()
-            .unwrap()
-            .starts_with("j2\texport\tsucceeded\tprod\tnightly"),
+            .any(|l| l.starts_with(&format!("{id}\texport\tsucceeded"))),
         "{list}"
     );
-    let listed = stub.requests.lock().unwrap().last().unwrap().path.clone();
-    assert_eq!(listed, "/v1/jobs?status=succeeded");
-    let missing = client().args(["status", "nope"]).run();
-    assert!(
-        assert_one_error_line(&missing).contains("no such job (HTTP 404)"),
-        "{missing}"
+    assert_eq!(archive_ids(dir.path(), "nightly", &index).len(), 300);
+
+    // A slow job: cancel, then resume to completion, every document once.
+    let slow = submit("slow", "slow-1", "k2");
+    serve.wait_job(
+        Some("ops-secret"),
+        &slow,
+        Duration::from_secs(60),
+        "under way",
+        |j| j["progress"]["docs_done"].as_u64().unwrap_or(0) > 0,
     );
+    client().args(["cancel", &slow]).run().assert_success();
+    serve.wait_status(Some("ops-secret"), &slow, "cancelled");
+    let watch = client().args(["watch", &slow]).run();
+    assert_eq!(watch.code, Some(1), "a cancelled job exits 1\n{watch}");
+    client().args(["resume", &slow]).run().assert_success();
+    let watch = client().args(["watch", &slow]).run();
+    watch.assert_success();
+    assert_eq!(archive_ids(dir.path(), "slow-1", &index).len(), 300);
+
+    // The service's refusals, one line each.
+    let again = client().args(["resume", &slow]).run();
+    assert!(assert_one_error_line(&again).contains("409"), "{again}");
+    let unknown = client()
+        .args(["submit", "--kind", "export", "--cluster", "prod"])
+        .args(["--archive", "x", "--option", "no_such_option=1"])
+        .run();
+    let line = assert_one_error_line(&unknown);
+    assert!(
+        line.contains("no_such_option") && line.contains("400"),
+        "{line}"
+    );
+    let missing = client().args(["status", "nope"]).run();
+    assert!(assert_one_error_line(&missing).contains("404"), "{missing}");
 }
