@@ -102,6 +102,28 @@ fn export_then_import_and_verify_through_jobs_are_exact() {
     let done = serve.wait_status(None, &id_of(&verify), "succeeded");
     assert_eq!(done["report"]["status"], "match", "{done}");
 
+    // The archive downloaded, uploaded again under another name and
+    // imported from there (renamed): every document once, exactly.
+    let (status, _, tar) =
+        serve.call_raw("GET", "/v1/archives/nightly-1/download", None, None, &[]);
+    assert_eq!(status, 200);
+    let (status, _, body) = serve.call_raw("PUT", "/v1/archives/nightly-up", None, Some(tar), &[]);
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let import = serve.submit(
+        None,
+        &json!({"kind": "import", "cluster": "staging", "archive": "nightly-up",
+                "options": {"prefix": "up-"}}),
+    );
+    let done = serve.wait_status(None, &id_of(&import), "succeeded");
+    assert_eq!(done["report"]["written"], 900, "{done}");
+    for name in [&a, &b] {
+        let copied: BTreeSet<String> = docs_of(&target, &format!("up-{name}"))
+            .into_keys()
+            .collect();
+        let original: BTreeSet<String> = docs_of(&source, name).into_keys().collect();
+        assert_eq!(copied, original, "up-{name}");
+    }
+
     let (_, list) = serve.call("GET", "/v1/jobs", None, None);
     let kinds: Vec<&str> = list["jobs"]
         .as_array()
@@ -109,9 +131,13 @@ fn export_then_import_and_verify_through_jobs_are_exact() {
         .iter()
         .map(|j| j["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["verify", "import", "export"], "newest first");
+    assert_eq!(
+        kinds,
+        ["import", "verify", "import", "export"],
+        "newest first"
+    );
     let (_, list) = serve.call("GET", "/v1/jobs?kind=import&status=succeeded", None, None);
-    assert_eq!(list["jobs"].as_array().unwrap().len(), 1);
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 2);
     assert_eq!(serve.call("GET", "/v1/jobs?status=done", None, None).0, 400);
     let (status, metrics) = serve.call("GET", "/metrics", None, None);
     assert_eq!(status, 200);
@@ -121,7 +147,7 @@ fn export_then_import_and_verify_through_jobs_are_exact() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("esark_documents_total{kind=\"import\"} 900"),
+        metrics.contains("esark_documents_total{kind=\"import\"} 1800"),
         "{metrics}"
     );
     // The same archive name again: refused, the archive is kept.
