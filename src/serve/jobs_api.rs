@@ -17,6 +17,7 @@ use super::error::ApiError;
 use super::options::{self, archive_location, check_archive_name, Context};
 use super::status::{Kind, Status};
 use super::AppState;
+use crate::archive::store::Location;
 
 /// Largest request body of the job routes.
 pub const MAX_BODY: usize = 1 << 20;
@@ -136,8 +137,8 @@ pub async fn submit(
     )
     .map_err(|e| ApiError::bad_request(e.to_string()))?;
     if kind == Kind::Export {
-        if let Some(path) = archive.as_ref().and_then(|a| a.as_local()) {
-            if path.exists() {
+        if let Some(location) = archive.as_ref() {
+            if archive_exists(location).await? {
                 return Err(ApiError::conflict(format!(
                     "archive {:?} exists: export to a new name",
                     request.archive.as_deref().unwrap_or_default()
@@ -295,4 +296,17 @@ pub async fn resume(
     }
     state.runner.enqueue(id.clone());
     Ok(job_answer(StatusCode::ACCEPTED, &find(&state, &id)?))
+}
+
+/// Whether anything is stored at an archive's location: a folder, or any
+/// object under the prefix (a complete archive, a partial dump, a lock).
+async fn archive_exists(location: &Location) -> Result<bool, ApiError> {
+    match location.as_local() {
+        Some(path) => Ok(path.exists()),
+        None => {
+            let store = location.open().await.map_err(ApiError::internal)?;
+            let objects = store.list("").await.map_err(ApiError::internal)?;
+            Ok(!objects.is_empty())
+        }
+    }
 }

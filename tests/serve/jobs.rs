@@ -390,3 +390,65 @@ fn rejected_documents_of_an_import_are_served_as_ndjson() {
         409
     );
 }
+
+/// Archives in a bucket (moto): an export job writes the archive there, a
+/// second export to the same name is refused with 409 before it is queued,
+/// and an import job from the bucket is exact.
+#[test]
+fn export_and_import_jobs_with_archives_on_s3() {
+    use crate::util::moto::Moto;
+    use crate::util::serve::cluster_table;
+    let Some(moto) = Moto::start("serve-jobs-s3") else {
+        return;
+    };
+    moto.create_bucket("jobs");
+    let test = "serve_jobs_s3";
+    let source = TestCluster::start(test);
+    let Some(target) = target_cluster(test) else {
+        return;
+    };
+    let index = source.name("s3");
+    seed(&source, &index, 400);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = format!(
+        "listen = \"127.0.0.1:0\"\nstate = \"{}\"\narchives = \"s3://jobs/archives\"\n",
+        dir.path().join("state").display()
+    );
+    let mut envs: Vec<(String, String)> = moto
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    for (name, cluster) in [("prod", &source), ("staging", &target)] {
+        let (table, env) = cluster_table(name, cluster);
+        config.push_str(&table);
+        envs.extend(env);
+    }
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let serve = Serve::start(dir.path(), &config, &envs);
+
+    let only = format!("^{}$", regex::escape(&index));
+    let job = serve.submit(None, &export("prod", "nightly", json!({"match": only})));
+    let done = serve.wait_status(None, &id_of(&job), "succeeded");
+    assert_eq!(done["progress"]["docs_done"], 400, "{done}");
+    let manifest: Value =
+        serde_json::from_slice(&moto.get_object("jobs", "archives/nightly/manifest.json")).unwrap();
+    assert_eq!(manifest["indices"][0]["docs"], 400, "{manifest}");
+    let (status, body) = serve.call(
+        "POST",
+        "/v1/jobs",
+        None,
+        Some(&export("prod", "nightly", json!({}))),
+    );
+    assert_eq!(status, 409, "{body}");
+
+    let import = serve.submit(
+        None,
+        &json!({"kind": "import", "cluster": "staging", "archive": "nightly"}),
+    );
+    let done = serve.wait_status(None, &id_of(&import), "succeeded");
+    assert_eq!(done["report"]["written"], 400, "{done}");
+    let copied: BTreeSet<String> = docs_of(&target, &index).into_keys().collect();
+    let original: BTreeSet<String> = docs_of(&source, &index).into_keys().collect();
+    assert_eq!(copied, original);
+}
