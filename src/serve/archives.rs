@@ -120,6 +120,19 @@ async fn open(location: &Location) -> Result<Arc<dyn ArchiveStore>, ApiError> {
     location.open().await.map_err(store_error)
 }
 
+/// Whether anything is stored under archive `name` of `archives`: an
+/// archive, a partial dump or its lock, or an object named `name` itself.
+/// Uploads and export jobs are refused such a name (409).
+pub async fn taken(archives: &Location, name: &str) -> Result<bool, ApiError> {
+    let base = open(archives).await?;
+    Ok(!base
+        .list(&format!("{name}/"))
+        .await
+        .map_err(store_error)?
+        .is_empty()
+        || base.exists(name).await.map_err(store_error)?)
+}
+
 /// Files and bytes an archive's manifest lists (the data as stored,
 /// `manifest.json` aside).
 fn listed_bytes(manifest: &Manifest) -> u64 {
@@ -294,14 +307,7 @@ async fn upload(
         .uploads
         .reserve(&name)
         .ok_or_else(|| ApiError::conflict(format!("archive {name:?} is being uploaded")))?;
-    let base = open(&state.config.archives).await?;
-    let taken = !base
-        .list(&format!("{name}/"))
-        .await
-        .map_err(store_error)?
-        .is_empty()
-        || base.exists(&name).await.map_err(store_error)?;
-    if taken {
+    if taken(&state.config.archives, &name).await? {
         return Err(ApiError::conflict(format!(
             "archive {name:?} exists; upload under another name"
         )));

@@ -17,7 +17,6 @@ use super::error::ApiError;
 use super::options::{self, archive_location, check_archive_name, Context};
 use super::status::{Kind, Status};
 use super::AppState;
-use crate::archive::store::Location;
 
 /// Largest request body of the job routes.
 pub const MAX_BODY: usize = 1 << 20;
@@ -137,11 +136,10 @@ pub async fn submit(
     )
     .map_err(|e| ApiError::bad_request(e.to_string()))?;
     if kind == Kind::Export {
-        if let Some(location) = archive.as_ref() {
-            if archive_exists(location).await? {
+        if let Some(name) = request.archive.as_deref() {
+            if super::archives::taken(&state.config.archives, name).await? {
                 return Err(ApiError::conflict(format!(
-                    "archive {:?} exists: export to a new name",
-                    request.archive.as_deref().unwrap_or_default()
+                    "archive {name:?} exists: export to a new name"
                 )));
             }
         }
@@ -296,17 +294,4 @@ pub async fn resume(
     }
     state.runner.enqueue(id.clone());
     Ok(job_answer(StatusCode::ACCEPTED, &find(&state, &id)?))
-}
-
-/// Whether anything is stored at an archive's location: a folder, or any
-/// object under the prefix (a complete archive, a partial dump, a lock).
-async fn archive_exists(location: &Location) -> Result<bool, ApiError> {
-    match location.as_local() {
-        Some(path) => Ok(path.exists()),
-        None => {
-            let store = location.open().await.map_err(ApiError::internal)?;
-            let objects = store.list("").await.map_err(ApiError::internal)?;
-            Ok(!objects.is_empty())
-        }
-    }
 }
