@@ -238,6 +238,32 @@ fn mutual_tls_needs_a_client_certificate_of_the_right_ca() {
     assert_no_secret(&run, &[&key_body]);
 }
 
+/// A server that ends the connection right after the TLS handshake, with
+/// no alert and no answer, as a mutual-TLS server that refused the client's
+/// certificate looks when its alert loses the race with the client's first
+/// request (TLS 1.3: the client's side of the handshake is over before the
+/// server judges the certificate). The line still says where to look.
+#[test]
+fn a_connection_closed_right_after_the_tls_handshake_points_at_client_certificates() {
+    let front = TlsFront::start_closing(&["127.0.0.1"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let run = dump_of(&front.url, &out, "docs")
+        .args(["--ca-cert", front.cert_pem.to_str().unwrap()])
+        .run();
+    let line = assert_one_error_line(&run);
+    assert!(
+        line.contains(&front.url),
+        "the line names the cluster: {line}"
+    );
+    assert!(
+        Regex::new(r"(?i)\bTLS\b").unwrap().is_match(&line)
+            && line.contains("--source-client-cert"),
+        "the line does not point at TLS client certificates: {line}"
+    );
+    assert!(!out.join("manifest.json").exists());
+}
+
 #[test]
 fn a_client_certificate_without_its_key_or_with_bad_files_is_refused() {
     let ca = TestCa::new("esark test client CA");

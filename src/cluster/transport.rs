@@ -284,6 +284,20 @@ impl Cluster {
                  --source-client-key, or --target-client-cert and --target-client-key)",
             );
         }
+        // A mutual-TLS server that refuses the client's certificate (or
+        // misses one) sends its alert after the client has finished its
+        // side of a TLS 1.3 handshake; when the client's first request
+        // races the alert, all the client sees is a connection closed
+        // before any answer. Said at first contact only: later it is a
+        // node going away.
+        else if !self.connected && self.url.scheme() == "https" && closed_early(error) {
+            reason.push_str(
+                " (the server closed the TLS connection before answering: a server that \
+                 requires a client certificate does so when none is given or it refuses the \
+                 one given: --source-client-cert and --source-client-key, or \
+                 --target-client-cert and --target-client-key)",
+            );
+        }
         let connect = error_chain_is_connect(error);
         if connect {
             ClusterError::Unreachable {
@@ -326,6 +340,33 @@ fn display_path(path: &str) -> String {
 
 fn method_name(method: Method) -> String {
     format!("{method:?}").to_uppercase()
+}
+
+/// Whether the connection ended before any answer came: hyper's
+/// "connection was not ready" (closed while the request waited for it) and
+/// "connection closed before message completed", a TLS stream that ended
+/// without `close_notify`, or a reset.
+fn closed_early(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            if h.is_canceled() || h.is_incomplete_message() {
+                return true;
+            }
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+            ) {
+                return true;
+            }
+        }
+        current = e.source();
+    }
+    false
 }
 
 fn error_chain_is_connect(error: &(dyn std::error::Error + 'static)) -> bool {

@@ -28,16 +28,31 @@ impl TlsFront {
     /// `names`: the subject alternative names of the certificate (DNS names
     /// or IP addresses as text).
     pub fn start(upstream: &str, names: &[&str]) -> TlsFront {
-        TlsFront::spawn(upstream, names, None)
+        TlsFront::spawn(upstream, names, None, false)
     }
 
     /// Like [`TlsFront::start`], and demands a client certificate signed
     /// by `client_ca`.
     pub fn start_mutual(upstream: &str, names: &[&str], client_ca: &TestCa) -> TlsFront {
-        TlsFront::spawn(upstream, names, Some(client_ca))
+        TlsFront::spawn(upstream, names, Some(client_ca), false)
     }
 
-    fn spawn(upstream: &str, names: &[&str], client_ca: Option<&TestCa>) -> TlsFront {
+    /// A front that completes each handshake and closes the connection
+    /// at once, without a TLS alert and before any request is read: what a
+    /// client sees of a server that refused its certificate when the
+    /// server's alert is lost to the race of TLS 1.3 (the client has
+    /// finished its side of the handshake before the server judged the
+    /// certificate).
+    pub fn start_closing(names: &[&str]) -> TlsFront {
+        TlsFront::spawn("127.0.0.1:9", names, None, true)
+    }
+
+    fn spawn(
+        upstream: &str,
+        names: &[&str],
+        client_ca: Option<&TestCa>,
+        close_after_handshake: bool,
+    ) -> TlsFront {
         let upstream: SocketAddr = upstream
             .trim_start_matches("http://")
             .trim_end_matches('/')
@@ -92,6 +107,11 @@ impl TlsFront {
                     let Ok(mut tls) = acceptor.accept(socket).await else {
                         return;
                     };
+                    if close_after_handshake {
+                        let _ = tokio::io::AsyncWriteExt::flush(&mut tls).await;
+                        drop(tls);
+                        return;
+                    }
                     let Ok(mut plain) = tokio::net::TcpStream::connect(upstream).await else {
                         return;
                     };
