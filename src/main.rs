@@ -15,7 +15,28 @@ async fn serve(args: esark::cli::ServeArgs) -> Result<ExitCode, esark::cli::CliE
         .map_err(esark::cli::CliError::failure)
 }
 
+/// Keeps freed memory in the process for reuse. glibc's malloc otherwise
+/// maps each large block (a page of hits, a bulk body: 1-10 MiB) afresh or
+/// trims it off its heap once freed, and the kernel then zeroes a fresh
+/// page for every 4 KiB touched by the next one: 12 % of a dump's client
+/// CPU (`clear_page_erms`) in a profile of 100,000 documents. The peak
+/// memory stays what the pipeline's bounds make it; only its release to
+/// the system is deferred to the end of the run.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory() {
+    // SAFETY: mallopt only sets allocator parameters; called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
+
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = esark::cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
