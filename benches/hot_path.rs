@@ -2,6 +2,9 @@
 //!
 //! - `dump/encode_page`: a 1000-hit scroll answer (the default page) ->
 //!   archive lines (`esark::source::page::encode_page`).
+//! - `dump/scan_page`: locating the hits of that answer with
+//!   `esark::source::scan` (what `encode_page` does first), next to
+//!   `dump/serde_page`, the serde parse it replaced.
 //! - `dump/zstd1_frame`: those lines -> one zstd frame at level 1, as the
 //!   chunk writer does it (`esark::sink::chunk::PageCompressor`, context
 //!   reused), and `dump/zstd3_frame` the same at level 3.
@@ -155,6 +158,19 @@ fn benches(c: &mut Criterion) {
     });
     dump.bench_function("encode_page", |b| {
         b.iter(|| encode_page(black_box("products"), black_box(&page)).expect("a valid page"))
+    });
+    // Locating the hits: the scanner the dump uses, and the serde parse it
+    // replaced (still its fallback for unusual answers).
+    dump.bench_function("scan_page", |b| {
+        b.iter(|| esark::source::scan::scan(black_box(&page)).expect("a known shape"))
+    });
+    dump.bench_function("serde_page", |b| {
+        b.iter(|| {
+            serde_json::from_slice::<esark::cluster::model::search::SearchResponse>(black_box(
+                &page,
+            ))
+            .expect("a valid page")
+        })
     });
     dump.throughput(Throughput::ElementsAndBytes {
         elements: HITS as u64,

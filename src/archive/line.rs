@@ -126,14 +126,13 @@ pub fn push_json_single_line(out: &mut Vec<u8>, json: &[u8]) {
 /// Appends one data line to `out`. `id` and `routing` are JSON strings as
 /// the server sent them (quotes included), `source` a JSON object.
 #[inline]
-pub fn push_line(out: &mut Vec<u8>, id: &RawValue, routing: Option<&RawValue>, source: &RawValue) {
-    let (id, source) = (id.get().as_bytes(), source.get().as_bytes());
+pub fn push_line(out: &mut Vec<u8>, id: &[u8], routing: Option<&[u8]>, source: &[u8]) {
     out.reserve(id.len() + source.len() + 48);
     out.extend_from_slice(b"{\"_id\":");
     out.extend_from_slice(id);
     if let Some(r) = routing {
         out.extend_from_slice(b",\"_routing\":");
-        out.extend_from_slice(r.get().as_bytes());
+        out.extend_from_slice(r);
     }
     out.extend_from_slice(b",\"_source\":");
     push_json_single_line(out, source);
@@ -144,8 +143,8 @@ pub fn push_line(out: &mut Vec<u8>, id: &RawValue, routing: Option<&RawValue>, s
 mod tests {
     use super::*;
 
-    fn raw(s: &str) -> Box<RawValue> {
-        RawValue::from_string(s.to_string()).unwrap()
+    fn raw(s: &str) -> &[u8] {
+        s.as_bytes()
     }
 
     #[test]
@@ -153,9 +152,9 @@ mod tests {
         let mut out = Vec::new();
         push_line(
             &mut out,
-            &raw(r#""1""#),
+            raw(r#""1""#),
             None,
-            &raw("{\n  \"a\": \"x\\ny\"\r\n}"),
+            raw("{\n  \"a\": \"x\\ny\"\r\n}"),
         );
         assert_eq!(
             String::from_utf8(out).unwrap(),
@@ -199,8 +198,8 @@ mod tests {
     fn line_copies_fields_verbatim() {
         let mut out = Vec::new();
         let src = raw(r#"{"z":1,"big":9223372036854775807,"f":1.50,"u":"\u00e9é"}"#);
-        push_line(&mut out, &raw(r#""id\"1""#), Some(&raw(r#""r1""#)), &src);
-        push_line(&mut out, &raw(r#""2""#), None, &raw("{}"));
+        push_line(&mut out, raw(r#""id\"1""#), Some(raw(r#""r1""#)), &src);
+        push_line(&mut out, raw(r#""2""#), None, raw("{}"));
         assert_eq!(
             String::from_utf8(out).unwrap(),
             concat!(

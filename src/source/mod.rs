@@ -11,6 +11,7 @@ pub mod archive;
 pub mod foreign;
 pub mod page;
 pub mod pit;
+pub mod scan;
 pub mod scroll;
 pub mod slice;
 

@@ -2,9 +2,10 @@
 //! archive lines ([`crate::archive::line`]) while borrowing from the
 //! response bytes.
 
+use super::scan::HitSpans;
 use super::ReadError;
 use crate::archive::line::push_line;
-use crate::cluster::model::search::SearchResponse;
+use crate::cluster::model::search::{SearchResponse, Shards};
 
 /// One page of documents, already encoded as archive lines.
 #[derive(Debug, Default, Clone)]
@@ -45,6 +46,9 @@ pub struct Decoded {
 /// (osmem caps it at 10,000 in a scroll) and readers go on until an empty
 /// page instead. Failed shards or a timed-out flag fail the page: a partial
 /// page would be a silent loss.
+///
+/// The answer is located by [`scan`](super::scan) where it has the usual
+/// shape, else parsed with serde; both give the same spans.
 pub fn encode_page(index: &str, body: &[u8]) -> Result<Decoded, ReadError> {
     // One SIMD UTF-8 check of the whole page, then a parse that borrows
     // from the `str`: `from_slice` would validate every borrowed field again.
@@ -52,11 +56,62 @@ pub fn encode_page(index: &str, body: &[u8]) -> Result<Decoded, ReadError> {
         index: index.to_string(),
         reason: "the response is not valid UTF-8".into(),
     })?;
+    if let Some(answer) = super::scan::scan(body) {
+        let shards = match answer.shards {
+            Some(raw) => Some(serde_json::from_slice(raw).map_err(|e| ReadError::BadPage {
+                index: index.to_string(),
+                reason: format!("_shards: {e}"),
+            })?),
+            None => None,
+        };
+        return encode(
+            index,
+            Envelope {
+                shards,
+                timed_out: answer.timed_out,
+                scroll_id: answer.scroll_id.map(str::to_string),
+                pit_id: answer.pit_id.map(str::to_string),
+            },
+            &answer.hits,
+        );
+    }
     let response: SearchResponse = serde_json::from_str(text).map_err(|e| ReadError::BadPage {
         index: index.to_string(),
         reason: e.to_string(),
     })?;
-    if let Some(shards) = &response.shards {
+    let hits: Vec<HitSpans> = response
+        .hits
+        .hits
+        .iter()
+        .map(|h| HitSpans {
+            id: h.id.get().as_bytes(),
+            routing: h.routing.map(|r| r.get().as_bytes()),
+            source: h.source.map(|r| r.get().as_bytes()),
+            sort: h.sort.map(|r| r.get().as_bytes()),
+        })
+        .collect();
+    encode(
+        index,
+        Envelope {
+            shards: response.shards,
+            timed_out: response.timed_out,
+            scroll_id: response.scroll_id.map(|s| s.into_owned()),
+            pit_id: response.pit_id.map(|s| s.into_owned()),
+        },
+        &hits,
+    )
+}
+
+/// What an answer says besides its hits.
+struct Envelope {
+    shards: Option<Shards>,
+    timed_out: bool,
+    scroll_id: Option<String>,
+    pit_id: Option<String>,
+}
+
+fn encode(index: &str, envelope: Envelope, hits: &[HitSpans]) -> Result<Decoded, ReadError> {
+    if let Some(shards) = &envelope.shards {
         if shards.failed > 0 {
             let reason = shards
                 .failures
@@ -78,15 +133,14 @@ pub fn encode_page(index: &str, body: &[u8]) -> Result<Decoded, ReadError> {
             });
         }
     }
-    if response.timed_out {
+    if envelope.timed_out {
         return Err(ReadError::TimedOut {
             index: index.to_string(),
         });
     }
-    let hits = &response.hits.hits;
     let total_len: usize = hits
         .iter()
-        .map(|h| h.source.map_or(0, |s| s.get().len()) + h.id.get().len() + 48)
+        .map(|h| h.source.map_or(0, <[u8]>::len) + h.id.len() + 48)
         .sum();
     let mut page = Page {
         lines: Vec::with_capacity(total_len),
@@ -97,7 +151,7 @@ pub fn encode_page(index: &str, body: &[u8]) -> Result<Decoded, ReadError> {
     for hit in hits {
         let source = hit.source.ok_or_else(|| ReadError::MissingSource {
             index: index.to_string(),
-            id: hit.id.get().to_string(),
+            id: String::from_utf8_lossy(hit.id).into_owned(),
         })?;
         push_line(&mut page.lines, hit.id, hit.routing, source);
         page.docs += 1;
@@ -105,11 +159,11 @@ pub fn encode_page(index: &str, body: &[u8]) -> Result<Decoded, ReadError> {
     page.cursor = hits
         .last()
         .and_then(|h| h.sort)
-        .map(|s| s.get().to_string());
+        .map(|s| String::from_utf8_lossy(s).into_owned());
     Ok(Decoded {
         page,
-        scroll_id: response.scroll_id.map(|s| s.into_owned()),
-        pit_id: response.pit_id.map(|s| s.into_owned()),
+        scroll_id: envelope.scroll_id,
+        pit_id: envelope.pit_id,
     })
 }
 

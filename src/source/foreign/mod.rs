@@ -207,7 +207,12 @@ pub(crate) fn push_doc(
     if !source.get().starts_with('{') {
         return Err(ConvertError::SourceNotObject);
     }
-    push_line(out, &id, routing.as_deref(), source);
+    push_line(
+        out,
+        id.get().as_bytes(),
+        routing.as_deref().map(|r| r.get().as_bytes()),
+        source.get().as_bytes(),
+    );
     out.pop();
     Ok(())
 }
