@@ -7,7 +7,8 @@
 //!   `dump/serde_page`, the serde parse it replaced.
 //! - `dump/zstd1_frame`: those lines -> one zstd frame at level 1, as the
 //!   chunk writer does it (`esark::sink::chunk::PageCompressor`, context
-//!   reused), and `dump/zstd3_frame` the same at level 3.
+//!   reused), `dump/lz4_frame` one lz4 frame (the default compression),
+//!   and `dump/zstd3_frame` the same at zstd level 3.
 //! - `dump/zstd3_stream_10_pages`: what esark did before archive format 3,
 //!   for comparison: ten pages through one streaming encoder
 //!   (async-compression's `ZstdEncoder`, level 3), whose input ring buffer
@@ -29,7 +30,7 @@ use async_compression::tokio::write::ZstdEncoder;
 use async_compression::Level;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use esark::sink::bulk::{BulkBuilder, BulkOp};
-use esark::sink::chunk::PageCompressor;
+use esark::sink::chunk::{Lz4PageCompressor, PageCompressor};
 use esark::source::page::encode_page;
 use tokio::io::AsyncWriteExt;
 
@@ -183,6 +184,10 @@ fn benches(c: &mut Criterion) {
                 .expect("compressing")
                 .len()
         })
+    });
+    let mut lz4 = Lz4PageCompressor::new(1);
+    dump.bench_function("lz4_frame", |b| {
+        b.iter(|| lz4.compress(black_box(&lines)).expect("compressing").len())
     });
     dump.bench_function("zstd3_frame", |b| {
         b.iter(|| {

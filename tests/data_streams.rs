@@ -111,7 +111,7 @@ fn a_data_stream_round_trips_through_an_archive() {
         .run();
     assert_eq!(dump.code, Some(0), "{dump:?}");
     let m = manifest(&out);
-    assert_eq!(m["format_version"], 4);
+    assert_eq!(m["format_version"], 6);
     let names: Vec<&str> = m["indices"]
         .as_array()
         .unwrap()

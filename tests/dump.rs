@@ -39,7 +39,7 @@ fn dump_keeps_every_document_byte_for_byte() {
     );
     run.assert_success();
     let archive = Archive::open(&out);
-    verify_archive(&archive, &f.cluster, "zstd");
+    verify_archive(&archive, &f.cluster, "lz4");
 
     let mut expected_names: Vec<String> = f.open_indices().iter().map(|s| s.to_string()).collect();
     expected_names.sort();
@@ -110,7 +110,7 @@ fn dump_index_over_10000_docs_is_complete() {
     let out = tmp.path().join("archive");
     dump(&cluster, &out, &["--match", &Fixture::exactly(&index)]).assert_success();
     let archive = Archive::open(&out);
-    verify_archive(&archive, &cluster, "zstd");
+    verify_archive(&archive, &cluster, "lz4");
     assert_eq!(archive.index(&index)["docs"], total);
     assert_same_docs(&archive, &sent);
 }
@@ -124,7 +124,7 @@ fn dump_metadata_matches_cluster() {
     let out = tmp.path().join("archive");
     dump(&f.cluster, &out, &["--match", &f.match_all()]).assert_success();
     let archive = Archive::open(&out);
-    verify_archive(&archive, &f.cluster, "zstd");
+    verify_archive(&archive, &f.cluster, "lz4");
 
     for name in f.open_indices() {
         let settings = archive.metadata(name, "settings");
@@ -240,7 +240,7 @@ fn dump_checksums_are_verified_by_inspect() {
     let out = tmp.path().join("archive");
     dump(&f.cluster, &out, &["--match", &f.match_all()]).assert_success();
     let archive = Archive::open(&out);
-    verify_archive(&archive, &f.cluster, "zstd");
+    verify_archive(&archive, &f.cluster, "lz4");
 
     let good = inspect(&out);
     good.assert_success();
@@ -316,7 +316,7 @@ fn dump_selects_indices_by_match_and_exclude() {
         let run = dump_cmd(c, &out).args(&extra).run();
         run.assert_success();
         let archive = Archive::open(&out);
-        verify_archive(&archive, c, "zstd");
+        verify_archive(&archive, c, "lz4");
         let mut want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
         want.sort();
         assert_eq!(archive.index_names(), want, "{label}: {}", run.command);
@@ -382,13 +382,14 @@ fn dump_selects_indices_by_match_and_exclude() {
 // ---- compression -----------------------------------------------------------------
 
 #[test]
-fn dump_gzip_and_none_hold_the_same_documents() {
+fn dump_lz4_zstd_gzip_and_none_hold_the_same_documents() {
     let f = Fixture::seed("dump-compression", 1200);
     let tmp = tempfile::tempdir().unwrap();
     let regex = f.match_all();
     let mut sets = Vec::new();
     for (compression, extra) in [
-        ("zstd", vec![]),
+        ("lz4", vec![]),
+        ("zstd", vec!["--compression", "zstd"]),
         ("gzip", vec!["--compression", "gzip", "--level", "9"]),
         ("none", vec!["--compression", "none"]),
     ] {
@@ -476,7 +477,7 @@ fn dump_json_summary_matches_manifest() {
     let summary: Value = serde_json::from_str(run.stdout.trim())
         .unwrap_or_else(|e| panic!("--json stdout is not one JSON object: {e}\n{run}"));
     let archive = Archive::open(&out);
-    verify_archive(&archive, &f.cluster, "zstd");
+    verify_archive(&archive, &f.cluster, "lz4");
 
     assert_eq!(summary["status"], "ok", "{summary}");
     assert_eq!(summary["output"], out.to_str().unwrap(), "{summary}");

@@ -1008,7 +1008,7 @@ fn copy_to_faulty_target_is_complete() {
 /// chunk being written has another name until it is complete).
 fn finished_chunks(dir: &Path, index: &str) -> usize {
     let folder = contract_folder(index);
-    let name = regex::Regex::new(r"^data-s\d{3}-\d{5}\.jsonl(\.zst|\.gz)?$").unwrap();
+    let name = regex::Regex::new(r"^data-s\d{3}-\d{5}\.jsonl(\.lz4|\.zst|\.gz)?$").unwrap();
     files_on_disk(dir)
         .iter()
         .filter(|p| {

@@ -89,7 +89,7 @@ fn a_format_version_3_archive_restores_exactly() {
 }
 
 #[test]
-fn new_archives_are_version_4_and_missing_apis_are_warnings() {
+fn new_archives_are_version_6_and_missing_apis_are_warnings() {
     let cluster = TestCluster::start("format-v2");
     let index = cluster.name("docs");
     cluster.create_index(&index, &serde_json::json!({}));
@@ -108,7 +108,7 @@ fn new_archives_are_version_4_and_missing_apis_are_warnings() {
         .run();
     assert_eq!(out.code, Some(0), "{out:?}");
     let m = manifest(&out_dir);
-    assert_eq!(m["format_version"], 4);
+    assert_eq!(m["format_version"], 6);
     let kinds: Vec<&str> = m["cluster_files"]
         .as_array()
         .unwrap()

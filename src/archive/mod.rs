@@ -10,7 +10,7 @@
 //! the versions this build reads, [`CURRENT_VERSION`] is the one
 //! [`writer::ArchiveWriter`] writes, and [`reader::open`] reads the version
 //! field first and dispatches to the reader for that version
-//! ([`reader::v1`] to [`reader::v5`]), adapting older versions to the current
+//! ([`reader::v1`] to [`reader::v6`]), adapting older versions to the current
 //! model. A change to the format adds a version, a reader for it, and an
 //! adapter from the older ones.
 //!
@@ -19,6 +19,10 @@
 //! encrypted is still version 4, unchanged, so that every esark that
 //! reads version 4 keeps reading it; only an encrypted one, which an older
 //! esark could not read anyway, says 5.
+//!
+//! Version 6 adds lz4 data chunks, the default compression since; an
+//! archive dumped with `--compression zstd` (or gzip, none) is written as
+//! version 4 or 5 as before ([`Version::written`]).
 //!
 //! Every read and write of an archive's files goes through an
 //! [`store::ArchiveStore`]: [`store::LocalStore`] for a folder,
@@ -70,17 +74,23 @@ pub enum Version {
     /// (`encryption`, `encrypted`), with sizes and checksums of the stored
     /// bytes.
     V5 = 5,
+    /// Data chunks may be lz4 (`.jsonl.lz4`, one frame per page), and are
+    /// by default.
+    V6 = 6,
 }
 
 /// The newest version this build writes (for an encrypted archive; see
 /// [`Version::written`]).
-pub const CURRENT_VERSION: Version = Version::V5;
+pub const CURRENT_VERSION: Version = Version::V6;
 
 impl Version {
-    /// The version a new archive is written in: 5 when encrypted, else 4,
-    /// the same archive as before encryption existed.
-    pub fn written(encrypted: bool) -> Version {
-        if encrypted {
+    /// The version a new archive is written in: the oldest that holds it,
+    /// so that an older esark reads what it can. 6 when its chunks are lz4,
+    /// else 5 when encrypted, else 4.
+    pub fn written(encrypted: bool, compression: compression::Compression) -> Version {
+        if compression == compression::Compression::Lz4 {
+            Version::V6
+        } else if encrypted {
             Version::V5
         } else {
             Version::V4
@@ -97,6 +107,7 @@ impl TryFrom<u32> for Version {
             3 => Ok(Version::V3),
             4 => Ok(Version::V4),
             5 => Ok(Version::V5),
+            6 => Ok(Version::V6),
             other => Err(ArchiveError::UnsupportedVersion(other)),
         }
     }

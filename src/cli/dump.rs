@@ -32,10 +32,12 @@ pub struct DumpArgs {
     /// Without --match: every index whose name does not start with `.`.
     #[command(flatten)]
     pub select: SelectArgs,
-    /// Chunk compression [default: zstd].
-    #[arg(long, value_name = "zstd|gzip|none")]
+    /// Chunk compression [default: lz4]: zstd makes archives about 1.7
+    /// times smaller for about twice the CPU of a dump and of a restore.
+    #[arg(long, value_name = "lz4|zstd|gzip|none")]
     pub compression: Option<Compression>,
-    /// Compression level (zstd 1-19, default 1; gzip 1-9, default 6).
+    /// Compression level (lz4 1-12, default 1; zstd 1-19, default 1;
+    /// gzip 1-9, default 6).
     #[arg(long, value_name = "N")]
     pub level: Option<i32>,
     /// Slices per index (parallel readers), never more than its shards
@@ -100,7 +102,7 @@ pub struct DumpArgs {
 
 impl DumpArgs {
     pub fn resolve(&self) -> Result<DumpConfig, CliError> {
-        let compression = self.compression.unwrap_or(Compression::Zstd);
+        let compression = self.compression.unwrap_or(Compression::DEFAULT);
         let slices = parse_slices(self.slices.as_deref().unwrap_or("auto"))?;
         let level = self.level.unwrap_or(compression.default_level());
         if !compression.level_range().contains(&level) {

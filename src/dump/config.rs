@@ -162,15 +162,15 @@ pub const DEFAULT_FILE_SIZE: u64 = 1 << 30;
 
 impl DumpConfig {
     /// A dump of `source` into `output` (a folder, as a path) with the
-    /// command line's defaults: indices not starting with `.`, zstd, slices
+    /// command line's defaults: indices not starting with `.`, lz4, slices
     /// per shard.
     pub fn new(source: ClusterConfig, output: impl Into<Location>) -> DumpConfig {
         DumpConfig {
             source,
             output: output.into(),
             selector: IndexSelector::default(),
-            compression: Compression::Zstd,
-            level: Compression::Zstd.default_level(),
+            compression: Compression::DEFAULT,
+            level: Compression::DEFAULT.default_level(),
             slices: SliceCount::Auto,
             parallel: 2,
             readers: super::DEFAULT_READERS,

@@ -355,7 +355,7 @@ async fn write_archive(
 
     let manifest = Manifest {
         format: FORMAT_NAME.into(),
-        format_version: Version::written(config.recipients.is_some()),
+        format_version: Version::written(config.recipients.is_some(), config.compression),
         tool_version: crate::TOOL_VERSION.into(),
         created_at: checkpoint.created_at.clone(),
         completed_at: now_rfc3339(),

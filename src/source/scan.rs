@@ -119,7 +119,7 @@ impl<'a> Scanner<'a> {
             let key = self.plain_string()?;
             self.byte(b':')?;
             self.ws();
-            field(self, key.as_bytes())?;
+            field(self, key)?;
             self.ws();
             match self.b.get(self.i)? {
                 b',' => self.i += 1,
@@ -175,8 +175,9 @@ impl<'a> Scanner<'a> {
         Some(hit)
     }
 
-    /// A string without escapes, as text (its quotes left out).
-    fn plain_string(&mut self) -> Option<&'a str> {
+    /// A string without escapes, its quotes left out: a key, compared as
+    /// bytes.
+    fn plain_string(&mut self) -> Option<&'a [u8]> {
         let start = self.i;
         let end = skip_string(self.b, start)?;
         let inner = &self.b[start + 1..end - 1];
@@ -184,18 +185,19 @@ impl<'a> Scanner<'a> {
             return None;
         }
         self.i = end;
-        // The whole answer was checked to be UTF-8, and a string's quotes
-        // are ASCII, so its contents are UTF-8 too; checked again here
-        // rather than trusted, at the cost of a short loop.
-        std::str::from_utf8(inner).ok()
+        Some(inner)
     }
 
+    /// A context id: a string without escapes, as text, or `null`.
     fn plain_string_or_null(&mut self) -> Option<Option<&'a str>> {
         if self.b[self.i..].starts_with(b"null") {
             self.i += 4;
             return Some(None);
         }
-        self.plain_string().map(Some)
+        // The whole answer was checked to be UTF-8, and a string's quotes
+        // are ASCII, so its contents are UTF-8 too; checked again here
+        // rather than trusted (two short strings per page).
+        std::str::from_utf8(self.plain_string()?).ok().map(Some)
     }
 
     /// Any value: its exact text.

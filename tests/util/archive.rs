@@ -5,7 +5,7 @@
 //! DIR/manifest.json
 //! DIR/cluster/{templates,index_templates,component_templates}.json
 //! DIR/indices/<folder>/{settings,mappings,aliases}.json
-//! DIR/indices/<folder>/data-s<NNN>-<NNNNN>.jsonl[.zst|.gz]
+//! DIR/indices/<folder>/data-s<NNN>-<NNNNN>.jsonl[.lz4|.zst|.gz]
 //! ```
 //!
 //! Folders are always taken from the manifest, never computed from names.
@@ -194,7 +194,11 @@ pub fn read_data_file(path: &Path) -> Vec<u8> {
         .build()
         .unwrap();
     let mut out = Vec::new();
-    let result = if name.ends_with(".jsonl.zst") {
+    let result = if name.ends_with(".jsonl.lz4") {
+        let mut dec = async_compression::tokio::bufread::Lz4Decoder::new(&raw[..]);
+        dec.multiple_members(true);
+        rt.block_on(dec.read_to_end(&mut out))
+    } else if name.ends_with(".jsonl.zst") {
         let mut dec = async_compression::tokio::bufread::ZstdDecoder::new(&raw[..]);
         dec.multiple_members(true);
         rt.block_on(dec.read_to_end(&mut out))

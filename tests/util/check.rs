@@ -94,7 +94,9 @@ pub fn assert_same_docs(archive: &Archive, expected: &Sent) {
 pub fn verify_archive(archive: &Archive, cluster: &TestCluster, compression: &str) {
     let m = &archive.manifest;
     assert_eq!(m["format"], "esark-archive", "{m}");
-    assert_eq!(m["format_version"], 4, "{m}");
+    // Version 6 with lz4 chunks (the default), else 4 (not encrypted).
+    let version = if compression == "lz4" { 6 } else { 4 };
+    assert_eq!(m["format_version"], version, "{m}");
     assert!(m["tool_version"].is_string(), "tool_version: {m}");
     let created = chrono::DateTime::parse_from_rfc3339(m["created_at"].as_str().unwrap_or(""))
         .unwrap_or_else(|e| panic!("created_at not RFC 3339: {e}: {}", m["created_at"]));
@@ -177,12 +179,13 @@ pub fn verify_archive(archive: &Archive, cluster: &TestCluster, compression: &st
 
     // Per index: folder, files, names, counts.
     let ext = match compression {
+        "lz4" => ".jsonl.lz4",
         "zstd" => ".jsonl.zst",
         "gzip" => ".jsonl.gz",
         "none" => ".jsonl",
         other => panic!("unknown compression {other}"),
     };
-    let data_name = Regex::new(r"^data-s(\d{3})-(\d{5})(\.jsonl(?:\.zst|\.gz)?)$").unwrap();
+    let data_name = Regex::new(r"^data-s(\d{3})-(\d{5})(\.jsonl(?:\.lz4|\.zst|\.gz)?)$").unwrap();
     let mut folders = BTreeSet::new();
     for index in archive.indices() {
         let name = index["name"].as_str().unwrap();

@@ -13,6 +13,7 @@ pub mod v2;
 pub mod v3;
 pub mod v4;
 pub mod v5;
+pub mod v6;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -312,6 +313,7 @@ pub async fn open_store(store: Arc<dyn ArchiveStore>) -> Result<Archive, Archive
         Version::V3 => v3::parse(&bytes),
         Version::V4 => v4::parse(&bytes),
         Version::V5 => v5::parse(&bytes),
+        Version::V6 => v6::parse(&bytes),
     }
     .map_err(|e| bad(e.to_string()))?;
     let reader = Reader::new(store.clone(), manifest).map_err(|e| bad(e.to_string()))?;
