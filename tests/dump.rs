@@ -12,6 +12,7 @@ use crate::util::check::{
     verify_archive,
 };
 use crate::util::esark::{dump, dump_cmd, inspect, Esark};
+use crate::util::faults::{FaultProxy, Route};
 use crate::util::fixture::{not_starting_with, Fixture, Sent};
 use crate::util::server::{BulkBody, TestCluster};
 
@@ -79,6 +80,55 @@ fn dump_keeps_every_document_byte_for_byte() {
     );
     assert_eq!(options["match"], regex.as_str(), "{options}");
     assert_eq!(options["exclude"], Value::Null, "{options}");
+}
+
+/// A scroll slice ends once it gave the exact `hits.total` of its
+/// snapshot, without asking for an empty page: an index of 30 documents
+/// costs no scroll page request at all, one of 250 read 100 at a time two
+/// (pages 2 and 3), and every document is archived once.
+#[test]
+fn a_scroll_slice_ends_at_its_exact_total_without_an_empty_page() {
+    let cluster = TestCluster::start("dump-exact-total");
+    let mut names = Vec::new();
+    for (suffix, docs) in [("small", 30), ("three-pages", 250)] {
+        let index = cluster.name(suffix);
+        cluster.create_index(
+            &index,
+            &json!({"settings": {"number_of_shards": 1, "number_of_replicas": 0}}),
+        );
+        let mut body = String::new();
+        for i in 0..docs {
+            body.push_str(&format!(
+                "{{\"index\":{{\"_index\":\"{index}\",\"_id\":\"d{i}\"}}}}\n{{\"i\":{i}}}\n"
+            ));
+        }
+        cluster.bulk(&body);
+        cluster.refresh(&index);
+        names.push((index, docs));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    for (index, docs) in &names {
+        let proxy = FaultProxy::start(cluster.base_url(), vec![]);
+        let out = tmp.path().join(index);
+        Esark::new()
+            .args(["dump", "--source", &proxy.url(), "--output"])
+            .arg(&out)
+            .args(["--match", &Fixture::exactly(index), "--quiet"])
+            .args(["--reader", "scroll", "--page-size", "100"])
+            .run()
+            .assert_success();
+        let archived = Archive::open(&out).all_docs();
+        let ids: BTreeSet<&str> = archived.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!((archived.len(), ids.len()), (*docs, *docs), "{index}");
+        let pages = proxy.requests_matching(&Route::scroll_next());
+        let want = (docs - 1) / 100;
+        assert_eq!(
+            pages,
+            want,
+            "{index}: scroll pages asked for\n{}",
+            proxy.log()
+        );
+    }
 }
 
 #[test]

@@ -17,6 +17,10 @@ pub struct Page {
     pub cursor: Option<String>,
     /// The point in time the page was read in, if any.
     pub pit_id: Option<String>,
+    /// How many documents the search matched, when the server said it
+    /// exactly (`hits.total`, relation `eq`): not to be trusted above
+    /// servers' caps (`crate::source::scroll::TRUSTED_TOTAL_BELOW`).
+    pub exact_total: Option<u64>,
 }
 
 impl Page {
@@ -71,6 +75,7 @@ pub fn encode_page(index: &str, body: &[u8]) -> Result<Decoded, ReadError> {
                 timed_out: answer.timed_out,
                 scroll_id: answer.scroll_id.map(str::to_string),
                 pit_id: answer.pit_id.map(str::to_string),
+                exact_total: answer.exact_total,
             },
             &answer.hits,
         );
@@ -97,6 +102,10 @@ pub fn encode_page(index: &str, body: &[u8]) -> Result<Decoded, ReadError> {
             timed_out: response.timed_out,
             scroll_id: response.scroll_id.map(|s| s.into_owned()),
             pit_id: response.pit_id.map(|s| s.into_owned()),
+            exact_total: response
+                .hits
+                .total
+                .and_then(|t| super::scan::exact_total(t.get().as_bytes())),
         },
         &hits,
     )
@@ -108,6 +117,7 @@ struct Envelope {
     timed_out: bool,
     scroll_id: Option<String>,
     pit_id: Option<String>,
+    exact_total: Option<u64>,
 }
 
 fn encode(index: &str, envelope: Envelope, hits: &[HitSpans]) -> Result<Decoded, ReadError> {
@@ -147,6 +157,7 @@ fn encode(index: &str, envelope: Envelope, hits: &[HitSpans]) -> Result<Decoded,
         docs: 0,
         cursor: None,
         pit_id: None,
+        exact_total: envelope.exact_total,
     };
     for hit in hits {
         let source = hit.source.ok_or_else(|| ReadError::MissingSource {

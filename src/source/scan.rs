@@ -27,6 +27,9 @@ pub struct Answer<'a> {
     /// The raw JSON of `_shards`, for serde: it is small.
     pub shards: Option<&'a [u8]>,
     pub timed_out: bool,
+    /// `hits.total` when the server says it is exact: a bare number, or
+    /// `{"value": N, "relation": "eq"}`.
+    pub exact_total: Option<u64>,
     pub hits: Vec<HitSpans<'a>>,
 }
 
@@ -63,15 +66,16 @@ pub fn scan(body: &[u8]) -> Option<Answer<'_>> {
             }
             b"hits" => {
                 saw_hits = true;
-                s.object(|s, key| {
-                    if key == b"hits" {
-                        s.array(|s| {
-                            answer.hits.push(s.hit()?);
-                            Some(())
-                        })
-                    } else {
-                        s.value().map(drop)
+                s.object(|s, key| match key {
+                    b"hits" => s.array(|s| {
+                        answer.hits.push(s.hit()?);
+                        Some(())
+                    }),
+                    b"total" => {
+                        answer.exact_total = exact_total(s.value()?);
+                        Some(())
                     }
+                    _ => s.value().map(drop),
                 })?;
             }
             _ => {
@@ -223,6 +227,22 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// The exact number a `hits.total` says: a bare number (Elasticsearch 6),
+/// or an object whose `relation` is `eq`; `None` for a lower bound (`gte`)
+/// or anything else.
+pub fn exact_total(total: &[u8]) -> Option<u64> {
+    if total.first()?.is_ascii_digit() {
+        return std::str::from_utf8(total).ok()?.parse().ok();
+    }
+    #[derive(serde::Deserialize)]
+    struct Total {
+        value: u64,
+        relation: String,
+    }
+    let t: Total = serde_json::from_slice(total).ok()?;
+    (t.relation == "eq").then_some(t.value)
+}
+
 /// The end (one past the closing quote) of the string opening at `i`.
 ///
 /// A byte loop: most strings of a document are a few bytes long, and a
@@ -292,6 +312,7 @@ mod tests {
         let body = br#"{"_scroll_id":"abc=","took":3,"timed_out":false,"_shards":{"total":2,"successful":2,"skipped":0,"failed":0},"hits":{"total":{"value":10000,"relation":"eq"},"max_score":null,"hits":[{"_index":"t","_id":"a","_score":null,"_routing":"r1","_source":{"s":"}{\"][","n":18446744073709551616,"o":{"a":[1,{"b":[]}]}},"sort":[0]},{"_id":"b\"q","_source":{},"_routing":null}]}}"#;
         let a = scan(body).unwrap();
         assert_eq!(a.scroll_id, Some("abc="));
+        assert_eq!(a.exact_total, Some(10000));
         assert!(!a.timed_out);
         assert_eq!(
             a.shards,
@@ -318,6 +339,16 @@ mod tests {
             b" {\n \"pit_id\" : \"p1\" ,\"timed_out\":true, \"hits\" : { \"hits\" : [ ] } }\n";
         let a = scan(body).unwrap();
         assert_eq!((a.pit_id, a.timed_out, a.hits.len()), (Some("p1"), true, 0));
+        assert_eq!(a.exact_total, None);
+        for (total, exact) in [
+            (r#"17"#, Some(17)),
+            (r#"{"relation":"eq","value":3}"#, Some(3)),
+            (r#"{"value":3,"relation":"gte"}"#, None),
+            (r#"null"#, None),
+        ] {
+            let body = format!(r#"{{"hits":{{"total":{total},"hits":[]}}}}"#);
+            assert_eq!(scan(body.as_bytes()).unwrap().exact_total, exact, "{total}");
+        }
         assert_eq!(a.scroll_id, None);
     }
 

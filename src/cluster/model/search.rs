@@ -40,6 +40,10 @@ pub struct Shards {
 pub struct Hits<'a> {
     #[serde(borrow)]
     pub hits: Vec<Hit<'a>>,
+    /// Read by a scroll reader only where exact (`relation: eq`), to end a
+    /// slice without asking for an empty page (`crate::source::scroll`).
+    #[serde(default, borrow)]
+    pub total: Option<&'a RawValue>,
 }
 
 /// One hit; each field is the exact JSON text the server sent.
