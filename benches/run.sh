@@ -114,7 +114,11 @@ timeout 1800 cargo build --release --locked --bins >&2
 timeout 1800 cargo bench --locked --bench compare --no-run >&2
 rm -rf "$work/run"
 
-step "running: rows $rows, $docs documents, $dump_repeat run(s) per dump row, $repeat per restore row"
+case "$rows" in
+  indices) step "running: rows indices, $index_count indices x $index_docs documents" ;;
+  flatness) step "running: rows flatness, generated archives of $docs/10, $docs and $big_docs documents, $repeat run(s) each" ;;
+  *) step "running: rows $rows, $docs documents, $dump_repeat run(s) per dump row, $repeat per restore row" ;;
+esac
 ESARK_BENCH_REPO="$root" cargo bench --locked --bench compare -- run \
   --docs "$docs" --repeat "$repeat" --dump-repeat "$dump_repeat" --seed "$seed" \
   --work "$work" --results "$results" --rows "$rows" \
