@@ -9,20 +9,27 @@
 #   ./benches/run.sh --rows storage   # only the S3 and encryption rows and the folder
 #                                     # rows they are compared with, written to
 #                                     # benches/RESULTS-storage.md (RESULTS.md is left alone)
+#   ./benches/run.sh --rows indices   # only the many-small-indices rows (1,000 indices x 100
+#                                     # documents), to benches/RESULTS-indices.md
+#   ./benches/run.sh --rows flatness  # only esark restore -> null sink from generated archives
+#                                     # (a tenth of the docs, the docs, 1,000,000), to
+#                                     # benches/RESULTS-flatness.md
 #
 # Environment: ESARK_BENCH_DOCS (default 100000, --quick 3000),
 # ESARK_BENCH_REPEAT (default 3: restore rows), ESARK_BENCH_DUMP_REPEAT
 # (default 7: the dump rows take a second each, and some runs meet a burst
 # of over a second of server CPU, whichever tool runs), ESARK_BENCH_SEED (default 42),
-# ESARK_BENCH_ROWS (all or storage; as --rows, default all),
-# ESARK_BENCH_RESULTS (default benches/RESULTS.md, with storage rows only
-# benches/RESULTS-storage.md).
+# ESARK_BENCH_ROWS (all, storage, indices or flatness; as --rows, default all),
+# ESARK_BENCH_RESULTS (default benches/RESULTS.md, with --rows X only
+# benches/RESULTS-X.md), ESARK_BENCH_INDICES and ESARK_BENCH_INDEX_DOCS
+# (the many-indices rows: default 1000 and 100, --quick 20 and 20),
+# ESARK_BENCH_BIG_DOCS (the generated archive: default 1000000, --quick 30000).
 #
 # Installs everything it needs, pinned: osmem-server through
 # scripts/install-osmem.sh, moto through scripts/install-moto.sh (if that
-# fails, the S3 rows are reported as SKIPPED with the reason), elasticdump
-# with npm into benches/work/node (git-ignored; not with storage rows
-# only). Scratch data and per-step logs go to benches/work/run.
+# fails, the S3 rows are reported as SKIPPED with the reason; only for
+# all and storage rows), elasticdump with npm into benches/work/node
+# (git-ignored; only for all and indices rows). Scratch data and per-step logs go to benches/work/run.
 set -euo pipefail
 
 ELASTICDUMP_VERSION="6.125.1"
@@ -32,22 +39,27 @@ cd "$root"
 
 quick=()
 docs="${ESARK_BENCH_DOCS:-100000}"
+index_count="${ESARK_BENCH_INDICES:-1000}"
+index_docs="${ESARK_BENCH_INDEX_DOCS:-100}"
+big_docs="${ESARK_BENCH_BIG_DOCS:-1000000}"
 rows="${ESARK_BENCH_ROWS:-all}"
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) quick=(--quick); docs="${ESARK_BENCH_DOCS:-3000}" ;;
-    --rows) [ $# -ge 2 ] || { echo "--rows needs a value: all or storage" >&2; exit 2; }
+    --quick) quick=(--quick); docs="${ESARK_BENCH_DOCS:-3000}"
+             index_count="${ESARK_BENCH_INDICES:-20}"; index_docs="${ESARK_BENCH_INDEX_DOCS:-20}"
+             big_docs="${ESARK_BENCH_BIG_DOCS:-30000}" ;;
+    --rows) [ $# -ge 2 ] || { echo "--rows needs a value: all, storage, indices or flatness" >&2; exit 2; }
             rows="$2"; shift ;;
     --rows=*) rows="${1#--rows=}" ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
 done
 case "$rows" in
   all) default_results="$root/benches/RESULTS.md" ;;
-  storage) default_results="$root/benches/RESULTS-storage.md" ;;
-  *) echo "--rows $rows: all or storage" >&2; exit 2 ;;
+  storage|indices|flatness) default_results="$root/benches/RESULTS-$rows.md" ;;
+  *) echo "--rows $rows: all, storage, indices or flatness" >&2; exit 2 ;;
 esac
 repeat="${ESARK_BENCH_REPEAT:-3}"
 dump_repeat="${ESARK_BENCH_DUMP_REPEAT:-7}"
@@ -76,9 +88,11 @@ osmem="$(timeout 600 ./scripts/install-osmem.sh)"
 
 # Without moto the harness still runs every other row and reports the S3
 # rows as SKIPPED, with the installer's last words as the reason.
-step "moto_server (pinned)"
 moto_log="$work/install-moto.log"
-if moto="$(timeout 900 ./scripts/install-moto.sh 2>"$moto_log")" && [ -x "$moto" ]; then
+if [ "$rows" != all ] && [ "$rows" != storage ]; then
+  moto_args=(--moto-skip "not needed by --rows $rows")
+elif step "moto_server (pinned)" &&
+     moto="$(timeout 900 ./scripts/install-moto.sh 2>"$moto_log")" && [ -x "$moto" ]; then
   moto_args=(--moto "$moto")
 else
   why="scripts/install-moto.sh failed: $(tail -n 1 "$moto_log" 2>/dev/null || true)"
@@ -88,7 +102,7 @@ fi
 
 node_prefix="$work/node"
 installed="$(node -p "require('$node_prefix/node_modules/elasticdump/package.json').version" 2>/dev/null || true)"
-if [ "$rows" = all ] && [ "$installed" != "$ELASTICDUMP_VERSION" ]; then
+if { [ "$rows" = all ] || [ "$rows" = indices ]; } && [ "$installed" != "$ELASTICDUMP_VERSION" ]; then
   step "elasticdump@$ELASTICDUMP_VERSION (npm)"
   mkdir -p "$node_prefix"
   timeout 900 npm install --prefix "$node_prefix" --no-audit --no-fund --loglevel=error \
@@ -100,10 +114,15 @@ timeout 1800 cargo build --release --locked --bins >&2
 timeout 1800 cargo bench --locked --bench compare --no-run >&2
 rm -rf "$work/run"
 
-step "running: rows $rows, $docs documents, $dump_repeat run(s) per dump row, $repeat per restore row"
+case "$rows" in
+  indices) step "running: rows indices, $index_count indices x $index_docs documents" ;;
+  flatness) step "running: rows flatness, generated archives of $docs/10, $docs and $big_docs documents, $repeat run(s) each" ;;
+  *) step "running: rows $rows, $docs documents, $dump_repeat run(s) per dump row, $repeat per restore row" ;;
+esac
 ESARK_BENCH_REPO="$root" cargo bench --locked --bench compare -- run \
   --docs "$docs" --repeat "$repeat" --dump-repeat "$dump_repeat" --seed "$seed" \
   --work "$work" --results "$results" --rows "$rows" \
+  --indices "$index_count" --index-docs "$index_docs" --big-docs "$big_docs" \
   --esark "$root/target/release/esark" --esark-seed "$root/target/release/esark-seed" \
   --osmem "$osmem" --elasticdump "$node_prefix" "${moto_args[@]}" "${quick[@]}" &
 child=$!

@@ -13,13 +13,18 @@
 //! | measuring a child: wall, CPU of its tree, peak RSS, deadline; `launch`: the launcher | [`measure`] |
 //! | osmem and null-sink processes, the harness's own HTTP calls | [`servers`] |
 //! | the S3 test server (moto) of the storage rows | [`moto`] |
+//! | `gen-archive`: an esark archive of N documents written without a cluster | [`gen_archive`] |
+//! | `count-proxy`: a proxy counting requests by kind (many-indices rows) | [`count_proxy`] |
 
+mod count_proxy;
+mod gen_archive;
 mod measure;
 mod moto;
 mod null_sink;
 mod raw;
 mod report;
 mod results;
+mod sections;
 mod servers;
 mod steps;
 
@@ -51,6 +56,11 @@ pub struct Config {
     pub quick: bool,
     /// Which rows run (`--rows`).
     pub rows: Rows,
+    /// The many-indices rows: indices, and documents in each.
+    pub index_count: u64,
+    pub index_docs: u64,
+    /// Documents of the generated archive of the memory-flatness row.
+    pub big_docs: u64,
     /// `moto_server` for the S3 rows, or why there is none (`--moto-skip`):
     /// those rows are then reported as skipped, with this reason.
     pub moto: Result<PathBuf, String>,
@@ -64,6 +74,10 @@ pub enum Rows {
     /// The storage rows only (S3, encryption) and the folder rows they are
     /// compared with: esark dump to a folder, esark restore → null sink.
     Storage,
+    /// The many-small-indices rows only.
+    Indices,
+    /// esark restore → null sink from generated archives only.
+    Flatness,
 }
 
 impl Rows {
@@ -71,19 +85,24 @@ impl Rows {
         match self {
             Rows::All => "all",
             Rows::Storage => "storage",
+            Rows::Indices => "indices",
+            Rows::Flatness => "flatness",
         }
     }
 }
 
 const USAGE: &str = "\
-compare: esark's end-to-end benchmark. Run it with ./benches/run.sh [--quick] [--rows storage].
+compare: esark's end-to-end benchmark. Run it with ./benches/run.sh [--quick] [--rows all|storage|indices|flatness].
 
   compare run --docs N --repeat R [--dump-repeat D] --seed S --work DIR --results FILE \\
               --esark BIN --esark-seed BIN --osmem BIN --elasticdump NPM_PREFIX \\
-              (--moto BIN | --moto-skip REASON) [--rows all|storage] [--quick]
+              (--moto BIN | --moto-skip REASON) [--rows all|storage|indices|flatness] \\
+              [--indices N] [--index-docs N] [--big-docs N] [--quick]
   compare raw-scroll --source URL [--workers 2] [--page-size 5000]
   compare raw-bulk --target URL --dir DIR [--connections 2]
   compare null-sink
+  compare count-proxy --upstream URL
+  compare gen-archive --template DIR --output DIR --docs N --seed S
   compare launch PROGRAM [ARGS...]   (used by run: reports the rusage of PROGRAM)";
 
 fn main() -> ExitCode {
@@ -103,6 +122,8 @@ fn main() -> ExitCode {
         Some("raw-scroll") => raw::scroll_main(&args[1..]),
         Some("raw-bulk") => raw::bulk_main(&args[1..]),
         Some("null-sink") => return null_sink::main(),
+        Some("count-proxy") => return count_proxy::main(&args[1..]),
+        Some("gen-archive") => gen_archive::main(&args[1..]),
         Some("launch") => return measure::launch_main(&args[1..]),
         _ => {
             // Plain `cargo bench` / `cargo test --benches` land here.
@@ -129,6 +150,12 @@ fn parse_run(args: &[String]) -> Result<Config, String> {
     let number = |name: &str| -> Result<u64, String> {
         value(name)?.parse().map_err(|e| format!("{name}: {e}"))
     };
+    let optional = |name: &str, default: u64| -> Result<u64, String> {
+        match value(name) {
+            Ok(_) => number(name),
+            Err(_) => Ok(default),
+        }
+    };
     let config = Config {
         docs: number("--docs")?,
         repeat: number("--repeat")?.max(1) as usize,
@@ -147,8 +174,13 @@ fn parse_run(args: &[String]) -> Result<Config, String> {
         rows: match value("--rows").as_deref() {
             Err(_) | Ok("all") => Rows::All,
             Ok("storage") => Rows::Storage,
-            Ok(other) => return Err(format!("--rows {other}: all or storage")),
+            Ok("indices") => Rows::Indices,
+            Ok("flatness") => Rows::Flatness,
+            Ok(other) => return Err(format!("--rows {other}: all, storage, indices or flatness")),
         },
+        index_count: optional("--indices", 1000)?.max(1),
+        index_docs: optional("--index-docs", 100)?.max(1),
+        big_docs: optional("--big-docs", 1_000_000)?.max(10),
         moto: match (value("--moto"), value("--moto-skip")) {
             (Ok(bin), _) => Ok(bin.into()),
             (Err(_), Ok(reason)) => Err(reason),

@@ -1,10 +1,13 @@
 //! The report of a run: printed to stdout and written to `RESULTS.md`
-//! (with `--rows storage`, run.sh's default is `RESULTS-storage.md`: the
-//! storage section alone, saying which rows ran).
+//! (with `--rows storage`, `indices` or `flatness`, run.sh's default is
+//! `RESULTS-storage.md`, `RESULTS-indices.md` or `RESULTS-flatness.md`:
+//! that section alone, saying which rows ran). The sections of the
+//! generated archives and the many indices are in [`crate::sections`].
 
 use std::fmt::Write as _;
 
 use crate::report::{machine, mib, npm_version, output, ratio, table, Row};
+use crate::sections;
 use crate::steps::Bench;
 use crate::{Config, Rows};
 
@@ -32,8 +35,10 @@ pub fn versions(cfg: &Config) -> Vec<(String, String)> {
         ("rustc".into(), output("rustc", &["--version"])),
     ]
     .into_iter()
-    .filter(|(k, _)| cfg.rows == Rows::All || k != "elasticdump")
-    .chain([("moto".into(), moto_version(cfg))])
+    .filter(|(k, _)| matches!(cfg.rows, Rows::All | Rows::Indices) || k != "elasticdump")
+    .chain(
+        matches!(cfg.rows, Rows::All | Rows::Storage).then(|| ("moto".into(), moto_version(cfg))),
+    )
     .collect()
 }
 
@@ -82,72 +87,77 @@ fn cpu_ratio(rows: &[Row], a: &str, b: &str) -> String {
 }
 
 pub fn write(b: &Bench, versions: &[(String, String)]) -> Result<(), String> {
-    let all = b.cfg.rows == Rows::All;
+    let rows = b.cfg.rows;
+    let all = rows == Rows::All;
     let mut s = String::new();
-    if all {
-        let _ = writeln!(s, "# esark benchmark results\n");
-    } else {
-        let _ = writeln!(
-            s,
-            "# esark benchmark results: archives on object storage and encryption\n"
-        );
-    }
+    let _ = writeln!(
+        s,
+        "# esark benchmark results{}\n",
+        match rows {
+            Rows::All => "",
+            Rows::Storage => ": archives on object storage and encryption",
+            Rows::Indices => ": many small indices",
+            Rows::Flatness => ": memory flatness up to 1,000,000 documents",
+        }
+    );
     let _ = writeln!(
         s,
         "Written by `./benches/run.sh{}{}` on {} (the whole run took {:.1} min). \
          Everything ran on 127.0.0.1 of one machine; the servers are osmem-server \
          (in-memory, OpenSearch-compatible), so restore rows into osmem are bounded by its indexing speed.\n",
         if b.cfg.quick { " --quick" } else { "" },
-        if all { "" } else { " --rows storage" },
+        if all { String::new() } else { format!(" --rows {}", rows.name()) },
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         b.started.elapsed().as_secs_f64() / 60.0
     );
-    if !all {
-        let _ = writeln!(
-            s,
-            "Rows run: `storage` only: esark dump to a folder, to S3 (moto) and to a folder with \
-             `--encrypt-to`, and esark restore into the null sink from each of those archives. \
-             Not run: the raw baselines, multielasticdump, the restores into osmem and the memory \
-             flatness runs; [RESULTS.md](RESULTS.md) holds those from a full run.\n"
-        );
+    match rows {
+        Rows::All => {}
+        Rows::Storage => {
+            let _ = writeln!(
+                s,
+                "Rows run: `storage` only: esark dump to a folder, to S3 (moto) and to a folder with \
+                 `--encrypt-to`, and esark restore into the null sink from each of those archives. \
+                 Not run: the raw baselines, multielasticdump, the restores into osmem and the memory \
+                 flatness runs; [RESULTS.md](RESULTS.md) holds those from a full run.\n"
+            );
+        }
+        Rows::Indices => {
+            let _ = writeln!(
+                s,
+                "Rows run: `indices` only: esark and multielasticdump, dump and restore, on a cluster \
+                 of many small indices; [RESULTS.md](RESULTS.md) holds the other rows from a full run.\n"
+            );
+        }
+        Rows::Flatness => {
+            let _ = writeln!(
+                s,
+                "Rows run: `flatness` only: esark restore into the null sink from generated archives \
+                 at three sizes; [RESULTS.md](RESULTS.md) holds the other rows from a full run.\n"
+            );
+        }
     }
     let _ = writeln!(s, "## Machine and versions\n");
     for (k, v) in machine().iter().chain(versions) {
         let _ = writeln!(s, "- {k}: {v}");
     }
-    let _ = writeln!(
-        s,
-        "\n## Data set\n\n`esark-seed --docs {} --seed {}`: {} documents (by `_count`) in {} indices ({}), seeded in {:.1} s. ",
-        b.cfg.docs,
-        b.cfg.seed,
-        b.expected,
-        b.indices.len(),
-        b.indices.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", "),
-        b.seed_secs,
-    );
-    s.pop();
-    if all {
-        let _ = writeln!(
-            s,
-            "The raw scroll and esark dump rows ran {} time(s) each, alternating (`ESARK_BENCH_DUMP_REPEAT`), the \
-             raw bulk and esark restore rows {} time(s) (`ESARK_BENCH_REPEAT`), elasticdump once; the table shows medians.\n",
-            b.cfg.dump_repeat, b.cfg.repeat
-        );
-        tool_sections(b, &mut s);
-    } else {
-        let _ = writeln!(
-            s,
-            "The esark dump rows ran {} time(s) each (`ESARK_BENCH_DUMP_REPEAT`), the restore rows {} time(s) \
-             (`ESARK_BENCH_REPEAT`), in rounds as described below; the tables show medians.\n",
-            b.cfg.dump_repeat, b.cfg.repeat
-        );
+    let _ = writeln!(s);
+    if matches!(rows, Rows::All | Rows::Storage) {
+        main_data_set(b, &mut s);
+        storage_section(b, &mut s);
     }
-    storage_section(b, &mut s);
+    if rows == Rows::Flatness {
+        sections::flatness_only(b, &mut s);
+    }
+    if matches!(rows, Rows::All | Rows::Indices) {
+        sections::indices_section(b, &mut s);
+    }
     let problems: Vec<String> = b
         .rows
         .iter()
         .chain(&b.small_rows)
         .chain(&b.storage_rows)
+        .chain(&b.flat_rows)
+        .chain(b.many.iter().flat_map(|m| &m.rows))
         .flat_map(|r| {
             r.problems()
                 .into_iter()
@@ -164,11 +174,52 @@ pub fn write(b: &Bench, versions: &[(String, String)]) -> Result<(), String> {
     if all {
         s.push_str(TOOL_ROWS);
     }
-    s.push_str(STORAGE_ROWS);
+    if matches!(rows, Rows::All | Rows::Storage) {
+        s.push_str(STORAGE_ROWS);
+    }
+    if matches!(rows, Rows::All | Rows::Flatness) {
+        s.push_str(sections::FLATNESS_ROWS);
+    }
+    if matches!(rows, Rows::All | Rows::Indices) {
+        s.push_str(sections::INDICES_ROWS);
+    }
     println!("\n{s}");
     std::fs::write(&b.cfg.results, &s).map_err(|e| format!("{}: {e}", b.cfg.results.display()))?;
     eprintln!("wrote {}", b.cfg.results.display());
     Ok(())
+}
+
+/// The esark-seed data set of the main rows, then (full run) the tool
+/// comparison.
+fn main_data_set(b: &Bench, s: &mut String) {
+    let all = b.cfg.rows == Rows::All;
+    let _ = writeln!(
+        s,
+        "## Data set\n\n`esark-seed --docs {} --seed {}`: {} documents (by `_count`) in {} indices ({}), seeded in {:.1} s. ",
+        b.cfg.docs,
+        b.cfg.seed,
+        b.expected,
+        b.indices.len(),
+        b.indices.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", "),
+        b.seed_secs,
+    );
+    s.pop();
+    if all {
+        let _ = writeln!(
+            s,
+            "The raw scroll and esark dump rows ran {} time(s) each, alternating (`ESARK_BENCH_DUMP_REPEAT`), the \
+             raw bulk and esark restore rows {} time(s) (`ESARK_BENCH_REPEAT`), elasticdump once; the table shows medians.\n",
+            b.cfg.dump_repeat, b.cfg.repeat
+        );
+        tool_sections(b, s);
+    } else {
+        let _ = writeln!(
+            s,
+            "The esark dump rows ran {} time(s) each (`ESARK_BENCH_DUMP_REPEAT`), the restore rows {} time(s) \
+             (`ESARK_BENCH_REPEAT`), in rounds as described below; the tables show medians.\n",
+            b.cfg.dump_repeat, b.cfg.repeat
+        );
+    }
 }
 
 /// The tool comparison: the main table, its ratios, memory flatness.
@@ -241,6 +292,7 @@ fn tool_sections(b: &Bench, s: &mut String) {
         rss(find(rows, "dump.esark")),
         rss(find(rows, "restore.null"))
     );
+    sections::flatness_big_line(b, s);
     if !b.small_rows.is_empty() {
         let _ = writeln!(
             s,
@@ -249,6 +301,7 @@ fn tool_sections(b: &Bench, s: &mut String) {
             table(&b.small_rows)
         );
     }
+    sections::flatness_generated(b, s);
 }
 
 /// The storage rows next to the folder rows they are compared with, and

@@ -1,8 +1,11 @@
 //! The orchestrator: seeds one source, measures every dump row against it,
-//! then the memory flatness runs, then every restore row into a fresh
-//! target each time, and writes the report. With `--rows storage`, only
-//! the storage rows ([`storage`]) and the folder rows they are compared
-//! with run; the multielasticdump rows are in [`elasticdump`].
+//! then the memory flatness runs ([`flatness`]), then every restore row
+//! into a fresh target each time, then the restore of a generated archive
+//! of 1,000,000 documents and the many-small-indices rows ([`indices`]),
+//! and writes the report. With `--rows storage`, only the storage rows
+//! ([`storage`]) and the folder rows they are compared with run; with
+//! `--rows indices` or `--rows flatness`, only those rows. The
+//! multielasticdump rows are in [`elasticdump`].
 //!
 //! A row that fails shows as FAILED with its reason; only a source that
 //! cannot be started or seeded stops the run. Every server is a
@@ -22,8 +25,11 @@ use crate::servers::{encode, Http, Server};
 use crate::{Config, Rows};
 
 mod elasticdump;
+mod flatness;
+mod indices;
 mod storage;
 
+pub use indices::{Kinds, ManyIndices};
 use storage::{Archive, Storage};
 
 /// esark restore's defaults, used for the raw bulk bodies too.
@@ -47,6 +53,11 @@ pub struct Bench {
     /// The storage rows (S3, encryption), compared with `dump.esark` and
     /// `restore.null` of `rows`.
     pub storage_rows: Vec<Row>,
+    /// esark restore → null sink from generated archives (the big size;
+    /// with `--rows flatness`, three sizes).
+    pub flat_rows: Vec<Row>,
+    /// The many-small-indices rows, when they ran.
+    pub many: Option<ManyIndices>,
     pub notes: Vec<String>,
     pub seed_secs: f64,
     pub started: Instant,
@@ -68,51 +79,70 @@ pub fn run(cfg: Config) -> Result<(), String> {
         small_rows: Vec::new(),
         small_docs: 0,
         storage_rows: Vec::new(),
+        flat_rows: Vec::new(),
+        many: None,
         notes: Vec::new(),
         seed_secs: f64::NAN,
         started: Instant::now(),
     };
     let versions = crate::results::versions(&b.cfg);
-    {
+    match b.cfg.rows {
+        Rows::Indices => b.many_indices(),
+        Rows::Flatness => b.big_flatness(),
+        Rows::All | Rows::Storage => {
+            b.main_rows()?;
+            if b.cfg.rows == Rows::All {
+                b.big_flatness();
+                b.many_indices();
+            }
+        }
+    }
+    crate::results::write(&b, &versions)
+}
+
+impl Bench {
+    /// The esark-seed source and every row measured against it: dump side,
+    /// memory flatness at a tenth, restore side, storage rows.
+    fn main_rows(&mut self) -> Result<(), String> {
         let source = Server::osmem(
-            &b.cfg.osmem,
+            &self.cfg.osmem,
             "source osmem",
-            &b.logs.join("osmem-source.log"),
+            &self.logs.join("osmem-source.log"),
         )?;
         progress(&format!(
             "source osmem at {}; seeding {} documents",
-            source.url, b.cfg.docs
+            source.url, self.cfg.docs
         ));
         let t = Instant::now();
-        b.seed(&source.url, b.cfg.docs, "seed")?;
-        b.seed_secs = t.elapsed().as_secs_f64();
-        b.indices = b
+        self.seed(&source.url, self.cfg.docs, "seed")?;
+        self.seed_secs = t.elapsed().as_secs_f64();
+        self.indices = self
             .http
             .indices(&source.url)?
             .into_iter()
             .map(|i| i.name)
             .collect();
-        b.expected = b.http.count_docs(&source.url, &b.indices)?;
+        self.expected = self.http.count_docs(&source.url, &self.indices)?;
         progress(&format!(
             "seeded in {:.1} s: {} documents in {:?}",
-            b.seed_secs, b.expected, b.indices
+            self.seed_secs, self.expected, self.indices
         ));
-        if b.expected != b.cfg.docs {
-            b.notes.push(format!(
+        if self.expected != self.cfg.docs {
+            self.notes.push(format!(
                 "The source holds {} documents, not the {} asked for.",
-                b.expected, b.cfg.docs
+                self.expected, self.cfg.docs
             ));
         }
-        let mut storage = b.storage_setup();
-        b.dump_side(&source, &mut storage);
+        let mut storage = self.storage_setup();
+        self.dump_side(&source, &mut storage);
         drop(source);
-        if b.cfg.rows == Rows::All {
-            b.flatness();
+        if self.cfg.rows == Rows::All {
+            self.flatness();
         }
-        b.restore_side(&mut storage);
-        b.storage_finish(storage);
+        self.restore_side(&mut storage);
+        self.storage_finish(storage);
+        Ok(())
     }
-    crate::results::write(&b, &versions)
 }
 
 fn progress(msg: &str) {
@@ -120,7 +150,7 @@ fn progress(msg: &str) {
 }
 
 /// Recursive size of the files under `path`.
-fn dir_size(path: &Path) -> u64 {
+pub fn dir_size(path: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else {
         return 0;
     };
@@ -349,74 +379,6 @@ impl Bench {
             .sum())
     }
 
-    // ---- memory flatness ----------------------------------------------
-
-    fn flatness(&mut self) {
-        let small = (self.cfg.docs / 10).max(10);
-        self.small_docs = small;
-        let source = match Server::osmem(
-            &self.cfg.osmem,
-            "small source",
-            &self.logs.join("osmem-small.log"),
-        ) {
-            Ok(s) => s,
-            Err(e) => {
-                self.notes
-                    .push(format!("Memory flatness: no small source: {e}"));
-                return;
-            }
-        };
-        progress(&format!(
-            "small source at {}; seeding {small} documents",
-            source.url
-        ));
-        let expected = match self
-            .seed(&source.url, small, "seed-small")
-            .and_then(|()| self.http.count_docs(&source.url, &self.indices))
-        {
-            Ok(n) => n,
-            Err(e) => {
-                self.notes
-                    .push(format!("Memory flatness: seeding failed: {e}"));
-                return;
-            }
-        };
-        let out = self.path("dump-esark-small");
-        let folder = Archive::Folder(out.clone());
-        let mut dump = Row::new(
-            "small.dump",
-            "dump",
-            "esark dump (zstd, defaults)",
-            expected,
-        );
-        let mut restore = Row::new(
-            "small.null",
-            "restore",
-            "esark restore → null sink",
-            expected,
-        );
-        for r in 1..=self.cfg.repeat {
-            dump.runs.push(self.esark_dump(
-                &source.url,
-                &folder,
-                &format!("small-dump-esark-{r}"),
-                expected,
-            ));
-        }
-        dump.data_bytes = Some(dir_size(&out));
-        drop(source);
-        let dumped = matches!(dump.runs.last().map(|r| &r.status), Some(RunStatus::Ok));
-        for r in 1..=self.cfg.repeat {
-            restore.runs.push(if dumped {
-                self.esark_restore_null(&folder, &format!("small-restore-null-{r}"), expected)
-            } else {
-                failed("no complete small esark dump".into())
-            });
-        }
-        restore.data_bytes = Some(dir_size(&out));
-        self.small_rows = vec![dump, restore];
-    }
-
     // ---- restore side -------------------------------------------------
 
     fn restore_side(&mut self, storage: &mut Storage) {
@@ -569,7 +531,8 @@ impl Bench {
             .arg(archive.location())
             .args(["--target", &sink.url, "--json", "-q"]);
         archive.reading(&mut cmd);
-        self.measured(name, cmd, self.budget(60, 2.0), expected, |o| {
+        let timeout = Duration::from_secs(60) + Duration::from_secs_f64(expected as f64 * 0.002);
+        self.measured(name, cmd, timeout, expected, |o| {
             let stats = self
                 .http
                 .get_json(&format!("{}/_null_sink/stats", sink.url))?;

@@ -9,7 +9,7 @@ use super::{dir_size, failed, Bench};
 use crate::report::{Row, RunStatus};
 
 impl Bench {
-    fn elasticdump(&self) -> Command {
+    pub(super) fn elasticdump(&self) -> Command {
         self.command(
             self.cfg
                 .elasticdump
@@ -151,7 +151,7 @@ impl Bench {
 
 /// Lines of elasticdump's data files: `<index>.json`, not the
 /// `<index>.<mapping|settings|template|analyzer|alias|index>.json` ones.
-fn count_elasticdump_lines(dir: &Path) -> Result<u64, String> {
+pub(super) fn count_elasticdump_lines(dir: &Path) -> Result<u64, String> {
     const META: [&str; 6] = [
         "mapping", "settings", "template", "analyzer", "alias", "index",
     ];
