@@ -10,7 +10,7 @@
 //! `esark dump` writes them: lines `{"_id":…[,"_routing":…],"_source":…}`
 //! of `esark::sample::document` (the documents `esark-seed` loads, ids
 //! `%08d`, routing `eu` on every seventh), pushed a page at a time into
-//! esark's own [`ChunkWriter`] (one zstd frame per page), the manifest
+//! esark's own [`ChunkWriter`] (one frame per page, the dump's compression), the manifest
 //! last through [`ArchiveWriter`]: `esark inspect` checks it like any dump.
 //!
 //! `compare gen-archive --template DIR --output DIR --docs N --seed S`

@@ -260,7 +260,19 @@ pub struct Prepared {
     pub bytes: u64,
 }
 
-/// Builds `_bulk` bodies from an esark archive (its manifest and zstd data
+/// The content of a chunk of lz4 frames (one per page), as esark reads it.
+fn lz4_frames(raw: &[u8]) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut decoder = async_compression::tokio::bufread::Lz4Decoder::new(raw);
+    decoder.multiple_members(true);
+    let mut out = Vec::new();
+    tokio::runtime::Builder::new_current_thread()
+        .build()?
+        .block_on(decoder.read_to_end(&mut out))?;
+    Ok(out)
+}
+
+/// Builds `_bulk` bodies from an esark archive (its manifest and lz4 or zstd data
 /// files) with esark's own [`BulkBuilder`], cut at `max_bytes`/`max_docs`
 /// (the "~10 MB bodies": 10 MiB, 5000 documents), into `out` as
 /// `NNNNNN.ndjson`. Counting the lines here also checks the dump.
@@ -310,6 +322,8 @@ pub fn prepare_bulk_bodies(
             let raw = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let lines = if path.extension().is_some_and(|x| x == "zst") {
                 zstd::decode_all(&raw[..]).map_err(|e| format!("{}: {e}", path.display()))?
+            } else if path.extension().is_some_and(|x| x == "lz4") {
+                lz4_frames(&raw).map_err(|e| format!("{}: {e}", path.display()))?
             } else {
                 raw
             };

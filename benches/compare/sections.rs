@@ -248,7 +248,7 @@ Generated-archive rows (memory flatness beyond what osmem can hold):
 - **generation**: `compare gen-archive` (benches/compare/gen_archive.rs) writes an archive of N
   documents with esark's library: the template's cluster files, settings, mappings, aliases,
   options and slices, each index the template's share of N documents, data lines of esark-seed's
-  documents pushed a page at a time through esark's `ChunkWriter` (zstd, one frame per page), the
+  documents pushed a page at a time through esark's `ChunkWriter` (the compression of the dump it copies, one frame per page), the
   manifest last through `ArchiveWriter`. Checked with `esark inspect --json` (sizes, sha256,
   counts) before any run, deleted after.
 - **esark restore → null sink**: `esark restore --input DIR --target NULL_SINK --json -q`, as the

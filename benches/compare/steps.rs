@@ -278,7 +278,7 @@ impl Bench {
             "raw scroll (Rust, 2 workers, page 5000)",
             n,
         );
-        let mut esark = Row::new("dump.esark", "dump", "esark dump (zstd, defaults)", n);
+        let mut esark = Row::new("dump.esark", "dump", "esark dump (lz4, defaults)", n);
         let out = self.path("dump-esark");
         let folder = Archive::Folder(out.clone());
         // What the server spent during each run: some runs meet a burst of

@@ -57,12 +57,7 @@ impl Bench {
         };
         let out = self.path("dump-esark-small");
         let folder = Archive::Folder(out.clone());
-        let mut dump = Row::new(
-            "small.dump",
-            "dump",
-            "esark dump (zstd, defaults)",
-            expected,
-        );
+        let mut dump = Row::new("small.dump", "dump", "esark dump (lz4, defaults)", expected);
         let mut restore = Row::new(
             "small.null",
             "restore",
