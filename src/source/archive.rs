@@ -392,6 +392,43 @@ mod tests {
         assert!(err.to_string().contains("a.jsonl.zst"), "{err}");
     }
 
+    /// An lz4 chunk (the default) cut anywhere — mid-frame, or between two
+    /// frames, where the documents read so far fall short of the count —
+    /// is an error naming the file, never a short chunk taken as whole.
+    #[tokio::test]
+    async fn truncated_lz4_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.jsonl.lz4");
+        let mut compressor = crate::sink::chunk::Lz4PageCompressor::new(1);
+        let mut whole = Vec::new();
+        let mut first_frame = 0;
+        for page in 0..2 {
+            let lines = format!("{{\"_id\":\"p{page}\",\"_source\":{{}}}}\n").repeat(500);
+            whole.extend_from_slice(compressor.compress(lines.as_bytes()).unwrap());
+            if page == 0 {
+                first_frame = whole.len();
+            }
+        }
+        for cut in [whole.len() / 2 + 7, first_frame, whole.len() - 3] {
+            tokio::fs::write(&a, &whole[..cut]).await.unwrap();
+            let mut lines = ChunkLines::new(vec![ChunkFile {
+                docs: 1000,
+                digest: None,
+                max_line: DEFAULT_MAX_LINE,
+                ..local(&a)
+            }]);
+            let mut buf = Vec::new();
+            let err = loop {
+                match lines.next_line(&mut buf).await {
+                    Ok(true) => continue,
+                    Ok(false) => panic!("truncation at {cut} not detected"),
+                    Err(e) => break e,
+                }
+            };
+            assert!(err.to_string().contains("a.jsonl.lz4"), "{cut}: {err}");
+        }
+    }
+
     /// Regression: a 135 KB chunk holding one 4 GiB line (a zstd frame of
     /// one byte repeated) made `read_until` allocate the whole line.
     #[tokio::test]
