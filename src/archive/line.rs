@@ -198,7 +198,7 @@ mod tests {
     fn line_copies_fields_verbatim() {
         let mut out = Vec::new();
         let src = raw(r#"{"z":1,"big":9223372036854775807,"f":1.50,"u":"\u00e9é"}"#);
-        push_line(&mut out, raw(r#""id\"1""#), Some(raw(r#""r1""#)), &src);
+        push_line(&mut out, raw(r#""id\"1""#), Some(raw(r#""r1""#)), src);
         push_line(&mut out, raw(r#""2""#), None, raw("{}"));
         assert_eq!(
             String::from_utf8(out).unwrap(),
