@@ -375,21 +375,27 @@ mod tests {
         tokio::fs::write(&a, &bytes[..bytes.len() / 2])
             .await
             .unwrap();
+        let err = truncation_error(&a, 1000).await;
+        assert!(err.to_string().contains("a.jsonl.zst"), "{err}");
+    }
+
+    /// Reads the chunk `path` said to hold `docs` lines to its first error;
+    /// panics if it reads to the end without one.
+    async fn truncation_error(path: &std::path::Path, docs: u64) -> ChunkError {
         let mut lines = ChunkLines::new(vec![ChunkFile {
-            docs: 1000,
+            docs,
             digest: None,
             max_line: DEFAULT_MAX_LINE,
-            ..local(&a)
+            ..local(path)
         }]);
         let mut buf = Vec::new();
-        let err = loop {
+        loop {
             match lines.next_line(&mut buf).await {
                 Ok(true) => continue,
-                Ok(false) => panic!("truncation not detected"),
-                Err(e) => break e,
+                Ok(false) => panic!("truncation of {} not detected", path.display()),
+                Err(e) => return e,
             }
-        };
-        assert!(err.to_string().contains("a.jsonl.zst"), "{err}");
+        }
     }
 
     /// An lz4 chunk (the default) cut anywhere — mid-frame, or between two
@@ -411,20 +417,7 @@ mod tests {
         }
         for cut in [whole.len() / 2 + 7, first_frame, whole.len() - 3] {
             tokio::fs::write(&a, &whole[..cut]).await.unwrap();
-            let mut lines = ChunkLines::new(vec![ChunkFile {
-                docs: 1000,
-                digest: None,
-                max_line: DEFAULT_MAX_LINE,
-                ..local(&a)
-            }]);
-            let mut buf = Vec::new();
-            let err = loop {
-                match lines.next_line(&mut buf).await {
-                    Ok(true) => continue,
-                    Ok(false) => panic!("truncation at {cut} not detected"),
-                    Err(e) => break e,
-                }
-            };
+            let err = truncation_error(&a, 1000).await;
             assert!(err.to_string().contains("a.jsonl.lz4"), "{cut}: {err}");
         }
     }
