@@ -46,9 +46,10 @@ pub struct Decoded {
 }
 
 /// Parses a search, scroll or point-in-time answer and encodes its hits as
-/// archive lines. `hits.total` is never read: it is capped by some servers
-/// (osmem caps it at 10,000 in a scroll) and readers go on until an empty
-/// page instead. Failed shards or a timed-out flag fail the page: a partial
+/// archive lines. `hits.total` never decides alone that a slice is
+/// complete: it is capped by some servers (osmem caps it at 10,000 in a
+/// scroll); a scroll reader trusts an exact one below that cap only
+/// (`crate::source::scroll`), and otherwise goes on until an empty page. Failed shards or a timed-out flag fail the page: a partial
 /// page would be a silent loss.
 ///
 /// The answer is located by [`scan`](super::scan) where it has the usual
