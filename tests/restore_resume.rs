@@ -28,7 +28,7 @@ use crate::util::esark::{Esark, Output};
 use crate::util::faults::{Fault, FaultProxy, Route, Rule, When};
 use crate::util::proxy::AuthProxy;
 use crate::util::restore_support::{
-    all_index_names, assert_same_stored, docs_of, dump_small_chunks, json_report, report_index,
+    acked_chunks_in_state, all_index_names, assert_same_stored, docs_of, dump_small_chunks, json_report, report_index,
     seed_index, target_cluster, Spawned,
 };
 use crate::util::server::TestCluster;
@@ -155,19 +155,7 @@ impl Setup {
 
 /// Chunks acknowledged in a state file (0 while it does not exist).
 fn acked_chunks(state: Option<PathBuf>) -> usize {
-    let Some(path) = state else { return 0 };
-    let Ok(bytes) = std::fs::read(path) else {
-        return 0;
-    };
-    let Ok(state) = serde_json::from_slice::<Value>(&bytes) else {
-        return 0;
-    };
-    state["indices"]
-        .as_object()
-        .into_iter()
-        .flat_map(|i| i.values())
-        .map(|i| i["chunks"].as_object().map_or(0, |c| c.len()))
-        .sum()
+    state.map_or(0, |path| acked_chunks_in_state(&path))
 }
 
 /// Waits for the bulk a [`slow_bulks`] proxy was holding when esark was
@@ -749,11 +737,10 @@ fn a_state_file_that_cannot_be_written_fails_the_run() {
     run.wait_until("a chunk acknowledged", Duration::from_secs(60), || {
         acked_chunks(Some(state.clone())) >= 1
     });
-    // Each new version of the state is written to `FILE.partial` first,
-    // then renamed: a folder there makes every later write fail.
-    let partial = s.tmp.path().join("state.json.partial");
+    // Each change is appended to the file, opened anew: a folder in its
+    // place makes every later write fail.
     run.wait_until("the folder in place", Duration::from_secs(10), || {
-        std::fs::create_dir(&partial).is_ok()
+        std::fs::remove_file(&state).is_ok() && std::fs::create_dir(&state).is_ok()
     });
     let failed = run.wait(Duration::from_secs(120));
     assert_eq!(failed.code, Some(1), "{failed}");

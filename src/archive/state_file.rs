@@ -1,15 +1,15 @@
-//! A small JSON file that records progress (a dump's checkpoint, a
-//! restore's state): rewritten whole on every update, so that a crash
-//! leaves either the previous version or the new one, never a torn file.
+//! Files that record progress (a dump's checkpoint, a restore's state),
+//! written so that a crash never leaves a torn record behind.
 //!
-//! [`StateFile`] is a local file (a restore's state lives beside, not in,
-//! the archive it reads): a temporary file, fsync and rename.
-//! [`StateWriter`] keeps its file in an archive, so it writes through the
-//! archive's [`ArchiveStore`] (whole-object puts; for a local folder the
-//! same temporary file, fsync and rename).
+//! [`Journal`] is a local file of JSON lines, one per change (a restore's
+//! state lives beside, not in, the archive it reads): appending a change
+//! costs the same however much came before. [`StateWriter`] keeps a
+//! whole JSON object in an archive, so it writes through the archive's
+//! [`ArchiveStore`] (whole-object puts; for a local folder a temporary
+//! file, fsync and rename), at most every [`MIN_WRITE_INTERVAL`].
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -18,36 +18,56 @@ use super::store::local::partial_path;
 use super::store::{ArchiveStore, PutMode};
 use super::ArchiveError;
 
-pub struct StateFile<T> {
+/// An append-only file of JSON lines (a restore's state): each change is
+/// one line, appended and fdatasync'ed before the change is acted on, so
+/// that recording one change costs the same whatever was recorded before.
+/// A crash mid-write can leave only the last line torn, without its
+/// newline: [`complete_lines`] leaves it out. [`Journal::rewrite`] replaces
+/// the whole file (temporary file, fsync and rename): to start one, and
+/// to compact one on resume.
+pub struct Journal {
     path: PathBuf,
-    /// The state; each update rewrites the file while holding the lock, so
-    /// writes never interleave. Updates are rare (once per finished chunk).
-    state: Mutex<T>,
+    /// Appends never interleave.
+    lock: Mutex<()>,
 }
 
-impl<T: Serialize + Clone> StateFile<T> {
-    /// Holds `state` for `path`; nothing is written until the first update.
-    pub fn new(path: &Path, state: T) -> StateFile<T> {
-        StateFile {
-            path: path.into(),
-            state: Mutex::new(state),
+impl Journal {
+    /// Replaces the file at `path` with `lines`, one JSON value each.
+    pub fn rewrite<L: Serialize>(
+        path: &Path,
+        lines: impl IntoIterator<Item = L>,
+    ) -> Result<Journal, ArchiveError> {
+        let mut bytes = Vec::new();
+        for line in lines {
+            serde_json::to_writer(&mut bytes, &line)
+                .map_err(|e| ArchiveError::io(path, std::io::Error::other(e)))?;
+            bytes.push(b'\n');
         }
-    }
-
-    /// Applies `change` and writes the file.
-    pub fn update(&self, change: impl FnOnce(&mut T)) -> Result<(), ArchiveError> {
-        let mut state = self.lock();
-        change(&mut state);
-        let bytes = serde_json::to_vec_pretty(&*state)
-            .map_err(|e| ArchiveError::io(&self.path, std::io::Error::other(e)))?;
-        let tmp = partial_path(&self.path);
+        let tmp = partial_path(path);
         write_synced(&tmp, &bytes).map_err(|e| ArchiveError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| ArchiveError::io(&self.path, e))
+        std::fs::rename(&tmp, path).map_err(|e| ArchiveError::io(path, e))?;
+        Ok(Journal {
+            path: path.into(),
+            lock: Mutex::new(()),
+        })
     }
 
-    /// A copy of the current state.
-    pub fn snapshot(&self) -> T {
-        self.lock().clone()
+    /// Appends `line` and waits until it is on disk. The file is opened
+    /// for each line (never created: a journal that went away is an
+    /// error, not a new, headless one).
+    pub fn append<L: Serialize>(&self, line: &L) -> Result<(), ArchiveError> {
+        use std::io::Write;
+        let mut bytes = serde_json::to_vec(line)
+            .map_err(|e| ArchiveError::io(&self.path, std::io::Error::other(e)))?;
+        bytes.push(b'\n');
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| ArchiveError::io(&self.path, e))?;
+        file.write_all(&bytes)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| ArchiveError::io(&self.path, e))
     }
 
     /// Removes the file: the work it tracked is complete.
@@ -58,10 +78,17 @@ impl<T: Serialize + Clone> StateFile<T> {
             Err(e) => Err(ArchiveError::io(&self.path, e)),
         }
     }
+}
 
-    fn lock(&self) -> MutexGuard<'_, T> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
+/// The complete lines of a journal's bytes, without their newlines: a last
+/// line without its newline (torn by a crash mid-write) is left out, and
+/// so are empty lines.
+pub fn complete_lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let complete = match memchr::memrchr(b'\n', bytes) {
+        Some(last) => &bytes[..last],
+        None => &bytes[..0],
+    };
+    complete.split(|b| *b == b'\n').filter(|l| !l.is_empty())
 }
 
 /// Writes `bytes` to `path`, owner-only, and fsyncs it.
@@ -77,27 +104,26 @@ fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+mod journal_tests {
     use super::*;
 
     #[test]
-    fn updates_replace_the_file_and_remove_deletes_it() {
+    fn a_journal_appends_lines_rewrites_whole_and_leaves_a_torn_last_line_out() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        let file = StateFile::new(&path, vec![1u32]);
-        assert!(!path.exists());
-        file.update(|v| v.push(2)).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(&path)
-                .unwrap()
-                .split_whitespace()
-                .collect::<String>(),
-            "[1,2]"
-        );
+        let journal = Journal::rewrite(&path, [1u32, 2]).unwrap();
+        journal.append(&3u32).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "1\n2\n3\n");
         assert!(!partial_path(&path).exists());
-        assert_eq!(file.snapshot(), vec![1, 2]);
-        file.remove().unwrap();
-        file.remove().unwrap();
+        let lines: Vec<&[u8]> = complete_lines(b"1\n\n2\n3").collect();
+        assert_eq!(lines, [&b"1"[..], b"2"]);
+        assert_eq!(complete_lines(b"12").count(), 0);
+        let journal = Journal::rewrite(&path, [7u32]).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "7\n");
+        journal.remove().unwrap();
+        journal.remove().unwrap();
+        // A journal that went away is not created again, headless.
+        assert!(journal.append(&8u32).is_err());
         assert!(!path.exists());
     }
 }

@@ -117,19 +117,12 @@ pub(super) async fn restore_index(
     };
     report.concrete = Some(concrete.clone());
     if let (Some(state), None) = (state, &earlier) {
-        let recorded = state.update(|s| {
-            s.indices.insert(
-                index.name.clone(),
-                state::IndexState {
-                    target: index.target.clone(),
-                    concrete: concrete.clone(),
-                    restore_settings: restore_settings.clone(),
-                    started: Default::default(),
-                    chunks: Default::default(),
-                    done: None,
-                },
-            );
-        });
+        let recorded = state.begin(
+            &index.name,
+            &index.target,
+            &concrete,
+            restore_settings.clone(),
+        );
         if let Err(e) = recorded {
             report.reason = Some(e.to_string());
             return report;
@@ -170,11 +163,7 @@ pub(super) async fn restore_index(
             let name = index.name.clone();
             Arc::new(move |path: &std::path::Path| {
                 state
-                    .update(|s| {
-                        if let Some(i) = s.indices.get_mut(&name) {
-                            i.started.insert(path.to_path_buf());
-                        }
-                    })
+                    .started(&name, path)
                     .map_err(load::RecordError::State)
             }) as load::ChunkStart
         });
@@ -189,11 +178,7 @@ pub(super) async fn restore_index(
                     rejects.sync().map_err(load::RecordError::Rejects)?;
                 }
                 state
-                    .update(|s| {
-                        if let Some(i) = s.indices.get_mut(&name) {
-                            i.chunks.insert(path.to_path_buf(), (written, rejected));
-                        }
-                    })
+                    .acked(&name, path, written, rejected)
                     .map_err(load::RecordError::State)
             }) as load::ChunkAck
         });
@@ -313,12 +298,7 @@ pub(super) async fn restore_index(
     if problems.is_empty() {
         report.status = Status::Restored;
         if let Some(state) = state {
-            let finished = report.clone();
-            if let Err(e) = state.update(|s| {
-                if let Some(i) = s.indices.get_mut(&index.name) {
-                    i.done = Some(finished);
-                }
-            }) {
+            if let Err(e) = state.done(&index.name, &report) {
                 report.status = Status::Failed;
                 report.reason = Some(format!("cannot record restore progress: {e}"));
             }

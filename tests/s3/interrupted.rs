@@ -5,14 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::{docs, dump, esark, BUCKET};
 use crate::util::faults::{Fault, FaultProxy, Route, Rule, When};
 use crate::util::fixture::Fixture;
 use crate::util::moto::Moto;
 use crate::util::restore_support::{
-    assert_same_stored, docs_of, seed_index, target_args, target_cluster, try_count, Spawned,
+    acked_chunks_in_state, assert_same_stored, docs_of, seed_index, target_args, target_cluster, try_count, Spawned,
 };
 use crate::util::server::TestCluster;
 
@@ -24,18 +24,7 @@ fn acked_chunks(dir: &Path) -> usize {
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
-    let Some(Ok(bytes)) = files.first().map(std::fs::read) else {
-        return 0;
-    };
-    let Ok(state) = serde_json::from_slice::<Value>(&bytes) else {
-        return 0;
-    };
-    state["indices"]
-        .as_object()
-        .into_iter()
-        .flat_map(|i| i.values())
-        .map(|i| i["chunks"].as_object().map_or(0, |c| c.len()))
-        .sum()
+    files.first().map_or(0, |path| acked_chunks_in_state(path))
 }
 
 #[test]

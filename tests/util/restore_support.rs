@@ -631,3 +631,27 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Chunks acknowledged in the restore state file at `path` (0 while it
+/// does not exist): the `acked` lines of a journal (state format 3), or
+/// the `chunks` of each index of the one JSON object esark wrote before.
+pub fn acked_chunks_in_state(path: &Path) -> usize {
+    let Ok(bytes) = std::fs::read(path) else {
+        return 0;
+    };
+    if let Ok(state) = serde_json::from_slice::<Value>(&bytes) {
+        return state["indices"]
+            .as_object()
+            .into_iter()
+            .flat_map(|i| i.values())
+            .map(|i| i["chunks"].as_object().map_or(0, |c| c.len()))
+            .sum();
+    }
+    let chunks: std::collections::HashSet<(String, String)> = bytes
+        .split(|b| *b == b'\n')
+        .filter_map(|line| serde_json::from_slice::<Value>(line).ok())
+        .filter(|change| change["change"] == "acked")
+        .map(|change| (change["index"].to_string(), change["chunk"].to_string()))
+        .collect();
+    chunks.len()
+}
