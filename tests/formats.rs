@@ -431,3 +431,76 @@ fn an_elasticsearch_archive_restores_into_opensearch_with_field_types_converted(
     let verify = verify_cmd(&archive, &target).run();
     assert_eq!(verify.code, Some(0), "{verify:?}");
 }
+
+/// A chunk of the default compression is what the README says it is:
+/// LZ4 frames, one per page, that `lz4 -dc` reads whole. Regression: the
+/// frames the `lz4` crate's encoder made (block checksums on) were read
+/// by the `lz4` tool (1.9.4) only to the end of the first one, silently:
+/// 100 lines of a 350-document chunk.
+#[test]
+fn the_lz4_tool_reads_every_page_of_a_chunk() {
+    if std::process::Command::new("lz4")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        skip(
+            "the_lz4_tool_reads_every_page_of_a_chunk",
+            "no `lz4` tool on PATH",
+        );
+        return;
+    }
+    let cluster = TestCluster::start("format-lz4-tool");
+    let index = cluster.name("z");
+    // Pages of ~400 KB: more than one 256 KiB lz4 block each.
+    let text = "lorem ipsum é 🚀 ".repeat(200);
+    let mut body = String::new();
+    for i in 0..350 {
+        body.push_str(&format!(
+            "{{\"index\":{{\"_index\":\"{index}\",\"_id\":\"{i}\"}}}}\n{{\"n\":{i},\"s\":\"{text}\\\"{i}\"}}\n"
+        ));
+    }
+    cluster.bulk(&body);
+    cluster.refresh(&index);
+    let dir = tempfile::tempdir().unwrap();
+    let out = Esark::new()
+        .arg("dump")
+        .args(cluster.source_args())
+        .arg("--output")
+        .arg(dir.path())
+        .args(["--match", &format!("^{index}$"), "--slices", "1"])
+        .args(["--page-size", "100", "--quiet"])
+        .run();
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let m = manifest(dir.path());
+    let chunks: Vec<&str> = m["indices"][0]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "data")
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(chunks.len(), 1, "{m}");
+    assert!(chunks[0].ends_with(".jsonl.lz4"), "{m}");
+    let decoded = std::process::Command::new("lz4")
+        .arg("-dc")
+        .arg(dir.path().join(chunks[0]))
+        .output()
+        .unwrap();
+    assert!(decoded.status.success(), "{decoded:?}");
+    let text = String::from_utf8(decoded.stdout).unwrap();
+    let mut ids: Vec<u64> = text
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).unwrap();
+            v["_id"].as_str().unwrap().parse().unwrap()
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        (0..350).collect::<Vec<u64>>(),
+        "lz4 -dc read {} lines",
+        text.lines().count()
+    );
+}

@@ -28,8 +28,8 @@ use crate::util::esark::{Esark, Output};
 use crate::util::faults::{Fault, FaultProxy, Route, Rule, When};
 use crate::util::proxy::AuthProxy;
 use crate::util::restore_support::{
-    acked_chunks_in_state, all_index_names, assert_same_stored, docs_of, dump_small_chunks, json_report, report_index,
-    seed_index, target_cluster, Spawned,
+    acked_chunks_in_state, all_index_names, assert_same_stored, docs_of, dump_small_chunks,
+    json_report, report_index, seed_index, target_cluster, Spawned,
 };
 use crate::util::server::TestCluster;
 

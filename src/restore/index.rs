@@ -162,9 +162,7 @@ pub(super) async fn restore_index(
             let state = state.clone();
             let name = index.name.clone();
             Arc::new(move |path: &std::path::Path| {
-                state
-                    .started(&name, path)
-                    .map_err(load::RecordError::State)
+                state.started(&name, path).map_err(load::RecordError::State)
             }) as load::ChunkStart
         });
         let ack: Option<load::ChunkAck> = state.map(|state| {

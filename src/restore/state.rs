@@ -226,8 +226,7 @@ impl RestoreState {
         }
         let mut lines = complete_lines(bytes);
         let first = lines.next().ok_or("empty")?;
-        let header: Header =
-            serde_json::from_slice(first).map_err(|e| format!("line 1: {e}"))?;
+        let header: Header = serde_json::from_slice(first).map_err(|e| format!("line 1: {e}"))?;
         if header.format != STATE_FORMAT {
             return Err("not an esark restore state".into());
         }
@@ -588,7 +587,9 @@ mod tests {
         };
         let state = StateFile::create(&path, new, false).unwrap();
         let settings = serde_json::json!({"index": {"refresh_interval": "1s"}});
-        state.begin("i", "t", "t-1", Some(settings.clone())).unwrap();
+        state
+            .begin("i", "t", "t-1", Some(settings.clone()))
+            .unwrap();
         state.started("i", Path::new("i/a.lz4")).unwrap();
         state.acked("i", Path::new("i/a.lz4"), 7, 1).unwrap();
         state.started("i", Path::new("i/b.lz4")).unwrap();
@@ -616,7 +617,10 @@ mod tests {
         )
         .err()
         .unwrap();
-        assert!(matches!(refused, RestoreError::Unfinished { .. }), "{refused}");
+        assert!(
+            matches!(refused, RestoreError::Unfinished { .. }),
+            "{refused}"
+        );
 
         let resumed = StateFile::resume(&path, "u", &opts).unwrap();
         let i = resumed.index("i").unwrap();

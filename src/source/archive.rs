@@ -405,7 +405,7 @@ mod tests {
     async fn truncated_lz4_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.jsonl.lz4");
-        let mut compressor = crate::sink::chunk::Lz4PageCompressor::new(1);
+        let mut compressor = crate::sink::chunk::Lz4PageCompressor::new(1).unwrap();
         let mut whole = Vec::new();
         let mut first_frame = 0;
         for page in 0..2 {

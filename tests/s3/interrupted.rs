@@ -12,7 +12,8 @@ use crate::util::faults::{Fault, FaultProxy, Route, Rule, When};
 use crate::util::fixture::Fixture;
 use crate::util::moto::Moto;
 use crate::util::restore_support::{
-    acked_chunks_in_state, assert_same_stored, docs_of, seed_index, target_args, target_cluster, try_count, Spawned,
+    acked_chunks_in_state, assert_same_stored, docs_of, seed_index, target_args, target_cluster,
+    try_count, Spawned,
 };
 use crate::util::server::TestCluster;
 
