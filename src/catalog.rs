@@ -6,7 +6,8 @@
 //! copy, verify and the importers of other tools' dumps read it; it
 //! imports none of them.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Mutex;
 
 use regex::Regex;
 use serde_json::{Map, Value};
@@ -106,9 +107,28 @@ pub async fn read_index_metadata(
     cluster: &Cluster,
     name: &str,
 ) -> Result<(IndexMetadata, u64), ClusterError> {
-    let mut settings = cluster.index_settings(name).await?;
+    read_index_metadata_with(cluster, name, None).await
+}
+
+/// [`read_index_metadata`], with the settings and aliases already read
+/// when `batches` holds them.
+async fn read_index_metadata_with(
+    cluster: &Cluster,
+    name: &str,
+    batches: Option<&MetadataBatches>,
+) -> Result<(IndexMetadata, u64), ClusterError> {
+    let prefetched = match batches {
+        Some(batches) => batches.take(cluster, name).await,
+        None => None,
+    };
+    let (mut settings, aliases) = match prefetched {
+        Some(both) => both,
+        None => (
+            cluster.index_settings(name).await?,
+            cluster.index_aliases(name).await?,
+        ),
+    };
     let mappings = cluster.index_mappings(name).await?;
-    let aliases = cluster.index_aliases(name).await?;
     let expected = cluster.count(name, None).await?;
     strip_generated(&mut settings);
     Ok((
@@ -233,9 +253,10 @@ pub async fn nothing_selected(
 pub async fn read_metadata(
     cluster: &Cluster,
     selected: &Selected,
+    batches: Option<&MetadataBatches>,
 ) -> Result<(IndexMetadata, u64), ClusterError> {
     let Some(stream) = &selected.data_stream else {
-        return read_index_metadata(cluster, &selected.name).await;
+        return read_index_metadata_with(cluster, &selected.name, batches).await;
     };
     let settings = match stream.backing.last() {
         Some(write_index) => cluster.index_settings(write_index).await?,
@@ -250,6 +271,94 @@ pub async fn read_metadata(
         },
         expected,
     ))
+}
+
+/// The settings and aliases of the indices a run reads, fetched a batch
+/// of indices at a time (`GET /a,b,…/_settings` and `/_alias`): two
+/// requests per [`BATCH_INDICES`] indices instead of two per index, which
+/// were a third of a small index's requests (benches/RESULTS.md, many
+/// small indices). Mappings stay one request per index: they can be large.
+///
+/// A batch is fetched when the first of its indices is asked for, and
+/// each entry is handed out once, so memory holds at most the batches in
+/// use, whatever the number of indices. A batch that cannot be read (an
+/// index of it deleted meanwhile answers 404 for the whole request) is
+/// left empty: its indices are then read one by one, as before, so that a
+/// failure is that of the index it concerns.
+pub struct MetadataBatches {
+    batch_of: HashMap<String, usize>,
+    batches: Vec<Vec<String>>,
+    fetched: Vec<tokio::sync::OnceCell<Mutex<HashMap<String, (Value, Value)>>>>,
+}
+
+/// At most this many indices per batch request.
+pub const BATCH_INDICES: usize = 100;
+/// At most this many bytes of index names (percent-encoded, with commas)
+/// per request path: Elasticsearch refuses request lines over 4 KiB by
+/// default (`http.max_initial_line_length`).
+const BATCH_PATH_BYTES: usize = 3000;
+
+impl MetadataBatches {
+    /// Batches of `names` (indices, not data streams), in the order given:
+    /// the order in which they will be asked for.
+    pub fn new(names: impl IntoIterator<Item = String>) -> MetadataBatches {
+        let mut batches: Vec<Vec<String>> = Vec::new();
+        let mut bytes = 0;
+        for name in names {
+            let len = crate::cluster::encode_segment(&name).len() + 1;
+            let full = batches
+                .last()
+                .is_none_or(|b| b.len() >= BATCH_INDICES || bytes + len > BATCH_PATH_BYTES);
+            if full {
+                batches.push(Vec::new());
+                bytes = 0;
+            }
+            bytes += len;
+            batches.last_mut().expect("a batch").push(name);
+        }
+        let batch_of = batches
+            .iter()
+            .enumerate()
+            .flat_map(|(b, names)| names.iter().map(move |n| (n.clone(), b)))
+            .collect();
+        let fetched = batches
+            .iter()
+            .map(|_| tokio::sync::OnceCell::new())
+            .collect();
+        MetadataBatches {
+            batch_of,
+            batches,
+            fetched,
+        }
+    }
+
+    /// The settings and aliases of `name`, once, if its batch could be read.
+    async fn take(&self, cluster: &Cluster, name: &str) -> Option<(Value, Value)> {
+        let b = *self.batch_of.get(name)?;
+        let entries = self.fetched[b]
+            .get_or_init(|| async {
+                let names = &self.batches[b];
+                let both = async {
+                    let mut settings = cluster.settings_of(names).await?;
+                    let mut aliases = cluster.aliases_of(names).await?;
+                    Ok::<_, ClusterError>(
+                        names
+                            .iter()
+                            .filter_map(|n| Some((n.clone(), (settings.remove(n)?, aliases.remove(n)?))))
+                            .collect(),
+                    )
+                };
+                Mutex::new(both.await.unwrap_or_else(|e| {
+                    tracing::debug!("reading settings and aliases of {} indices at once failed ({e}): one by one", names.len());
+                    HashMap::new()
+                }))
+            })
+            .await;
+        entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
+    }
 }
 
 /// The cluster's templates of each kind, `{name: body}`; kinds the cluster

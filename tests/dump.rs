@@ -12,7 +12,7 @@ use crate::util::check::{
     verify_archive,
 };
 use crate::util::esark::{dump, dump_cmd, inspect, Esark};
-use crate::util::faults::{FaultProxy, Route};
+use crate::util::faults::{Fault, FaultProxy, Route, Rule, When};
 use crate::util::fixture::{not_starting_with, Fixture, Sent};
 use crate::util::server::{BulkBody, TestCluster};
 
@@ -128,6 +128,81 @@ fn a_scroll_slice_ends_at_its_exact_total_without_an_empty_page() {
             "{index}: scroll pages asked for\n{}",
             proxy.log()
         );
+    }
+}
+
+/// The settings and aliases of many small indices are read a batch of
+/// indices at a time (`GET /a,b,…/_settings`, `/_alias`), not with two
+/// requests per index, and each index still gets its own. Failed before:
+/// 25 `_settings` requests for 25 indices.
+#[test]
+fn settings_and_aliases_of_many_indices_are_read_in_batches() {
+    let cluster = TestCluster::start("dump-batched-metadata");
+    let mut names = Vec::new();
+    let mut bulk = String::new();
+    for i in 0..25 {
+        // One name that needs percent-encoding, as Kuzzle's do.
+        let index = if i == 0 {
+            format!("{}%k", cluster.name("m"))
+        } else {
+            cluster.name(&format!("m{i:02}"))
+        };
+        let mut body = json!({"settings": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": format!("{}s", i + 1)}});
+        if i % 2 == 0 {
+            body["aliases"] = json!({format!("{index}-read"): {}});
+        }
+        cluster.create_index(&index, &body);
+        bulk.push_str(&format!(
+            "{{\"index\":{{\"_index\":\"{index}\",\"_id\":\"d\"}}}}\n{{\"i\":{i}}}\n"
+        ));
+        names.push(index);
+    }
+    cluster.bulk(&bulk);
+    // Then with every batched request refused (as when one index of the
+    // batch was deleted meanwhile): after the refused `_settings` of the
+    // batch, one request of each kind per index, as before.
+    let batched = Route::new("GET", r"^/[^/]*,[^/]*/_(settings|alias)$");
+    let refused = Rule::new(
+        "batch-404",
+        batched.clone(),
+        When::Every { every: 1, max: 100 },
+        Fault::Status(404),
+    );
+    for (rules, want) in [(vec![], (1, 1)), (vec![refused], (26, 25))] {
+        let proxy = FaultProxy::start(cluster.base_url(), rules);
+        let tmp = tempfile::tempdir().unwrap();
+        Esark::new()
+            .args(["dump", "--source", &proxy.url(), "--output"])
+            .arg(tmp.path())
+            .args(["--match", &format!("^{}", cluster.name("m")), "--quiet"])
+            .run()
+            .assert_success();
+        let settings_requests = proxy.requests_matching(&Route::new("GET", r"^/[^/]+/_settings$"));
+        let alias_requests = proxy.requests_matching(&Route::new("GET", r"^/[^/]+/_alias$"));
+        assert_eq!(
+            (settings_requests, alias_requests),
+            want,
+            "requests for the settings and aliases of 25 indices\n{}",
+            proxy.log()
+        );
+        let archive = Archive::open(tmp.path());
+        for (i, index) in names.iter().enumerate() {
+            let settings = archive.metadata(index, "settings");
+            assert_eq!(
+                settings["index"]["refresh_interval"],
+                format!("{}s", i + 1),
+                "{index}: {settings}"
+            );
+            let aliases = archive.metadata(index, "aliases");
+            let want: Vec<String> = if i % 2 == 0 {
+                vec![format!("{index}-read")]
+            } else {
+                vec![]
+            };
+            let got: Vec<String> = aliases.as_object().unwrap().keys().cloned().collect();
+            assert_eq!(got, want, "{index}: {aliases}");
+            assert_eq!(archive.docs(index).len(), 1, "{index}");
+        }
     }
 }
 

@@ -56,6 +56,24 @@ impl Cluster {
         self.index_section(index, "_alias", "aliases").await
     }
 
+    /// `GET /{a,b,…}/_settings`: the `settings` object of each of `names`,
+    /// by name, in one request.
+    pub async fn settings_of(
+        &self,
+        names: &[String],
+    ) -> Result<std::collections::HashMap<String, Value>, ClusterError> {
+        self.indices_section(names, "_settings", "settings").await
+    }
+
+    /// `GET /{a,b,…}/_alias`: the `aliases` object of each of `names`, by
+    /// name, in one request (an index without aliases answers `{}`).
+    pub async fn aliases_of(
+        &self,
+        names: &[String],
+    ) -> Result<std::collections::HashMap<String, Value>, ClusterError> {
+        self.indices_section(names, "_alias", "aliases").await
+    }
+
     /// `GET /{index}/_count`, or `POST` with `query` (raw JSON).
     pub async fn count(&self, index: &str, query: Option<&str>) -> Result<u64, ClusterError> {
         let path = format!("{}/_count", encode_segment(index));
@@ -69,6 +87,30 @@ impl Cluster {
         v.get("count")
             .and_then(Value::as_u64)
             .ok_or_else(|| self.bad_response(Method::Get, &path, "no \"count\"".into()))
+    }
+
+    /// [`Self::index_section`] for several indices, by name: names the
+    /// answer does not have are left out.
+    async fn indices_section(
+        &self,
+        names: &[String],
+        endpoint: &str,
+        key: &str,
+    ) -> Result<std::collections::HashMap<String, Value>, ClusterError> {
+        let list: Vec<String> = names.iter().map(|n| encode_segment(n)).collect();
+        let path = format!("{}/{endpoint}", list.join(","));
+        let answer: Map<String, Value> = self.call_json(Method::Get, &path, None).await?;
+        Ok(answer
+            .into_iter()
+            .filter(|(name, _)| names.contains(name))
+            .map(|(name, entry)| {
+                let section = entry
+                    .get(key)
+                    .cloned()
+                    .unwrap_or_else(|| Value::Object(Map::new()));
+                (name, section)
+            })
+            .collect())
     }
 
     async fn index_section(

@@ -15,7 +15,9 @@ use crate::archive::manifest::{FileEntry, FileKind, IndexEntry};
 use crate::archive::naming::folder_name;
 use crate::archive::writer::ArchiveWriter;
 use crate::archive::ArchiveError;
-use crate::catalog::{extra_file, read_metadata, read_templates, IndexMetadata, Selected};
+use crate::catalog::{
+    extra_file, read_metadata, read_templates, IndexMetadata, MetadataBatches, Selected,
+};
 use crate::cluster::extras::{ExtraKind, Offered};
 use crate::cluster::{Cluster, ClusterError};
 use crate::job::{CancellationToken, Events};
@@ -107,11 +109,12 @@ pub(super) async fn dump_index(
     checkpointer: &Arc<Checkpointer>,
     earlier: Option<IndexCheckpoint>,
     readers: Arc<tokio::sync::Semaphore>,
+    batches: &MetadataBatches,
     cancel: CancellationToken,
 ) -> Result<IndexEntry, IndexFailure> {
     let name = selected.name.as_str();
     let data_stream = selected.data_stream.is_some();
-    let (meta, mut expected) = read_metadata(cluster, selected).await?;
+    let (meta, mut expected) = read_metadata(cluster, selected, Some(batches)).await?;
     if let Some(query) = config.query.as_deref() {
         expected = cluster.count(name, Some(query)).await?;
     }

@@ -24,7 +24,7 @@ use crate::archive::manifest::{
 use crate::archive::store::{ArchiveStore, Location};
 use crate::archive::writer::ArchiveWriter;
 use crate::archive::{ArchiveError, Version, FORMAT_NAME};
-use crate::catalog::{select_indices, Selected};
+use crate::catalog::{select_indices, MetadataBatches, Selected};
 use crate::cluster::{Cluster, ClusterError};
 use crate::job::{CancellationToken, Event, Events, IndexOutcome, JobKind, JobOutcome};
 use checkpoint::{checkpointer, Checkpoint, CHECKPOINT_FILE};
@@ -277,6 +277,20 @@ async fn write_archive(
         .extend(dump_extras(cluster, archive, config.include_cluster_settings, events).await?);
 
     let readers = Arc::new(tokio::sync::Semaphore::new(config.readers.max(1)));
+    // The indices dump_index will be called for, in the order it will be.
+    let batches = MetadataBatches::new(
+        selected
+            .iter()
+            .filter(|s| s.data_stream.is_none())
+            .filter(|s| {
+                checkpoint
+                    .indices
+                    .get(&s.name)
+                    .is_none_or(|e| e.done.is_none())
+            })
+            .map(|s| s.name.clone()),
+    );
+    let batches = &batches;
     let results: Vec<(String, Result<IndexEntry, IndexFailure>)> = stream::iter(selected)
         .map(|selected| {
             let name = selected.name.clone();
@@ -303,6 +317,7 @@ async fn write_archive(
                             &checkpointer,
                             earlier,
                             readers,
+                            batches,
                             cancel,
                         )
                         .await;

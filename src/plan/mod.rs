@@ -16,7 +16,9 @@ use crate::archive::manifest::FileKind;
 use crate::archive::reader::v1::FileCheck;
 use crate::archive::reader::Archive;
 use crate::archive::ArchiveError;
-use crate::catalog::{read_metadata, read_templates, IndexMetadata, IndexSelector, TemplateSet};
+use crate::catalog::{
+    read_metadata, read_templates, IndexMetadata, IndexSelector, MetadataBatches, TemplateSet,
+};
 use crate::cluster::extras::ExtraKind;
 use crate::cluster::{Cluster, ClusterError};
 use crate::job::Events;
@@ -586,8 +588,14 @@ pub async fn from_cluster(
             kinds.join(", ")
         ));
     }
+    let batches = MetadataBatches::new(
+        selected
+            .iter()
+            .filter(|s| s.data_stream.is_none())
+            .map(|s| s.name.clone()),
+    );
     for selected in selected {
-        let (meta, mut docs) = read_metadata(&source, &selected).await?;
+        let (meta, mut docs) = read_metadata(&source, &selected, Some(&batches)).await?;
         let data_stream = selected.data_stream.is_some();
         let name = selected.name;
         if let Some(q) = query.as_deref() {
