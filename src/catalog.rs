@@ -288,8 +288,11 @@ pub async fn read_metadata(
 pub struct MetadataBatches {
     batch_of: HashMap<String, usize>,
     batches: Vec<Vec<String>>,
-    fetched: Vec<tokio::sync::OnceCell<Mutex<HashMap<String, (Value, Value)>>>>,
+    fetched: Vec<tokio::sync::OnceCell<Mutex<BatchEntries>>>,
 }
+
+/// The settings and aliases of a batch's indices not handed out yet.
+type BatchEntries = HashMap<String, (Value, Value)>;
 
 /// At most this many indices per batch request.
 pub const BATCH_INDICES: usize = 100;
