@@ -23,10 +23,10 @@ use crate::servers::{encode, Server};
 const SEED_BATCH: u64 = 3000;
 
 /// multielasticdump's deadline per row, 20 min unless
-/// `ESARK_BENCH_elasticdump_deadline()` (seconds) says otherwise: it is
+/// `ESARK_BENCH_ELASTICDUMP_DEADLINE` (seconds) says otherwise: it is
 /// reported as FAILED, "timed out", rather than waited for.
 fn elasticdump_deadline() -> Duration {
-    let secs = std::env::var("ESARK_BENCH_elasticdump_deadline()")
+    let secs = std::env::var("ESARK_BENCH_ELASTICDUMP_DEADLINE")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20 * 60);
