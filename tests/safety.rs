@@ -350,13 +350,18 @@ fn an_index_deleted_during_the_dump_is_listed_as_failed() {
     let victim = cluster.name("victim");
     seed_index(&cluster, &good, &json!({}), &docs(20));
     seed_index(&cluster, &victim, &json!({}), &docs(5));
-    // Its settings are asked for after the listing: held back while the
-    // test deletes it, then forwarded to a cluster that no longer has it.
+    // Its settings are asked for after the listing, with those of the
+    // other index (a batch): held back while the test deletes it, then
+    // forwarded to a cluster that no longer has it, which refuses the
+    // whole batch; each index is then read alone.
     let proxy = FaultProxy::start(
         cluster.base_url(),
         vec![Rule::new(
             "slow-settings",
-            Route::new("GET", &format!("^/{}/_settings", regex::escape(&victim))),
+            Route::new(
+                "GET",
+                &format!("^/([^/]*,)?{}(,[^/]*)?/_settings", regex::escape(&victim)),
+            ),
             When::Nth(1),
             Fault::Slow(Duration::from_secs(2)),
         )],
