@@ -37,7 +37,7 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
     /// Documents per page read from the target, never more than an
-    /// index's max_result_window [default: 1000].
+    /// index's max_result_window [default: 2000].
     #[arg(long, value_name = "N")]
     pub page_size: Option<usize>,
     #[command(flatten)]

@@ -149,13 +149,19 @@ impl AskedOptions {
 
 /// Default documents per scroll page (see `esark dump --help`).
 ///
-/// Measured on the benchmark's 100,000 documents of ~0.9 KB (six
-/// interleaved runs each): pages of 1000 and 2000 took the same wall and
-/// CPU time (median 0.72 s vs 0.74 s, 0.48 s vs 0.47 s CPU), while the peak
-/// resident memory was 24 MiB vs 32 MiB; each page in flight is held
-/// several times (response body, archive lines, compression). Larger pages
-/// only pay off against a server far away.
-pub const DEFAULT_PAGE_SIZE: usize = 1000;
+/// Measured on the benchmark's 100,000 documents of ~0.9 KB against
+/// osmem, runs interleaved with the raw scroll baseline (page 5000): with
+/// pages of 1000 the dump took 0.47-0.96 s (median 0.57 s, 7 runs; in
+/// another set of 7, 0.76-0.94 s), with pages of 2000 0.45-0.79 s (median
+/// 0.48 s; 0.43-0.50 s), with pages of 3000 0.40-0.48 s, for the same
+/// client CPU (0.25-0.28 s): the server's cost per page, not the client's,
+/// made the difference. Peak resident memory: 34, 45 and 57-61 MiB. Each
+/// page in flight is held a few times (response body, archive lines,
+/// compression), so memory grows with the page size: for documents of
+/// tens of KB, a smaller `--page-size` keeps it down. (Earlier, pages of
+/// 1000 and 2000 had measured the same on this benchmark, when the
+/// client's own CPU per page was higher.)
+pub const DEFAULT_PAGE_SIZE: usize = 2000;
 
 /// Default size at which a chunk file is closed and the next one begun.
 pub const DEFAULT_FILE_SIZE: u64 = 1 << 30;
