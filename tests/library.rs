@@ -194,6 +194,7 @@ fn dump_and_restore_through_the_library_report_counts_that_add_up_to_the_manifes
         validate: true,
         max_line: esark::source::archive::DEFAULT_MAX_LINE,
         identity: None,
+        spool: Default::default(),
     };
     let (events, mut rx) = Events::channel();
     let report = rt
@@ -327,6 +328,7 @@ fn a_cancelled_dump_and_a_cancelled_restore_resume_through_the_library_exactly_o
         validate: true,
         max_line: esark::source::archive::DEFAULT_MAX_LINE,
         identity: None,
+        spool: Default::default(),
     };
     let (events, mut rx, cancel) = cancelled_by_first_progress();
     let report = rt

@@ -4,11 +4,13 @@
 //! a tampered object refused before any write, two dumps into one prefix,
 //! and `kill -9` then `--resume`. Submodules: [`prefix`] (`--overwrite`
 //! and the dump lock), [`crypt`] (encrypted archives), [`interrupted`]
-//! (`restore --resume` after a kill, aborted multipart uploads).
+//! (`restore --resume` after a kill, aborted multipart uploads), [`spool`]
+//! (a restore downloads each data object once).
 
 mod crypt;
 mod interrupted;
 mod prefix;
+mod spool;
 
 use std::path::Path;
 use std::time::Duration;

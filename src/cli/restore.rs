@@ -13,6 +13,7 @@ use super::progress::Progress;
 use super::select::{RenameArgs, SelectArgs};
 use super::{parse_size, print_stdout, CliError, ConnectionArgs, SourceArgs, TargetArgs};
 use crate::archive::crypt::Identities;
+use crate::archive::store::spool::SpoolConfig;
 use crate::cluster::Cluster;
 use crate::job::{CancellationToken, Events};
 use crate::plan::{self, SourceReading};
@@ -216,6 +217,18 @@ pub struct RestoreArgs {
     /// encrypted archive.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
+    /// Where an archive on object storage is kept, as stored (encrypted
+    /// if it is), between the check before the first write and the load,
+    /// so that each object is downloaded once; removed at the end
+    /// [default: $XDG_CACHE_HOME/esark/spool, else ~/.cache/esark/spool;
+    /// none if that is in memory (tmpfs)].
+    #[arg(long, value_name = "DIR", env = "ESARK_SPOOL_DIR")]
+    pub spool_dir: Option<PathBuf>,
+    /// The most the spool holds; objects beyond it are downloaded again
+    /// for the load. 0 turns the spool off [default: half the free space
+    /// of the spool's folder].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub spool_limit: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -287,6 +300,10 @@ pub async fn run_restore(args: RestoreArgs) -> Result<ExitCode, CliError> {
         validate: !args.no_validate,
         max_line: args.lines.max_line()?,
         identity: Identities::load_given(args.identity.as_deref()).map_err(CliError::failure)?,
+        spool: SpoolConfig {
+            dir: args.spool_dir.clone(),
+            limit: args.spool_limit,
+        },
     };
     execute(&args.load, Run::Restore, |events, cancel| async move {
         job::restore(job, &events, cancel).await

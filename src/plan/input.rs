@@ -2,10 +2,12 @@
 //! dump another tool wrote (detected), checked against the selection.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use super::{from_archive, from_foreign, DataOrigin, PlanError, Renamer, RestorePlan};
 use crate::archive::crypt::Identities;
 use crate::archive::reader;
+use crate::archive::store::spool::{Spool, SpoolStore};
 use crate::archive::store::Location;
 use crate::catalog::IndexSelector;
 use crate::source::foreign::{self, ForeignError};
@@ -13,7 +15,10 @@ use crate::source::foreign::{self, ForeignError};
 /// Reads what `input` names: an esark archive (any format version, in a
 /// folder or on object storage) or a dump another tool wrote (detected;
 /// read from local files only). Also returns the detected kind.
-/// `identities` read an encrypted archive (`--identity`).
+/// `identities` read an encrypted archive (`--identity`). With a `spool`,
+/// an archive on object storage keeps a local copy of each object read
+/// whole, so that reading the data again (the load after the check) does
+/// not download it again.
 pub async fn from_location(
     input: &Location,
     index: Option<&str>,
@@ -21,6 +26,7 @@ pub async fn from_location(
     renamer: &Renamer,
     force: bool,
     identities: Option<&Identities>,
+    spool: Option<Arc<Spool>>,
 ) -> Result<(RestorePlan, Option<foreign::ForeignKind>), PlanError> {
     let local = input.as_local();
     let kind = match local {
@@ -47,10 +53,13 @@ pub async fn from_location(
             let archive = match local {
                 Some(path) => reader::open(path).await?,
                 None => {
-                    let store = input
+                    let mut store = input
                         .open()
                         .await
                         .map_err(crate::archive::ArchiveError::from)?;
+                    if let Some(spool) = spool {
+                        store = Arc::new(SpoolStore::new(store, spool));
+                    }
                     reader::open_store(store).await?
                 }
             }

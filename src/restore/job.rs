@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::report::RestoreReport;
 use super::{RestoreConfig, RestoreError};
+use crate::archive::store::spool::{Spool, SpoolConfig};
 use crate::archive::store::Location;
 use crate::catalog::IndexSelector;
 use crate::cluster::{Cluster, ClusterConfig};
@@ -37,6 +38,10 @@ pub struct RestoreJob {
     pub max_line: u64,
     /// What opens an encrypted archive (`--identity`).
     pub identity: Option<crate::archive::crypt::Identities>,
+    /// Where an archive on object storage is kept while it is restored,
+    /// so that each object is downloaded once (`--spool-dir`,
+    /// `--spool-limit`).
+    pub spool: SpoolConfig,
 }
 
 /// A copy from a live cluster.
@@ -88,6 +93,12 @@ pub async fn restore(
         "--force".into(),
         if job.force { "on" } else { "off" }.into(),
     );
+    let spool = match &job.input {
+        // The data of an archive on object storage is read twice (checked,
+        // then loaded): the second read comes from the spool.
+        Location::Object(_) if job.config.data => open_spool(&job.spool)?,
+        _ => None,
+    };
     let (mut plan, kind) = input::from_location(
         &job.input,
         job.index.as_deref(),
@@ -95,6 +106,7 @@ pub async fn restore(
         &job.renamer,
         job.force,
         job.identity.as_ref(),
+        spool.clone(),
     )
     .await?;
     input::limit_lines(&mut plan, job.max_line);
@@ -115,7 +127,32 @@ pub async fn restore(
         job.config.state = Some(default_state_path(&job.input, &target).await?);
     }
     job.config.input = job.input.to_string();
-    super::run(&job.config, plan, target, events, cancel).await
+    if let Some(spool) = &spool {
+        tracing::info!(
+            "spool: {} held in {} for the load",
+            bytesize::ByteSize(spool.held()),
+            spool.path().display()
+        );
+    }
+    let report = super::run(&job.config, plan, target, events, cancel).await;
+    if let Some(spool) = &spool {
+        tracing::info!("spool: {} reads served from it", spool.served());
+    }
+    report
+}
+
+/// The spool of `config`. One that cannot be made in the default folder
+/// is no spool (the objects are downloaded for each read); one in a folder
+/// given by `--spool-dir` is an error.
+fn open_spool(config: &SpoolConfig) -> Result<Option<Arc<Spool>>, RestoreError> {
+    match Spool::open(config) {
+        Ok(spool) => Ok(spool),
+        Err(e) if config.dir.is_none() => {
+            tracing::warn!("{e}; each object is downloaded for each read");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Copies what `job.selector` selects of `job.source` into

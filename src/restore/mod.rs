@@ -54,6 +54,8 @@ pub enum RestoreError {
     BadFile { path: String, reason: String },
     #[error("cannot resume: {0}")]
     Resume(String),
+    #[error(transparent)]
+    Spool(#[from] crate::archive::store::spool::SpoolError),
     #[error(
         "no folder for the restore state: set ESARK_STATE_DIR (or HOME), or give --state FILE"
     )]

@@ -18,6 +18,7 @@ use clap::Parser;
 use serde_json::{Map, Value};
 
 use super::status::Kind;
+use crate::archive::store::spool::SpoolConfig;
 use crate::archive::store::{Location, ObjectLocation};
 use crate::cli::dump::DumpArgs;
 use crate::cli::restore::{CopyArgs, RestoreArgs};
@@ -81,6 +82,8 @@ pub const FORBIDDEN: &[&str] = &[
     "resume",
     "overwrite",
     "discard_state",
+    "spool_dir",
+    "spool_limit",
     "json",
     "quiet",
 ];
@@ -245,6 +248,11 @@ pub fn prepare(kind: Kind, options: &Value, ctx: &Context<'_>) -> Result<Prepare
                 validate: !args.no_validate,
                 max_line: args.lines.max_line().map_err(bad)?,
                 identity: None,
+                // In the job's folder, removed when the job ends.
+                spool: SpoolConfig {
+                    dir: Some(ctx.job_dir.to_path_buf()),
+                    limit: None,
+                },
             })))
         }
         Kind::Copy => {

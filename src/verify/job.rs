@@ -72,6 +72,8 @@ async fn compare(
         &job.renamer,
         false,
         job.identity.as_ref(),
+        // One read of the data: nothing to keep.
+        None,
     )
     .await?;
     input::limit_lines(&mut plan, job.max_line);

@@ -51,8 +51,11 @@ fn s3_restore_resume_after_kill9_is_exact_and_writes_nothing_to_the_bucket() {
     let mut args = vec!["restore".to_string(), "--input".into(), url.clone()];
     args.extend(target_args(&target));
     args.extend(["--bulk-docs", "50", "--concurrency", "1"].map(String::from));
+    let spool = tempfile::tempdir().unwrap();
+    let spool_dir = spool.path().to_string_lossy().into_owned();
     let mut env: Vec<(&str, String)> = moto.env();
     env.push(("ESARK_STATE_DIR", state_dir.clone()));
+    env.push(("ESARK_SPOOL_DIR", spool_dir.clone()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut slow = args.clone();
     slow.extend(["--rate", "300"].map(String::from));
@@ -62,6 +65,13 @@ fn s3_restore_resume_after_kill9_is_exact_and_writes_nothing_to_the_bucket() {
     });
     run.kill9();
     run.wait(Duration::from_secs(30));
+    let spools = || -> Vec<PathBuf> {
+        std::fs::read_dir(spool.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    };
+    assert_eq!(spools().len(), 1, "the killed run's spool: {:?}", spools());
     target.refresh(&index);
     let partial = try_count(&target, &index).unwrap_or(0);
     assert!(
@@ -78,9 +88,11 @@ fn s3_restore_resume_after_kill9_is_exact_and_writes_nothing_to_the_bucket() {
         .args(&args)
         .arg("--resume")
         .env("ESARK_STATE_DIR", &state_dir)
+        .env("ESARK_SPOOL_DIR", &spool_dir)
         .timeout(Duration::from_secs(180))
         .run()
         .assert_success();
+    assert_eq!(spools(), Vec::<PathBuf>::new(), "a spool was left behind");
     target.refresh(&index);
     assert_eq!(
         target.count(&index),

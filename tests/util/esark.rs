@@ -4,8 +4,9 @@
 //! the output so far instead of blocking CI. The child's environment is
 //! cleaned of `ESARK_*` variables so the developer's shell cannot change a
 //! test's outcome; a test adds the ones it means with [`Esark::env`].
-//! `ESARK_STATE_DIR` points at [`test_state_dir`] unless a test sets it, so
-//! restore states never go to the real home.
+//! `ESARK_STATE_DIR` points at [`test_state_dir`] and `ESARK_SPOOL_DIR` at
+//! [`test_spool_dir`] unless a test sets them, so restore states and spools
+//! never go to the real home.
 //! Failure messages show the command line with URL passwords masked.
 //!
 //! [`dump_cmd`] / [`dump`] point `esark dump` at a [`TestCluster`];
@@ -104,6 +105,7 @@ impl Esark {
         }
         cmd.env("NO_COLOR", "1");
         cmd.env("ESARK_STATE_DIR", test_state_dir());
+        cmd.env("ESARK_SPOOL_DIR", test_spool_dir());
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
@@ -159,6 +161,12 @@ impl Default for Esark {
 /// this test process, under the system's temporary folder.
 pub fn test_state_dir() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("esark-test-state-{}", std::process::id()))
+}
+
+/// The restore spool folder (`ESARK_SPOOL_DIR`) of runs that do not choose
+/// one: beside [`test_state_dir`], never the real home's cache.
+pub fn test_spool_dir() -> std::path::PathBuf {
+    test_state_dir().join("spool")
 }
 
 /// `esark <args>` with the default timeout.

@@ -421,6 +421,7 @@ impl Spawned {
         }
         cmd.env("NO_COLOR", "1");
         cmd.env("ESARK_STATE_DIR", super::esark::test_state_dir());
+        cmd.env("ESARK_SPOOL_DIR", super::esark::test_spool_dir());
         for (k, v) in envs {
             cmd.env(k, v);
         }

@@ -42,6 +42,9 @@
 //! [`lock`], used by
 //! [`crate::archive::writer::ArchiveWriter::create_locked`].
 //!
+//! [`spool::SpoolStore`] wraps a remote store for a restore, so that the
+//! check before the first write and the load download each object once.
+//!
 //! [`MemoryStore`] keeps objects in memory: for tests and for embedding
 //! esark where an archive is not a folder. It is also the proof that
 //! nothing above depends on a file system.
@@ -51,6 +54,7 @@ pub mod location;
 pub mod lock;
 pub mod memory;
 pub mod object;
+pub mod spool;
 pub mod swap;
 
 use std::io;
