@@ -4,13 +4,13 @@
 //! a tampered object refused before any write, two dumps into one prefix,
 //! and `kill -9` then `--resume`. Submodules: [`prefix`] (`--overwrite`
 //! and the dump lock), [`crypt`] (encrypted archives), [`interrupted`]
-//! (`restore --resume` after a kill, aborted multipart uploads), [`spool`]
-//! (a restore downloads each data object once).
+//! (`restore --resume` after a kill, aborted multipart uploads), [`requests`]
+//! (what a dump and a restore ask of S3 per object).
 
 mod crypt;
 mod interrupted;
 mod prefix;
-mod spool;
+mod requests;
 
 use std::path::Path;
 use std::time::Duration;

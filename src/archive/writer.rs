@@ -188,8 +188,14 @@ impl ArchiveWriter {
 
     /// Removes from `folder` every data chunk and partial file whose path
     /// is not in `keep`: leftovers of an interrupted run that no checkpoint
-    /// vouches for.
+    /// vouches for. Only a resumed dump can have any: a new one starts in
+    /// an empty folder, prefix or store (or one holding only its lock), so
+    /// it lists nothing (on object storage, a `LIST` request per index
+    /// saved).
     pub async fn prune(&self, folder: &str, keep: &HashSet<String>) -> Result<(), ArchiveError> {
+        if !self.resumed {
+            return Ok(());
+        }
         for object in self.store.list(folder).await? {
             let name = object.key.rsplit('/').next().unwrap_or_default();
             let stale = name.ends_with(PARTIAL_SUFFIX)

@@ -7,18 +7,18 @@ use std::sync::Arc;
 use super::{from_archive, from_foreign, DataOrigin, PlanError, Renamer, RestorePlan};
 use crate::archive::crypt::Identities;
 use crate::archive::reader;
-use crate::archive::store::spool::{Spool, SpoolStore};
-use crate::archive::store::Location;
+use crate::archive::store::{ArchiveStore, Location};
 use crate::catalog::IndexSelector;
 use crate::source::foreign::{self, ForeignError};
 
 /// Reads what `input` names: an esark archive (any format version, in a
 /// folder or on object storage) or a dump another tool wrote (detected;
 /// read from local files only). Also returns the detected kind.
-/// `identities` read an encrypted archive (`--identity`). With a `spool`,
-/// an archive on object storage keeps a local copy of each object read
-/// whole, so that reading the data again (the load after the check) does
-/// not download it again.
+/// `identities` read an encrypted archive (`--identity`). `opened` is the
+/// store of an archive on object storage when the caller opened it (a
+/// [`crate::archive::store::spool::SpoolStore`], so that reading the data
+/// again, the load after the check, does not download it again); `None`
+/// opens it here.
 pub async fn from_location(
     input: &Location,
     index: Option<&str>,
@@ -26,7 +26,7 @@ pub async fn from_location(
     renamer: &Renamer,
     force: bool,
     identities: Option<&Identities>,
-    spool: Option<Arc<Spool>>,
+    opened: Option<Arc<dyn ArchiveStore>>,
 ) -> Result<(RestorePlan, Option<foreign::ForeignKind>), PlanError> {
     let local = input.as_local();
     let kind = match local {
@@ -53,13 +53,13 @@ pub async fn from_location(
             let archive = match local {
                 Some(path) => reader::open(path).await?,
                 None => {
-                    let mut store = input
-                        .open()
-                        .await
-                        .map_err(crate::archive::ArchiveError::from)?;
-                    if let Some(spool) = spool {
-                        store = Arc::new(SpoolStore::new(store, spool));
-                    }
+                    let store = match opened {
+                        Some(store) => store,
+                        None => input
+                            .open()
+                            .await
+                            .map_err(crate::archive::ArchiveError::from)?,
+                    };
                     reader::open_store(store).await?
                 }
             }

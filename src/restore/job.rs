@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use super::report::RestoreReport;
 use super::{RestoreConfig, RestoreError};
-use crate::archive::store::spool::{Spool, SpoolConfig};
-use crate::archive::store::Location;
+use crate::archive::store::spool::{Spool, SpoolConfig, SpoolStore};
+use crate::archive::store::{ArchiveStore, Location};
+use crate::archive::ArchiveError;
 use crate::catalog::IndexSelector;
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::job::{CancellationToken, Event, Events};
@@ -93,10 +94,18 @@ pub async fn restore(
         "--force".into(),
         if job.force { "on" } else { "off" }.into(),
     );
+    // An archive on object storage is opened once, through a spool: what
+    // the checks read whole (the metadata, the data) is read again from
+    // the local copy (the parse, the load, the state file's name).
     let spool = match &job.input {
-        // The data of an archive on object storage is read twice (checked,
-        // then loaded): the second read comes from the spool.
-        Location::Object(_) if job.config.data => open_spool(&job.spool)?,
+        Location::Object(_) => open_spool(&job.spool)?,
+        _ => None,
+    };
+    let store: Option<Arc<dyn ArchiveStore>> = match (&job.input, &spool) {
+        (Location::Object(_), Some(spool)) => {
+            let inner = job.input.open().await.map_err(ArchiveError::from)?;
+            Some(Arc::new(SpoolStore::new(inner, spool.clone())))
+        }
         _ => None,
     };
     let (mut plan, kind) = input::from_location(
@@ -106,7 +115,7 @@ pub async fn restore(
         &job.renamer,
         job.force,
         job.identity.as_ref(),
-        spool.clone(),
+        store.clone(),
     )
     .await?;
     input::limit_lines(&mut plan, job.max_line);
@@ -124,7 +133,7 @@ pub async fn restore(
     }
     let target = Arc::new(Cluster::connect(&job.config.target).await?);
     if job.config.state.is_none() {
-        job.config.state = Some(default_state_path(&job.input, &target).await?);
+        job.config.state = Some(default_state_path(&job.input, store.as_deref(), &target).await?);
     }
     job.config.input = job.input.to_string();
     if let Some(spool) = &spool {
@@ -174,17 +183,26 @@ pub async fn copy(
 /// path and its manifest, so a new archive at the same path is another
 /// restore) and the target cluster (URL and uuid). Never in the archive:
 /// it may be read-only, and reading a backup must not change it.
-async fn default_state_path(input: &Location, target: &Cluster) -> Result<PathBuf, RestoreError> {
+/// `opened` is the input's store if the restore opened it already.
+async fn default_state_path(
+    input: &Location,
+    opened: Option<&dyn ArchiveStore>,
+    target: &Cluster,
+) -> Result<PathBuf, RestoreError> {
     let dir = super::state::default_dir()?;
     create_private_dir(&dir).map_err(|e| crate::archive::ArchiveError::io(&dir, e))?;
-    let identity = match input {
-        Location::Local(path) => std::fs::read(path.join("manifest.json")).unwrap_or_default(),
-        Location::Object(_) => match input.open().await {
-            Ok(store) => store
-                .get(crate::archive::MANIFEST_FILE)
-                .await
-                .map(|b| b.to_vec())
-                .unwrap_or_default(),
+    async fn manifest(store: &dyn ArchiveStore) -> Vec<u8> {
+        store
+            .get(crate::archive::MANIFEST_FILE)
+            .await
+            .map(|b| b.to_vec())
+            .unwrap_or_default()
+    }
+    let identity = match (input, opened) {
+        (Location::Local(path), _) => std::fs::read(path.join("manifest.json")).unwrap_or_default(),
+        (Location::Object(_), Some(store)) => manifest(store).await,
+        (Location::Object(_), None) => match input.open().await {
+            Ok(store) => manifest(store.as_ref()).await,
             Err(_) => Vec::new(),
         },
     };
