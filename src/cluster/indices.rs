@@ -149,7 +149,46 @@ pub enum NameKind {
     Alias(Vec<String>),
 }
 
+/// Every index and alias name a cluster had when it was asked
+/// ([`Cluster::names`]): what a restore of many indices checks its target
+/// names against, instead of one [`Cluster::name_kind`] per index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterNames {
+    names: std::collections::HashSet<String>,
+}
+
+impl ClusterNames {
+    /// Whether `name` was an index or an alias.
+    pub fn contains(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    /// Reads `GET /_alias`'s answer: `{index: {"aliases": {alias: …}}}`.
+    fn from_answer(answer: &Map<String, Value>) -> ClusterNames {
+        let mut names: std::collections::HashSet<String> = answer.keys().cloned().collect();
+        for entry in answer.values() {
+            if let Some(aliases) = entry.get("aliases").and_then(Value::as_object) {
+                names.extend(aliases.keys().cloned());
+            }
+        }
+        ClusterNames { names }
+    }
+}
+
 impl Cluster {
+    /// Every index (hidden ones too) and alias name, in one request:
+    /// `GET /_alias?expand_wildcards=all`.
+    pub async fn names(&self) -> Result<ClusterNames, ClusterError> {
+        let path = "_alias?expand_wildcards=all";
+        let (status, body) = self.request(Method::Get, path, None).await?;
+        if !(200..300).contains(&status) {
+            return Err(self.status_error(Method::Get, path, status, &body));
+        }
+        let answer: Map<String, Value> = serde_json::from_slice(&body)
+            .map_err(|e| self.bad_response(Method::Get, path, e.to_string()))?;
+        Ok(ClusterNames::from_answer(&answer))
+    }
+
     /// Whether `name` is an index, an alias (and of which indices), or free.
     pub async fn name_kind(&self, name: &str) -> Result<NameKind, ClusterError> {
         let path = format!("{}/_alias", encode_segment(name));
@@ -254,5 +293,25 @@ impl Cluster {
     pub async fn refresh(&self, index: &str) -> Result<(), ClusterError> {
         let path = format!("{}/_refresh", encode_segment(index));
         self.call(Method::Post, &path, None).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_indices_and_their_aliases() {
+        let answer = serde_json::json!({
+            ".hidden": {"aliases": {"al": {}, "other": {"is_write_index": true}}},
+            "plain": {"aliases": {}},
+            "odd": {}
+        });
+        let names = ClusterNames::from_answer(answer.as_object().unwrap());
+        for name in [".hidden", "al", "other", "plain", "odd"] {
+            assert!(names.contains(name), "{name}");
+        }
+        assert!(!names.contains("missing"));
+        assert!(!names.contains("aliases"));
     }
 }

@@ -125,6 +125,20 @@ pub enum DataOrigin {
     },
 }
 
+impl DataOrigin {
+    /// The bytes of the index's chunks as stored, when the manifest gives
+    /// every chunk's size (`None` for other origins).
+    pub fn stored_bytes(&self) -> Option<u64> {
+        match self {
+            DataOrigin::Chunks(files) => files
+                .iter()
+                .map(|f| f.digest.as_ref().map(|d| d.bytes))
+                .sum(),
+            _ => None,
+        }
+    }
+}
+
 /// One index to restore.
 #[derive(Debug, Clone)]
 pub struct IndexPlan {

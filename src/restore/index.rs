@@ -12,13 +12,15 @@ use super::load::{self, LoadError};
 use super::report::{self, IndexReport, Status};
 use super::target::{self, Preparation};
 use super::{state, RestoreConfig};
+use crate::cluster::indices::ClusterNames;
 use crate::cluster::Cluster;
 use crate::job::{CancellationToken, Events};
 use crate::plan::{self, IndexPlan};
 use crate::sink::bulk::{BulkBuilder, BulkIndexer, BulkOp, IndexStats};
 
-// The run-wide handles plus the index, the files it lost under --force
-// and the target names of the run's indices.
+// The run-wide handles plus the index, the files it lost under --force,
+// the target names of the run's indices and the names the target had when
+// the run began (see `target::prepare`).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn restore_index(
     config: &RestoreConfig,
@@ -28,6 +30,7 @@ pub(super) async fn restore_index(
     target: &Arc<Cluster>,
     indexer: &BulkIndexer,
     state: Option<&Arc<state::StateFile>>,
+    names: Option<&ClusterNames>,
     events: &Events,
     cancel: CancellationToken,
 ) -> IndexReport {
@@ -58,6 +61,17 @@ pub(super) async fn restore_index(
             let prepared = if index.data_stream {
                 target::prepare_data_stream(target, &index.target, config.mode, config.atomic).await
             } else {
+                let setup = if config.data
+                    && !target::fits_one_bulk(
+                        index.docs,
+                        index.data.stored_bytes(),
+                        config.bulk.docs,
+                        config.bulk.bytes,
+                    ) {
+                    target::Setup::Tuned
+                } else {
+                    target::Setup::AsArchived
+                };
                 target::prepare(
                     target,
                     &index.target,
@@ -65,6 +79,8 @@ pub(super) async fn restore_index(
                     config.mode,
                     config.atomic,
                     config.mappings,
+                    setup,
+                    names,
                 )
                 .await
             };

@@ -329,6 +329,22 @@ async fn run_plan(
     }
     let siblings: Vec<String> = plan.indices.iter().map(|i| i.target.clone()).collect();
     let siblings = &siblings;
+    // One listing of the target's names instead of one lookup per index:
+    // with 1,000 small indices, 1,000 requests fewer.
+    let names = if plan.indices.iter().filter(|i| !i.data_stream).count() > 1 && !config.atomic {
+        match target.names().await {
+            Ok(names) => Some(names),
+            Err(e) => {
+                tracing::info!(
+                    "listing the target's indices and aliases: {e}; each index is looked up"
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let names = names.as_ref();
     let results: Vec<IndexReport> = stream::iter(plan.indices.iter())
         .map(|index| {
             let cancel = cancel.clone();
@@ -342,6 +358,7 @@ async fn run_plan(
                     target,
                     indexer,
                     state,
+                    names,
                     events,
                     cancel,
                 )

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use super::report::AliasChange;
 use crate::archive::metadata::{convert_field_type, unknown_field_type};
 use crate::catalog::IndexMetadata;
-use crate::cluster::indices::NameKind;
+use crate::cluster::indices::{ClusterNames, NameKind};
 use crate::cluster::{Cluster, ClusterError};
 
 /// What to do when a target index already exists.
@@ -50,8 +50,37 @@ pub enum Preparation {
     Fail(String),
 }
 
+/// How an index esark creates is set up for its load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setup {
+    /// With [`LOAD_SETTINGS`], put back after the load.
+    Tuned,
+    /// With its archived settings from the start: for an index that one
+    /// bulk request holds ([`fits_one_bulk`]), where no refresh or replica
+    /// write is saved and putting the settings back would cost a
+    /// cluster-state update (`PUT _settings`) per index.
+    AsArchived,
+}
+
+/// Whether an index of `docs` documents in `stored` bytes of chunks (as
+/// stored: compressed; `None` when unknown) is sent in one bulk request
+/// of at most `bulk_docs` documents and `bulk_bytes` bytes. The stored
+/// size bounds nothing when compressed; it is what the archive knows, and
+/// the load settings save nothing on a load of a few requests either.
+pub fn fits_one_bulk(docs: u64, stored: Option<u64>, bulk_docs: usize, bulk_bytes: usize) -> bool {
+    docs <= bulk_docs as u64 && stored.is_some_and(|b| b <= bulk_bytes as u64)
+}
+
 /// Decides and creates. `atomic` creates a fresh concrete index whatever
 /// exists; the switch happens in [`attach_aliases`].
+///
+/// `names` lists the target's names as the run found them: a name it does
+/// not hold is created without asking again (one request per index
+/// saved). Created since by someone else, the name makes the creation fail
+/// (the index or an alias exists): then everything is decided again on a
+/// fresh look. Not with `atomic`, whose creation of a fresh copy would not
+/// notice.
+#[allow(clippy::too_many_arguments)]
 pub async fn prepare(
     target: &Cluster,
     name: &str,
@@ -59,7 +88,17 @@ pub async fn prepare(
     mode: Mode,
     atomic: bool,
     with_mappings: bool,
+    setup: Setup,
+    names: Option<&ClusterNames>,
 ) -> Result<Preparation, ClusterError> {
+    if names.is_some_and(|n| !n.contains(name)) && !atomic {
+        match create(target, name, meta, false, with_mappings, setup, None).await {
+            Err(e) if is_taken(&e) => {
+                tracing::info!("{name}: {e}; created since the run looked: decided again");
+            }
+            other => return other,
+        }
+    }
     let kind = target.name_kind(name).await?;
     let mut removed = None;
     if kind != NameKind::Missing {
@@ -103,6 +142,28 @@ pub async fn prepare(
             },
         }
     }
+    create(target, name, meta, atomic, with_mappings, setup, removed).await
+}
+
+/// Whether a creation failed because the name is taken (by an index, an
+/// alias or a data stream).
+fn is_taken(error: &ClusterError) -> bool {
+    error.is_type("resource_already_exists_exception")
+        || error.is_type("invalid_index_name_exception")
+        || error.is_type("invalid_alias_name_exception")
+}
+
+/// Creates the index for `name` (a fresh `{name}-esark-<ts>` copy with
+/// `atomic`), set up as `setup` says.
+async fn create(
+    target: &Cluster,
+    name: &str,
+    meta: &IndexMetadata,
+    atomic: bool,
+    with_mappings: bool,
+    setup: Setup,
+    removed: Option<(String, Vec<String>)>,
+) -> Result<Preparation, ClusterError> {
     let concrete = if atomic {
         format!(
             "{name}-esark-{}",
@@ -112,7 +173,11 @@ pub async fn prepare(
         name.to_string()
     };
     let (mut body, restore) = match creation_body(meta, with_mappings) {
-        Ok(b) => b,
+        Ok((body, restore)) if setup == Setup::Tuned => (body, Some(restore)),
+        Ok(_) => match archived_body(meta, with_mappings) {
+            Ok(body) => (body, None),
+            Err(why) => return Ok(Preparation::Fail(why.to_string())),
+        },
         Err(why) => return Ok(Preparation::Fail(why.to_string())),
     };
     // A target of another version or flavor may refuse settings this one
@@ -160,7 +225,7 @@ pub async fn prepare(
     Ok(Preparation::Load {
         concrete,
         created: true,
-        restore_settings: Some(restore),
+        restore_settings: restore,
         dropped_settings: dropped,
         converted_fields: converted,
         removed,
@@ -284,9 +349,41 @@ fn remove_setting(body: &mut Value, setting: &str) -> bool {
     remove(settings, &parts)
 }
 
-/// The `PUT /{index}` body: archived settings with the load settings
-/// applied, and mappings unless `--no-mappings`. Also returns the settings
-/// to put back after the load (the archived values, or `null` = default).
+/// The `PUT /{index}` body of [`Setup::AsArchived`]: archived settings and
+/// mappings unless `--no-mappings`, nothing changed for the load.
+pub fn archived_body(
+    meta: &IndexMetadata,
+    with_mappings: bool,
+) -> Result<Value, crate::archive::metadata::MappingError> {
+    let settings = if meta.settings.is_object() {
+        meta.settings.clone()
+    } else {
+        json!({})
+    };
+    let mut body = json!({ "settings": settings });
+    add_mappings(&mut body, meta, with_mappings)?;
+    Ok(body)
+}
+
+fn add_mappings(
+    body: &mut Value,
+    meta: &IndexMetadata,
+    with_mappings: bool,
+) -> Result<(), crate::archive::metadata::MappingError> {
+    if with_mappings {
+        let empty = meta.mappings.as_object().is_none_or(|m| m.is_empty());
+        if !empty {
+            // An archive of Elasticsearch 6 has a mapping type; 7+ has none.
+            body["mappings"] = crate::archive::metadata::typeless(meta.mappings.clone())?;
+        }
+    }
+    Ok(())
+}
+
+/// The `PUT /{index}` body of [`Setup::Tuned`]: archived settings with the
+/// load settings applied, and mappings unless `--no-mappings`. Also returns
+/// the settings to put back after the load (the archived values, or `null`
+/// = default).
 pub fn creation_body(
     meta: &IndexMetadata,
     with_mappings: bool,
@@ -311,13 +408,7 @@ pub fn creation_body(
         index.insert(key.to_string(), Value::String(load_value.to_string()));
     }
     let mut body = json!({ "settings": settings });
-    if with_mappings {
-        let empty = meta.mappings.as_object().is_none_or(|m| m.is_empty());
-        if !empty {
-            // An archive of Elasticsearch 6 has a mapping type; 7+ has none.
-            body["mappings"] = crate::archive::metadata::typeless(meta.mappings.clone())?;
-        }
-    }
+    add_mappings(&mut body, meta, with_mappings)?;
     Ok((body, json!({ "index": restore })))
 }
 
@@ -492,5 +583,24 @@ mod tests {
         );
         let (no_mappings, _) = creation_body(&meta, false).unwrap();
         assert!(no_mappings.get("mappings").is_none());
+        // A small index: as archived.
+        assert_eq!(
+            archived_body(&meta, true).unwrap(),
+            json!({"settings": meta.settings, "mappings": meta.mappings})
+        );
+        assert!(archived_body(&meta, false)
+            .unwrap()
+            .get("mappings")
+            .is_none());
+    }
+
+    #[test]
+    fn only_an_index_of_one_bulk_request_skips_the_load_settings() {
+        assert!(fits_one_bulk(100, Some(40_000), 1000, 5 << 20));
+        assert!(fits_one_bulk(1000, Some(5 << 20), 1000, 5 << 20));
+        assert!(!fits_one_bulk(1001, Some(40_000), 1000, 5 << 20));
+        assert!(!fits_one_bulk(100, Some((5 << 20) + 1), 1000, 5 << 20));
+        // Size unknown (a copy from a cluster, another tool's dump).
+        assert!(!fits_one_bulk(10, None, 1000, 5 << 20));
     }
 }
