@@ -147,6 +147,10 @@ pub struct Selected {
     pub name: String,
     /// Set for a data stream: read by its name, restored with `create`.
     pub data_stream: Option<DataStream>,
+    /// Bytes on disk per document (the primaries', over all the backing
+    /// indices of a data stream), when the listing gave them: what a page
+    /// of it weighs, about ([`page_docs`]).
+    pub doc_bytes: Option<u64>,
 }
 
 impl Selected {
@@ -154,8 +158,42 @@ impl Selected {
         Selected {
             name: name.to_string(),
             data_stream: None,
+            doc_bytes: None,
         }
     }
+}
+
+/// The bytes a page of hits is let to weigh, about. At most `--readers`
+/// slices read at once, each with a page being read, one in the channel
+/// and the pages being written, so the dump holds some ten pages
+/// (see [`crate::dump::pipeline`]): 4 MiB pages keep it under 64 MiB.
+/// Documents of up to 1 KiB on disk still come 2,000 to a page, the
+/// default; an index of 100 KiB documents is read 20 at a time, not in
+/// 200 MB pages.
+pub const PAGE_BYTES: u64 = 4 << 20;
+
+/// How much bigger a hit in a search answer is than its document on disk:
+/// `_source` as JSON, not compressed, plus `_index`, `_id`, `sort` (disk
+/// sizes of real indices run from a third to twice the JSON).
+const HIT_OVER_DISK: u64 = 2;
+
+/// Documents per page for an index of `doc_bytes` bytes on disk per
+/// document: `page_size`, or fewer so that a page weighs about
+/// [`PAGE_BYTES`]; never fewer than 10.
+pub fn page_docs(page_size: usize, doc_bytes: Option<u64>) -> usize {
+    let Some(per_doc) = doc_bytes.filter(|b| *b > 0) else {
+        return page_size;
+    };
+    let fit = PAGE_BYTES / per_doc.saturating_mul(HIT_OVER_DISK);
+    page_size.min(usize::try_from(fit).unwrap_or(usize::MAX).max(10))
+}
+
+/// Bytes per document over `listed` (docs, bytes) pairs.
+fn per_doc(listed: impl IntoIterator<Item = (u64, u64)>) -> Option<u64> {
+    let (docs, bytes) = listed
+        .into_iter()
+        .fold((0u64, 0u64), |(d, b), (dd, bb)| (d + dd, b + bb));
+    (docs > 0).then(|| bytes / docs)
 }
 
 /// The open indices and the data streams `selector` picks, and the closed
@@ -180,6 +218,20 @@ pub async fn select_indices(
         .iter()
         .flat_map(|d| d.backing.iter().map(String::as_str))
         .collect();
+    let sizes: std::collections::HashMap<&str, (u64, u64)> = listed
+        .iter()
+        .filter_map(|i| Some((i.index.as_str(), i.docs_and_bytes()?)))
+        .collect();
+    let stream_bytes: Vec<Option<u64>> = streams
+        .iter()
+        .map(|d| {
+            per_doc(
+                d.backing
+                    .iter()
+                    .filter_map(|b| sizes.get(b.as_str()).copied()),
+            )
+        })
+        .collect();
     let mut skipped = Vec::new();
     let mut selected = Vec::new();
     for index in listed
@@ -192,13 +244,22 @@ pub async fn select_indices(
                 reason: "closed".into(),
             });
         } else {
-            selected.push(Selected::index(&index.index));
+            selected.push(Selected {
+                doc_bytes: per_doc(index.docs_and_bytes()),
+                ..Selected::index(&index.index)
+            });
         }
     }
-    selected.extend(streams.iter().map(|d| Selected {
-        name: d.name.clone(),
-        data_stream: Some(d.clone()),
-    }));
+    selected.extend(
+        streams
+            .iter()
+            .zip(stream_bytes)
+            .map(|(d, doc_bytes)| Selected {
+                name: d.name.clone(),
+                data_stream: Some(d.clone()),
+                doc_bytes,
+            }),
+    );
     selected.sort_by(|a, b| a.name.cmp(&b.name));
     Ok((selected, skipped))
 }
@@ -478,6 +539,24 @@ mod tests {
     use serde_json::{json, Map, Value};
 
     use super::*;
+
+    #[test]
+    fn pages_weigh_a_few_mebibytes_at_most() {
+        // Small documents: the page size asked for.
+        assert_eq!(page_docs(2000, Some(500)), 2000);
+        assert_eq!(page_docs(2000, Some(1024)), 2000);
+        assert_eq!(page_docs(300, Some(100)), 300);
+        // 60 KB and 100 KiB documents: 4 MiB over twice their size.
+        assert_eq!(page_docs(2000, Some(60_000)), 34);
+        assert_eq!(page_docs(2000, Some(100 << 10)), 20);
+        // Huge ones: never fewer than 10.
+        assert_eq!(page_docs(2000, Some(50 << 20)), 10);
+        // Unknown or empty: as asked.
+        assert_eq!(page_docs(2000, None), 2000);
+        assert_eq!(page_docs(2000, Some(0)), 2000);
+        assert_eq!(per_doc([(10, 1000), (30, 3000)]), Some(100));
+        assert_eq!(per_doc([(0, 0)]), None);
+    }
 
     #[test]
     fn only_templates_of_selected_indices_and_their_components_are_kept() {

@@ -651,3 +651,58 @@ fn dump_json_summary_matches_manifest() {
         "{summary}"
     );
 }
+
+/// Issue 14: a page is bounded in bytes, not only in documents. An index
+/// of 60 KB documents is read some 30 at a time (4 MiB pages, a hit taken
+/// as twice its bytes on disk), not 2,000 (120 MB a page, ten pages held);
+/// every document is still dumped once. Before, the scroll asked for
+/// `size=2000`.
+#[test]
+fn pages_of_big_documents_are_cut_to_a_few_mebibytes() {
+    let cluster = TestCluster::start("dump-big-docs");
+    let index = cluster.name("big");
+    let docs: Vec<(String, String)> = (0..200u64)
+        .map(|i| {
+            let blob: String = (0..3750u64)
+                .map(|j| format!("{:016x}", (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ j))
+                .collect();
+            (format!("d{i}"), format!(r#"{{"i":{i},"blob":"{blob}"}}"#))
+        })
+        .collect();
+    let body = json!({"settings": {"number_of_shards": 1, "number_of_replicas": 0}});
+    let seeded = crate::util::restore_support::seed_index(&cluster, &index, &body, &docs);
+    let proxy = FaultProxy::start(cluster.base_url(), vec![]);
+    let tmp = tempfile::tempdir().unwrap();
+    Esark::new()
+        .args(["dump", "--source", &proxy.url(), "--output"])
+        .arg(tmp.path())
+        .args(["--match", &Fixture::exactly(&index), "--reader", "scroll"])
+        .run()
+        .assert_success();
+    let sizes: Vec<u64> = proxy
+        .events()
+        .iter()
+        .filter(|e| e.target.contains("/_search?scroll="))
+        .filter_map(|e| {
+            let query = e.target.split('?').nth(1)?;
+            let size = query.split('&').find_map(|p| p.strip_prefix("size="))?;
+            size.parse().ok()
+        })
+        .collect();
+    assert_eq!(sizes.len(), 1, "one scroll opened\n{}", proxy.log());
+    assert!(
+        (10..=40).contains(&sizes[0]),
+        "page of {} documents of 60 KB\n{}",
+        sizes[0],
+        proxy.log()
+    );
+    let archived = Archive::open(tmp.path()).docs(&index);
+    assert_eq!(archived.len(), 200, "each document once");
+    let dumped: BTreeSet<(String, String)> =
+        archived.into_iter().map(|d| (d.id, d.source)).collect();
+    let expected: BTreeSet<(String, String)> = seeded
+        .into_iter()
+        .map(|(id, stored)| (id, stored.source))
+        .collect();
+    assert!(dumped == expected, "the archive differs from the index");
+}

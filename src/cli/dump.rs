@@ -51,7 +51,8 @@ pub struct DumpArgs {
     /// cluster with many nodes or cores.
     #[arg(long, default_value_t = crate::dump::DEFAULT_READERS, value_name = "N")]
     pub readers: usize,
-    /// Documents per scroll page [default: 2000].
+    /// Documents per scroll page, fewer for big documents (pages of about
+    /// 4 MiB) [default: 2000].
     #[arg(long, value_name = "N")]
     pub page_size: Option<usize>,
     /// Start a new chunk file once one reaches this size [default: 1GiB].

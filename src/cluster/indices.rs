@@ -8,9 +8,12 @@ use super::model::cat::CatIndex;
 use super::{encode_segment, Cluster, ClusterError};
 
 impl Cluster {
-    /// Every index the cluster has, hidden and closed ones included.
+    /// Every index the cluster has, hidden and closed ones included, with
+    /// its documents and bytes on disk (what the dump sizes pages by).
     pub async fn list_indices(&self) -> Result<Vec<CatIndex>, ClusterError> {
-        let mut path = String::from("_cat/indices?format=json&h=index,status,pri");
+        let mut path = String::from(
+            "_cat/indices?format=json&h=index,status,pri,docs.count,pri.store.size&bytes=b",
+        );
         if self.info().has_hidden_indices() {
             path.push_str("&expand_wildcards=all");
         }

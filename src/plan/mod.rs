@@ -611,6 +611,8 @@ pub async fn from_cluster(
     for selected in selected {
         let (meta, mut docs) = read_metadata(&source, &selected, Some(&batches)).await?;
         let data_stream = selected.data_stream.is_some();
+        // Pages bounded in bytes too, as the dump's.
+        let page_size = crate::catalog::page_docs(page_size, selected.doc_bytes);
         let name = selected.name;
         if let Some(q) = query.as_deref() {
             docs = source.count(&name, Some(q)).await?;
