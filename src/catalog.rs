@@ -413,7 +413,7 @@ impl MetadataBatches {
                     )
                 };
                 Mutex::new(both.await.unwrap_or_else(|e| {
-                    tracing::debug!("reading settings and aliases of {} indices at once failed ({e}): one by one", names.len());
+                    tracing::info!("reading settings and aliases of {} indices at once failed ({e}): one by one", names.len());
                     HashMap::new()
                 }))
             })
