@@ -149,7 +149,7 @@ pub struct Selected {
     pub data_stream: Option<DataStream>,
     /// Bytes on disk per document (the primaries', over all the backing
     /// indices of a data stream), when the listing gave them: what a page
-    /// of it weighs, about ([`page_docs`]).
+    /// of it weighs, about ([`crate::source::page_size::from_disk`]).
     pub doc_bytes: Option<u64>,
 }
 
@@ -161,31 +161,6 @@ impl Selected {
             doc_bytes: None,
         }
     }
-}
-
-/// The bytes a page of hits is let to weigh, about. At most `--readers`
-/// slices read at once, each with a page being read, one in the channel
-/// and the pages being written, so the dump holds some ten pages
-/// (see [`crate::dump::pipeline`]): 4 MiB pages keep it under 64 MiB.
-/// Documents of up to 1 KiB on disk still come 2,000 to a page, the
-/// default; an index of 100 KiB documents is read 20 at a time, not in
-/// 200 MB pages.
-pub const PAGE_BYTES: u64 = 4 << 20;
-
-/// How much bigger a hit in a search answer is than its document on disk:
-/// `_source` as JSON, not compressed, plus `_index`, `_id`, `sort` (disk
-/// sizes of real indices run from a third to twice the JSON).
-const HIT_OVER_DISK: u64 = 2;
-
-/// Documents per page for an index of `doc_bytes` bytes on disk per
-/// document: `page_size`, or fewer so that a page weighs about
-/// [`PAGE_BYTES`]; never fewer than 10.
-pub fn page_docs(page_size: usize, doc_bytes: Option<u64>) -> usize {
-    let Some(per_doc) = doc_bytes.filter(|b| *b > 0) else {
-        return page_size;
-    };
-    let fit = PAGE_BYTES / per_doc.saturating_mul(HIT_OVER_DISK);
-    page_size.min(usize::try_from(fit).unwrap_or(usize::MAX).max(10))
 }
 
 /// Bytes per document over `listed` (docs, bytes) pairs.
@@ -541,19 +516,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pages_weigh_a_few_mebibytes_at_most() {
-        // Small documents: the page size asked for.
-        assert_eq!(page_docs(2000, Some(500)), 2000);
-        assert_eq!(page_docs(2000, Some(1024)), 2000);
-        assert_eq!(page_docs(300, Some(100)), 300);
-        // 60 KB and 100 KiB documents: 4 MiB over twice their size.
-        assert_eq!(page_docs(2000, Some(60_000)), 34);
-        assert_eq!(page_docs(2000, Some(100 << 10)), 20);
-        // Huge ones: never fewer than 10.
-        assert_eq!(page_docs(2000, Some(50 << 20)), 10);
-        // Unknown or empty: as asked.
-        assert_eq!(page_docs(2000, None), 2000);
-        assert_eq!(page_docs(2000, Some(0)), 2000);
+    fn bytes_per_document_over_several_indices() {
         assert_eq!(per_doc([(10, 1000), (30, 3000)]), Some(100));
         assert_eq!(per_doc([(0, 0)]), None);
     }

@@ -1156,6 +1156,61 @@ fn dump_scroll_killed_with_sigkill_resumes() {
     killed_dump_resumes("faults-dump-scroll-kill", "scroll");
 }
 
+/// Issue 14: point-in-time pages change size as the documents do (see
+/// `dump::point_in_time_pages_shrink_after_heavy_pages`). A dump killed
+/// with SIGKILL among the big documents, its pages no longer the size
+/// the first ones were, resumes into an archive with every document once.
+#[test]
+fn dump_pit_killed_while_page_sizes_change_resumes_exactly_once() {
+    let test = "faults-dump-pit-sizes-kill";
+    let cluster = TestCluster::start(test);
+    let index = cluster.name("mix");
+    let seeded = crate::dump::seed_small_then_big(&cluster, &index);
+    let proxy = FaultProxy::start(cluster.base_url(), slow_pages(250));
+    let url = proxied_url(&proxy, &cluster);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("killed");
+    let mut args: Vec<String> = ["dump", "--source", &url, "--output"]
+        .map(String::from)
+        .to_vec();
+    args.push(out.to_string_lossy().into_owned());
+    args.extend(["--match", &Fixture::exactly(&index), "--reader", "pit"].map(String::from));
+    args.extend(["--compression", "none", "--file-size", "256KiB"].map(String::from));
+    let mut run = Spawned::start(args, None);
+    run.wait_until("three finished chunks", Duration::from_secs(60), || {
+        finished_chunks(&out, &index) >= 3
+    });
+    run.kill9();
+    let killed = run.wait(Duration::from_secs(10));
+    assert_eq!(killed.code, None, "killed by a signal\n{killed}");
+    assert!(no_manifest(&out), "a killed dump has no manifest");
+    let sizes =
+        |p: &FaultProxy| -> Vec<u64> { p.events().iter().filter_map(|e| e.search_size).collect() };
+    let before = sizes(&proxy);
+    assert!(
+        before.iter().min() < before.first(),
+        "killed before the pages changed size: {before:?}"
+    );
+
+    proxy.set_rules(vec![]);
+    let resumed = resume_dump(&url, &out);
+    assert_ok(&resumed, &proxy);
+    let archived = Archive::open(&out).docs(&index);
+    let mut ids: Vec<&str> = archived.iter().map(|d| d.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(archived.len(), seeded.len(), "documents in the archive");
+    assert_eq!(ids.len(), seeded.len(), "each document once");
+    for doc in &archived {
+        assert_eq!(
+            Some(doc.source.as_str()),
+            seeded.get(&doc.id).map(|s| s.source.as_str()),
+            "{}",
+            doc.id
+        );
+    }
+}
+
 /// One SIGINT stops a dump with a checkpoint and a non-zero exit that
 /// mentions `--resume`, leaves no manifest, and `--resume` completes it.
 #[test]

@@ -125,7 +125,8 @@ pub(super) async fn dump_index(
         )));
     }
     // Read before `meta` is taken apart below.
-    let page_size = crate::catalog::page_docs(meta.page_size(config.page_size), selected.doc_bytes);
+    let page_size =
+        crate::source::page_size::from_disk(meta.page_size(config.page_size), selected.doc_bytes);
     // A resumed index keeps the slice count its chunk names were made with.
     let slices = match &earlier {
         Some(e) if e.slice_count > 0 => e.slice_count,

@@ -612,7 +612,7 @@ pub async fn from_cluster(
         let (meta, mut docs) = read_metadata(&source, &selected, Some(&batches)).await?;
         let data_stream = selected.data_stream.is_some();
         // Pages bounded in bytes too, as the dump's.
-        let page_size = crate::catalog::page_docs(page_size, selected.doc_bytes);
+        let page_size = crate::source::page_size::from_disk(page_size, selected.doc_bytes);
         let name = selected.name;
         if let Some(q) = query.as_deref() {
             docs = source.count(&name, Some(q)).await?;

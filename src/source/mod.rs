@@ -3,13 +3,15 @@
 //! ([`archive::ChunkLines`]).
 //!
 //! Cluster readers turn each answer into archive lines ([`page`]) without
-//! parsing `_source`. A slice reader owns recovery: it retries a page where
+//! parsing `_source`, in pages bounded in bytes as well as documents
+//! ([`page_size`]). A slice reader owns recovery: it retries a page where
 //! asking again is safe, and restarts the slice from its start (telling the
 //! consumer with [`SliceEvent::Restart`]) where it is not.
 
 pub mod archive;
 pub mod foreign;
 pub mod page;
+pub mod page_size;
 pub mod pit;
 pub mod scan;
 pub mod scroll;

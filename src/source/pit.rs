@@ -25,7 +25,11 @@ pub struct PitReader {
     cluster: Arc<Cluster>,
     index: String,
     slice: Slice,
+    /// The most documents a page asks for.
     page_size: usize,
+    /// What the next page asks for: `page_size`, or fewer after a heavy
+    /// page ([`super::page_size::after_page`]).
+    size: usize,
     pit_id: Option<String>,
     cursor: Option<String>,
     skip: u64,
@@ -49,6 +53,7 @@ impl PitReader {
             index: index.to_string(),
             slice,
             page_size,
+            size: page_size,
             pit_id: (!resume.pit_id.is_empty()).then_some(resume.pit_id),
             cursor: resume.cursor,
             skip: resume.skip,
@@ -96,7 +101,7 @@ impl PitReader {
             .pit_page(
                 &pit_id,
                 DEFAULT_KEEP_ALIVE,
-                self.page_size,
+                self.size,
                 Some(self.slice),
                 self.cursor.as_deref(),
                 self.query.as_deref(),
@@ -120,6 +125,9 @@ impl PitReader {
         self.cursor = page.cursor.clone();
         page.pit_id = self.pit_id.clone();
         self.pages += 1;
+        // Any size may follow a search_after position: the next page is
+        // sized by this one's bytes per hit.
+        self.size = super::page_size::after_page(self.page_size, body.len(), page.docs);
         if self.skip > 0 {
             let n = self.skip.min(page.docs);
             page.skip(n);

@@ -34,6 +34,9 @@ pub struct Event {
     pub at_ms: u128,
     /// Newlines in the request body (a `_bulk` body has two per document).
     pub body_lines: usize,
+    /// The `size` of a search request's JSON body (a point-in-time page),
+    /// if it has one.
+    pub search_size: Option<u64>,
 }
 
 impl fmt::Display for Event {
@@ -196,6 +199,7 @@ impl FaultLayer {
             outcome: "pending".into(),
             at_ms: self.started.elapsed().as_millis(),
             body_lines: req.body.iter().filter(|&&b| b == b'\n').count(),
+            search_size: search_size(req),
         });
         (state.events.len() - 1, chosen.map(|(_, f)| f))
     }
@@ -470,4 +474,13 @@ fn injected_error(status: u16) -> Response {
         _ => ("exception", "injected by the test proxy"),
     };
     es_error(status, kind, reason)
+}
+
+/// The top-level `size` of the JSON body of a request to `…/_search`.
+fn search_size(req: &Request) -> Option<u64> {
+    if !req.path().ends_with("/_search") {
+        return None;
+    }
+    let body: serde_json::Value = serde_json::from_slice(&req.body).ok()?;
+    body.get("size")?.as_u64()
 }
