@@ -193,7 +193,7 @@ pub async fn select_indices(
         .iter()
         .flat_map(|d| d.backing.iter().map(String::as_str))
         .collect();
-    let sizes: std::collections::HashMap<&str, (u64, u64)> = listed
+    let sizes: HashMap<&str, (u64, u64)> = listed
         .iter()
         .filter_map(|i| Some((i.index.as_str(), i.docs_and_bytes()?)))
         .collect();

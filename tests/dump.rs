@@ -671,14 +671,7 @@ fn pages_of_big_documents_are_cut_to_a_few_mebibytes() {
         .collect();
     let body = json!({"settings": {"number_of_shards": 1, "number_of_replicas": 0}});
     let seeded = crate::util::restore_support::seed_index(&cluster, &index, &body, &docs);
-    let proxy = FaultProxy::start(cluster.base_url(), vec![]);
-    let tmp = tempfile::tempdir().unwrap();
-    Esark::new()
-        .args(["dump", "--source", &proxy.url(), "--output"])
-        .arg(tmp.path())
-        .args(["--match", &Fixture::exactly(&index), "--reader", "scroll"])
-        .run()
-        .assert_success();
+    let (proxy, tmp) = dump_through_proxy(&cluster, &index, "scroll");
     let sizes: Vec<u64> = proxy
         .events()
         .iter()
@@ -696,15 +689,46 @@ fn pages_of_big_documents_are_cut_to_a_few_mebibytes() {
         sizes[0],
         proxy.log()
     );
-    let archived = Archive::open(tmp.path()).docs(&index);
-    assert_eq!(archived.len(), 200, "each document once");
+    assert_archived_once(tmp.path(), &index, &seeded);
+}
+
+/// `esark dump` of `index` with `--reader reader` through a relaying proxy,
+/// which keeps the log of its requests; the proxy and the output folder.
+fn dump_through_proxy(
+    cluster: &TestCluster,
+    index: &str,
+    reader: &str,
+) -> (FaultProxy, tempfile::TempDir) {
+    let proxy = FaultProxy::start(cluster.base_url(), vec![]);
+    let tmp = tempfile::tempdir().unwrap();
+    Esark::new()
+        .args(["dump", "--source", &proxy.url(), "--output"])
+        .arg(tmp.path())
+        .args(["--match", &Fixture::exactly(index), "--reader", reader])
+        .run()
+        .assert_success();
+    (proxy, tmp)
+}
+
+/// Asserts that the archive in `dir` holds each document of `seeded` once,
+/// byte for byte, and nothing else, for `index`.
+pub(crate) fn assert_archived_once(
+    dir: &std::path::Path,
+    index: &str,
+    seeded: &std::collections::BTreeMap<String, crate::util::restore_support::Stored>,
+) {
+    let archived = Archive::open(dir).docs(index);
+    assert_eq!(archived.len(), seeded.len(), "documents in the archive");
     let dumped: BTreeSet<(String, String)> =
         archived.into_iter().map(|d| (d.id, d.source)).collect();
     let expected: BTreeSet<(String, String)> = seeded
-        .into_iter()
-        .map(|(id, stored)| (id, stored.source))
+        .iter()
+        .map(|(id, stored)| (id.clone(), stored.source.clone()))
         .collect();
-    assert!(dumped == expected, "the archive differs from the index");
+    assert!(
+        dumped == expected,
+        "the archive differs from the index: each document once"
+    );
 }
 
 /// Creates `index` (one shard) with 1,000 documents of some 30 bytes,
@@ -735,14 +759,7 @@ fn point_in_time_pages_shrink_after_heavy_pages() {
     let cluster = TestCluster::start("dump-pit-page-bytes");
     let index = cluster.name("mix");
     let seeded = seed_small_then_big(&cluster, &index);
-    let proxy = FaultProxy::start(cluster.base_url(), vec![]);
-    let tmp = tempfile::tempdir().unwrap();
-    Esark::new()
-        .args(["dump", "--source", &proxy.url(), "--output"])
-        .arg(tmp.path())
-        .args(["--match", &Fixture::exactly(&index), "--reader", "pit"])
-        .run()
-        .assert_success();
+    let (proxy, tmp) = dump_through_proxy(&cluster, &index, "pit");
     let sizes: Vec<u64> = proxy
         .events()
         .iter()
@@ -756,13 +773,5 @@ fn point_in_time_pages_shrink_after_heavy_pages() {
         sizes.windows(2).all(|w| w[1] <= w[0]),
         "the documents only get bigger: {sizes:?}"
     );
-    let archived = Archive::open(tmp.path()).docs(&index);
-    assert_eq!(archived.len(), 1300, "each document once");
-    let dumped: BTreeSet<(String, String)> =
-        archived.into_iter().map(|d| (d.id, d.source)).collect();
-    let expected: BTreeSet<(String, String)> = seeded
-        .into_iter()
-        .map(|(id, stored)| (id, stored.source))
-        .collect();
-    assert!(dumped == expected, "the archive differs from the index");
+    assert_archived_once(tmp.path(), &index, &seeded);
 }

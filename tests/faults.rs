@@ -1195,20 +1195,7 @@ fn dump_pit_killed_while_page_sizes_change_resumes_exactly_once() {
     proxy.set_rules(vec![]);
     let resumed = resume_dump(&url, &out);
     assert_ok(&resumed, &proxy);
-    let archived = Archive::open(&out).docs(&index);
-    let mut ids: Vec<&str> = archived.iter().map(|d| d.id.as_str()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    assert_eq!(archived.len(), seeded.len(), "documents in the archive");
-    assert_eq!(ids.len(), seeded.len(), "each document once");
-    for doc in &archived {
-        assert_eq!(
-            Some(doc.source.as_str()),
-            seeded.get(&doc.id).map(|s| s.source.as_str()),
-            "{}",
-            doc.id
-        );
-    }
+    crate::dump::assert_archived_once(&out, &index, &seeded);
 }
 
 /// One SIGINT stops a dump with a checkpoint and a non-zero exit that

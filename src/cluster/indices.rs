@@ -182,13 +182,9 @@ impl Cluster {
     /// Every index (hidden ones too) and alias name, in one request:
     /// `GET /_alias?expand_wildcards=all`.
     pub async fn names(&self) -> Result<ClusterNames, ClusterError> {
-        let path = "_alias?expand_wildcards=all";
-        let (status, body) = self.request(Method::Get, path, None).await?;
-        if !(200..300).contains(&status) {
-            return Err(self.status_error(Method::Get, path, status, &body));
-        }
-        let answer: Map<String, Value> = serde_json::from_slice(&body)
-            .map_err(|e| self.bad_response(Method::Get, path, e.to_string()))?;
+        let answer: Map<String, Value> = self
+            .call_json(Method::Get, "_alias?expand_wildcards=all", None)
+            .await?;
         Ok(ClusterNames::from_answer(&answer))
     }
 

@@ -97,16 +97,16 @@ pub async fn restore(
     // An archive on object storage is opened once, through a spool: what
     // the checks read whole (the metadata, the data) is read again from
     // the local copy (the parse, the load, the state file's name).
-    let spool = match &job.input {
-        Location::Object(_) => open_spool(&job.spool)?,
-        _ => None,
-    };
-    let store: Option<Arc<dyn ArchiveStore>> = match (&job.input, &spool) {
-        (Location::Object(_), Some(spool)) => {
-            let inner = job.input.open().await.map_err(ArchiveError::from)?;
-            Some(Arc::new(SpoolStore::new(inner, spool.clone())))
+    let (spool, store) = match &job.input {
+        Location::Object(_) => {
+            let spool = open_spool(&job.spool)?;
+            let mut store = job.input.open().await.map_err(ArchiveError::from)?;
+            if let Some(spool) = &spool {
+                store = Arc::new(SpoolStore::new(store, spool.clone()));
+            }
+            (spool, Some(store))
         }
-        _ => None,
+        Location::Local(_) => (None, None),
     };
     let (mut plan, kind) = input::from_location(
         &job.input,
@@ -183,7 +183,8 @@ pub async fn copy(
 /// path and its manifest, so a new archive at the same path is another
 /// restore) and the target cluster (URL and uuid). Never in the archive:
 /// it may be read-only, and reading a backup must not change it.
-/// `opened` is the input's store if the restore opened it already.
+/// `opened` is the store of an input on object storage, as the restore
+/// opened it.
 async fn default_state_path(
     input: &Location,
     opened: Option<&dyn ArchiveStore>,
@@ -191,20 +192,14 @@ async fn default_state_path(
 ) -> Result<PathBuf, RestoreError> {
     let dir = super::state::default_dir()?;
     create_private_dir(&dir).map_err(|e| crate::archive::ArchiveError::io(&dir, e))?;
-    async fn manifest(store: &dyn ArchiveStore) -> Vec<u8> {
-        store
+    let identity = match (input, opened) {
+        (Location::Local(path), _) => std::fs::read(path.join("manifest.json")).unwrap_or_default(),
+        (Location::Object(_), Some(store)) => store
             .get(crate::archive::MANIFEST_FILE)
             .await
             .map(|b| b.to_vec())
-            .unwrap_or_default()
-    }
-    let identity = match (input, opened) {
-        (Location::Local(path), _) => std::fs::read(path.join("manifest.json")).unwrap_or_default(),
-        (Location::Object(_), Some(store)) => manifest(store).await,
-        (Location::Object(_), None) => match input.open().await {
-            Ok(store) => manifest(store.as_ref()).await,
-            Err(_) => Vec::new(),
-        },
+            .unwrap_or_default(),
+        (Location::Object(_), None) => Vec::new(),
     };
     Ok(super::state::default_path(
         &dir,

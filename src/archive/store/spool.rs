@@ -89,7 +89,6 @@ pub struct Spool {
     dir: tempfile::TempDir,
     /// Bytes that may still be taken.
     budget: AtomicU64,
-    limit: u64,
     /// Names the next partial copy.
     next: AtomicU64,
     /// Whole copies by key, with their sizes.
@@ -131,7 +130,6 @@ impl Spool {
         Ok(Some(Arc::new(Spool {
             dir,
             budget: AtomicU64::new(limit),
-            limit,
             next: AtomicU64::new(0),
             whole: Mutex::new(HashMap::new()),
             served: AtomicU64::new(0),
@@ -141,11 +139,6 @@ impl Spool {
     /// The spool's own folder.
     pub fn path(&self) -> &Path {
         self.dir.path()
-    }
-
-    /// The most it may hold, in bytes.
-    pub fn limit(&self) -> u64 {
-        self.limit
     }
 
     /// Bytes held in whole copies.
