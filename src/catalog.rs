@@ -107,38 +107,30 @@ pub async fn read_index_metadata(
     cluster: &Cluster,
     name: &str,
 ) -> Result<(IndexMetadata, u64), ClusterError> {
-    read_index_metadata_with(cluster, name, None).await
+    let meta = read_index_metadata_with(cluster, name, None).await?;
+    Ok((meta, cluster.count(name, None).await?))
 }
 
-/// [`read_index_metadata`], with the settings and aliases already read
-/// when `batches` holds them.
+/// An index's metadata, already read when `batches` holds it.
 async fn read_index_metadata_with(
     cluster: &Cluster,
     name: &str,
     batches: Option<&MetadataBatches>,
-) -> Result<(IndexMetadata, u64), ClusterError> {
+) -> Result<IndexMetadata, ClusterError> {
     let prefetched = match batches {
         Some(batches) => batches.take(cluster, name).await,
         None => None,
     };
-    let (mut settings, aliases) = match prefetched {
-        Some(both) => both,
-        None => (
-            cluster.index_settings(name).await?,
-            cluster.index_aliases(name).await?,
-        ),
-    };
-    let mappings = cluster.index_mappings(name).await?;
-    let expected = cluster.count(name, None).await?;
-    strip_generated(&mut settings);
-    Ok((
-        IndexMetadata {
-            settings,
-            mappings,
-            aliases,
+    let mut meta = match prefetched {
+        Some(meta) => meta,
+        None => IndexMetadata {
+            settings: cluster.index_settings(name).await?,
+            mappings: cluster.index_mappings(name).await?,
+            aliases: cluster.index_aliases(name).await?,
         },
-        expected,
-    ))
+    };
+    strip_generated(&mut meta.settings);
+    Ok(meta)
 }
 
 /// An index or data stream a run covers.
@@ -151,6 +143,10 @@ pub struct Selected {
     /// indices of a data stream), when the listing gave them: what a page
     /// of it weighs, about ([`crate::source::page_size::from_disk`]).
     pub doc_bytes: Option<u64>,
+    /// Documents, as the listing counted them (`docs.count` of
+    /// `_cat/indices`: refreshed ones, nested documents included, so
+    /// never fewer than a search finds then), when it gave them.
+    pub listed_docs: Option<u64>,
 }
 
 impl Selected {
@@ -159,6 +155,7 @@ impl Selected {
             name: name.to_string(),
             data_stream: None,
             doc_bytes: None,
+            listed_docs: None,
         }
     }
 }
@@ -221,6 +218,7 @@ pub async fn select_indices(
         } else {
             selected.push(Selected {
                 doc_bytes: per_doc(index.docs_and_bytes()),
+                listed_docs: index.docs_and_bytes().map(|(docs, _)| docs),
                 ..Selected::index(&index.index)
             });
         }
@@ -233,6 +231,7 @@ pub async fn select_indices(
                 name: d.name.clone(),
                 data_stream: Some(d.clone()),
                 doc_bytes,
+                listed_docs: None,
             }),
     );
     selected.sort_by(|a, b| a.name.cmp(&b.name));
@@ -283,120 +282,198 @@ pub async fn nothing_selected(
     line
 }
 
-/// Like [`read_index_metadata`], for an index or a data stream. A data
+/// Like [`read_index_metadata`], for an index or a data stream, with its
+/// `_count` (matching `query`, raw JSON, if given) when `count`. A data
 /// stream's mappings and settings belong to its index template: only the
 /// settings of its write index are read, for its number of shards.
 pub async fn read_metadata(
     cluster: &Cluster,
     selected: &Selected,
     batches: Option<&MetadataBatches>,
-) -> Result<(IndexMetadata, u64), ClusterError> {
-    let Some(stream) = &selected.data_stream else {
-        return read_index_metadata_with(cluster, &selected.name, batches).await;
-    };
-    let settings = match stream.backing.last() {
-        Some(write_index) => cluster.index_settings(write_index).await?,
-        None => Value::Object(Map::new()),
-    };
-    let expected = cluster.count(&selected.name, None).await?;
-    Ok((
-        IndexMetadata {
-            settings,
+    count: bool,
+    query: Option<&str>,
+) -> Result<(IndexMetadata, Option<u64>), ClusterError> {
+    let meta = match &selected.data_stream {
+        None => read_index_metadata_with(cluster, &selected.name, batches).await?,
+        Some(stream) => IndexMetadata {
+            settings: match stream.backing.last() {
+                Some(write_index) => cluster.index_settings(write_index).await?,
+                None => Value::Object(Map::new()),
+            },
             mappings: Value::Object(Map::new()),
             aliases: Value::Object(Map::new()),
         },
-        expected,
-    ))
+    };
+    let docs = match count {
+        true => Some(cluster.count(&selected.name, query).await?),
+        false => None,
+    };
+    Ok((meta, docs))
 }
 
-/// The settings and aliases of the indices a run reads, fetched a batch
-/// of indices at a time (`GET /a,b,…/_settings` and `/_alias`): two
-/// requests per [`BATCH_INDICES`] indices instead of two per index, which
-/// were a third of a small index's requests (benches/RESULTS.md, many
-/// small indices). Mappings stay one request per index: they can be large.
+/// The settings, mappings and aliases of the indices a run reads, fetched
+/// a batch of indices at a time (`GET /a,b,…/_settings`, `/_mapping` and
+/// `/_alias`): three requests per batch instead of three per index, which
+/// were three of the seven requests of a small index's dump
+/// (benches/RESULTS.md, many small indices).
 ///
-/// A batch is fetched when the first of its indices is asked for, and
-/// each entry is handed out once, so memory holds at most the batches in
+/// A batch is formed when the first of its indices is asked for, from that
+/// index on in the order given, and fetched then; each entry is handed out
+/// once. Its size follows the answers before it, so that a batch's answers
+/// weigh about [`BATCH_BYTES`] whatever the mappings weigh: the first batch
+/// takes [`FIRST_BATCH_INDICES`], each later one as many indices as weigh
+/// [`BATCH_BYTES`] at the bytes per index of the batch before (at most
+/// [`BATCH_INDICES`], at least one). Memory holds at most the batches in
 /// use, whatever the number of indices. A batch that cannot be read (an
 /// index of it deleted meanwhile answers 404 for the whole request) is
 /// left empty: its indices are then read one by one, as before, so that a
 /// failure is that of the index it concerns.
 pub struct MetadataBatches {
-    batch_of: HashMap<String, usize>,
-    batches: Vec<Vec<String>>,
-    fetched: Vec<tokio::sync::OnceCell<Mutex<BatchEntries>>>,
+    names: Vec<String>,
+    position: HashMap<String, usize>,
+    state: Mutex<BatchState>,
 }
 
-/// The settings and aliases of a batch's indices not handed out yet.
-type BatchEntries = HashMap<String, (Value, Value)>;
+/// The batches formed so far and what the last one weighed.
+#[derive(Default)]
+struct BatchState {
+    /// The batch of each index not handed out yet.
+    batch_of: HashMap<String, std::sync::Arc<Batch>>,
+    /// Bytes of answers per index, in the last batch fetched.
+    bytes_per_index: Option<usize>,
+}
+
+struct Batch {
+    names: Vec<String>,
+    fetched: tokio::sync::OnceCell<Mutex<BatchEntries>>,
+}
+
+/// The settings, mappings and aliases of a batch's indices not handed out
+/// yet.
+type BatchEntries = HashMap<String, IndexMetadata>;
 
 /// At most this many indices per batch request.
 pub const BATCH_INDICES: usize = 100;
+/// Indices of the first batch, before any answer was weighed: ten
+/// mappings of the largest kind seen (some 200 KB at Elasticsearch's
+/// default limit of 1,000 fields) stay a few megabytes.
+pub const FIRST_BATCH_INDICES: usize = 10;
+/// About this many bytes of answers (the three together) per batch; the
+/// parsed values take a few times that. Small mappings (a few KB, as in
+/// benches/) fill [`BATCH_INDICES`] well before it.
+pub const BATCH_BYTES: usize = 1 << 20;
 /// At most this many bytes of index names (percent-encoded, with commas)
 /// per request path: Elasticsearch refuses request lines over 4 KiB by
 /// default (`http.max_initial_line_length`).
 const BATCH_PATH_BYTES: usize = 3000;
 
+impl BatchState {
+    fn next_size(&self) -> usize {
+        match self.bytes_per_index {
+            None => FIRST_BATCH_INDICES,
+            Some(b) => (BATCH_BYTES / b.max(1)).clamp(1, BATCH_INDICES),
+        }
+    }
+}
+
 impl MetadataBatches {
     /// Batches of `names` (indices, not data streams), in the order given:
     /// the order in which they will be asked for.
     pub fn new(names: impl IntoIterator<Item = String>) -> MetadataBatches {
-        let mut batches: Vec<Vec<String>> = Vec::new();
-        let mut bytes = 0;
-        for name in names {
-            let len = crate::cluster::encode_segment(&name).len() + 1;
-            let full = batches
-                .last()
-                .is_none_or(|b| b.len() >= BATCH_INDICES || bytes + len > BATCH_PATH_BYTES);
-            if full {
-                batches.push(Vec::new());
-                bytes = 0;
-            }
-            bytes += len;
-            batches.last_mut().expect("a batch").push(name);
-        }
-        let batch_of = batches
+        let names: Vec<String> = names.into_iter().collect();
+        let position = names
             .iter()
             .enumerate()
-            .flat_map(|(b, names)| names.iter().map(move |n| (n.clone(), b)))
-            .collect();
-        let fetched = batches
-            .iter()
-            .map(|_| tokio::sync::OnceCell::new())
+            .map(|(i, n)| (n.clone(), i))
             .collect();
         MetadataBatches {
-            batch_of,
-            batches,
-            fetched,
+            names,
+            position,
+            state: Mutex::new(BatchState::default()),
         }
     }
 
-    /// The settings and aliases of `name`, once, if its batch could be read.
-    async fn take(&self, cluster: &Cluster, name: &str) -> Option<(Value, Value)> {
-        let b = *self.batch_of.get(name)?;
-        let entries = self.fetched[b]
+    /// The batch `name` belongs to, formed from `name` on if it has none.
+    fn batch_for(&self, name: &str) -> Option<std::sync::Arc<Batch>> {
+        let pos = *self.position.get(name)?;
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(batch) = state.batch_of.get(name) {
+            return Some(batch.clone());
+        }
+        let size = state.next_size();
+        let mut names = Vec::new();
+        let mut bytes = 0;
+        for n in &self.names[pos..] {
+            let len = crate::cluster::encode_segment(n).len() + 1;
+            let taken = state.batch_of.contains_key(n);
+            if taken || names.len() >= size || (!names.is_empty() && bytes + len > BATCH_PATH_BYTES)
+            {
+                break;
+            }
+            bytes += len;
+            names.push(n.clone());
+        }
+        let batch = std::sync::Arc::new(Batch {
+            names,
+            fetched: tokio::sync::OnceCell::new(),
+        });
+        for n in &batch.names {
+            state.batch_of.insert(n.clone(), batch.clone());
+        }
+        Some(batch)
+    }
+
+    /// The settings, mappings and aliases of `name` (settings as the
+    /// cluster gave them), once, if its batch could be read.
+    async fn take(&self, cluster: &Cluster, name: &str) -> Option<IndexMetadata> {
+        let batch = self.batch_for(name)?;
+        let entries = batch
+            .fetched
             .get_or_init(|| async {
-                let names = &self.batches[b];
-                let both = async {
+                let names = &batch.names;
+                let all = async {
                     let mut settings = cluster.settings_of(names).await?;
+                    let mut mappings = cluster.mappings_of(names).await?;
                     let mut aliases = cluster.aliases_of(names).await?;
-                    Ok::<_, ClusterError>(
-                        names
-                            .iter()
-                            .filter_map(|n| Some((n.clone(), (settings.remove(n)?, aliases.remove(n)?))))
-                            .collect(),
-                    )
+                    let bytes = settings.bytes + mappings.bytes + aliases.bytes;
+                    let entries: BatchEntries = names
+                        .iter()
+                        .filter_map(|n| {
+                            let meta = IndexMetadata {
+                                settings: settings.by_name.remove(n)?,
+                                mappings: mappings.by_name.remove(n)?,
+                                aliases: aliases.by_name.remove(n)?,
+                            };
+                            Some((n.clone(), meta))
+                        })
+                        .collect();
+                    Ok::<_, ClusterError>((entries, bytes))
                 };
-                Mutex::new(both.await.unwrap_or_else(|e| {
-                    tracing::info!("reading settings and aliases of {} indices at once failed ({e}): one by one", names.len());
-                    HashMap::new()
-                }))
+                let entries = match all.await {
+                    Ok((entries, bytes)) => {
+                        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                        state.bytes_per_index = Some(bytes / names.len().max(1));
+                        entries
+                    }
+                    Err(e) => {
+                        tracing::info!("reading the metadata of {} indices at once failed ({e}): one by one", names.len());
+                        HashMap::new()
+                    }
+                };
+                Mutex::new(entries)
             })
             .await;
-        entries
+        let entry = entries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(name)
+            .remove(name);
+        // The batch goes once its last index has been handed out.
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .batch_of
+            .remove(name);
+        entry
     }
 }
 

@@ -732,7 +732,17 @@ fn damaged_case(test: &str) -> Option<(Fixture, TestCluster, tempfile::TempDir, 
     let f = Fixture::seed(test, 100);
     let tmp = tempfile::tempdir().unwrap();
     let archive = tmp.path().join("archive");
-    dump_archive(&f.cluster, &archive, &f.match_all());
+    // Two slices: the main index has a chunk per slice, so that `--force`
+    // has intact chunks of it to restore (a small index is otherwise read
+    // in one search, into one chunk).
+    Esark::new()
+        .arg("dump")
+        .args(f.cluster.source_args())
+        .arg("--output")
+        .arg(&archive)
+        .args(["--match", &f.match_all(), "--slices", "2"])
+        .run()
+        .assert_success();
     Some((f, target, tmp, archive))
 }
 

@@ -21,6 +21,8 @@ mod dump;
 mod dump_errors;
 // `esark restore`: round trip, modes, --atomic, renaming, rejects, damaged archives.
 mod restore;
+// `esark dump` of many small indices: one search each, metadata in batches, grown or faulty searches.
+mod dump_indices;
 // `esark restore` of many small indices: requests per index, a name taken after the listing.
 mod restore_indices;
 // The bulk indexer alone against scripted answers (the test front's scripted layer):

@@ -60,21 +60,22 @@ impl Cluster {
     }
 
     /// `GET /{a,b,…}/_settings`: the `settings` object of each of `names`,
-    /// by name, in one request.
-    pub async fn settings_of(
-        &self,
-        names: &[String],
-    ) -> Result<std::collections::HashMap<String, Value>, ClusterError> {
+    /// by name, in one request, and the size of the answer in bytes.
+    pub async fn settings_of(&self, names: &[String]) -> Result<Sections, ClusterError> {
         self.indices_section(names, "_settings", "settings").await
     }
 
     /// `GET /{a,b,…}/_alias`: the `aliases` object of each of `names`, by
-    /// name, in one request (an index without aliases answers `{}`).
-    pub async fn aliases_of(
-        &self,
-        names: &[String],
-    ) -> Result<std::collections::HashMap<String, Value>, ClusterError> {
+    /// name, in one request (an index without aliases answers `{}`), and
+    /// the size of the answer in bytes.
+    pub async fn aliases_of(&self, names: &[String]) -> Result<Sections, ClusterError> {
         self.indices_section(names, "_alias", "aliases").await
+    }
+
+    /// `GET /{a,b,…}/_mapping`: the `mappings` object of each of `names`,
+    /// by name, in one request, and the size of the answer in bytes.
+    pub async fn mappings_of(&self, names: &[String]) -> Result<Sections, ClusterError> {
+        self.indices_section(names, "_mapping", "mappings").await
     }
 
     /// `GET /{index}/_count`, or `POST` with `query` (raw JSON).
@@ -99,11 +100,13 @@ impl Cluster {
         names: &[String],
         endpoint: &str,
         key: &str,
-    ) -> Result<std::collections::HashMap<String, Value>, ClusterError> {
+    ) -> Result<Sections, ClusterError> {
         let list: Vec<String> = names.iter().map(|n| encode_segment(n)).collect();
         let path = format!("{}/{endpoint}", list.join(","));
-        let answer: Map<String, Value> = self.call_json(Method::Get, &path, None).await?;
-        Ok(answer
+        let bytes = self.call(Method::Get, &path, None).await?;
+        let answer: Map<String, Value> = serde_json::from_slice(&bytes)
+            .map_err(|e| self.bad_response(Method::Get, &path, e.to_string()))?;
+        let by_name = answer
             .into_iter()
             .filter(|(name, _)| names.contains(name))
             .map(|(name, entry)| {
@@ -113,7 +116,11 @@ impl Cluster {
                     .unwrap_or_else(|| Value::Object(Map::new()));
                 (name, section)
             })
-            .collect())
+            .collect();
+        Ok(Sections {
+            by_name,
+            bytes: bytes.len(),
+        })
     }
 
     async fn index_section(
@@ -140,6 +147,15 @@ impl Cluster {
             .cloned()
             .unwrap_or_else(|| Value::Object(Map::new())))
     }
+}
+
+/// One section (settings, mappings or aliases) of several indices, read in
+/// one request: by index name (names the answer did not have are left
+/// out), and the answer's size in bytes.
+#[derive(Debug, Default)]
+pub struct Sections {
+    pub by_name: std::collections::HashMap<String, Value>,
+    pub bytes: usize,
 }
 
 /// What a name refers to on a cluster.

@@ -56,6 +56,22 @@ impl Cluster {
             .await
     }
 
+    /// One search of `index` sorted by `_doc`, without a context: for an
+    /// index listed with no more than `size` documents, whose answer then
+    /// holds them all (the caller checks its `hits.total`). One attempt:
+    /// the slice reader decides, as for the other pages.
+    pub async fn search_whole(
+        &self,
+        index: &str,
+        size: usize,
+        query: Option<&str>,
+    ) -> Result<Bytes, ClusterError> {
+        let path = format!("{}/_search?size={size}", encode_segment(index));
+        let body = with_query(json!({ "sort": ["_doc"] }), query);
+        self.call_once(Method::Post, &path, Some(Bytes::from(body)))
+            .await
+    }
+
     /// Fetches the next page of a scroll.
     pub async fn scroll_next(
         &self,

@@ -21,6 +21,7 @@ use crate::catalog::{
 use crate::cluster::extras::{ExtraKind, Offered};
 use crate::cluster::{Cluster, ClusterError};
 use crate::job::{CancellationToken, Events};
+use crate::source::slice::SliceCount;
 
 /// Writes lifecycle policies, ingest pipelines, stored scripts, data
 /// streams (and with `cluster_settings`, persistent cluster settings), each
@@ -114,22 +115,35 @@ pub(super) async fn dump_index(
 ) -> Result<IndexEntry, IndexFailure> {
     let name = selected.name.as_str();
     let data_stream = selected.data_stream.is_some();
-    let (meta, mut expected) = read_metadata(cluster, selected, Some(batches)).await?;
-    if let Some(query) = config.query.as_deref() {
-        expected = cluster.count(name, Some(query)).await?;
-    }
+    let (meta, _) = read_metadata(cluster, selected, Some(batches), false, None).await?;
+    // Read before `meta` is taken apart below.
+    let page_size =
+        crate::source::page_size::from_disk(meta.page_size(config.page_size), selected.doc_bytes);
+    // An index listed with no more documents than a page holds is read in
+    // one search, whose own total stands for the `_count`
+    // (crate::source::whole); unless slices were asked for, or an earlier
+    // run began it with slices.
+    let whole = !data_stream
+        && matches!(config.slices, SliceCount::Auto | SliceCount::Fixed(1))
+        && selected
+            .listed_docs
+            .is_some_and(|docs| docs <= page_size as u64)
+        && earlier.as_ref().is_none_or(|e| e.slice_count <= 1);
+    let counted = match whole {
+        true => None,
+        false => Some(cluster.count(name, config.query.as_deref()).await?),
+    };
+    let expected = counted.or(selected.listed_docs).unwrap_or_default();
     // Said before any file is written: no page of it could be archived.
     if !data_stream && expected > 0 && source_disabled(&meta.mappings) {
         return Err(IndexFailure::of_index(format!(
             "_source is disabled in its mapping: its {expected} documents cannot be read back; leave the index out with --exclude"
         )));
     }
-    // Read before `meta` is taken apart below.
-    let page_size =
-        crate::source::page_size::from_disk(meta.page_size(config.page_size), selected.doc_bytes);
     // A resumed index keeps the slice count its chunk names were made with.
     let slices = match &earlier {
         Some(e) if e.slice_count > 0 => e.slice_count,
+        _ if whole => 1,
         _ => config.slices.resolve(meta.shards()),
     };
     let earlier_slices = earlier.map(|e| e.slices).unwrap_or_default();
@@ -185,6 +199,7 @@ pub(super) async fn dump_index(
         reader: config.reader,
         query: config.query.clone(),
         readers,
+        whole_first: whole,
     };
     let (data, docs) = match dump_data(
         cluster.clone(),
@@ -200,11 +215,18 @@ pub(super) async fn dump_index(
         Ok(r) => r,
         Err(e) => return Err(e.into()),
     };
-    if docs != expected {
-        events.warn(format!(
-            "index {name:?}: {docs} documents dumped, _count said {expected} before the dump (was it written to meanwhile?)"
-        ));
-    }
+    // Read in one search, the index's count is that search's total.
+    let expected = match counted {
+        Some(counted) => {
+            if docs != counted {
+                events.warn(format!(
+                    "index {name:?}: {docs} documents dumped, _count said {counted} before the dump (was it written to meanwhile?)"
+                ));
+            }
+            counted
+        }
+        None => docs,
+    };
     files.extend(data);
     let entry = IndexEntry {
         name: name.to_string(),

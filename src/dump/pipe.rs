@@ -47,7 +47,7 @@ pub async fn dump_to<W: AsyncWrite + Unpin>(
         }
     };
     // One data stream reads like one index: its documents, by its name.
-    let (meta, _) = crate::catalog::read_metadata(&cluster, &selected, None).await?;
+    let (meta, _) = crate::catalog::read_metadata(&cluster, &selected, None, false, None).await?;
     let index = selected.name;
     let info = cluster.info();
     let header = StreamHeader {

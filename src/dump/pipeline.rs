@@ -63,6 +63,10 @@ pub struct DataJob {
     /// Permits to read, shared by every index of the run (`--readers`): a
     /// slice waits for one before its first request.
     pub readers: Arc<tokio::sync::Semaphore>,
+    /// Read a slice that starts from the beginning with one search first
+    /// ([`crate::source::whole`]): for an index listed with no more
+    /// documents than a page.
+    pub whole_first: bool,
 }
 
 /// Records a slice's progress in the checkpoint.
@@ -146,6 +150,10 @@ pub async fn dump_data(
             position.clone(),
         )
         .with_query(job.query.clone());
+        let reader = match job.whole_first && position.is_none() {
+            true => reader.whole_first(),
+            false => reader,
+        };
         let (tx, rx) = mpsc::channel::<SliceEvent>(CHANNEL_PAGES);
         let readers = job.readers.clone();
         let read_cancel = cancel.clone();

@@ -609,14 +609,13 @@ pub async fn from_cluster(
             .map(|s| s.name.clone()),
     );
     for selected in selected {
-        let (meta, mut docs) = read_metadata(&source, &selected, Some(&batches)).await?;
+        let (meta, docs) =
+            read_metadata(&source, &selected, Some(&batches), true, query.as_deref()).await?;
+        let docs = docs.unwrap_or_default();
         let data_stream = selected.data_stream.is_some();
         // Pages bounded in bytes too, as the dump's.
         let page_size = crate::source::page_size::from_disk(page_size, selected.doc_bytes);
         let name = selected.name;
-        if let Some(q) = query.as_deref() {
-            docs = source.count(&name, Some(q)).await?;
-        }
         let slices = slices.resolve(meta.shards());
         plan.indices.push(IndexPlan {
             target: renamer.target(&name),

@@ -1,5 +1,6 @@
 //! Reading documents: out of a cluster ([`slice::SliceReader`], over a
-//! [`pit::PitReader`] or a [`scroll::ScrollReader`]) or out of an archive
+//! [`pit::PitReader`] or a [`scroll::ScrollReader`], or for a small index
+//! one [`whole::WholeSearch`]) or out of an archive
 //! ([`archive::ChunkLines`]).
 //!
 //! Cluster readers turn each answer into archive lines ([`page`]) without
@@ -16,6 +17,7 @@ pub mod pit;
 pub mod scan;
 pub mod scroll;
 pub mod slice;
+pub mod whole;
 
 use crate::cluster::ClusterError;
 

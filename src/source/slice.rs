@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use super::page::Page;
 use super::pit::{PitPosition, PitReader};
 use super::scroll::ScrollReader;
+use super::whole::{Whole, WholeSearch};
 use super::ReadError;
 use crate::cluster::scroll::Slice;
 use crate::cluster::Cluster;
@@ -170,6 +171,8 @@ pub fn recovery(error: &ReadError, pit: bool, open: bool, pages: u64) -> Recover
 enum Inner {
     Scroll(ScrollReader),
     Pit(PitReader),
+    /// One search for the whole (small) index; `true` once it gave it.
+    Whole(WholeSearch, bool),
 }
 
 /// Reads one slice, recovering as [`recovery`] decides.
@@ -184,6 +187,9 @@ pub struct SliceReader {
     /// Started from a resume point: the consumer holds chunks of this
     /// slice from an earlier run.
     resumed: bool,
+    /// Whether the slice is read with a point in time (after a whole
+    /// search that found too many documents, too).
+    pit: bool,
 }
 
 impl SliceReader {
@@ -219,7 +225,23 @@ impl SliceReader {
             policy: RetryPolicy::default(),
             query: None,
             resumed,
+            pit,
         }
+    }
+
+    /// Reads the index with one search first ([`WholeSearch`]): for an
+    /// unsliced index listed with no more documents than a page holds,
+    /// read from its start. When the search finds more, the slice is read
+    /// as it would have been.
+    pub fn whole_first(mut self) -> SliceReader {
+        if self.slice.max <= 1 && !self.resumed {
+            self.inner = Inner::Whole(
+                WholeSearch::new(self.cluster.clone(), &self.index, self.page_size)
+                    .with_query(self.query.clone()),
+                false,
+            );
+        }
+        self
     }
 
     /// Reads only the documents matching `query` (raw JSON).
@@ -227,6 +249,7 @@ impl SliceReader {
         self.inner = match self.inner {
             Inner::Pit(r) => Inner::Pit(r.with_query(query.clone())),
             Inner::Scroll(r) => Inner::Scroll(r.with_query(query.clone())),
+            Inner::Whole(r, done) => Inner::Whole(r.with_query(query.clone()), done),
         };
         self.query = query;
         self
@@ -247,6 +270,21 @@ impl SliceReader {
         match &mut self.inner {
             Inner::Scroll(r) => r.next_page().await,
             Inner::Pit(r) => r.next_page().await,
+            Inner::Whole(_, true) => Ok(None),
+            Inner::Whole(r, done) => match r.search().await? {
+                Whole::All(page) => {
+                    *done = true;
+                    Ok((page.docs > 0).then_some(page))
+                }
+                Whole::TooMany => {
+                    tracing::debug!(
+                        "index {:?}: more documents than listed, read with a context",
+                        self.index
+                    );
+                    self.reopen(self.pit);
+                    Box::pin(self.next_page()).await
+                }
+            },
         }
     }
 
@@ -254,6 +292,7 @@ impl SliceReader {
         match &mut self.inner {
             Inner::Scroll(r) => r.close().await,
             Inner::Pit(r) => r.close().await,
+            Inner::Whole(..) => {}
         }
     }
 
@@ -261,7 +300,7 @@ impl SliceReader {
     pub fn pit_id(&self) -> Option<&str> {
         match &self.inner {
             Inner::Pit(r) => r.pit_id(),
-            Inner::Scroll(_) => None,
+            Inner::Scroll(_) | Inner::Whole(..) => None,
         }
     }
 
@@ -309,9 +348,12 @@ impl SliceReader {
                 Ok(None) => break Ok(()),
                 Err(e) => e,
             };
-            let (pit, open, pages) = match &self.inner {
-                Inner::Pit(r) => (true, true, r.pages()),
-                Inner::Scroll(r) => (false, r.is_open(), 0),
+            // `reopen_pit`: how the slice is read again after a restart.
+            let (pit, open, pages, reopen_pit) = match &self.inner {
+                Inner::Pit(r) => (true, true, r.pages(), true),
+                Inner::Scroll(r) => (false, r.is_open(), 0, false),
+                // No context: asking again is safe, as for opening a scroll.
+                Inner::Whole(..) => (false, false, 0, self.pit),
             };
             let retry = |what: &str| Verdict::Retry {
                 after: None,
@@ -354,7 +396,7 @@ impl SliceReader {
                 Recovery::FallBackToScroll | Recovery::Fail => break Err(error),
             };
             self.close().await;
-            self.reopen(pit && delay.is_some());
+            self.reopen(reopen_pit && delay.is_some());
             in_place.reset();
             // Also when this run sent nothing yet: the consumer may hold
             // chunks of this slice from an earlier run.
