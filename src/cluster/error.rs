@@ -51,6 +51,16 @@ pub enum ClusterError {
         path: String,
         reason: String,
     },
+    /// The server ended the TLS session with a fatal alert (it refused
+    /// the client's certificate, or its CA): its last word, which another
+    /// attempt would only hear again.
+    #[error("{method} {path} on {url}: {reason}")]
+    TlsRefused {
+        url: String,
+        method: String,
+        path: String,
+        reason: String,
+    },
     /// No AWS credentials or region, or a request that cannot be signed.
     #[error("AWS request signing for {url}: {error}")]
     AwsSigning { url: String, error: AwsError },

@@ -299,7 +299,14 @@ impl Cluster {
             );
         }
         let connect = error_chain_is_connect(error);
-        if connect {
+        if fatal_alert(error) {
+            ClusterError::TlsRefused {
+                url: self.url.to_string(),
+                method: method_name(method),
+                path: display_path(path),
+                reason,
+            }
+        } else if connect {
             ClusterError::Unreachable {
                 url: self.url.to_string(),
                 reason,
@@ -361,6 +368,28 @@ fn closed_early(error: &(dyn std::error::Error + 'static)) -> bool {
                     | std::io::ErrorKind::ConnectionReset
                     | std::io::ErrorKind::BrokenPipe
             ) {
+                return true;
+            }
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// Whether the server sent a fatal TLS alert (rustls' `AlertReceived`,
+/// inside the I/O error of the TLS stream): a refused client certificate
+/// (`UnknownCA`, `BadCertificate`, `CertificateRequired`…), not a passing
+/// fault.
+fn fatal_alert(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        // An I/O error's `source` skips the error it wraps.
+        let wrapped = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        for candidate in [Some(e), wrapped].into_iter().flatten() {
+            if let Some(rustls::Error::AlertReceived(_)) = candidate.downcast_ref::<rustls::Error>() {
                 return true;
             }
         }

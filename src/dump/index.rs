@@ -270,6 +270,7 @@ impl From<ClusterError> for IndexFailure {
             ClusterError::Unauthorized { .. }
                 | ClusterError::Unreachable { .. }
                 | ClusterError::Transport { .. }
+                | ClusterError::TlsRefused { .. }
                 | ClusterError::AwsSigning { .. }
         );
         IndexFailure {

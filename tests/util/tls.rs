@@ -22,9 +22,17 @@ pub struct TlsFront {
     pub cert_pem: PathBuf,
     _dir: tempfile::TempDir,
     runtime: Option<tokio::runtime::Runtime>,
+    /// TCP connections accepted so far.
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl TlsFront {
+    /// The TCP connections the front has accepted: one per attempt of a
+    /// client that cannot keep its connection.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// `names`: the subject alternative names of the certificate (DNS names
     /// or IP addresses as text).
     pub fn start(upstream: &str, names: &[&str]) -> TlsFront {
@@ -96,11 +104,14 @@ impl TlsFront {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
         runtime.spawn(async move {
             loop {
                 let Ok((socket, _)) = listener.accept().await else {
                     return;
                 };
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     // A client that refuses the certificate ends the handshake.
@@ -124,6 +135,7 @@ impl TlsFront {
             cert_pem,
             _dir: dir,
             runtime: Some(runtime),
+            accepted,
         }
     }
 }
