@@ -45,6 +45,18 @@ pub(super) async fn restore_index(
     if let Some(done) = earlier.as_ref().and_then(|e| e.done.clone()) {
         return done;
     }
+    // An index one bulk request holds, created as archived (not tuned for
+    // the load): its requests refresh what they write, instead of a
+    // `_refresh` after the load.
+    let refresh_in_bulk = earlier.is_none()
+        && !index.data_stream
+        && config.data
+        && target::fits_one_bulk(
+            index.docs,
+            index.data.stored_bytes(),
+            config.bulk.docs,
+            config.bulk.bytes,
+        );
     let (concrete, restore_settings) = match &earlier {
         // Resumed: the index exists and was set up by the interrupted run.
         Some(e) => {
@@ -61,13 +73,13 @@ pub(super) async fn restore_index(
             let prepared = if index.data_stream {
                 target::prepare_data_stream(target, &index.target, config.mode, config.atomic).await
             } else {
-                let setup = if config.data
-                    && !target::fits_one_bulk(
-                        index.docs,
-                        index.data.stored_bytes(),
-                        config.bulk.docs,
-                        config.bulk.bytes,
-                    ) {
+                let fits = target::fits_one_bulk(
+                    index.docs,
+                    index.data.stored_bytes(),
+                    config.bulk.docs,
+                    config.bulk.bytes,
+                );
+                let setup = if config.data && !fits {
                     target::Setup::Tuned
                 } else {
                     target::Setup::AsArchived
@@ -156,7 +168,8 @@ pub(super) async fn restore_index(
         } else {
             BulkOp::Index
         };
-        let builder = BulkBuilder::new(&concrete, op, config.bulk.bytes, config.bulk.docs);
+        let mut builder = BulkBuilder::new(&concrete, op, config.bulk.bytes, config.bulk.docs);
+        builder.set_refresh(refresh_in_bulk);
         let done: HashSet<PathBuf> = earlier
             .as_ref()
             .map(|e| e.chunks.keys().cloned().collect())
@@ -277,8 +290,12 @@ pub(super) async fn restore_index(
         problems.extend(incomplete.take());
     }
     if problems.is_empty() {
-        if let Err(e) = target.refresh(&concrete).await {
-            problems.push(format!("refresh failed: {e}"));
+        // Every request of a `refresh_in_bulk` index refreshed what it
+        // wrote (those of its documents that were retried included).
+        if !refresh_in_bulk {
+            if let Err(e) = target.refresh(&concrete).await {
+                problems.push(format!("refresh failed: {e}"));
+            }
         }
         let none = serde_json::json!({});
         let aliases = if config.aliases {

@@ -62,4 +62,22 @@ mod tests {
             "strict_dynamic_mapping_exception: mapping set to strict"
         );
     }
+
+    /// What `filter_path` (sink::bulk::request::ANSWER_FILTER) leaves of
+    /// an answer: statuses and errors, without `_id` or `took`.
+    #[test]
+    fn a_filtered_answer_pairs_the_same() {
+        let body = br#"{"errors":true,"items":[{"index":{"status":201}},{"create":{"status":409,"error":{"type":"version_conflict_engine_exception","reason":"document already exists"}}}]}"#;
+        let r: BulkResponse = serde_json::from_slice(body).unwrap();
+        assert!(r.errors);
+        let statuses: Vec<u16> = r.items.iter().map(|i| i.result.status).collect();
+        assert_eq!(statuses, [201, 409]);
+        assert_eq!(
+            r.items[1].result.reason(),
+            "version_conflict_engine_exception: document already exists"
+        );
+        // Nothing failed: `errors` filtered away, or false.
+        let r: BulkResponse = serde_json::from_slice(br#"{"items":[{"index":{"status":200}}]}"#).unwrap();
+        assert!(!r.errors);
+    }
 }

@@ -258,7 +258,7 @@ impl RequestTask {
         let mut after = None;
         let (mut verdict, applied) = match self
             .cluster
-            .request_once(Method::Post, "_bulk", Some(request.body().clone()))
+            .request_once(Method::Post, request.path(), Some(request.body().clone()))
             .await
         {
             // A whole request answered 429 was not applied.

@@ -37,7 +37,22 @@ pub struct BulkRequest {
     /// The documents may be on the target already (sent by an interrupted
     /// run): a `create` conflict is then not a reject.
     resend: bool,
+    /// Sent with `?refresh=true`: its documents are searchable once it is
+    /// answered ([`BulkBuilder::set_refresh`]).
+    refresh: bool,
 }
+
+/// What of a `_bulk` answer is read (`crate::cluster::model::bulk`):
+/// the items' statuses and errors, and `errors`; `error` and `status` keep
+/// a whole refused request's reason on a server that would filter it too
+/// (Elasticsearch and OpenSearch do not). Without it osmem answers some
+/// 150 bytes per item (`_index`, `_id`, `_version`, `result`, `_shards`,
+/// `_seq_no`, `_primary_term`, `status`), with it 25.
+pub const ANSWER_FILTER: &str = "errors,items.*.status,items.*.error,error,status";
+
+const PATH: &str = "_bulk?filter_path=errors,items.*.status,items.*.error,error,status";
+const REFRESHING_PATH: &str =
+    "_bulk?refresh=true&filter_path=errors,items.*.status,items.*.error,error,status";
 
 impl BulkRequest {
     pub fn docs(&self) -> usize {
@@ -58,6 +73,16 @@ impl BulkRequest {
         self.resend
     }
 
+    /// The request path: `_bulk`, asking for no more of the answer than
+    /// each item's status and error ([`ANSWER_FILTER`]), with
+    /// `refresh=true` when the request refreshes what it wrote.
+    pub fn path(&self) -> &'static str {
+        match self.refresh {
+            true => REFRESHING_PATH,
+            false => PATH,
+        }
+    }
+
     /// The NDJSON pair of document `i`.
     pub fn pair(&self, i: usize) -> &[u8] {
         &self.body[self.spans[i].clone()]
@@ -76,6 +101,7 @@ impl BulkRequest {
             body: Bytes::from(body),
             spans,
             resend: self.resend,
+            refresh: self.refresh,
         }
     }
 }
@@ -89,6 +115,7 @@ pub struct BulkBuilder {
     body: Vec<u8>,
     spans: Vec<Range<usize>>,
     resend: bool,
+    refresh: bool,
 }
 
 impl BulkBuilder {
@@ -105,6 +132,7 @@ impl BulkBuilder {
             body: Vec::new(),
             spans: Vec::new(),
             resend: false,
+            refresh: false,
         }
     }
 
@@ -112,6 +140,14 @@ impl BulkBuilder {
     /// documents an earlier run may have delivered, or not.
     pub fn set_resend(&mut self, resend: bool) {
         self.resend = resend;
+    }
+
+    /// Makes every request (and every retry of part of one) refresh what it
+    /// wrote (`?refresh=true`): for an index one request holds, this saves
+    /// the `_refresh` after the load, one of its three requests
+    /// (benches/RESULTS.md, many small indices).
+    pub fn set_refresh(&mut self, refresh: bool) {
+        self.refresh = refresh;
     }
 
     /// Adds one archive line (without its newline). Returns a request when
@@ -154,6 +190,7 @@ impl BulkBuilder {
             body: Bytes::from(std::mem::take(&mut self.body)),
             spans: std::mem::take(&mut self.spans),
             resend: self.resend,
+            refresh: self.refresh,
         })
     }
 }
@@ -161,6 +198,22 @@ impl BulkBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refreshing_request_and_its_retries_say_so_in_their_path() {
+        let mut b = BulkBuilder::new("i", BulkOp::Index, 1 << 20, 2);
+        assert!(b.push_line(br#"{"_id":"1","_source":{}}"#).unwrap().is_none());
+        let plain = b.take().unwrap();
+        assert_eq!(plain.path(), format!("_bulk?filter_path={ANSWER_FILTER}"));
+        b.set_refresh(true);
+        b.push_line(br#"{"_id":"2","_source":{}}"#).unwrap();
+        let req = b.push_line(br#"{"_id":"3","_source":{}}"#).unwrap().unwrap();
+        let refreshing = format!("_bulk?refresh=true&filter_path={ANSWER_FILTER}");
+        assert_eq!(req.path(), refreshing);
+        // What is sent again of it (items refused with 429) refreshes too.
+        assert_eq!(req.subset(&[1]).path(), refreshing);
+        assert_eq!(plain.subset(&[0]).path(), plain.path());
+    }
 
     #[test]
     fn builder_copies_sources_and_cuts_by_docs_and_bytes() {

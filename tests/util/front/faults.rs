@@ -114,6 +114,12 @@ impl FaultLayer {
         self.matching(route, |_| ()).len()
     }
 
+    /// The request targets (path and query) so far of the requests that
+    /// match `route` (which sees the path alone).
+    pub fn targets_matching(&self, route: &Route) -> Vec<String> {
+        self.matching(route, |e| e.target.clone())
+    }
+
     /// The newlines in the bodies of the requests so far that match
     /// `route`: for `_bulk`, twice the documents sent (retries included).
     pub fn body_lines(&self, route: &Route) -> usize {
