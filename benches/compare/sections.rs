@@ -82,6 +82,15 @@ const MANY_KEYS: [(&str, &str); 4] = [
     ("indices.restore.elasticdump", "multielasticdump load"),
 ];
 
+/// The indices the row of `key` took: multielasticdump's take only the
+/// first [`ManyIndices::elasticdump_indices`].
+fn indices_of(m: &ManyIndices, key: &str) -> u64 {
+    match key.ends_with(".elasticdump") {
+        true => m.elasticdump_indices,
+        false => m.indices,
+    }
+}
+
 pub fn indices_section(b: &Bench, s: &mut String) {
     let Some(m) = &b.many else {
         return;
@@ -92,10 +101,12 @@ pub fn indices_section(b: &Bench, s: &mut String) {
         "{} indices `tenant-0000`… of {} documents each (`ESARK_BENCH_INDICES`, `ESARK_BENCH_INDEX_DOCS`): \
          {} documents by `_count`, seeded by the harness in {:.1} s (a legacy template `tenant-*`: 1 shard, no replica; \
          indices created one by one, then `_bulk` requests of 3,000 esark-seed documents; not in any row). \
-         Each row ran once; **time per index** is wall / {}; **requests** are those of one more, \
+         multielasticdump's rows take the first {} of them (`ESARK_BENCH_ELASTICDUMP_INDICES`; \
+         at some 1.5 s per index, all would take some 25 min per run). \
+         Each row ran once; **time per index** is wall / the indices of the row; **requests** are those of one more, \
          untimed, run of the same command through the harness's counting proxy (restores: into \
-         another fresh osmem).\n",
-        m.indices, m.per_index, m.expected, m.seed_secs, m.indices
+         another fresh osmem), and **requests per index** those over the indices of the row.\n",
+        m.indices, m.per_index, m.expected, m.seed_secs, m.elasticdump_indices
     );
     let kinds: BTreeMap<&str, &Kinds> = m.kinds.iter().map(|(k, v)| (*k, v)).collect();
     let total = |key: &str| -> Option<u64> {
@@ -113,13 +124,14 @@ pub fn indices_section(b: &Bench, s: &mut String) {
         let ok = r.status() == "ok" || r.status() == "INCOMPLETE";
         let num = |x: String| if ok { x } else { "-".into() };
         let req = total(r.key);
+        let indices = indices_of(m, r.key);
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.side,
             r.tool,
             num(secs(r.wall())),
-            num(format!("{:.1}", r.wall() * 1000.0 / m.indices as f64)),
+            num(format!("{:.1}", r.wall() * 1000.0 / indices as f64)),
             num(secs(r.cpu())),
             num(mib(r.max_rss())),
             r.data_bytes.map_or("-".into(), |b| mib(b as f64)),
@@ -130,7 +142,7 @@ pub fn indices_section(b: &Bench, s: &mut String) {
             req.map_or("-".into(), |t| t.to_string()),
             req.map_or("-".into(), |t| format!(
                 "{:.2}",
-                t as f64 / m.indices as f64
+                t as f64 / indices as f64
             )),
             r.status(),
         );
@@ -140,7 +152,7 @@ pub fn indices_section(b: &Bench, s: &mut String) {
 
 /// Requests by kind, per index (and in all), one column per counted run.
 fn request_kinds(m: &ManyIndices, s: &mut String) {
-    let columns: Vec<(&str, Option<&BTreeMap<String, u64>>)> = MANY_KEYS
+    let columns: Vec<(String, Option<&BTreeMap<String, u64>>, u64)> = MANY_KEYS
         .iter()
         .map(|(key, title)| {
             let found = m
@@ -148,11 +160,16 @@ fn request_kinds(m: &ManyIndices, s: &mut String) {
                 .iter()
                 .find(|(k, _)| k == key)
                 .and_then(|(_, v)| v.as_ref().ok());
-            (*title, found)
+            let indices = indices_of(m, key);
+            let title = match indices == m.indices {
+                true => title.to_string(),
+                false => format!("{title} ({indices} indices)"),
+            };
+            (title, found, indices)
         })
         .collect();
     let mut all: BTreeMap<&str, u64> = BTreeMap::new();
-    for (_, kinds) in &columns {
+    for (_, kinds, _) in &columns {
         for (kind, n) in kinds.iter().flat_map(|k| k.iter()) {
             *all.entry(kind.as_str()).or_insert(0) += n;
         }
@@ -168,19 +185,19 @@ fn request_kinds(m: &ManyIndices, s: &mut String) {
     );
     let mut header = String::from("| request |");
     let mut rule = String::from("|---|");
-    for (title, _) in &columns {
+    for (title, _, _) in &columns {
         let _ = write!(header, " {title} |");
         rule.push_str("---:|");
     }
     let _ = writeln!(s, "{header}\n{rule}");
     for (kind, _) in &order {
         let mut line = format!("| `{kind}` |");
-        for (_, kinds) in &columns {
+        for (_, kinds, indices) in &columns {
             let cell = match kinds {
                 None => "-".to_string(),
                 Some(k) => match k.get(*kind) {
                     None | Some(0) => "".to_string(),
-                    Some(n) => format!("{} ({n})", per_index(*n, m.indices)),
+                    Some(n) => format!("{} ({n})", per_index(*n, *indices)),
                 },
             };
             let _ = write!(line, " {cell} |");
@@ -188,15 +205,15 @@ fn request_kinds(m: &ManyIndices, s: &mut String) {
         let _ = writeln!(s, "{line}");
     }
     let mut line = String::from("| **all** |");
-    for (_, kinds) in &columns {
+    for (_, kinds, indices) in &columns {
         let cell = kinds.map_or("-".into(), |k| {
             let n: u64 = k.values().sum();
-            format!("**{}** ({n})", per_index(n, m.indices))
+            format!("**{}** ({n})", per_index(n, *indices))
         });
         let _ = write!(line, " {cell} |");
     }
     let _ = writeln!(s, "{line}");
-    for ((key, title), (_, kinds)) in MANY_KEYS.iter().zip(&columns) {
+    for ((key, title), (_, kinds, _)) in MANY_KEYS.iter().zip(&columns) {
         if kinds.is_none() {
             let why = m
                 .kinds
@@ -229,11 +246,13 @@ Many-small-indices rows (section "Many small indices"):
   routing `eu` on every seventh), then `_refresh`. Its time is reported apart.
 - **esark dump**: `esark dump --source URL --output DIR --match 'tenant-.*' --json -q` (defaults
   otherwise); verified with `esark inspect --json`.
-- **multielasticdump dump**: as the main rows (`--limit=5000 --parallel=2` and the `searchBody`
-  with `track_total_hits`) with `--match=^tenant-`, a deadline of 20 min (FAILED "timed out" past
+- **multielasticdump dump**: as the main `--support-big-int` row (`--limit=5000 --parallel=2`,
+  the `searchBody` with `track_total_hits`, `--support-big-int=true`: without it the load of its
+  dump loses every document, see the main rows) with `--match=^(tenant-0000|tenant-0001|…)$` naming the first
+  `ESARK_BENCH_ELASTICDUMP_INDICES` indices, a deadline of 20 min (FAILED "timed out" past
   it); verified by counting the lines of its data files.
 - **esark restore**, **multielasticdump load**: of each tool's dump into a fresh osmem (esark's
-  defaults; multielasticdump `--limit=5000 --parallel=2`), 20 min deadline for multielasticdump;
+  defaults; multielasticdump `--limit=5000 --parallel=2 --support-big-int=true`), 20 min deadline for multielasticdump;
   verified by `_count` per index after `_refresh`.
 - **requests**: the same command once more through `compare count-proxy`
   (benches/compare/count_proxy.rs), a hyper proxy in front of the cluster (the source, or a fresh
