@@ -456,7 +456,10 @@ impl MetadataBatches {
                         entries
                     }
                     Err(e) => {
-                        tracing::info!("reading the metadata of {} indices at once failed ({e}): one by one", names.len());
+                        tracing::info!(
+                            "reading the metadata of {} indices at once failed ({e}): one by one",
+                            names.len()
+                        );
                         HashMap::new()
                     }
                 };

@@ -21,7 +21,12 @@ use crate::util::server::{BulkBody, TestCluster};
 /// `n` documents `{"i":…,"t":"…"}` with ids `<tag>0`…
 fn docs(tag: &str, n: usize) -> Vec<(String, String)> {
     (0..n)
-        .map(|i| (format!("{tag}{i}"), format!(r#"{{"i":{i},"t":"text {i}"}}"#)))
+        .map(|i| {
+            (
+                format!("{tag}{i}"),
+                format!(r#"{{"i":{i},"t":"text {i}"}}"#),
+            )
+        })
         .collect()
 }
 
@@ -79,7 +84,11 @@ fn small_indices_are_dumped_in_one_request_each() {
     for name in &small {
         let at = regex::escape(name);
         let what = format!("{name}\n{}", proxy.log());
-        assert_eq!(count("GET", &format!("^/{at}/_count$")), 0, "counted: {what}");
+        assert_eq!(
+            count("GET", &format!("^/{at}/_count$")),
+            0,
+            "counted: {what}"
+        );
         assert_eq!(
             count("POST", &format!("^/{at}/_search$")),
             1,
@@ -94,7 +103,12 @@ fn small_indices_are_dumped_in_one_request_each() {
         }
     }
     let at = regex::escape(&big);
-    assert_eq!(count("GET", &format!("^/{at}/_count$")), 1, "{}", proxy.log());
+    assert_eq!(
+        count("GET", &format!("^/{at}/_count$")),
+        1,
+        "{}",
+        proxy.log()
+    );
     assert!(count("POST", "^/_search/scroll$") >= 2, "{}", proxy.log());
     // One scroll cleared: the big index's.
     assert_eq!(count("DELETE", "^/_search/scroll$"), 1, "{}", proxy.log());
@@ -174,7 +188,12 @@ fn an_index_grown_after_the_listing_is_dumped_whole() {
     let at = regex::escape(&name);
     let count = |method: &str, path: &str| proxy.requests_matching(&Route::new(method, path));
     // The search (its answer dropped), then the scroll's first page.
-    assert_eq!(count("POST", &format!("^/{at}/_search$")), 2, "{}", proxy.log());
+    assert_eq!(
+        count("POST", &format!("^/{at}/_search$")),
+        2,
+        "{}",
+        proxy.log()
+    );
     assert!(count("POST", "^/_search/scroll$") >= 1, "{}", proxy.log());
     assert_archived_once(&out, &name, &seeded);
     assert_manifest_counts(&out, &name, 40);
@@ -202,7 +221,12 @@ fn small_index_searches_lost_or_refused_are_asked_again() {
                 When::At(vec![1, 4]),
                 Fault::LoseResponse,
             ),
-            Rule::new("search-503", search.clone(), When::Nth(2), Fault::Status(503)),
+            Rule::new(
+                "search-503",
+                search.clone(),
+                When::Nth(2),
+                Fault::Status(503),
+            ),
             Rule::new(
                 "search-reset",
                 search.clone(),

@@ -140,10 +140,7 @@ pub fn indices_section(b: &Bench, s: &mut String) {
                 |v| format!("{v}/{}", r.expected)
             ),
             req.map_or("-".into(), |t| t.to_string()),
-            req.map_or("-".into(), |t| format!(
-                "{:.2}",
-                t as f64 / indices as f64
-            )),
+            req.map_or("-".into(), |t| format!("{:.2}", t as f64 / indices as f64)),
             r.status(),
         );
     }

@@ -389,7 +389,8 @@ fn fatal_alert(error: &(dyn std::error::Error + 'static)) -> bool {
             .and_then(|io| io.get_ref())
             .map(|inner| inner as &(dyn std::error::Error + 'static));
         for candidate in [Some(e), wrapped].into_iter().flatten() {
-            if let Some(rustls::Error::AlertReceived(_)) = candidate.downcast_ref::<rustls::Error>() {
+            if let Some(rustls::Error::AlertReceived(_)) = candidate.downcast_ref::<rustls::Error>()
+            {
                 return true;
             }
         }

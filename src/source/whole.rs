@@ -94,9 +94,6 @@ mod tests {
         assert!(matches!(judge(page(3, Some(4))), Whole::TooMany));
         assert!(matches!(judge(page(3, None)), Whole::TooMany));
         // At the cap a server may put on totals, not trusted.
-        assert!(matches!(
-            judge(page(10_000, Some(10_000))),
-            Whole::TooMany
-        ));
+        assert!(matches!(judge(page(10_000, Some(10_000))), Whole::TooMany));
     }
 }

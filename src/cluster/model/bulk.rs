@@ -77,7 +77,8 @@ mod tests {
             "version_conflict_engine_exception: document already exists"
         );
         // Nothing failed: `errors` filtered away, or false.
-        let r: BulkResponse = serde_json::from_slice(br#"{"items":[{"index":{"status":200}}]}"#).unwrap();
+        let r: BulkResponse =
+            serde_json::from_slice(br#"{"items":[{"index":{"status":200}}]}"#).unwrap();
         assert!(!r.errors);
     }
 }

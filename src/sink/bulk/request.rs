@@ -202,12 +202,18 @@ mod tests {
     #[test]
     fn a_refreshing_request_and_its_retries_say_so_in_their_path() {
         let mut b = BulkBuilder::new("i", BulkOp::Index, 1 << 20, 2);
-        assert!(b.push_line(br#"{"_id":"1","_source":{}}"#).unwrap().is_none());
+        assert!(b
+            .push_line(br#"{"_id":"1","_source":{}}"#)
+            .unwrap()
+            .is_none());
         let plain = b.take().unwrap();
         assert_eq!(plain.path(), format!("_bulk?filter_path={ANSWER_FILTER}"));
         b.set_refresh(true);
         b.push_line(br#"{"_id":"2","_source":{}}"#).unwrap();
-        let req = b.push_line(br#"{"_id":"3","_source":{}}"#).unwrap().unwrap();
+        let req = b
+            .push_line(br#"{"_id":"3","_source":{}}"#)
+            .unwrap()
+            .unwrap();
         let refreshing = format!("_bulk?refresh=true&filter_path={ANSWER_FILTER}");
         assert_eq!(req.path(), refreshing);
         // What is sent again of it (items refused with 429) refreshes too.
