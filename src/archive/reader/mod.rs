@@ -91,16 +91,16 @@ const CHECK_CONCURRENCY: usize = 4;
 
 /// Files of object storage checked at the same time: most are a few
 /// hundred bytes (settings, mappings, aliases, templates), so a check is
-/// one round trip. A restore from moto of 100,000 documents in 4 indices
-/// (benches/RESULTS.md) checks 17 such files: 4 at a time they took some
-/// 5 rounds of 10-20 ms; 16 at a time all are asked within 2 ms and moto
-/// (some 300 requests/s) answers them in some 55 ms. The whole restore into
-/// the null sink, 4 runs each: 0.32-0.39 s before, 0.31-0.36 s after
-/// (the folder: 0.21-0.26 s).
+/// one round trip. A restore from moto of the benchmark's archive (100,000
+/// documents in 4 indices) checks 17 such files: 4 at a time they took
+/// some 5 rounds of 10-20 ms; 16 at a time all are asked within 2 ms and
+/// moto (some 300 requests/s) answers them in some 55 ms. The whole
+/// restore into the null sink: 0.34-0.39 s before (3 runs), 0.31-0.36 s
+/// after (8 runs; the folder: 0.21-0.26 s).
 const REMOTE_CHECK_CONCURRENCY: usize = 16;
 
 /// How many files of `store` [`Archive::check_files`] checks at once.
-pub(crate) fn check_concurrency(store: &dyn ArchiveStore) -> usize {
+fn check_concurrency(store: &dyn ArchiveStore) -> usize {
     match store.as_local() {
         Some(_) => CHECK_CONCURRENCY,
         None => REMOTE_CHECK_CONCURRENCY,
