@@ -1,7 +1,8 @@
 //! Retries: what to retry is decided apart from how.
 //!
 //! [`classify_status`] is a pure decision on an HTTP answer (429 and 5xx are
-//! worth another try, other statuses are not); [`RetryPolicy`] is the one
+//! worth another try, other statuses are not; [`classify_answer`] also
+//! reads the error's type, for 5xx answers that will not change); [`RetryPolicy`] is the one
 //! mechanism that retries: capped exponential backoff with full jitter and a
 //! maximum number of attempts
 //! (<https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/>).
@@ -103,6 +104,31 @@ pub fn classify_bulk(status: u16, body: &[u8], sent: usize) -> BulkVerdict {
         },
         rejected,
         reason,
+    }
+}
+
+/// Exception types that, as the type of a 5xx answer, are about the
+/// request and the cluster's state, not the server's health: sent again,
+/// the request gets the same answer. Elasticsearch and OpenSearch answer
+/// an `IllegalStateException` with 500: `alias [a] has more than one
+/// write index [x,y]` for a second write index of an alias (a `--prefix`
+/// side copy beside its original), which was sent 8 times, some 17 s of
+/// backoff, before the restore gave up.
+const REFUSED_FOR_GOOD_5XX: &[&str] = &["illegal_state_exception", "illegal_argument_exception"];
+
+/// The decision on a whole-request answer: [`classify_status`], except that
+/// a 5xx naming one of [`REFUSED_FOR_GOOD_5XX`] as its type is not retried.
+pub fn classify_answer(status: u16, body: &[u8]) -> RetryAction {
+    match classify_status(status) {
+        RetryAction::Retry
+            if status >= 500
+                && crate::cluster::model::error::ErrorTypes::of(body)
+                    .primary()
+                    .is_some_and(|t| REFUSED_FOR_GOOD_5XX.contains(&t)) =>
+        {
+            RetryAction::DontRetry
+        }
+        action => action,
     }
 }
 
@@ -281,6 +307,23 @@ mod tests {
         assert_eq!(classify_status(404), RetryAction::DontRetry);
         assert_eq!(classify_status(501), RetryAction::DontRetry);
         assert_eq!(classify_status(502), RetryAction::Retry);
+    }
+
+    #[test]
+    fn a_5xx_about_the_request_itself_is_not_retried() {
+        let two_writers = br#"{"error":{"root_cause":[{"type":"illegal_state_exception","reason":"alias [w] has more than one write index [a,b]"}],"type":"illegal_state_exception","reason":"alias [w] has more than one write index [a,b]"},"status":500}"#;
+        assert_eq!(classify_answer(500, two_writers), RetryAction::DontRetry);
+        // The server's health: retried, whatever the causes say.
+        let busy = br#"{"error":{"type":"search_phase_execution_exception","reason":"all shards failed","caused_by":{"type":"illegal_state_exception"}},"status":503}"#;
+        assert_eq!(classify_answer(503, busy), RetryAction::Retry);
+        assert_eq!(
+            classify_answer(500, b"<html>proxy error</html>"),
+            RetryAction::Retry
+        );
+        assert_eq!(classify_answer(502, b""), RetryAction::Retry);
+        assert_eq!(classify_answer(429, two_writers), RetryAction::Retry);
+        assert_eq!(classify_answer(200, b"{}"), RetryAction::Success);
+        assert_eq!(classify_answer(404, b"{}"), RetryAction::DontRetry);
     }
 
     #[test]

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use regex::Regex;
 use serde_json::{json, Value};
 
-use crate::util::esark::Output;
+use crate::util::esark::{Esark, Output};
+use crate::util::faults::{FaultProxy, Route};
 use crate::util::restore_support::{
     alias_targets, all_index_names, dump_archive, json_report, report_index, restore_cmd,
     seed_index, target_cluster, try_count, verify_cmd,
@@ -337,6 +338,55 @@ fn side_copy_says_which_aliases_it_joined_and_no_aliases_keeps_out() {
     assert_eq!(c.members(&logs), set(&[&jan, &feb, &side]));
     assert_eq!(try_count(&c.target, &quiet), Some(750));
     assert_eq!(c.target.aliases(&quiet), json!({}));
+}
+
+/// Regression: a `--prefix` side copy of an index that is its alias's
+/// write index, restored beside the original (still the write index): the
+/// server refuses two write indices with HTTP 500 `illegal_state_exception`,
+/// an answer that will not change, and esark sent `POST /_aliases` 8 times
+/// (some 17 s of backoff) before it said so. Now it asks once and says why.
+#[test]
+fn an_alias_the_server_refuses_for_good_is_asked_once_and_reported() {
+    let test = "safety-write-alias";
+    let Some(target) = target_cluster(test) else {
+        return;
+    };
+    let source = TestCluster::start(test);
+    let p = source.prefix().to_string();
+    let (index, alias) = (format!("{p}-orders"), format!("{p}-orders-w"));
+    seed_index(
+        &source,
+        &index,
+        &json!({"settings": {"number_of_shards": 1, "number_of_replicas": 0},
+                "aliases": {alias.clone(): {"is_write_index": true}}}),
+        &docs(10, "o-"),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    dump_archive(&source, &archive, &format!("^{}$", regex::escape(&index)));
+    restore_cmd(&archive, &target).run().assert_success();
+
+    let proxy = FaultProxy::start(target.base_url(), vec![]);
+    let run = Esark::new()
+        .args(["restore", "--input"])
+        .arg(&archive)
+        .args(["--target", &proxy.url(), "--prefix", "side-", "--quiet"])
+        .run();
+    assert_eq!(run.code, Some(1), "the restore cannot complete\n{run}");
+    let last = run.stderr_lines().last().copied().unwrap_or("");
+    assert!(
+        last.contains("more than one write index") && last.contains(&alias),
+        "the server's reason, on the last line\n{run}"
+    );
+    let asked = proxy.requests_matching(&Route::new("POST", "^/_aliases$"));
+    assert_eq!(asked, 1, "POST /_aliases sent\n{}", proxy.log());
+    assert_eq!(
+        alias_targets(&target, &alias)
+            .into_keys()
+            .collect::<Vec<_>>(),
+        vec![index.clone()]
+    );
+    assert_eq!(try_count(&target, &format!("side-{index}")), Some(10));
 }
 
 // ---- 3. only the templates the selected indices need ------------------------

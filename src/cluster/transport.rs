@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::{model, root_cause, Cluster, ClusterError};
 use crate::aws::sigv4::{self, SigV4Signer};
-use crate::retry::{classify_status, RetryAction, Verdict};
+use crate::retry::{classify_answer, RetryAction, Verdict};
 
 /// What the server answered to a request sent through the retry policy.
 #[derive(Debug, Clone)]
@@ -92,7 +92,7 @@ impl Cluster {
     /// Whether an attempt's outcome is worth another one.
     fn judge(&self, outcome: &Result<Attempt, ClusterError>) -> Verdict {
         match outcome {
-            Ok(a) if classify_status(a.status) == RetryAction::Retry => Verdict::Retry {
+            Ok(a) if classify_answer(a.status, &a.body) == RetryAction::Retry => Verdict::Retry {
                 after: a.retry_after,
                 why: format!("HTTP {}: {}", a.status, model::error::reason(&a.body)),
             },
