@@ -17,8 +17,10 @@
 #
 # Environment: ESARK_BENCH_DOCS (default 100000, --quick 3000),
 # ESARK_BENCH_REPEAT (default 3: restore rows), ESARK_BENCH_DUMP_REPEAT
-# (default 7: the dump rows take a second each, and some runs meet a burst
-# of over a second of server CPU, whichever tool runs), ESARK_BENCH_SEED (default 42),
+# (default 7: the dump rows take a second each, and some runs meet a
+# garbage collection of the source osmem, over a second of its CPU,
+# whichever tool runs: those are left out of the medians, see
+# benches/README.md), ESARK_BENCH_SEED (default 42),
 # ESARK_BENCH_ROWS (all, storage, indices or flatness; as --rows, default all),
 # ESARK_BENCH_RESULTS (default benches/RESULTS.md, with --rows X only
 # benches/RESULTS-X.md), ESARK_BENCH_INDICES and ESARK_BENCH_INDEX_DOCS
@@ -51,7 +53,7 @@ while [ $# -gt 0 ]; do
     --rows) [ $# -ge 2 ] || { echo "--rows needs a value: all, storage, indices or flatness" >&2; exit 2; }
             rows="$2"; shift ;;
     --rows=*) rows="${1#--rows=}" ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
   esac
   shift

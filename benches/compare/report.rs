@@ -4,6 +4,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
+use std::time::Instant;
+
+use crate::servers::GcCycle;
 
 use crate::measure::{median, Measurement};
 
@@ -24,6 +27,29 @@ pub struct Run {
     /// Documents found where they should be (output files, target, sink).
     pub verified: Option<u64>,
     pub status: RunStatus,
+    /// When the child was started and when it ended.
+    pub span: Option<(Instant, Instant)>,
+    /// How many of the source server's garbage collections overlapped the
+    /// run (`None`: the server does not report them); see
+    /// [`Row::note_gc`] and [`crate::servers::Server::osmem_traced`].
+    pub server_gc: Option<usize>,
+}
+
+impl Run {
+    /// A run that has no numbers (failed before it started, or skipped).
+    pub fn without_numbers(status: RunStatus) -> Run {
+        Run {
+            m: Measurement::default(),
+            verified: None,
+            status,
+            span: None,
+            server_gc: None,
+        }
+    }
+
+    fn met_gc(&self) -> bool {
+        self.server_gc.is_some_and(|n| n > 0)
+    }
 }
 
 /// One line of the table: one tool on one side, over its runs.
@@ -62,6 +88,54 @@ impl Row {
             .iter()
             .filter(|r| matches!(r.status, RunStatus::Ok | RunStatus::Incomplete(_)))
             .collect()
+    }
+
+    /// The runs the medians are taken over: the measured runs that met no
+    /// garbage collection of the source server, when there are at least
+    /// [`MIN_CLEAN_RUNS`] of them; otherwise every measured run. (Which
+    /// run a collection lands in depends on what every run before it
+    /// allocated on the server, not on the tool that runs: see
+    /// [`crate::servers::Server::osmem_traced`].)
+    fn timed(&self) -> Vec<&Run> {
+        let measured = self.measured();
+        let clean: Vec<&Run> = measured.iter().copied().filter(|r| !r.met_gc()).collect();
+        if clean.len() >= MIN_CLEAN_RUNS {
+            clean
+        } else {
+            measured
+        }
+    }
+
+    /// Sets [`Run::server_gc`] of every run with a span from the server's
+    /// collections (`None`: it does not report them).
+    pub fn note_gc(&mut self, cycles: Option<&[GcCycle]>) {
+        let Some(cycles) = cycles else { return };
+        for run in &mut self.runs {
+            if let Some((start, end)) = run.span {
+                run.server_gc = Some(
+                    cycles
+                        .iter()
+                        .filter(|c| c.start < end && c.end > start)
+                        .count(),
+                );
+            }
+        }
+    }
+
+    /// The runs column: how many runs, and how many of them met a
+    /// collection of the server and were left out of the medians.
+    fn runs_cell(&self) -> String {
+        if self.status() == "SKIPPED" {
+            return "0".into();
+        }
+        let measured = self.measured();
+        let left_out = measured.len() - self.timed().len();
+        let met = measured.iter().filter(|r| r.met_gc()).count();
+        match (left_out, met) {
+            (0, 0) => self.runs.len().to_string(),
+            (0, met) => format!("{} ({met} met a server GC, kept)", self.runs.len()),
+            (out, _) => format!("{} ({out} met a server GC)", self.runs.len()),
+        }
     }
 
     pub fn status(&self) -> &'static str {
@@ -106,7 +180,7 @@ impl Row {
     }
 
     fn stat(&self, f: impl Fn(&Run) -> f64) -> f64 {
-        median(self.measured().into_iter().map(f).collect())
+        median(self.timed().into_iter().map(f).collect())
     }
 
     pub fn wall(&self) -> f64 {
@@ -154,6 +228,10 @@ impl Row {
     }
 }
 
+/// The fewest runs without a server garbage collection a row's medians are
+/// taken over; with fewer, they are taken over all its runs.
+pub const MIN_CLEAN_RUNS: usize = 2;
+
 pub fn secs(s: f64) -> String {
     if !s.is_finite() {
         "-".into()
@@ -194,11 +272,7 @@ pub fn table(rows: &[Row]) -> String {
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.side,
             r.tool,
-            if r.status() == "SKIPPED" {
-                0
-            } else {
-                r.runs.len()
-            },
+            r.runs_cell(),
             num(secs(r.wall())),
             num(r.wall_range()),
             num(rate(r.docs_per_s())),

@@ -8,10 +8,10 @@
 //! outlives a killed harness.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -19,6 +19,19 @@ use serde_json::Value;
 pub struct Server {
     child: Child,
     pub url: String,
+    /// Just before the process was spawned: the origin of the times a Go
+    /// runtime's `gctrace` gives (seconds since the program started).
+    spawned: Instant,
+    /// Where its `GODEBUG=gctrace=1` lines go, and the log's length before
+    /// it started (the log is appended to): see [`Server::osmem_traced`].
+    gc_log: Option<(PathBuf, u64)>,
+}
+
+/// One garbage collection of a Go server, as `gctrace` reports it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GcCycle {
+    pub start: Instant,
+    pub end: Instant,
 }
 
 impl Server {
@@ -32,6 +45,7 @@ impl Server {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(err));
+        let spawned = Instant::now();
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {name}: {e}"))?;
@@ -47,6 +61,8 @@ impl Server {
         let mut server = Server {
             child,
             url: String::new(),
+            spawned,
+            gc_log: None,
         };
         let line = match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(Some(Ok(line))) => line,
@@ -90,10 +106,53 @@ impl Server {
         Server::start(name, cmd, log)
     }
 
+    /// A fresh osmem-server that reports each of its garbage collections
+    /// (`GODEBUG=gctrace=1`, a line per cycle on stderr, into `log`): the
+    /// dump rows' source. Holding some 3 GB for 100,000 documents, it
+    /// collects about once every three dumps, whichever tool dumps, and a
+    /// collection takes 0.6-1.0 s of wall time and a second or more of its
+    /// CPU (measured: 3 collections in 9 raw scrolls and 3 in 9 esark
+    /// dumps, in a row each); a run it meets is slower by 0.1-0.5 s, the
+    /// more so the more CPU the client itself needs on a 2-core machine.
+    /// [`Server::gc_cycles`] tells which runs met one.
+    pub fn osmem_traced(bin: &Path, name: &str, log: &Path) -> Result<Server, String> {
+        let offset = std::fs::metadata(log).map_or(0, |m| m.len());
+        let mut cmd = Command::new(bin);
+        cmd.args(["-addr", "127.0.0.1:0", "-no-stdin-watch", "-parent-pid"])
+            .arg(std::process::id().to_string())
+            .env("GODEBUG", "gctrace=1");
+        let mut server = Server::start(name, cmd, log)?;
+        server.gc_log = Some((log.to_path_buf(), offset));
+        Ok(server)
+    }
+
+    /// The garbage collections the server has finished so far (a cycle is
+    /// reported when it ends), or `None` for a server not started by
+    /// [`Server::osmem_traced`] or a log that cannot be read.
+    pub fn gc_cycles(&self) -> Option<Vec<GcCycle>> {
+        let (log, offset) = self.gc_log.as_ref()?;
+        let bytes = std::fs::read(log).ok()?;
+        let text = String::from_utf8_lossy(bytes.get(*offset as usize..)?);
+        Some(
+            text.lines()
+                .filter_map(parse_gctrace)
+                .map(|(start, clock)| GcCycle {
+                    start: self.spawned + Duration::from_secs_f64(start),
+                    end: self.spawned + Duration::from_secs_f64(start + clock),
+                })
+                .collect(),
+        )
+    }
+
     /// A server started elsewhere that does not announce its URL (moto):
     /// killed and reaped on drop like the others.
     pub fn adopt(child: Child, url: String) -> Server {
-        Server { child, url }
+        Server {
+            child,
+            url,
+            spawned: Instant::now(),
+            gc_log: None,
+        }
     }
 
     /// A fresh null bulk sink (this very binary, `null-sink`).
@@ -103,6 +162,30 @@ impl Server {
         cmd.arg("null-sink");
         Server::start("null sink", cmd, log)
     }
+}
+
+/// A `gctrace` line, `gc 12 @73.422s 5%: 0.11+846+0.096 ms clock, ...`:
+/// when the cycle began (seconds since the program started) and how long
+/// it took (its three wall-clock phases: stop-the-world sweep termination,
+/// concurrent mark and scan, stop-the-world mark termination), in seconds.
+fn parse_gctrace(line: &str) -> Option<(f64, f64)> {
+    let mut words = line.split_whitespace();
+    (words.next()? == "gc").then_some(())?;
+    words.next()?.parse::<u64>().ok()?;
+    let start: f64 = words
+        .next()?
+        .strip_prefix('@')?
+        .strip_suffix('s')?
+        .parse()
+        .ok()?;
+    words.next()?; // "5%:"
+    let phases = words.next()?;
+    (words.next()? == "ms" && words.next()? == "clock,").then_some(())?;
+    let mut ms = 0.0;
+    for phase in phases.split('+') {
+        ms += phase.parse::<f64>().ok()?;
+    }
+    Some((start, ms / 1000.0))
 }
 
 impl Drop for Server {

@@ -104,7 +104,7 @@ impl Bench {
     /// The esark-seed source and every row measured against it: dump side,
     /// memory flatness at a tenth, restore side, storage rows.
     fn main_rows(&mut self) -> Result<(), String> {
-        let source = Server::osmem(
+        let source = Server::osmem_traced(
             &self.cfg.osmem,
             "source osmem",
             &self.logs.join("osmem-source.log"),
@@ -165,12 +165,13 @@ pub fn dir_size(path: &Path) -> u64 {
 }
 
 fn failed(why: String) -> Run {
-    Run {
-        m: measure::Measurement::default(),
-        verified: None,
-        status: RunStatus::Failed(why),
-    }
+    Run::without_numbers(RunStatus::Failed(why))
 }
+
+/// How long the dump side waits after its last run before it reads the
+/// source server's collections: a collection is reported when it ends, and
+/// one of 100,000 documents' heap takes up to about a second.
+const GC_SETTLE: Duration = Duration::from_secs(3);
 
 impl Bench {
     /// A deadline of `base` seconds plus `per_doc_ms` per document.
@@ -231,7 +232,9 @@ impl Bench {
         check: impl FnOnce(&Outcome) -> Result<u64, String>,
     ) -> Run {
         let log = self.logs.join(format!("{name}.log"));
+        let start = Instant::now();
         let outcome = measure::run(cmd, timeout, &log);
+        let span = Some((start, Instant::now()));
         keep_stdout(&log, &outcome);
         let (status, verified) = match &outcome.status {
             Err(e) => (
@@ -263,6 +266,8 @@ impl Bench {
             m: outcome.measurement,
             verified,
             status,
+            span,
+            server_gc: None,
         }
     }
 
@@ -285,10 +290,10 @@ impl Bench {
         // over a second of server CPU (seen with either tool; the server
         // holds a few GB for 100,000 documents) and are slow whichever tool
         // it is; the runs alternate and the table takes medians.
-        let mut server_cpu: Vec<(String, f64, f64)> = Vec::new();
+        let mut server_cpu: Vec<(String, Option<(Instant, Instant)>, f64, f64)> = Vec::new();
         let mut during = |label: String, run: &Run, before: Option<f64>| {
             if let (Some(b), Some(a)) = (before, server.cpu_seconds()) {
-                server_cpu.push((label, run.m.wall.as_secs_f64(), a - b));
+                server_cpu.push((label, run.span, run.m.wall.as_secs_f64(), a - b));
             }
         };
         for r in 1..=self.cfg.dump_repeat {
@@ -304,15 +309,48 @@ impl Bench {
             esark.runs.push(run);
             self.storage_dump(storage, source, r);
         }
+        // A collection is reported when it ends: let one under way finish.
+        std::thread::sleep(GC_SETTLE);
+        let cycles = server.gc_cycles();
+        for row in [&mut raw, &mut esark] {
+            row.note_gc(cycles.as_deref());
+        }
+        self.storage_note_gc(storage, cycles.as_deref());
         if !server_cpu.is_empty() {
+            let met = |span: &Option<(Instant, Instant)>| match (span, &cycles) {
+                (Some((start, end)), Some(cycles)) => {
+                    let n = cycles
+                        .iter()
+                        .filter(|c| c.start < *end && c.end > *start)
+                        .count();
+                    if n > 0 {
+                        " (met a server GC)"
+                    } else {
+                        ""
+                    }
+                }
+                _ => "",
+            };
             let list: Vec<String> = server_cpu
                 .iter()
-                .map(|(label, wall, cpu)| format!("{label}: {wall:.2} s / {cpu:.2} s"))
+                .map(|(label, span, wall, cpu)| {
+                    format!("{label}: {wall:.2} s / {cpu:.2} s{}", met(span))
+                })
                 .collect();
             self.notes.push(format!(
                 "Dump runs in the order they ran, wall time / CPU time osmem spent meanwhile: {}.",
                 list.join("; ")
             ));
+            if let Some(cycles) = &cycles {
+                self.notes.push(format!(
+                    "The source osmem collected garbage {} time(s) from its start to the end of the \
+                     dump rows (seeding included; `GODEBUG=gctrace=1`). A dump run that overlapped a \
+                     collection is marked above and left out of its row's medians when the row keeps \
+                     at least {} runs without one.",
+                    cycles.len(),
+                    crate::report::MIN_CLEAN_RUNS
+                ));
+            }
         }
         esark.data_bytes = Some(dir_size(&out));
         if let Some(options) = std::fs::read(out.join("manifest.json"))

@@ -19,9 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::{dir_size, failed, progress, Bench};
-use crate::measure::{median, Measurement};
+use crate::measure::median;
 use crate::moto::Moto;
 use crate::report::{Row, Run, RunStatus};
+use crate::servers::GcCycle;
 
 /// The bucket the S3 rows write to; each dump run gets a fresh prefix.
 const BUCKET: &str = "esark-bench";
@@ -108,11 +109,7 @@ pub struct Storage {
 }
 
 fn skipped(why: String) -> Run {
-    Run {
-        m: Measurement::default(),
-        verified: None,
-        status: RunStatus::Skipped(why),
-    }
+    Run::without_numbers(RunStatus::Skipped(why))
 }
 
 impl Bench {
@@ -198,6 +195,13 @@ impl Bench {
         if let Ok(Archive::Encrypted { dir, .. }) = &st.encrypted {
             st.dump_encrypted.data_bytes = Some(dir_size(dir));
         }
+    }
+
+    /// Marks the storage dump runs that met a garbage collection of the
+    /// source server (see [`Row::note_gc`]).
+    pub(super) fn storage_note_gc(&self, st: &mut Storage, cycles: Option<&[GcCycle]>) {
+        st.dump_s3.note_gc(cycles);
+        st.dump_encrypted.note_gc(cycles);
     }
 
     /// Round `r` of the storage restores into the null sink: from the last
