@@ -53,7 +53,7 @@ while [ $# -gt 0 ]; do
     --rows) [ $# -ge 2 ] || { echo "--rows needs a value: all, storage, indices or flatness" >&2; exit 2; }
             rows="$2"; shift ;;
     --rows=*) rows="${1#--rows=}" ;;
-    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
