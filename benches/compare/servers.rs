@@ -27,6 +27,13 @@ pub struct Server {
     gc_log: Option<(PathBuf, u64)>,
 }
 
+/// The window [`Server::wait_quiet`] samples the server's CPU time over.
+const QUIET_WINDOW: Duration = Duration::from_millis(100);
+
+/// CPU seconds in a [`QUIET_WINDOW`] below which the server counts as idle
+/// (one clock tick is 0.01 s: no tick at all).
+const QUIET_CPU: f64 = 0.005;
+
 /// One garbage collection of a Go server, as `gctrace` reports it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GcCycle {
@@ -96,6 +103,40 @@ impl Server {
         // SAFETY: sysconf has no preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
         (hz > 0.0).then(|| ticks / hz)
+    }
+
+    /// Waits until the server is idle: less than [`QUIET_CPU`] of CPU time
+    /// in each of two windows of [`QUIET_WINDOW`] in a row, at most `max`.
+    /// Returns how long it waited, and whether the server went quiet.
+    ///
+    /// A Go server's work for a request does not always end with its
+    /// answer: a garbage collection under way (0.6-1.5 s of wall time at
+    /// 100,000 documents) goes on into whatever runs next when runs follow
+    /// each other at once. Waiting for an idle server makes a run meet only
+    /// the collections that its own allocations, and those of the runs
+    /// before it, start while it runs.
+    pub fn wait_quiet(&self, max: Duration) -> (Duration, bool) {
+        let start = Instant::now();
+        let mut quiet_windows = 0;
+        let Some(mut last) = self.cpu_seconds() else {
+            return (Duration::ZERO, false);
+        };
+        while start.elapsed() < max {
+            std::thread::sleep(QUIET_WINDOW);
+            let Some(now) = self.cpu_seconds() else {
+                return (start.elapsed(), false);
+            };
+            if now - last < QUIET_CPU {
+                quiet_windows += 1;
+                if quiet_windows == 2 {
+                    return (start.elapsed(), true);
+                }
+            } else {
+                quiet_windows = 0;
+            }
+            last = now;
+        }
+        (start.elapsed(), false)
     }
 
     /// A fresh, empty osmem-server on 127.0.0.1.

@@ -168,6 +168,51 @@ fn failed(why: String) -> Run {
     Run::without_numbers(RunStatus::Failed(why))
 }
 
+/// The waits for an idle source server before each dump run (see
+/// [`Server::wait_quiet`]).
+#[derive(Default)]
+struct Quiet {
+    runs: usize,
+    waited: Duration,
+    longest: Duration,
+    never_quiet: usize,
+}
+
+/// The longest a dump run waits for the source server to go idle.
+const QUIET_MAX: Duration = Duration::from_secs(10);
+
+impl Quiet {
+    fn wait(&mut self, server: &Server) {
+        let (waited, quiet) = server.wait_quiet(QUIET_MAX);
+        self.runs += 1;
+        self.waited += waited;
+        self.longest = self.longest.max(waited);
+        if !quiet {
+            self.never_quiet += 1;
+        }
+    }
+
+    fn note(&self) -> String {
+        let mut note = format!(
+            "Each of the {} dump runs against the source osmem started once osmem had been idle \
+             (under 5 ms of CPU time in each of two 100 ms windows): {:.1} s of waiting in all, \
+             {:.2} s at most before one run",
+            self.runs,
+            self.waited.as_secs_f64(),
+            self.longest.as_secs_f64()
+        );
+        if self.never_quiet > 0 {
+            note.push_str(&format!(
+                "; {} run(s) started after {} s without osmem going idle",
+                self.never_quiet,
+                QUIET_MAX.as_secs()
+            ));
+        }
+        note.push('.');
+        note
+    }
+}
+
 /// How long the dump side waits after its last run before it reads the
 /// source server's collections: a collection is reported when it ends, and
 /// one of 100,000 documents' heap takes up to about a second.
@@ -296,19 +341,30 @@ impl Bench {
                 server_cpu.push((label, run.span, run.m.wall.as_secs_f64(), a - b));
             }
         };
+        let mut quiet = Quiet::default();
         for r in 1..=self.cfg.dump_repeat {
-            if all {
-                let before = server.cpu_seconds();
-                let run = self.raw_scroll(source, r);
-                during(format!("raw {r}"), &run, before);
-                raw.runs.push(run);
+            // Odd rounds dump raw first, even rounds esark: the server
+            // collects garbage after a set amount of allocation, and with
+            // the same order in every round its collections kept landing
+            // on the same row (every esark dump of one run).
+            for esark_turn in [r % 2 == 0, r % 2 == 1] {
+                if esark_turn {
+                    quiet.wait(server);
+                    let before = server.cpu_seconds();
+                    let run = self.esark_dump(source, &folder, &format!("dump-esark-{r}"), n);
+                    during(format!("esark {r}"), &run, before);
+                    esark.runs.push(run);
+                } else if all {
+                    quiet.wait(server);
+                    let before = server.cpu_seconds();
+                    let run = self.raw_scroll(source, r);
+                    during(format!("raw {r}"), &run, before);
+                    raw.runs.push(run);
+                }
             }
-            let before = server.cpu_seconds();
-            let run = self.esark_dump(source, &folder, &format!("dump-esark-{r}"), n);
-            during(format!("esark {r}"), &run, before);
-            esark.runs.push(run);
-            self.storage_dump(storage, source, r);
+            self.storage_dump(storage, source, r, &mut || quiet.wait(server));
         }
+        self.notes.push(quiet.note());
         // A collection is reported when it ends: let one under way finish.
         std::thread::sleep(GC_SETTLE);
         let cycles = server.gc_cycles();

@@ -159,8 +159,15 @@ impl Bench {
         }
     }
 
-    /// Round `r` of the storage dumps: to S3, then to an encrypted folder.
-    pub(super) fn storage_dump(&self, st: &mut Storage, source: &str, r: usize) {
+    /// Round `r` of the storage dumps: to S3, then to an encrypted folder,
+    /// each run after `quiet` (which waits for an idle source).
+    pub(super) fn storage_dump(
+        &self,
+        st: &mut Storage,
+        source: &str,
+        r: usize,
+        quiet: &mut dyn FnMut(),
+    ) {
         match &st.moto {
             Err(run) => st.dump_s3.runs = vec![run.clone()],
             Ok(moto) => {
@@ -168,6 +175,7 @@ impl Bench {
                     prefix: format!("dump-{r}"),
                     env: moto.env(),
                 };
+                quiet();
                 let before = moto.cpu_seconds();
                 let run = self.esark_dump(
                     source,
@@ -185,12 +193,15 @@ impl Bench {
         }
         st.dump_encrypted.runs.push(match &st.encrypted {
             Err(e) => failed(format!("no age key pair: {e}")),
-            Ok(archive) => self.esark_dump(
-                source,
-                archive,
-                &format!("dump-encrypted-{r}"),
-                st.dump_encrypted.expected,
-            ),
+            Ok(archive) => {
+                quiet();
+                self.esark_dump(
+                    source,
+                    archive,
+                    &format!("dump-encrypted-{r}"),
+                    st.dump_encrypted.expected,
+                )
+            }
         });
         if let Ok(Archive::Encrypted { dir, .. }) = &st.encrypted {
             st.dump_encrypted.data_bytes = Some(dir_size(dir));
