@@ -378,6 +378,7 @@ fn an_alias_the_server_refuses_for_good_is_asked_once_and_reported() {
         last.contains("more than one write index") && last.contains(&alias),
         "the server's reason, on the last line\n{run}"
     );
+    assert!(last.contains("--no-aliases"), "the way out\n{run}");
     let asked = proxy.requests_matching(&Route::new("POST", "^/_aliases$"));
     assert_eq!(asked, 1, "POST /_aliases sent\n{}", proxy.log());
     assert_eq!(

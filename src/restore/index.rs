@@ -13,7 +13,7 @@ use super::report::{self, IndexReport, Status};
 use super::target::{self, Preparation};
 use super::{state, RestoreConfig};
 use crate::cluster::indices::ClusterNames;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, ClusterError};
 use crate::job::{CancellationToken, Events};
 use crate::plan::{self, IndexPlan};
 use crate::sink::bulk::{BulkBuilder, BulkIndexer, BulkOp, IndexStats};
@@ -318,6 +318,12 @@ pub(super) async fn restore_index(
                 report.removed_indices.extend(outcome.removed);
                 report.joined_aliases = outcome.joined;
             }
+            // The server refused the archived aliases (a second write
+            // index of an alias, say): the documents are in; say how to
+            // restore the index without them.
+            Err(e @ ClusterError::Http { .. }) if config.aliases => problems.push(format!(
+                "aliases: {e} (--no-aliases restores the index without its archived aliases)"
+            )),
             Err(e) => problems.push(format!("aliases: {e}")),
         }
     } else if config.atomic {
