@@ -2,9 +2,9 @@
 //!
 //! [`classify_status`] is a pure decision on an HTTP answer (429 and 5xx are
 //! worth another try, other statuses are not; [`classify_answer`] also
-//! reads the error's type, for 5xx answers that will not change); [`RetryPolicy`] is the one
-//! mechanism that retries: capped exponential backoff with full jitter and a
-//! maximum number of attempts
+//! reads the error's type, for 5xx answers that will not change);
+//! [`RetryPolicy`] is the one mechanism that retries: capped exponential
+//! backoff with full jitter and a maximum number of attempts
 //! (<https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/>).
 
 use std::future::Future;

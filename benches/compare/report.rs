@@ -6,9 +6,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use crate::servers::GcCycle;
-
 use crate::measure::{median, Measurement};
+use crate::servers::{collections_during, GcCycle};
 
 /// How one run of a row ended.
 #[derive(Debug, Clone)]
@@ -111,13 +110,8 @@ impl Row {
     pub fn note_gc(&mut self, cycles: Option<&[GcCycle]>) {
         let Some(cycles) = cycles else { return };
         for run in &mut self.runs {
-            if let Some((start, end)) = run.span {
-                run.server_gc = Some(
-                    cycles
-                        .iter()
-                        .filter(|c| c.start < end && c.end > start)
-                        .count(),
-                );
+            if let Some(span) = run.span {
+                run.server_gc = Some(collections_during(cycles, span));
             }
         }
     }

@@ -384,8 +384,8 @@ const METHOD: &str = r#"
 
 - **wall s**: from spawning the tool to reaping it; **docs/s**: verified documents / median wall time.
 - **runs**: the dump rows' source osmem runs with `GODEBUG=gctrace=1` and reports each of its
-  garbage collections (0.6-1.0 s of wall time, a second or more of its CPU at 100,000 documents,
-  about once every three dumps, whichever tool dumps: 3 in 9 raw scrolls and 3 in 9 esark dumps
+  garbage collections (0.6-1.5 s of wall time, a second or more of its CPU at 100,000 documents,
+  about once every 3-4 dumps, whichever tool dumps: 3 in 9 raw scrolls and 3 in 9 esark dumps
   in a row each). A run that overlapped one is counted in **runs** ("N met a server GC") and in
   the wall range but left out of the medians, as long as the row keeps at least two runs without
   one; the notes list every dump run with the server's CPU time and the collections it met.

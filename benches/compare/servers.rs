@@ -41,6 +41,14 @@ pub struct GcCycle {
     pub end: Instant,
 }
 
+/// How many of `cycles` overlapped the run from `start` to `end`.
+pub fn collections_during(cycles: &[GcCycle], (start, end): (Instant, Instant)) -> usize {
+    cycles
+        .iter()
+        .filter(|c| c.start < end && c.end > start)
+        .count()
+}
+
 impl Server {
     /// Starts `cmd`, waits (at most 60 s) for a JSON line with `"url"`.
     pub fn start(name: &str, mut cmd: Command, log: &Path) -> Result<Server, String> {
@@ -149,12 +157,12 @@ impl Server {
 
     /// A fresh osmem-server that reports each of its garbage collections
     /// (`GODEBUG=gctrace=1`, a line per cycle on stderr, into `log`): the
-    /// dump rows' source. Holding some 3 GB for 100,000 documents, it
-    /// collects about once every three dumps, whichever tool dumps, and a
-    /// collection takes 0.6-1.0 s of wall time and a second or more of its
-    /// CPU (measured: 3 collections in 9 raw scrolls and 3 in 9 esark
-    /// dumps, in a row each); a run it meets is slower by 0.1-0.5 s, the
-    /// more so the more CPU the client itself needs on a 2-core machine.
+    /// dump rows' source. Holding 2-3 GB for 100,000 documents, it collects
+    /// about once every 3-4 dumps, whichever tool dumps, and a collection
+    /// takes 0.6-1.5 s of wall time and a second or more of its CPU
+    /// (measured: 3 collections in 9 raw scrolls and 3 in 9 esark dumps, in
+    /// a row each); a run it meets is slower by 0.1-0.5 s, the more so the
+    /// more CPU the client itself needs on a 2-core machine.
     /// [`Server::gc_cycles`] tells which runs met one.
     pub fn osmem_traced(bin: &Path, name: &str, log: &Path) -> Result<Server, String> {
         let offset = std::fs::metadata(log).map_or(0, |m| m.len());

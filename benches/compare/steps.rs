@@ -21,7 +21,7 @@ use serde_json::Value;
 use crate::measure::{self, Outcome};
 use crate::raw;
 use crate::report::{Row, Run, RunStatus};
-use crate::servers::{encode, Http, Server};
+use crate::servers::{collections_during, encode, Http, Server};
 use crate::{Config, Rows};
 
 mod elasticdump;
@@ -333,8 +333,8 @@ impl Bench {
         let folder = Archive::Folder(out.clone());
         // What the server spent during each run: some runs meet a burst of
         // over a second of server CPU (seen with either tool; the server
-        // holds a few GB for 100,000 documents) and are slow whichever tool
-        // it is; the runs alternate and the table takes medians.
+        // holds a few GB for 100,000 documents): its garbage collections,
+        // which the notes and the rows mark (see `Server::osmem_traced`).
         let mut server_cpu: Vec<(String, Option<(Instant, Instant)>, f64, f64)> = Vec::new();
         let mut during = |label: String, run: &Run, before: Option<f64>| {
             if let (Some(b), Some(a)) = (before, server.cpu_seconds()) {
@@ -374,16 +374,8 @@ impl Bench {
         self.storage_note_gc(storage, cycles.as_deref());
         if !server_cpu.is_empty() {
             let met = |span: &Option<(Instant, Instant)>| match (span, &cycles) {
-                (Some((start, end)), Some(cycles)) => {
-                    let n = cycles
-                        .iter()
-                        .filter(|c| c.start < *end && c.end > *start)
-                        .count();
-                    if n > 0 {
-                        " (met a server GC)"
-                    } else {
-                        ""
-                    }
+                (Some(span), Some(cycles)) if collections_during(cycles, *span) > 0 => {
+                    " (met a server GC)"
                 }
                 _ => "",
             };
